@@ -1,0 +1,296 @@
+//! The byte pipeline between a dump tool and the store: zstd (multithreaded) then optional age
+//! encryption on the way out, cut into equal-size parts while hashing; and the reverse on the
+//! way back in. Runs on blocking threads; parts cross to the async uploader through a bounded
+//! channel, so memory is bounded by part size × parts in flight.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+/// Compression settings: `zstd` or `zstd:LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub level: i32,
+    pub threads: u32,
+}
+
+impl Codec {
+    pub const DEFAULT_LEVEL: i32 = 3;
+
+    /// Parses the `--compression` value.
+    pub fn parse(spec: &str) -> Result<Codec, String> {
+        let (algo, level) = match spec.split_once(':') {
+            Some((a, l)) => (a, Some(l)),
+            None => (spec, None),
+        };
+        if algo != "zstd" {
+            return Err(format!("unknown compression '{algo}': use zstd or zstd:LEVEL (1-19)"));
+        }
+        let level = match level {
+            None => Self::DEFAULT_LEVEL,
+            Some(l) => match l.parse::<i32>() {
+                Ok(n) if (1..=19).contains(&n) => n,
+                _ => return Err(format!("invalid zstd level '{l}': use 1-19")),
+            },
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Ok(Codec { level, threads })
+    }
+}
+
+/// What came out of an encode: raw input size, stored size and the stored bytes' SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub raw_size: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Cuts the stored byte stream into equal-size parts, hashing as it goes, and hands each full
+/// part to the uploader. A closed channel (the uploader failed) surfaces as a broken pipe.
+pub struct PartSink {
+    tx: mpsc::Sender<Bytes>,
+    part_size: usize,
+    buf: BytesMut,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl PartSink {
+    pub fn new(tx: mpsc::Sender<Bytes>, part_size: usize) -> Self {
+        Self { tx, part_size, buf: BytesMut::with_capacity(part_size), hasher: Sha256::new(), size: 0 }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let part = self.buf.split().freeze();
+        self.buf.reserve(self.part_size);
+        self.tx
+            .blocking_send(part)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Sends the last (short) part and returns the size and hash of everything written.
+    pub fn finish(mut self) -> io::Result<(u64, String)> {
+        if !self.buf.is_empty() || self.size == 0 {
+            self.send()?;
+        }
+        Ok((self.size, hex::encode(self.hasher.finalize())))
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.part_size - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.hasher.update(&data[..n]);
+        self.size += n as u64;
+        if self.buf.len() == self.part_size {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The optional encryption layer.
+enum Sealed<W: Write> {
+    Plain(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(w) => w.write(data),
+            Sealed::Age(w) => w.write(data),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(w) => w.flush(),
+            Sealed::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Sealed<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sealed::Plain(w) => Ok(w),
+            Sealed::Age(w) => w.finish(),
+        }
+    }
+}
+
+/// Parses age recipients (`age1…`), naming the bad one.
+pub fn parse_recipients(specs: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
+    specs
+        .iter()
+        .map(|s| {
+            s.trim()
+                .parse::<age::x25519::Recipient>()
+                .map_err(|e| format!("invalid age recipient '{s}': {e} (expected an X25519 public key starting with age1)"))
+        })
+        .collect()
+}
+
+/// Reads age identities (`AGE-SECRET-KEY-1…` lines) from a file.
+pub fn read_identities(path: &std::path::Path) -> Result<Vec<age::x25519::Identity>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read identity file {}: {e}", path.display()))?;
+    let ids: Vec<age::x25519::Identity> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.parse::<age::x25519::Identity>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid age identity in {}: {e}", path.display()))?;
+    if ids.is_empty() {
+        return Err(format!("no age identity (AGE-SECRET-KEY-1…) in {}", path.display()));
+    }
+    for id in &ids {
+        use age::secrecy::ExposeSecret;
+        crate::redact::register(id.to_string().expose_secret());
+    }
+    Ok(ids)
+}
+
+/// Compresses (and encrypts) everything `input` yields into `sink`. `progress` sees raw bytes.
+pub fn encode(
+    mut input: impl Read,
+    codec: Codec,
+    recipients: &[age::x25519::Recipient],
+    sink: PartSink,
+    progress: &dyn Fn(u64),
+) -> io::Result<Encoded> {
+    let sealed = if recipients.is_empty() {
+        Sealed::Plain(sink)
+    } else {
+        let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| io::Error::other(format!("age: {e}")))?;
+        Sealed::Age(encryptor.wrap_output(sink)?)
+    };
+    let mut zstd = zstd::stream::write::Encoder::new(sealed, codec.level)?;
+    if codec.threads > 1 {
+        zstd.multithread(codec.threads)?;
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut raw_size = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        zstd.write_all(&buf[..n])?;
+        raw_size += n as u64;
+        progress(n as u64);
+    }
+    let sink = zstd.finish()?.finish()?;
+    let (size, sha256) = sink.finish()?;
+    Ok(Encoded { raw_size, size, sha256 })
+}
+
+/// A blocking `Read` over chunks arriving from an async task (a store download).
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        Self { rx, current: Bytes::new() }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Undoes `encode`: decrypts (when identities are given) and decompresses into `out`.
+/// Returns the number of raw bytes written.
+pub fn decode(input: impl Read, identities: &[age::x25519::Identity], mut out: impl Write) -> io::Result<u64> {
+    let plain: Box<dyn Read> = if identities.is_empty() {
+        Box::new(input)
+    } else {
+        let decryptor = age::Decryptor::new(input).map_err(|e| io::Error::other(format!("age: {e}")))?;
+        let reader = decryptor
+            .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
+            .map_err(|e| io::Error::other(format!("age: cannot decrypt: {e}")))?;
+        Box::new(reader)
+    };
+    let mut zstd = zstd::stream::read::Decoder::new(plain)?;
+    io::copy(&mut zstd, &mut out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(data: &[u8], part: usize, recipients: &[age::x25519::Recipient], ids: &[age::x25519::Identity]) -> Vec<u8> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let codec = Codec::parse("zstd:3").unwrap();
+        let encoded = encode(data, codec, recipients, PartSink::new(tx, part), &|_| {}).unwrap();
+        let mut stored = Vec::new();
+        let mut sizes = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            sizes.push(p.len());
+            stored.extend_from_slice(&p);
+        }
+        assert!(sizes[..sizes.len() - 1].iter().all(|s| *s == part), "equal parts: {sizes:?}");
+        assert_eq!(encoded.size, stored.len() as u64);
+        assert_eq!(encoded.sha256, hex::encode(Sha256::digest(&stored)));
+        assert_eq!(encoded.raw_size, data.len() as u64);
+        let mut out = Vec::new();
+        decode(&stored[..], ids, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn plain_and_encrypted_roundtrip_with_equal_parts() {
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i.wrapping_mul(2654435761)).to_le_bytes()).collect();
+        assert_eq!(roundtrip(&data, 64 * 1024, &[], &[]), data);
+        let id = age::x25519::Identity::generate();
+        assert_eq!(roundtrip(&data, 64 * 1024, &[id.to_public()], &[id]), data);
+    }
+
+    #[test]
+    fn empty_input_yields_one_part() {
+        assert_eq!(roundtrip(b"", 1024, &[], &[]), b"");
+    }
+
+    #[test]
+    fn wrong_identity_fails() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let right = age::x25519::Identity::generate();
+        let wrong = age::x25519::Identity::generate();
+        encode(&b"secret rows"[..], Codec::parse("zstd").unwrap(), &[right.to_public()], PartSink::new(tx, 1 << 20), &|_| {}).unwrap();
+        let stored = rx.try_recv().unwrap();
+        assert!(decode(&stored[..], &[wrong], std::io::sink()).is_err());
+    }
+
+    #[test]
+    fn compression_spec() {
+        assert_eq!(Codec::parse("zstd:7").unwrap().level, 7);
+        assert!(Codec::parse("gzip").is_err());
+        assert!(Codec::parse("zstd:99").is_err());
+    }
+}

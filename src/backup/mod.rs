@@ -1,0 +1,67 @@
+//! Database backups: streaming dump to the store, manifests, listing, verification, retention.
+
+pub mod catalog;
+pub mod codec;
+pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod prune;
+pub mod retention;
+pub mod run;
+pub mod verify;
+
+use crate::error::{Classify, ErrorClass};
+use crate::pg::PgError;
+use crate::store::StoreError;
+
+pub use catalog::{BackupEntry, Catalog};
+pub use manifest::Manifest;
+pub use run::{BackupRequest, Globals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("{op} failed: {error}")]
+    Query { op: String, error: sqlx::Error },
+    #[error("cannot start {tool}: {source}")]
+    Spawn { tool: String, source: std::io::Error },
+    #[error("{tool} failed ({status}): {stderr}")]
+    Dump { tool: String, status: String, stderr: String },
+    #[error("{tool} produced no output; nothing was stored")]
+    EmptyDump { tool: String },
+    #[error("{op}: {source}")]
+    Io { op: String, source: std::io::Error },
+    #[error("{0}")]
+    Input(String),
+    #[error("backup {id} not found in set '{set}'{hint}")]
+    NotFound { set: String, id: String, hint: String },
+    #[error("invalid manifest {key}: {message}")]
+    Manifest { key: String, message: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("interrupted; the upload was aborted and no manifest was written")]
+    Interrupted,
+}
+
+impl Classify for BackupError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            BackupError::Store(e) => e.class(),
+            BackupError::Pg(e) => e.class(),
+            BackupError::Query { error, .. } => match error {
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => ErrorClass::Unavailable,
+                _ => ErrorClass::Failed,
+            },
+            BackupError::Spawn { .. } => ErrorClass::Unavailable,
+            BackupError::Input(_) => ErrorClass::Usage,
+            BackupError::Lock(lock::LockError::Busy { .. }) => ErrorClass::Busy,
+            BackupError::Interrupted => ErrorClass::Interrupted,
+            _ => ErrorClass::Failed,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `backup prune`: apply a retention policy to a set, remove orphans (objects of runs that never
+//! wrote a manifest) and stale multipart uploads. Manifests are deleted before data, so an
+//! interrupted prune never leaves a listed backup without its data.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::catalog::Catalog;
+use super::retention::{self, Candidate, RetentionPolicy, Verdict};
+use super::BackupError;
+use crate::store::{PendingUpload, Store};
+
+/// Orphans and stale uploads younger than this may belong to a run still in progress.
+pub const ORPHAN_AGE: Duration = Duration::days(1);
+
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    pub policy: RetentionPolicy,
+    pub tz: chrono_tz::Tz,
+    pub force: bool,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanPlan {
+    pub dir: String,
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleUpload {
+    pub key: String,
+    pub initiated: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub pending: PendingUpload,
+}
+
+/// What a prune will do (or did).
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunePlan {
+    pub set: String,
+    pub time_zone: String,
+    pub backups: Vec<Verdict>,
+    pub orphans: Vec<OrphanPlan>,
+    pub stale_uploads: Vec<StaleUpload>,
+    /// Bytes the deleted backups and orphans free.
+    pub reclaim_bytes: u64,
+    #[serde(skip)]
+    deletions: Vec<Vec<String>>,
+}
+
+impl PrunePlan {
+    pub fn kept(&self) -> usize {
+        self.backups.iter().filter(|v| v.keep).count()
+    }
+    pub fn deleted(&self) -> usize {
+        self.backups.len() - self.kept()
+    }
+}
+
+/// Computes the plan; refuses an empty policy and, without `force`, deleting more than half.
+pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<PrunePlan, BackupError> {
+    let catalog = Catalog::load(store, Some(set)).await?;
+    let candidates: Vec<Candidate> = catalog
+        .backups
+        .iter()
+        .map(|b| Candidate { id: b.id.clone(), time: b.time(), verified: b.verified(), drilled: b.drilled() })
+        .collect();
+    let verdicts = retention::plan(&opts.policy, &candidates, opts.tz, opts.now).map_err(retention_err)?;
+    retention::check_guard(&verdicts, opts.force).map_err(retention_err)?;
+
+    let mut reclaim_bytes = 0;
+    let mut deletions = Vec::new();
+    for verdict in verdicts.iter().filter(|v| !v.keep) {
+        let entry = catalog.backups.iter().find(|b| b.id == verdict.id).expect("verdict for a listed backup");
+        // Manifest first: once it is gone the backup no longer exists, whatever happens next.
+        let manifest_key = format!("{}{}", entry.dir, super::manifest::MANIFEST_FILE);
+        let mut keys = vec![manifest_key.clone()];
+        keys.extend(entry.objects.iter().map(|o| o.key.clone()).filter(|k| *k != manifest_key));
+        reclaim_bytes += entry.objects.iter().map(|o| o.size).sum::<u64>();
+        deletions.push(keys);
+    }
+    let cutoff = opts.now - ORPHAN_AGE;
+    let mut orphans = Vec::new();
+    for orphan in catalog.orphans.iter().filter(|o| o.newest.is_some_and(|t| t < cutoff)) {
+        let bytes = orphan.objects.iter().map(|o| o.size).sum::<u64>();
+        reclaim_bytes += bytes;
+        orphans.push(OrphanPlan { dir: orphan.dir.clone(), objects: orphan.objects.len(), bytes });
+        deletions.push(orphan.objects.iter().map(|o| o.key.clone()).collect());
+    }
+    let stale_uploads = store
+        .stale_uploads(&format!("{set}/"), cutoff)
+        .await?
+        .into_iter()
+        .map(|p| StaleUpload { key: p.key.clone(), initiated: p.initiated, pending: p })
+        .collect();
+    Ok(PrunePlan {
+        set: set.into(),
+        time_zone: opts.tz.name().into(),
+        backups: verdicts,
+        orphans,
+        stale_uploads,
+        reclaim_bytes,
+        deletions,
+    })
+}
+
+fn retention_err(e: retention::RetentionError) -> BackupError {
+    match e {
+        retention::RetentionError::EmptyPolicy => BackupError::Input(e.to_string()),
+        other => BackupError::Refused(other.to_string()),
+    }
+}
+
+/// Carries out a plan: backups (manifest first), orphans, stale uploads.
+pub async fn apply(store: &Store, plan: &PrunePlan) -> Result<(), BackupError> {
+    for keys in &plan.deletions {
+        for key in keys {
+            store.delete(key).await?;
+        }
+    }
+    for stale in &plan.stale_uploads {
+        store.abort_pending(&stale.pending).await?;
+    }
+    Ok(())
+}

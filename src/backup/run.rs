@@ -1,0 +1,366 @@
+//! `backup run`: dump a database inside an exported snapshot, stream it through zstd (and age)
+//! into the store in equal-size parts, count rows in the same snapshot, write the manifest last.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::codec::{self, Codec, Encoded, PartSink};
+use super::layout::{self, BackupId};
+use super::manifest::{self, Manifest, ObjectRole, RowCountMethod, RowCounts, StoredObject};
+use super::BackupError;
+use crate::pg::{self, DbUrl, PgTools};
+use crate::report::Reporter;
+use crate::store::{Store, Upload, UploadConfig};
+
+/// How `pg_dumpall --globals-only` is included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Globals {
+    Off,
+    /// Roles, tablespaces and settings without role passwords (works without superuser).
+    WithoutPasswords,
+    WithPasswords,
+}
+
+/// What `backup run` was asked to do, fully resolved.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub set: String,
+    pub database_url: DbUrl,
+    pub codec: Codec,
+    /// age recipients (`age1…`); empty for no encryption.
+    pub recipients: Vec<String>,
+    pub globals: Globals,
+    pub row_counts: Option<RowCountMethod>,
+    pub upload: UploadConfig,
+}
+
+/// Runs one backup and returns its manifest once the manifest is stored (the backup exists).
+pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) -> Result<Manifest, BackupError> {
+    let recipients = codec::parse_recipients(&req.recipients).map_err(BackupError::Input)?;
+    let started = Utc::now();
+    let id = BackupId::new(started);
+    let dir = layout::backup_dir(&req.set, &id);
+
+    let mut conn = pg::connect(&req.database_url).await?;
+    let server_major = pg::server_major(&mut conn).await?;
+    let server_version: String = query_one(&mut conn, "SHOW server_version").await?;
+    let tools = pg::discover(server_major)?;
+    let pg_dump_version = tool_version(&tools.pg_dump()).await?;
+    let database: String = query_one(&mut conn, "SELECT current_database()").await?;
+
+    // The snapshot the dump and the row counts share: both describe the same instant.
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(query_err("BEGIN"))?;
+    let (snapshot, snapshot_time): (String, DateTime<Utc>) = sqlx::query_as("SELECT pg_export_snapshot(), now()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(query_err("pg_export_snapshot()"))?;
+
+    let suffix = if recipients.is_empty() { "" } else { ".age" };
+    let data_key = format!("{dir}data.pgdump.zst{suffix}");
+    let dump_cmd = pg_dump_command(&tools, &req.database_url, &snapshot);
+    reporter.phase("dump", None);
+    let dump = dump_object(store, &data_key, dump_cmd, "pg_dump", req, &recipients, reporter);
+    let counts = count_rows(&mut conn, req.row_counts);
+    let (dump, counts) = tokio::join!(dump, counts);
+    reporter.finish();
+    let mut written = Vec::new();
+    let result = async {
+        let data = dump?;
+        written.push(data_key.clone());
+        let row_counts = counts?;
+        let migration_head = migration_head(&mut conn).await;
+        let _ = conn.execute("COMMIT").await;
+        let _ = conn.close().await;
+
+        let mut objects = vec![stored(ObjectRole::Data, &data_key, &data)];
+        if req.globals != Globals::Off {
+            let key = format!("{dir}globals.sql.zst{suffix}");
+            reporter.phase("globals", None);
+            let cmd = pg_dumpall_command(&tools, &req.database_url, req.globals);
+            let globals = dump_object(store, &key, cmd, "pg_dumpall", req, &recipients, reporter).await;
+            reporter.finish();
+            written.push(key.clone());
+            objects.push(stored(ObjectRole::Globals, &key, &globals?));
+        }
+        let manifest = Manifest {
+            format_version: manifest::FORMAT_VERSION,
+            tool: tool_name(),
+            id: id.to_string(),
+            set: req.set.clone(),
+            snapshot_time,
+            started,
+            finished: Utc::now(),
+            database,
+            server_version,
+            pg_dump_version,
+            compression: manifest::Compression { algorithm: "zstd".into(), level: req.codec.level },
+            encryption: (!req.recipients.is_empty())
+                .then(|| manifest::Encryption { scheme: "age".into(), recipients: req.recipients.clone() }),
+            part_size: req.upload.part_size as u64,
+            objects,
+            row_counts,
+            migration_head,
+        };
+        if crate::signal::is_interrupted() {
+            return Err(BackupError::Interrupted);
+        }
+        // Written last: from this moment on the backup exists.
+        store.put_bytes(&layout::manifest_key(&req.set, &id), Bytes::from(manifest.to_json())).await?;
+        Ok(manifest)
+    }
+    .await;
+    if result.is_err() {
+        // No manifest was written, so these objects are not a backup; remove them now rather
+        // than leaving them for prune's orphan sweep.
+        for key in &written {
+            if let Err(e) = store.delete(key).await {
+                tracing::warn!("could not remove {key} after a failed backup: {e}");
+            }
+        }
+    }
+    result
+}
+
+pub fn tool_name() -> String {
+    format!("opsbook {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn stored(role: ObjectRole, key: &str, e: &Encoded) -> StoredObject {
+    StoredObject { role, key: key.to_string(), size: e.size, sha256: e.sha256.clone(), raw_size: e.raw_size }
+}
+
+fn query_err(op: &'static str) -> impl Fn(sqlx::Error) -> BackupError {
+    move |error| BackupError::Query { op: op.to_string(), error }
+}
+
+async fn query_one(conn: &mut PgConnection, sql: &'static str) -> Result<String, BackupError> {
+    sqlx::query_scalar(sql).fetch_one(conn).await.map_err(query_err(sql))
+}
+
+/// `pg_dump --version` → "15.18".
+async fn tool_version(path: &std::path::Path) -> Result<String, BackupError> {
+    let out = Command::new(path)
+        .arg("--version")
+        .output()
+        .await
+        .map_err(|source| BackupError::Spawn { tool: path.display().to_string(), source })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split_whitespace().last().unwrap_or("unknown").to_string())
+}
+
+/// Connection settings for libpq tools: the URL without its password on the command line, the
+/// password in the child's environment only.
+fn libpq_command(program: std::path::PathBuf, url: &DbUrl) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("PGAPPNAME", "opsbook");
+    cmd.envs(url.child_env());
+    cmd.arg("--no-password");
+    cmd.arg(format!("--dbname={}", url.libpq_dsn_without_password()));
+    cmd
+}
+
+fn pg_dump_command(tools: &PgTools, url: &DbUrl, snapshot: &str) -> Command {
+    let mut cmd = libpq_command(tools.pg_dump(), url);
+    cmd.args(["--format=custom", "--compress=0"]).arg(format!("--snapshot={snapshot}"));
+    cmd
+}
+
+fn pg_dumpall_command(tools: &PgTools, url: &DbUrl, globals: Globals) -> Command {
+    let mut cmd = libpq_command(tools.pg_dumpall(), url);
+    cmd.arg("--globals-only");
+    if globals == Globals::WithoutPasswords {
+        cmd.arg("--no-role-passwords");
+    }
+    cmd
+}
+
+/// Runs a dump tool and streams its stdout through the codec into one stored object. Any
+/// failure — tool error, empty output, upload error, interrupt — aborts the upload.
+async fn dump_object(
+    store: &Store,
+    key: &str,
+    mut cmd: Command,
+    tool: &str,
+    req: &BackupRequest,
+    recipients: &[age::x25519::Recipient],
+    reporter: &dyn Reporter,
+) -> Result<Encoded, BackupError> {
+    let upload = store.begin_upload(key, req.upload.clone()).await?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            let _ = upload.abort().await;
+            return Err(BackupError::Spawn { tool: tool.into(), source });
+        }
+    };
+    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into_owned_fd().map_err(|source| {
+        BackupError::Io { op: format!("reading {tool} output"), source }
+    })?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let stderr_tail = tokio::spawn(read_tail(stderr));
+
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let uploader = tokio::spawn(upload_parts(upload, rx));
+    let counter = Arc::new(AtomicU64::new(0));
+    let (codec, part_size, recipients, seen) = (req.codec, req.upload.part_size, recipients.to_vec(), counter.clone());
+    let mut producer = tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::from(stdout);
+        codec::encode(input, codec, &recipients, PartSink::new(tx, part_size), &|n| {
+            seen.fetch_add(n, Ordering::Relaxed);
+        })
+    });
+
+    let mut reported = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut killed = false;
+    let produced = loop {
+        tokio::select! {
+            r = &mut producer => break r,
+            _ = tick.tick() => {
+                let now = counter.load(Ordering::Relaxed);
+                reporter.advance(now - reported);
+                reported = now;
+            }
+            _ = crate::signal::interrupted(), if !killed => {
+                let _ = child.start_kill();
+                killed = true;
+            }
+        }
+    };
+    let produced = produced.map_err(|e| BackupError::Io { op: format!("encoding {tool} output"), source: io::Error::other(e) })?;
+    if produced.is_err() {
+        // The tool may still be writing into a pipe nobody reads.
+        let _ = child.start_kill();
+    }
+    let uploaded = uploader.await.map_err(|e| BackupError::Io { op: "uploading".into(), source: io::Error::other(e) })?;
+    let status = child.wait().await.map_err(|source| BackupError::Io { op: format!("waiting for {tool}"), source })?;
+    let stderr = stderr_tail.await.unwrap_or_default();
+
+    let upload = match uploaded {
+        Ok(upload) => upload,
+        Err(e) => return Err(e),
+    };
+    let failure = if crate::signal::is_interrupted() {
+        Some(BackupError::Interrupted)
+    } else if !status.success() {
+        Some(BackupError::Dump { tool: tool.into(), status: status.to_string(), stderr: stderr.trim().to_string() })
+    } else {
+        match &produced {
+            Err(e) => Some(BackupError::Io { op: format!("compressing {tool} output"), source: io::Error::new(e.kind(), e.to_string()) }),
+            Ok(enc) if enc.raw_size == 0 => Some(BackupError::EmptyDump { tool: tool.into() }),
+            Ok(_) => None,
+        }
+    };
+    if let Some(err) = failure {
+        if let Err(e) = upload.abort().await {
+            tracing::warn!("could not abort the upload of {key}: {e}");
+        }
+        return Err(err);
+    }
+    let encoded = produced.expect("checked above");
+    let size = upload.complete().await?;
+    debug_assert_eq!(size, encoded.size);
+    if !stderr.trim().is_empty() {
+        tracing::info!("{tool}: {}", stderr.trim());
+    }
+    Ok(encoded)
+}
+
+/// Feeds parts to the store; stops (and aborts) on the first upload error or on an interrupt.
+async fn upload_parts(mut upload: Upload, mut rx: mpsc::Receiver<Bytes>) -> Result<Upload, BackupError> {
+    loop {
+        tokio::select! {
+            part = rx.recv() => match part {
+                Some(part) => {
+                    if let Err(e) = upload.put_part(part).await {
+                        let _ = upload.abort().await;
+                        return Err(e.into());
+                    }
+                }
+                None => return Ok(upload),
+            },
+            _ = crate::signal::interrupted() => {
+                let _ = upload.abort().await;
+                return Err(BackupError::Interrupted);
+            }
+        }
+    }
+}
+
+/// The last few KiB a tool wrote to stderr, for error messages.
+async fn read_tail(mut stderr: tokio::process::ChildStderr) -> String {
+    const KEEP: usize = 8 * 1024;
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * KEEP {
+            tail.drain(..tail.len() - KEEP);
+        }
+    }
+    let start = tail.len().saturating_sub(KEEP);
+    String::from_utf8_lossy(&tail[start..]).into_owned()
+}
+
+/// Tables pg_dump dumps data for: ordinary tables outside system schemas, not temporary, not
+/// owned by an extension.
+const TABLES_SQL: &str = "
+    SELECT format('%I.%I', n.nspname, c.relname) AS name, greatest(c.reltuples, 0)::bigint AS estimate
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY 1";
+
+/// Row counts per table inside the current (snapshot) transaction.
+async fn count_rows(conn: &mut PgConnection, method: Option<RowCountMethod>) -> Result<Option<RowCounts>, BackupError> {
+    let Some(method) = method else { return Ok(None) };
+    let tables: Vec<(String, i64)> = sqlx::query_as(TABLES_SQL).fetch_all(&mut *conn).await.map_err(query_err("listing tables"))?;
+    let mut counts = BTreeMap::new();
+    for (name, estimate) in tables {
+        let rows = match method {
+            RowCountMethod::Estimate => estimate,
+            RowCountMethod::Exact => {
+                // `name` comes from format('%I.%I'), so it is already a quoted identifier.
+                let sql = format!("SELECT count(*) FROM {name}");
+                sqlx::query_scalar::<_, i64>(&sql)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|error| BackupError::Query { op: format!("counting rows of {name}"), error })?
+            }
+        };
+        counts.insert(name, rows);
+    }
+    Ok(Some(RowCounts { method, tables: counts }))
+}
+
+/// The newest applied migration recorded by sqlx-style history, when there is one.
+async fn migration_head(conn: &mut PgConnection) -> Option<String> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(&mut *conn)
+        .await
+        .ok()?;
+    exists?;
+    sqlx::query_scalar("SELECT max(version)::text FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .ok()
+        .flatten()
+}

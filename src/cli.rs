@@ -1,0 +1,112 @@
+//! The top-level command line: global flags, the command enum, and argument groups shared by
+//! several commands (declared once, flattened where needed).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+
+/// Operations runbooks for PostgreSQL + S3/R2 web applications.
+///
+/// Exit codes: 0 success; 1 failed or a check found problems; 2 usage, configuration or input
+/// error; 3 a dependency is unavailable; 4 busy (another run holds the lock); 5 confirmation
+/// required but no terminal; 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "opsbook", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Streaming database backups to S3/R2 or a local directory: run, list, verify, prune.
+    Backup(cmd::backup::BackupArgs),
+    /// A throwaway local Postgres cluster with an example database, plus a local store.
+    Sandbox(cmd::sandbox::SandboxArgs),
+    /// Print a shell completion script.
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write man pages (one per command) to a directory.
+    Man(cmd::completions::ManArgs),
+}
+
+/// Flags accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: ./opsbook.toml when present].
+    #[arg(long, global = true, env = "OPSBOOK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Profile of the configuration file to use ([profiles.NAME]) [default: "default"].
+    #[arg(long, global = true, env = "OPSBOOK_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Output format of stdout: human tables and lines, or exactly one JSON document.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Answer yes to confirmation prompts (required for destructive steps without a terminal).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// Never prompt; fail with exit 5 when a confirmation would be needed.
+    #[arg(long, global = true)]
+    pub no_input: bool,
+
+    /// When to use colour on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Log line format on stderr: text for people, JSON lines for log shippers.
+    #[arg(long, global = true, value_enum, env = "OPSBOOK_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less output: no progress, only errors on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The application database connection.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...).
+    /// The password is passed to child tools through the environment, never their arguments.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// The backup store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials
+    /// from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path.
+    #[arg(long, env = "OPSBOOK_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}

@@ -1,0 +1,696 @@
+//! `opsbook backup run | list | verify | prune`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::backup::manifest::{RowCountMethod, VerifyRecord};
+use crate::backup::prune::{self, PruneOptions, PrunePlan};
+use crate::backup::retention::RetentionPolicy;
+use crate::backup::verify::VerifyOptions;
+use crate::backup::{codec, lock, run as backup_run, BackupError, BackupRequest, Catalog, Globals, Manifest};
+use crate::cli::{DatabaseArgs, StoreArgs};
+use crate::config::SetConfig;
+use crate::error::ClassifiedError;
+use crate::exit::ExitStatus;
+use crate::notify::{self, Heartbeat, Sample};
+use crate::pg::DbUrl;
+use crate::store::{Store, StoreOptions, StoreUrl, UploadConfig};
+use crate::ui::{progress, table};
+
+/// The set used when none is named.
+pub const DEFAULT_SET: &str = "main";
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Dump the database (pg_dump, custom format) through zstd and optional age encryption
+    /// straight into the store; the manifest is written last.
+    Run(RunArgs),
+    /// List complete backups (reads manifests only).
+    List(ListArgs),
+    /// Check a backup's objects against its manifest (size, SHA-256); --deep also decodes the
+    /// archive and reads it with pg_restore --list. Exit 1 when a check fails.
+    Verify(VerifyArgs),
+    /// Delete backups outside the retention policy, orphaned objects and stale uploads.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RowCountArg {
+    /// count(*) per table inside the dump's snapshot: exactly what the dump holds.
+    Exact,
+    /// Planner statistics: free, approximate.
+    Estimate,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Backup set name (a path segment in the store) [default: main].
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub set: Option<String>,
+    /// Back up every set declared in the profile ([profiles.NAME.sets.SET]); continues past
+    /// failures and exits with the worst outcome.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: how many sets run at once.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "all")]
+    pub parallel: usize,
+    /// Compression: zstd or zstd:LEVEL (1-19) [default: zstd:3].
+    #[arg(long, value_name = "SPEC")]
+    pub compression: Option<String>,
+    /// Encrypt to this age recipient (age1…); repeat for several.
+    #[arg(long = "encrypt-to", value_name = "AGE_RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Also store `pg_dumpall --globals-only` (roles, tablespaces) without role passwords.
+    #[arg(long)]
+    pub globals: bool,
+    /// With --globals: include role password hashes (needs superuser).
+    #[arg(long, requires = "globals")]
+    pub globals_with_passwords: bool,
+    /// Per-table row counts recorded in the manifest [default: exact].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub row_counts: Option<RowCountArg>,
+    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error.
+    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+    /// Prometheus textfile to update (last success, duration, bytes, rows).
+    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Upload part size; every part but the last has exactly this size (R2 requires it).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub part_size: usize,
+    /// Parts uploaded at once; memory use is about part size × (this + 2).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub upload_concurrency: usize,
+    /// Prune the set by its retention policy after the new backup is complete.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this set [default: every set in the store].
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Backup id (or unique prefix), or "latest".
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// Backup set name [default: main].
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
+    /// Also decrypt, decompress and read the archive with pg_restore --list.
+    #[arg(long)]
+    pub deep: bool,
+    /// age identity file (AGE-SECRET-KEY-1…) for --deep on encrypted backups.
+    #[arg(long, value_name = "FILE", env = "OPSBOOK_AGE_IDENTITY")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Backup set name [default: main].
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Show the plan with a reason per backup; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// restic-style retention flags; they override the set's policy in opsbook.toml.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup within this duration of the newest one (e.g. 14d, 36h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Never keep fewer than the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub min_keep: Option<u32>,
+    /// Time zone in which days, weeks, months and years are counted [default: profile's
+    /// time_zone, else UTC].
+    #[arg(long, value_name = "TZ")]
+    pub tz: Option<String>,
+    /// Allow deleting more than half of the set's backups.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("invalid size '{s}': use e.g. 16MiB, 8M or 5242880"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("invalid size unit '{other}': use KiB, MiB or GiB")),
+    };
+    let size = n * mult;
+    if size < 5 << 20 {
+        return Err(format!("part size {s} is below 5 MiB, the S3 minimum for multipart parts"));
+    }
+    Ok(size)
+}
+
+pub async fn run(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
+    match args.command {
+        BackupCommand::Run(a) if a.all => run_all(ctx, a).await,
+        BackupCommand::Run(a) => run_one(ctx, a).await,
+        BackupCommand::List(a) => list(ctx, a).await,
+        BackupCommand::Verify(a) => verify(ctx, a).await,
+        BackupCommand::Prune(a) => prune_cmd(ctx, a).await,
+    }
+}
+
+fn set_name(given: Option<&str>) -> Result<String> {
+    let name = given.unwrap_or(DEFAULT_SET);
+    if !crate::backup::layout::valid_set_name(name) {
+        return Err(ClassifiedError::usage(format!(
+            "invalid --set '{name}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
+        ))
+        .into());
+    }
+    Ok(name.to_string())
+}
+
+pub async fn open_store(url: &str) -> Result<Store> {
+    let parsed = StoreUrl::parse(url)?;
+    Ok(Store::open(&parsed, &StoreOptions::default()).await?)
+}
+
+/// A backup run's settings for one set, resolved from flags, environment and opsbook.toml.
+struct RunSettings {
+    request: BackupRequest,
+    store_url: String,
+    notify_url: Option<String>,
+    metrics_file: Option<PathBuf>,
+    policy: RetentionPolicy,
+}
+
+fn resolve_run(ctx: &Ctx<'_>, args: &RunArgs, set: &str, per_set: bool) -> Result<RunSettings> {
+    let cfg = ctx.config.set(set);
+    // With --all, a set's own database_url/store are more specific than a global flag or env var.
+    let (db_flag, store_flag) = if per_set {
+        (
+            cfg.and_then(|c| c.database_url.as_ref()).map_or(args.db.database_url.as_deref(), |_| None),
+            cfg.and_then(|c| c.store.as_ref()).map_or(args.store.store.as_deref(), |_| None),
+        )
+    } else {
+        (args.db.database_url.as_deref(), args.store.store.as_deref())
+    };
+    let database_url = DbUrl::parse_named("--database-url", &ctx.config.database_url(db_flag, cfg)?)?;
+    let store_url = ctx.config.store_url(store_flag, cfg)?;
+    let compression = args
+        .compression
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.compression.clone()))
+        .unwrap_or_else(|| "zstd".into());
+    let codec = codec::Codec::parse(&compression).map_err(|e| ClassifiedError::usage(format!("--compression: {e}")))?;
+    let recipients = if args.encrypt_to.is_empty() {
+        cfg.map(|c| c.encrypt_to.clone()).unwrap_or_default()
+    } else {
+        args.encrypt_to.clone()
+    };
+    codec::parse_recipients(&recipients).map_err(|e| ClassifiedError::usage(format!("--encrypt-to: {e}")))?;
+    let globals = match (args.globals || cfg.and_then(|c| c.globals).unwrap_or(false), args.globals_with_passwords) {
+        (false, _) => Globals::Off,
+        (true, false) => Globals::WithoutPasswords,
+        (true, true) => Globals::WithPasswords,
+    };
+    let row_counts = match args.row_counts {
+        Some(mode) => mode,
+        None => match cfg.and_then(|c| c.row_counts.as_deref()) {
+            None | Some("exact") => RowCountArg::Exact,
+            Some("estimate") => RowCountArg::Estimate,
+            Some("off") => RowCountArg::Off,
+            Some(other) => {
+                return Err(ClassifiedError::usage(format!(
+                    "row_counts = \"{other}\" in set '{set}': use exact, estimate or off"
+                ))
+                .into())
+            }
+        },
+    };
+    let row_counts = match row_counts {
+        RowCountArg::Exact => Some(RowCountMethod::Exact),
+        RowCountArg::Estimate => Some(RowCountMethod::Estimate),
+        RowCountArg::Off => None,
+    };
+    if args.upload_concurrency == 0 {
+        return Err(ClassifiedError::usage("--upload-concurrency must be at least 1").into());
+    }
+    Ok(RunSettings {
+        request: BackupRequest {
+            set: set.to_string(),
+            database_url,
+            codec,
+            recipients,
+            globals,
+            row_counts,
+            upload: UploadConfig { part_size: args.part_size, in_flight: args.upload_concurrency },
+        },
+        store_url,
+        notify_url: args.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone())),
+        metrics_file: args.metrics_file.clone().or_else(|| cfg.and_then(|c| c.metrics_file.clone())),
+        policy: retention_policy(&args.retention, cfg)?,
+    })
+}
+
+/// Flags over the set's configured policy.
+fn retention_policy(args: &RetentionArgs, cfg: Option<&SetConfig>) -> Result<RetentionPolicy> {
+    let configured = match cfg {
+        Some(c) => RetentionPolicy {
+            keep_last: c.keep_last,
+            keep_hourly: c.keep_hourly,
+            keep_daily: c.keep_daily,
+            keep_weekly: c.keep_weekly,
+            keep_monthly: c.keep_monthly,
+            keep_yearly: c.keep_yearly,
+            keep_within: c
+                .keep_within
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()
+                .map_err(|e| ClassifiedError::usage(format!("keep_within in opsbook.toml: {e}")))?,
+            min_keep: c.min_keep.unwrap_or(0),
+        },
+        None => RetentionPolicy::default(),
+    };
+    let flags = RetentionPolicy {
+        keep_last: args.keep_last,
+        keep_hourly: args.keep_hourly,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_yearly: args.keep_yearly,
+        keep_within: args.keep_within,
+        min_keep: args.min_keep.unwrap_or(configured.min_keep),
+    };
+    Ok(flags.merge_over(&configured))
+}
+
+/// The JSON report of one set's backup run.
+#[derive(Debug, Serialize)]
+struct RunReport {
+    set: String,
+    store: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<Manifest>,
+    duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prune: Option<PrunePlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn run_one(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
+    let set = set_name(args.set.as_deref())?;
+    let settings = resolve_run(ctx, &args, &set, false)?;
+    let report = backup_set(ctx, settings, args.prune, &args.retention, true).await?;
+    if ctx.printer.is_json() {
+        ctx.printer.report(ExitStatus::Success, &report)?;
+    } else if let Some(manifest) = &report.backup {
+        print_run(ctx, manifest, report.duration_seconds)?;
+        if let Some(plan) = &report.prune {
+            print_prune(ctx, plan, false)?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
+    use futures::stream::{self, StreamExt};
+    let sets: Vec<String> = ctx.config.profile.sets.keys().cloned().collect();
+    if sets.is_empty() {
+        return Err(ClassifiedError::usage(format!(
+            "--all: profile '{}' declares no backup sets; add [profiles.{}.sets.NAME] to opsbook.toml",
+            ctx.config.profile_name, ctx.config.profile_name
+        ))
+        .into());
+    }
+    let args = &args;
+    let results: Vec<(String, Result<RunReport>)> = stream::iter(sets)
+        .map(|set| async move {
+            let outcome = async {
+                let settings = resolve_run(ctx, args, &set, true)?;
+                backup_set(ctx, settings, args.prune, &args.retention, false).await
+            }
+            .await;
+            (set, outcome)
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .collect()
+        .await;
+    let mut status = ExitStatus::Success;
+    let mut reports = Vec::new();
+    let mut rows = table::new(&["set", "status", "backup", "stored", "time", "error"]);
+    for (set, outcome) in results {
+        match outcome {
+            Ok(report) => {
+                let m = report.backup.as_ref().expect("successful run has a manifest");
+                rows.add_row(vec![set, "ok".into(), m.id.clone(), table::bytes(m.stored_size()), format!("{:.1}s", report.duration_seconds), String::new()]);
+                reports.push(report);
+            }
+            Err(err) => {
+                let s = crate::exit::classify(&err);
+                status = status.worst(s);
+                let message = format!("{err:#}");
+                rows.add_row(vec![set.clone(), s.word().into(), String::new(), String::new(), String::new(), message.clone()]);
+                reports.push(RunReport { set, store: String::new(), backup: None, duration_seconds: 0.0, prune: None, error: Some(message) });
+            }
+        }
+    }
+    if ctx.printer.is_json() {
+        ctx.printer.report(status, &serde_json::json!({ "sets": reports }))?;
+    } else {
+        ctx.printer.line(rows.to_string())?;
+    }
+    Ok(status)
+}
+
+/// Lock, heartbeat, back up, metrics, optional prune — for one set.
+async fn backup_set(
+    ctx: &Ctx<'_>,
+    s: RunSettings,
+    then_prune: bool,
+    retention: &RetentionArgs,
+    bars: bool,
+) -> Result<RunReport> {
+    let set = s.request.set.clone();
+    if then_prune && s.policy.is_empty() {
+        return Err(ClassifiedError::usage(format!(
+            "--prune needs a retention policy for set '{set}': give --keep-* flags or keep_* in opsbook.toml"
+        ))
+        .into());
+    }
+    let store = open_store(&s.store_url).await?;
+    let store_name = store.url().to_string();
+    let _lock = lock::try_lock("backup", &format!("set {set} in {store_name}"), &format!("backup run --set {set}"))
+        .map_err(BackupError::from)?;
+    let heartbeat = Heartbeat::new(s.notify_url.clone());
+    heartbeat.start().await;
+    let reporter = if bars { progress::reporter(ctx.printer, &set) } else { Box::new(crate::report::Silent) };
+    let started = Instant::now();
+    tracing::info!(set = %set, store = %store_name, "backup started");
+    let outcome = backup_run::run(&store, &s.request, reporter.as_ref()).await;
+    let duration = started.elapsed().as_secs_f64();
+    write_metrics(ctx, &s, outcome.as_ref().ok(), duration);
+    let manifest = match outcome {
+        Ok(m) => m,
+        Err(err) => {
+            heartbeat.fail(format!("backup of set {set} failed: {err}")).await;
+            return Err(anyhow::Error::new(err).context(format!("backup of set '{set}' to {store_name} failed")));
+        }
+    };
+    tracing::info!(set = %set, id = %manifest.id, bytes = manifest.stored_size(), "backup complete");
+    heartbeat
+        .success(format!("backup {} of set {set}: {} bytes in {duration:.1}s", manifest.id, manifest.stored_size()))
+        .await;
+    let prune = if then_prune {
+        let opts = PruneOptions {
+            policy: s.policy.clone(),
+            tz: ctx.config.time_zone(retention.tz.as_deref())?,
+            force: retention.force,
+            now: chrono::Utc::now(),
+        };
+        let plan = prune::plan(&store, &set, &opts).await?;
+        prune::apply(&store, &plan).await?;
+        Some(plan)
+    } else {
+        None
+    };
+    Ok(RunReport { set, store: store_name, backup: Some(manifest), duration_seconds: duration, prune, error: None })
+}
+
+fn write_metrics(ctx: &Ctx<'_>, s: &RunSettings, manifest: Option<&Manifest>, duration: f64) {
+    let Some(path) = &s.metrics_file else { return };
+    let labels = vec![("set", s.request.set.clone())];
+    let now = chrono::Utc::now().timestamp() as f64;
+    let sample = |name, help, value| Sample { name, help, labels: labels.clone(), value };
+    let mut samples = vec![
+        sample("opsbook_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", now),
+        sample("opsbook_backup_last_run_success", "1 when the last backup run succeeded, else 0.", if manifest.is_some() { 1.0 } else { 0.0 }),
+        sample("opsbook_backup_last_run_duration_seconds", "Duration of the last backup run.", duration),
+    ];
+    if let Some(m) = manifest {
+        samples.extend([
+            sample("opsbook_backup_last_success_timestamp_seconds", "Unix time the last successful backup ended.", now),
+            sample("opsbook_backup_last_success_bytes", "Stored bytes of the last successful backup.", m.stored_size() as f64),
+            sample("opsbook_backup_last_success_raw_bytes", "Dump bytes before compression of the last successful backup.", m.objects.iter().map(|o| o.raw_size).sum::<u64>() as f64),
+            sample("opsbook_backup_last_success_rows", "Rows counted in the last successful backup.", m.row_counts.as_ref().map_or(0, |r| r.total()) as f64),
+        ]);
+    }
+    if let Err(e) = notify::update_textfile(path, &samples) {
+        ctx.printer.warn(format!("cannot write metrics file {}: {e}", path.display()));
+    }
+}
+
+fn print_run(ctx: &Ctx<'_>, m: &Manifest, duration: f64) -> Result<()> {
+    let raw: u64 = m.objects.iter().map(|o| o.raw_size).sum();
+    let stored = m.stored_size();
+    let p = ctx.printer;
+    p.line(format!("backup {}/{} complete", m.set, m.id))?;
+    p.line(format!("  snapshot   {}", m.snapshot_time.format("%Y-%m-%d %H:%M:%SZ")))?;
+    p.line(format!(
+        "  stored     {} (dump {}, zstd:{}{}, {:.1}× smaller)",
+        table::bytes(stored),
+        table::bytes(raw),
+        m.compression.level,
+        if m.encryption.is_some() { ", age-encrypted" } else { "" },
+        raw as f64 / stored.max(1) as f64
+    ))?;
+    if let Some(rc) = &m.row_counts {
+        let method = match rc.method {
+            RowCountMethod::Exact => "exact",
+            RowCountMethod::Estimate => "estimated",
+        };
+        p.line(format!("  rows       {} in {} tables ({method})", rc.total(), rc.tables.len()))?;
+    }
+    p.line(format!("  duration   {duration:.1}s ({}/s of dump)", table::bytes((raw as f64 / duration.max(0.001)) as u64)))?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ListRow<'a> {
+    set: &'a str,
+    id: &'a str,
+    time: chrono::DateTime<chrono::Utc>,
+    snapshot_time: chrono::DateTime<chrono::Utc>,
+    age_seconds: i64,
+    size: u64,
+    raw_size: u64,
+    compression: String,
+    encrypted: bool,
+    verified: Option<&'a VerifyRecord>,
+    drilled: Option<&'a crate::backup::manifest::DrillSummary>,
+    rows: Option<i64>,
+}
+
+async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
+    let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), None)?).await?;
+    if let Some(set) = &args.set {
+        set_name(Some(set))?;
+    }
+    let catalog = Catalog::load(&store, args.set.as_deref()).await?;
+    let now = chrono::Utc::now();
+    let rows: Vec<ListRow> = catalog
+        .backups
+        .iter()
+        .map(|b| ListRow {
+            set: &b.set,
+            id: &b.id,
+            time: b.time(),
+            snapshot_time: b.manifest.snapshot_time,
+            age_seconds: (now - b.manifest.snapshot_time).num_seconds(),
+            size: b.manifest.stored_size(),
+            raw_size: b.manifest.objects.iter().map(|o| o.raw_size).sum(),
+            compression: format!("{}:{}", b.manifest.compression.algorithm, b.manifest.compression.level),
+            encrypted: b.manifest.encryption.is_some(),
+            verified: b.last_verify.as_ref(),
+            drilled: b.last_drill.as_ref(),
+            rows: b.manifest.row_counts.as_ref().map(|r| r.total()),
+        })
+        .collect();
+    if ctx.printer.is_json() {
+        ctx.printer.report(ExitStatus::Success, &serde_json::json!({ "store": store.url().to_string(), "backups": rows, "orphans": catalog.orphans.len() }))?;
+        return Ok(ExitStatus::Success);
+    }
+    if rows.is_empty() {
+        ctx.printer.line(format!("no backups in {}", store.url()))?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut t = table::new(&["set", "id", "time", "age", "size", "compression", "encrypted", "verified", "drilled"]);
+    let check = |ok: Option<bool>| match ok {
+        Some(true) => "yes",
+        Some(false) => "FAILED",
+        None => "-",
+    };
+    for r in &rows {
+        t.add_row(vec![
+            r.set.to_string(),
+            r.id.to_string(),
+            r.time.format("%Y-%m-%d %H:%M").to_string(),
+            table::age(r.age_seconds),
+            table::bytes(r.size),
+            r.compression.clone(),
+            if r.encrypted { "age" } else { "no" }.to_string(),
+            check(r.verified.map(|v| v.ok)).to_string(),
+            check(r.drilled.map(|d| d.ok)).to_string(),
+        ]);
+    }
+    ctx.printer.line(t.to_string())?;
+    if !catalog.orphans.is_empty() {
+        ctx.printer.note(format!(
+            "{} incomplete backup director{} without a manifest (prune removes them after a day)",
+            catalog.orphans.len(),
+            if catalog.orphans.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus> {
+    let set = set_name(args.set.as_deref())?;
+    let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), ctx.config.set(&set))?).await?;
+    let identities = match &args.identity {
+        Some(path) => codec::read_identities(path).map_err(|e| ClassifiedError::usage(format!("--identity: {e}")))?,
+        None => Vec::new(),
+    };
+    let catalog = Catalog::load(&store, Some(&set)).await?;
+    let entry = catalog.find(&set, &args.backup)?;
+    let reporter = progress::reporter(ctx.printer, &set);
+    let record = crate::backup::verify::verify(&store, entry, &VerifyOptions { deep: args.deep, identities }, reporter.as_ref())
+        .await
+        .with_context(|| format!("verifying backup {}/{}", set, entry.id))?;
+    let status = if record.ok { ExitStatus::Success } else { ExitStatus::Failure };
+    if ctx.printer.is_json() {
+        ctx.printer.report(status, &record)?;
+        return Ok(status);
+    }
+    let mut t = table::new(&["object", "check", "result", "detail"]);
+    for c in &record.checks {
+        let object = c.object.rsplit('/').next().unwrap_or(&c.object).to_string();
+        t.add_row(vec![object, c.check.clone(), if c.ok { "ok" } else { "FAILED" }.into(), c.detail.clone()]);
+    }
+    ctx.printer.line(t.to_string())?;
+    ctx.printer.line(format!(
+        "backup {}/{} {}{}",
+        set,
+        entry.id,
+        if record.ok { "verified" } else { "FAILED verification" },
+        if record.deep { " (deep)" } else { "" }
+    ))?;
+    Ok(status)
+}
+
+async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
+    let set = set_name(args.set.as_deref())?;
+    let cfg = ctx.config.set(&set);
+    let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), cfg)?).await?;
+    let opts = PruneOptions {
+        policy: retention_policy(&args.retention, cfg)?,
+        tz: ctx.config.time_zone(args.retention.tz.as_deref())?,
+        force: args.retention.force,
+        now: chrono::Utc::now(),
+    };
+    let _lock = lock::try_lock("backup", &format!("set {set} in {}", store.url()), &format!("backup prune --set {set}"))
+        .map_err(BackupError::from)?;
+    let plan = prune::plan(&store, &set, &opts).await?;
+    if !args.dry_run {
+        prune::apply(&store, &plan).await?;
+    }
+    if ctx.printer.is_json() {
+        ctx.printer.report(ExitStatus::Success, &serde_json::json!({ "dry_run": args.dry_run, "plan": plan }))?;
+    } else {
+        print_prune(ctx, &plan, args.dry_run)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn print_prune(ctx: &Ctx<'_>, plan: &PrunePlan, dry_run: bool) -> Result<()> {
+    let mut t = table::new(&["id", "time", "action", "reason"]);
+    for v in &plan.backups {
+        t.add_row(vec![
+            v.id.clone(),
+            v.time.format("%Y-%m-%d %H:%M").to_string(),
+            if v.keep { "keep" } else if dry_run { "would delete" } else { "deleted" }.into(),
+            v.reasons.join(", "),
+        ]);
+    }
+    if !plan.backups.is_empty() {
+        ctx.printer.line(t.to_string())?;
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    ctx.printer.line(format!(
+        "set {} ({}): kept {}, {verb} {} backups, {} orphaned director{}, {} stale uploads; {} {}",
+        plan.set,
+        plan.time_zone,
+        plan.kept(),
+        plan.deleted(),
+        plan.orphans.len(),
+        if plan.orphans.len() == 1 { "y" } else { "ies" },
+        plan.stale_uploads.len(),
+        table::bytes(plan.reclaim_bytes),
+        if dry_run { "would be freed" } else { "freed" },
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(super::parse_size("8M").unwrap(), 8 << 20);
+        assert!(super::parse_size("1MiB").is_err());
+        assert!(super::parse_size("12XB").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! One file per subcommand: its arguments and a thin `run` that resolves settings, calls the
+//! library and prints through `ui`.
+
+pub mod backup;
+pub mod completions;
+pub mod sandbox;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::Config;
+use crate::exit::ExitStatus;
+use crate::ui::Printer;
+
+/// What every command gets: the printer, the global flags and the loaded configuration.
+pub struct Ctx<'a> {
+    pub printer: &'a Printer,
+    pub global: &'a GlobalArgs,
+    pub config: Config,
+}
+
+pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
+    // Completions and man pages need no configuration; everything else loads it first so a bad
+    // file fails before any work.
+    match cli.command {
+        Command::Completions(args) => return completions::run_completions(args),
+        Command::Man(args) => return completions::run_man(args, printer),
+        _ => {}
+    }
+    let config = Config::load(cli.global.config.as_deref(), cli.global.profile.as_deref())?;
+    let ctx = Ctx { printer, global: &cli.global, config };
+    match cli.command {
+        Command::Backup(args) => backup::run(&ctx, args).await,
+        Command::Sandbox(args) => sandbox::run(&ctx, args).await,
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,80 @@
+//! opsbook: operations runbooks for PostgreSQL + S3/R2 web applications.
+//!
+//! `main` parses the command line, runs one command and maps its outcome onto the exit-code
+//! table; commands live in `cmd`, terminal output in `ui`, the work in the library modules.
+
+pub mod backup;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod notify;
+pub mod pg;
+pub mod redact;
+pub mod report;
+pub mod sandbox;
+pub mod signal;
+pub mod store;
+pub mod ui;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::exit::ExitStatus;
+use crate::ui::Printer;
+
+/// How long a command gets to clean up after Ctrl-C before the process exits anyway.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { ExitStatus::Usage.code() } else { 0 });
+        }
+    };
+    let printer = Printer::from_args(&cli.global);
+    ui::logging::init(&cli.global, printer.color());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            printer.error(&anyhow::Error::new(err).context("cannot start the async runtime"));
+            return ExitCode::from(ExitStatus::Failure.code());
+        }
+    };
+    let status = runtime.block_on(async {
+        signal::listen();
+        let run = cmd::dispatch(cli, &printer);
+        tokio::pin!(run);
+        let result = tokio::select! {
+            result = &mut run => result,
+            _ = async { signal::interrupted().await; tokio::time::sleep(INTERRUPT_GRACE).await } => {
+                Err(error::ClassifiedError::new(error::ErrorClass::Interrupted, "interrupted").into())
+            }
+        };
+        finish(&printer, result)
+    });
+    // Do not wait for stray blocking tasks (a pg_dump reader) after the outcome is known.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    ExitCode::from(status.code())
+}
+
+fn finish(printer: &Printer, result: anyhow::Result<ExitStatus>) -> ExitStatus {
+    match result {
+        Ok(status) => status,
+        Err(err) if exit::is_broken_pipe(&err) => ExitStatus::Success,
+        Err(err) => {
+            let status = if signal::is_interrupted() { ExitStatus::Interrupted } else { exit::classify(&err) };
+            printer.error(&err);
+            if printer.is_json() {
+                printer.error_report(status, &err);
+            }
+            status
+        }
+    }
+}

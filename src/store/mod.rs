@@ -1,0 +1,197 @@
+//! Object stores: S3/R2 and local directories behind one interface.
+//!
+//! A store is a bucket + prefix or a directory; keys are '/'-separated and relative to it.
+//! Small objects (manifests) go through `put_bytes`/`get_bytes`; large ones are written with
+//! `begin_upload` in equal parts and read back with `get_stream` or `get_range`.
+
+mod error;
+mod key;
+mod local;
+mod s3;
+mod upload;
+mod url;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+pub use self::error::StoreError;
+pub use self::local::LocalStore;
+pub use self::s3::{S3Store, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use self::upload::{Upload, UploadConfig, MAX_PARTS};
+pub use self::url::StoreUrl;
+
+use self::upload::Target;
+
+/// Overrides for opening a store; `None` leaves a setting to the environment (see DESIGN.md
+/// "Store URLs"). Only S3 stores use them.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// Force path-style (`true`) or virtual-hosted (`false`) addressing.
+    pub path_style: Option<bool>,
+    /// S3 endpoint URL, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Static credentials, given together. Never printed.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("StoreOptions")
+            .field("path_style", &self.path_style)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &redacted(&self.access_key))
+            .field("secret_key", &redacted(&self.secret_key))
+            .finish()
+    }
+}
+
+/// An object as listed: key relative to the store, size, and what the backend knows besides.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// The S3 ETag without quotes; `None` for local stores.
+    pub etag: Option<String>,
+}
+
+/// An upload that was started and neither completed nor aborted: an S3 multipart upload, or a
+/// local partial file (`upload_id` is then the partial file's suffix).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingUpload {
+    /// The key the upload was writing, relative to the store.
+    pub key: String,
+    pub upload_id: Option<String>,
+    pub initiated: Option<DateTime<Utc>>,
+}
+
+/// An opened store. Opening does no I/O on the network: a wrong bucket or credentials show up
+/// on the first call.
+#[derive(Debug)]
+pub enum Store {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+impl Store {
+    pub async fn open(url: &StoreUrl, opts: &StoreOptions) -> Result<Store, StoreError> {
+        match url {
+            StoreUrl::Local { root } => Ok(Store::Local(LocalStore::open(root.clone(), url.clone())?)),
+            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(S3Store::open(bucket, prefix, opts).await?)),
+        }
+    }
+
+    /// The store's URL, with the bucket filled in from `R2_BUCKET` when the URL had none.
+    pub fn url(&self) -> &StoreUrl {
+        match self {
+            Store::Local(store) => store.url(),
+            Store::S3(store) => store.url(),
+        }
+    }
+
+    /// Writes a small object in one request; on a local store atomically (partial file, fsync,
+    /// rename).
+    pub async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        match self {
+            Store::Local(store) => store.put_bytes(key, body).await,
+            Store::S3(store) => store.put_bytes(key, body).await,
+        }
+    }
+
+    /// Reads a small object whole. A missing object is `StoreError::NotFound`.
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
+        match self {
+            Store::Local(store) => store.get_bytes(key).await,
+            Store::S3(store) => store.get_bytes(key).await,
+        }
+    }
+
+    /// Streams an object without holding it in memory.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        match self {
+            Store::Local(store) => Ok(Box::new(store.get_stream(key).await?)),
+            Store::S3(store) => store.get_stream(key).await,
+        }
+    }
+
+    /// Reads up to `len` bytes from `start`; shorter when the object ends first. A start at or
+    /// past the end is an error.
+    pub async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+        match self {
+            Store::Local(store) => store.get_range(key, start, len).await,
+            Store::S3(store) => store.get_range(key, start, len).await,
+        }
+    }
+
+    /// The object's metadata, or `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        match self {
+            Store::Local(store) => store.head(key).await,
+            Store::S3(store) => store.head(key).await,
+        }
+    }
+
+    /// Every object whose key starts with `prefix` (a string prefix, not only a directory),
+    /// across all pages, sorted by key. Local partial files are not objects and are left out.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        match self {
+            Store::Local(store) => store.list(prefix).await,
+            Store::S3(store) => store.list(prefix).await,
+        }
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Local(store) => store.delete(key).await,
+            Store::S3(store) => store.delete(key).await,
+        }
+    }
+
+    /// Starts writing `key` in parts. On S3 the part size must be within the S3 limits (5 MiB to
+    /// 5 GiB).
+    pub async fn begin_upload(&self, key: &str, cfg: UploadConfig) -> Result<Upload, StoreError> {
+        cfg.check(&self.url().to_string())?;
+        let (target, resource) = match self {
+            Store::Local(store) => {
+                let upload = store.begin_upload(key).await?;
+                let resource = upload.resource();
+                (Target::Local(upload), resource)
+            }
+            Store::S3(store) => {
+                let upload = store.begin_upload(key, cfg)?;
+                let resource = upload.resource();
+                (Target::S3(upload), resource)
+            }
+        };
+        Ok(Upload::new(key, resource, cfg, target))
+    }
+
+    /// Uploads under `prefix` begun before `older_than` and never finished: S3 multipart uploads
+    /// (ListMultipartUploads) or local partial files.
+    pub async fn stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<PendingUpload>, StoreError> {
+        match self {
+            Store::Local(store) => store.stale_uploads(prefix, older_than).await,
+            Store::S3(store) => store.stale_uploads(prefix, older_than).await,
+        }
+    }
+
+    /// Discards a pending upload found by `stale_uploads`; one already gone counts as done.
+    pub async fn abort_pending(&self, pending: &PendingUpload) -> Result<(), StoreError> {
+        match self {
+            Store::Local(store) => store.abort_pending(pending).await,
+            Store::S3(store) => store.abort_pending(pending).await,
+        }
+    }
+}

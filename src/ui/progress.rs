@@ -1,0 +1,70 @@
+//! Progress bars (indicatif) behind the library's `Reporter` trait.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::report::{Reporter, Silent};
+use crate::ui::Printer;
+
+/// A reporter drawing one bar (or spinner when the total is unknown) per phase on stderr.
+pub struct BarReporter {
+    prefix: String,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl BarReporter {
+    fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string(), bar: Mutex::new(None) }
+    }
+}
+
+/// The reporter fit for this invocation: bars on a terminal, nothing otherwise.
+pub fn reporter(printer: &Printer, prefix: &str) -> Box<dyn Reporter> {
+    if printer.show_progress() {
+        Box::new(BarReporter::new(prefix))
+    } else {
+        Box::new(Silent)
+    }
+}
+
+impl Reporter for BarReporter {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{prefix} {msg:10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{prefix} {spinner} {msg:10} {bytes} {binary_bytes_per_sec} {elapsed}")
+                    .expect("valid template"),
+            ),
+        };
+        bar.set_prefix(self.prefix.clone());
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn note(&self, message: &str) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            bar.set_message(message.to_string());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}

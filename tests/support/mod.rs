@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+
+pub mod s3;
+pub mod pg;
