@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Streaming database backups to S3/R2 or a local directory: run, list, verify, prune.
-    Backup(cmd::backup::BackupArgs),
+    Backup(Box<cmd::backup::BackupArgs>),
     /// A throwaway local Postgres cluster with an example database, plus a local store.
     Sandbox(cmd::sandbox::SandboxArgs),
     /// Print a shell completion script.

@@ -99,8 +99,7 @@ pub async fn up(root: &Path) -> Result<SandboxInfo, PgError> {
 async fn populate(root: &Path, cluster: &LocalCluster) -> Result<(), PgError> {
     let url = cluster.create_database(DATABASE).await?;
     let mut conn = crate::pg::connect(&url).await?;
-    sqlx::raw_sql(EXAMPLE_SQL)
-        .execute(&mut conn)
+    sqlx::Executor::execute(&mut conn, sqlx::raw_sql(EXAMPLE_SQL))
         .await
         .map_err(|e| PgError::query("load the example shop schema", url.redacted(), e))?;
     let store = root.join(STORE_DIR);
@@ -180,8 +179,7 @@ fn write_env(root: &Path, cluster: &LocalCluster) -> Result<(), PgError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| PgError::io("write", &tmp, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| PgError::io("write", &tmp, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| PgError::io("write", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| PgError::io("write", &path, e))
 }
 

@@ -11,6 +11,26 @@ use opsbook::error::{Classify, ErrorClass};
 use opsbook::pg::{self, DbUrl, LocalCluster, PgError};
 use support::pg::{block_on, TestPg};
 
+/// Takes the sandbox down even when the test panics, so no server outlives the test binary.
+struct SandboxGuard(std::path::PathBuf);
+
+impl Drop for SandboxGuard {
+    fn drop(&mut self) {
+        let _ = block_on(opsbook::sandbox::down(&self.0));
+    }
+}
+
+/// Stops a test's own cluster even when the test panics.
+struct ClusterGuard(std::path::PathBuf);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if let Ok(c) = LocalCluster::open(&self.0) {
+            let _ = c.stop_immediate();
+        }
+    }
+}
+
 fn assert_unavailable(e: &PgError, password: &str) {
     assert_eq!(e.class(), ErrorClass::Unavailable, "{e}");
     assert!(!e.to_string().contains(password), "password leaked: {e}");
@@ -21,6 +41,7 @@ fn assert_unavailable(e: &PgError, password: &str) {
 fn cluster_create_start_connect_stop_reopen_destroy() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
+    let _guard = ClusterGuard(dir.clone());
     let mut cluster = LocalCluster::create(&dir).unwrap();
     assert!(!cluster.is_running());
     assert!(LocalCluster::exists(&dir));
@@ -45,9 +66,12 @@ fn cluster_create_start_connect_stop_reopen_destroy() {
     let (major, user, listen) = block_on(async {
         let mut conn = pg::connect(&url).await.unwrap();
         let major = pg::server_major(&mut conn).await.unwrap();
-        let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
-        let listen: String =
-            sqlx::query_scalar("SELECT current_setting('listen_addresses')").fetch_one(&mut conn).await.unwrap();
+        let user: String =
+            sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
+        let listen: String = sqlx::query_scalar("SELECT current_setting('listen_addresses')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         (major, user, listen)
     });
     assert_eq!(major, bins.major);
@@ -75,7 +99,7 @@ fn cluster_create_start_connect_stop_reopen_destroy() {
     again.start().unwrap();
     let n: i64 = block_on(async {
         let mut conn = pg::connect(&shop).await.unwrap();
-        sqlx::query_scalar("SELECT 41 + 1").fetch_one(&mut conn).await.unwrap()
+        sqlx::query_scalar("SELECT (41 + 1)::bigint").fetch_one(&mut conn).await.unwrap()
     });
     assert_eq!(n, 42);
 
@@ -123,12 +147,16 @@ fn tool_discovery_names_the_fix_when_too_old() {
 
 #[test]
 fn db_url_redaction_password_and_child_env() {
-    let u = DbUrl::parse("postgresql://app:s3cr%3At@db.internal:6432/shop?sslmode=require").unwrap();
+    let u =
+        DbUrl::parse("postgresql://app:s3cr%3At@db.internal:6432/shop?sslmode=require").unwrap();
     assert_eq!(u.password().as_deref(), Some("s3cr:t"));
     assert_eq!(u.redacted(), "postgresql://app:***@db.internal:6432/shop?sslmode=require");
     assert_eq!(u.database().as_deref(), Some("shop"));
     assert_eq!(u.with_database("drill").database().as_deref(), Some("drill"));
-    assert_eq!(u.libpq_dsn_without_password(), "postgresql://app@db.internal:6432/shop?sslmode=require");
+    assert_eq!(
+        u.libpq_dsn_without_password(),
+        "postgresql://app@db.internal:6432/shop?sslmode=require"
+    );
     assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "s3cr:t".to_string())]);
     assert!(!format!("{u:?} {u}").contains("s3cr"));
 
@@ -184,7 +212,9 @@ fn dns_failure_wrong_password_and_missing_database_are_unavailable() {
     let url = DbUrl::parse("postgres://app:hunter2@no-such-host.invalid:5432/shop").unwrap();
     assert_unavailable(&block_on(pg::connect(&url)).unwrap_err(), "hunter2");
 
-    let wrong = DbUrl::parse(&format!("postgres://postgres:wrongpass@127.0.0.1:{}/postgres", pg.port())).unwrap();
+    let wrong =
+        DbUrl::parse(&format!("postgres://postgres:wrongpass@127.0.0.1:{}/postgres", pg.port()))
+            .unwrap();
     let e = block_on(pg::connect(&wrong)).unwrap_err();
     assert_unavailable(&e, "wrongpass");
     assert!(e.to_string().contains("password authentication failed"), "{e}");
@@ -219,7 +249,10 @@ fn example_schema_loads_with_deterministic_rows() {
     ] {
         assert_eq!(pg.query_i64(&a, &format!("SELECT count(*) FROM {table}")), n, "{table}");
     }
-    assert_eq!(pg.query_i64(&a, "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"), 24);
+    assert_eq!(
+        pg.query_i64(&a, "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"),
+        24
+    );
     assert_eq!(pg.query_i64(&a, "SELECT count(*) FROM customer_order_summary"), 500);
     assert!(pg.query_i64(&a, "SELECT count(*) FROM products WHERE image_key IS NOT NULL") > 100);
     let digest = "SELECT md5(string_agg(o::text, ',' ORDER BY o.id)) FROM orders o";
@@ -232,6 +265,7 @@ fn example_schema_loads_with_deterministic_rows() {
 fn sandbox_up_status_idempotent_down() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("sandbox");
+    let _guard = SandboxGuard(root.clone());
     assert!(block_on(opsbook::sandbox::status(&root)).unwrap().is_none());
 
     let info = block_on(opsbook::sandbox::up(&root)).unwrap();
@@ -276,6 +310,7 @@ fn sandbox_up_status_idempotent_down() {
 fn sandbox_up_restarts_a_stopped_sandbox() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("sb");
+    let _guard = SandboxGuard(root.clone());
     let info = block_on(opsbook::sandbox::up(&root)).unwrap();
     LocalCluster::open(&root.join("pg")).unwrap().stop().unwrap();
     let status = block_on(opsbook::sandbox::status(&root)).unwrap().unwrap();
@@ -292,9 +327,12 @@ fn sandbox_up_restarts_a_stopped_sandbox() {
 fn sandbox_down_leaves_foreign_files_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("mine");
+    let _guard = SandboxGuard(root.clone());
     block_on(opsbook::sandbox::up(&root)).unwrap();
     std::fs::write(root.join("notes.txt"), "keep me").unwrap();
     block_on(opsbook::sandbox::down(&root)).unwrap();
     assert!(root.join("notes.txt").is_file());
-    assert!(!root.join("pg").exists() && !root.join("store").exists() && !root.join("env").exists());
+    assert!(
+        !root.join("pg").exists() && !root.join("store").exists() && !root.join("env").exists()
+    );
 }

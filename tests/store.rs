@@ -86,7 +86,7 @@ async fn roundtrip(store: &Store) {
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Failed);
     assert!(err.to_string().contains("set/2024/data.zst"), "{err}");
-    assert!(store.get_stream("set/2024/data.zst").await.unwrap_err().is_not_found());
+    assert!(matches!(store.get_stream("set/2024/data.zst").await, Err(e) if e.is_not_found()));
     assert_eq!(keys(store.list("set/").await.unwrap()).len(), 1);
 }
 
@@ -397,4 +397,58 @@ async fn a_missing_local_root_lists_empty_and_is_created_on_write() {
     store.put_bytes("k", Bytes::from_static(b"v")).await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("not/yet/k")).unwrap(), b"v");
     assert_eq!(store.url(), &url);
+}
+
+/// Runs `probe_store_from_env` in a child copy of this test binary, so the store is configured
+/// from the environment exactly as the CLI would be, without touching this process's env.
+fn run_probe(envs: &[(String, String)], remove: &[&str], url: &str, expect_url: &str) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child.args(["--exact", "probe_store_from_env", "--nocapture", "--test-threads=1"]);
+    child.envs(envs.iter().map(|(k, v)| (k, v)));
+    for name in remove {
+        child.env_remove(name);
+    }
+    child.env("OPSBOOK_STORE_PROBE_URL", url).env("OPSBOOK_STORE_PROBE_EXPECT", expect_url);
+    let out = child.output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("1 passed"), "the probe did not run: {output}");
+}
+
+/// The child side of `run_probe`; does nothing in a normal run.
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_store_from_env() {
+    let Ok(url) = std::env::var("OPSBOOK_STORE_PROBE_URL") else { return };
+    let store = Store::open(&StoreUrl::parse(&url).unwrap(), &StoreOptions::default()).await.unwrap();
+    assert_eq!(store.url().to_string(), std::env::var("OPSBOOK_STORE_PROBE_EXPECT").unwrap());
+    store.put_bytes("probe", Bytes::from_static(b"from env")).await.unwrap();
+    assert_eq!(store.get_bytes("probe").await.unwrap(), "from env");
+}
+
+#[test]
+fn s3_is_configured_from_the_aws_environment() {
+    let server = S3Server::shared();
+    let prefix = unique("aws-env");
+    let url = server.url(&prefix);
+    run_probe(&server.env(), &["OPSBOOK_S3_PATH_STYLE"], &url, &url);
+    assert_eq!(std::fs::read(server.object_path(&format!("{prefix}/probe"))).unwrap(), b"from env");
+}
+
+#[test]
+fn s3_is_configured_from_the_r2_environment() {
+    let server = S3Server::shared();
+    let prefix = unique("r2-env");
+    let mut envs = server.env();
+    envs.retain(|(name, _)| !name.starts_with("R2_"));
+    envs.extend([
+        ("R2_ENDPOINT".to_owned(), server.endpoint.clone()),
+        ("R2_ACCESS_KEY_ID".to_owned(), server.access_key.clone()),
+        ("R2_SECRET_ACCESS_KEY".to_owned(), server.secret_key.clone()),
+        ("R2_BUCKET".to_owned(), server.bucket.clone()),
+    ]);
+    let aws = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"];
+    envs.retain(|(name, _)| !aws.contains(&name.as_str()));
+    let remove: Vec<&str> = aws.iter().copied().chain(["OPSBOOK_S3_PATH_STYLE", "AWS_ENDPOINT_URL_S3"]).collect();
+    run_probe(&envs, &remove, &format!("s3:///{prefix}"), &server.url(&prefix));
+    assert_eq!(std::fs::read(server.object_path(&format!("{prefix}/probe"))).unwrap(), b"from env");
 }

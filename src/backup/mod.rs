@@ -53,10 +53,10 @@ impl Classify for BackupError {
         match self {
             BackupError::Store(e) => e.class(),
             BackupError::Pg(e) => e.class(),
-            BackupError::Query { error, .. } => match error {
-                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => ErrorClass::Unavailable,
-                _ => ErrorClass::Failed,
-            },
+            BackupError::Query {
+                error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut,
+                ..
+            } => ErrorClass::Unavailable,
             BackupError::Spawn { .. } => ErrorClass::Unavailable,
             BackupError::Input(_) => ErrorClass::Usage,
             BackupError::Lock(lock::LockError::Busy { .. }) => ErrorClass::Busy,

@@ -156,8 +156,18 @@ async fn tool_version(path: &std::path::Path) -> Result<String, BackupError> {
         .output()
         .await
         .map_err(|source| BackupError::Spawn { tool: path.display().to_string(), source })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().last().unwrap_or("unknown").to_string())
+    Ok(parse_tool_version(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" → "15.18".
+fn parse_tool_version(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    words
+        .position(|w| w == "(PostgreSQL)")
+        .and_then(|_| words.next())
+        .or_else(|| text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit())))
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// Connection settings for libpq tools: the URL without its password on the command line, the
@@ -197,7 +207,7 @@ async fn dump_object(
     recipients: &[age::x25519::Recipient],
     reporter: &dyn Reporter,
 ) -> Result<Encoded, BackupError> {
-    let upload = store.begin_upload(key, req.upload.clone()).await?;
+    let upload = store.begin_upload(key, req.upload).await?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -349,6 +359,16 @@ async fn count_rows(conn: &mut PgConnection, method: Option<RowCountMethod>) -> 
         counts.insert(name, rows);
     }
     Ok(Some(RowCounts { method, tables: counts }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tool_versions() {
+        assert_eq!(super::parse_tool_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), "15.18");
+        assert_eq!(super::parse_tool_version("pg_dump (PostgreSQL) 17.2\n"), "17.2");
+        assert_eq!(super::parse_tool_version("garbage"), "unknown");
+    }
 }
 
 /// The newest applied migration recorded by sqlx-style history, when there is one.

@@ -30,7 +30,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     let config = Config::load(cli.global.config.as_deref(), cli.global.profile.as_deref())?;
     let ctx = Ctx { printer, global: &cli.global, config };
     match cli.command {
-        Command::Backup(args) => backup::run(&ctx, args).await,
+        Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }

@@ -121,11 +121,8 @@ impl LocalCluster {
         let log = dir.join(LOG_FILE);
         write_private(&log, b"", run_as.as_ref())?;
 
-        let password: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        let password: String =
+            rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
         let pwfile = dir.join(".pwfile");
         write_private(&pwfile, password.as_bytes(), run_as.as_ref())?;
 
@@ -193,7 +190,12 @@ impl LocalCluster {
             Err(e) => return Err(PgError::io("read", &path, e)),
         };
         let state: State = serde_json::from_str(&text).map_err(|e| {
-            PgError::cluster("open cluster in", &dir, format!("corrupt cluster.json: {e}"), ErrorClass::Failed)
+            PgError::cluster(
+                "open cluster in",
+                &dir,
+                format!("corrupt cluster.json: {e}"),
+                ErrorClass::Failed,
+            )
         })?;
         let bins = match server_bins_in(&state.bin_dir) {
             Some(b) if b.major == state.major => b,
@@ -246,11 +248,7 @@ impl LocalCluster {
             let log = self.log_path();
             let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let mut cmd = self.command(&self.bins.pg_ctl);
-            cmd.arg("-D")
-                .arg(&self.data_dir)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "start"]);
+            cmd.arg("-D").arg(&self.data_dir).arg("-l").arg(&log).args(["-w", "-t", "60", "start"]);
             let out = run(&mut cmd, "start PostgreSQL", &self.bins.pg_ctl)?;
             if out.status.success() {
                 return Ok(());
@@ -289,9 +287,7 @@ impl LocalCluster {
             return Ok(());
         }
         let mut cmd = self.command(&self.bins.pg_ctl);
-        cmd.arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", mode, "-w", "-t", "60", "stop"]);
+        cmd.arg("-D").arg(&self.data_dir).args(["-m", mode, "-w", "-t", "60", "stop"]);
         let out = run(&mut cmd, "stop PostgreSQL", &self.bins.pg_ctl)?;
         if out.status.success() || !self.is_running() {
             Ok(())
@@ -316,17 +312,22 @@ impl LocalCluster {
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db` (contains the password).
     pub fn url(&self, db: &str) -> DbUrl {
-        DbUrl::parse(&format!("postgres://{}:{}@127.0.0.1:{}/postgres", self.superuser, self.password, self.port))
-            .expect("generated cluster URL parses")
-            .with_database(db)
+        DbUrl::parse(&format!(
+            "postgres://{}:{}@127.0.0.1:{}/postgres",
+            self.superuser, self.password, self.port
+        ))
+        .expect("generated cluster URL parses")
+        .with_database(db)
     }
 
     /// Creates a database owned by the superuser and returns its URL. The server must be running.
     pub async fn create_database(&self, name: &str) -> Result<DbUrl, PgError> {
         let admin = self.url("postgres");
         let mut conn = super::connect(&admin).await?;
-        sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(name)))
-            .execute(&mut conn)
+        let sql = format!("CREATE DATABASE {}", quote_ident(name));
+        // `Executor::execute` (a boxed, Send future) rather than `RawSql::execute`, whose
+        // generic async fn makes callers' futures non-Send.
+        sqlx::Executor::execute(&mut conn, sqlx::raw_sql(&sql))
             .await
             .map_err(|e| PgError::query(format!("create database {name}"), admin.redacted(), e))?;
         Ok(self.url(name))
@@ -416,10 +417,8 @@ fn run_as() -> Result<Option<RunAs>, PgError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let user = nix::unistd::User::from_name(SUPERUSER).map_err(|e| {
-        PgError::ToolMissing {
-            message: format!("running as root, and the `postgres` OS user cannot be looked up: {e}"),
-        }
+    let user = nix::unistd::User::from_name(SUPERUSER).map_err(|e| PgError::ToolMissing {
+        message: format!("running as root, and the `postgres` OS user cannot be looked up: {e}"),
     })?;
     match user {
         Some(u) => Ok(Some(RunAs {

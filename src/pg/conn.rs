@@ -56,9 +56,7 @@ impl DbUrl {
             )));
         }
         if url.cannot_be_a_base() {
-            return Err(invalid(
-                "expected postgres://user:password@host:port/database".into(),
-            ));
+            return Err(invalid("expected postgres://user:password@host:port/database".into()));
         }
         for part in [url.username(), url.password().unwrap_or(""), url.path()] {
             if percent_decode(part).is_none() {
@@ -132,10 +130,8 @@ impl DbUrl {
         let mut url = self.url.clone();
         url.set_path(&format!("/{}", percent_encode(name)));
         if self.query_value("dbname").is_some() {
-            let pairs = query_pairs(&url)
-                .into_iter()
-                .filter(|(k, _)| k != "dbname")
-                .collect::<Vec<_>>();
+            let pairs =
+                query_pairs(&url).into_iter().filter(|(k, _)| k != "dbname").collect::<Vec<_>>();
             set_query(&mut url, &pairs);
         }
         DbUrl { url }
@@ -159,7 +155,9 @@ impl DbUrl {
                 "ssl-cert" => "sslcert".to_string(),
                 "ssl-key" => "sslkey".to_string(),
                 other => {
-                    if let Some(name) = other.strip_prefix("options[").and_then(|r| r.strip_suffix(']')) {
+                    if let Some(name) =
+                        other.strip_prefix("options[").and_then(|r| r.strip_suffix(']'))
+                    {
                         extra_options.push(format!("-c {name}={v}"));
                         continue;
                     }
@@ -185,9 +183,7 @@ impl DbUrl {
     /// Environment for a child tool run against this URL: `PGPASSWORD` when the URL carries a
     /// password. Passwords never go into a child's argv.
     pub fn child_env(&self) -> Vec<(String, String)> {
-        self.password()
-            .map(|p| vec![("PGPASSWORD".to_string(), p)])
-            .unwrap_or_default()
+        self.password().map(|p| vec![("PGPASSWORD".to_string(), p)]).unwrap_or_default()
     }
 
     /// The full URL **including the password**. Only for handing to users who must export it
@@ -197,10 +193,7 @@ impl DbUrl {
     }
 
     fn query_value(&self, key: &str) -> Option<String> {
-        query_pairs(&self.url)
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        query_pairs(&self.url).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 }
 
@@ -232,10 +225,7 @@ pub async fn connect(url: &DbUrl) -> Result<PgConnection, PgError> {
 
 /// [`connect`] with an explicit timeout.
 pub async fn connect_timeout(url: &DbUrl, timeout: Duration) -> Result<PgConnection, PgError> {
-    let fail = |cause: String| PgError::Connect {
-        url: url.redacted(),
-        cause,
-    };
+    let fail = |cause: String| PgError::Connect { url: url.redacted(), cause };
     let mut opts = PgConnectOptions::from_str(url.expose())
         .map_err(|e| fail(strip_config_prefix(&e.to_string())))?;
     if url.query_value("application_name").is_none() {
@@ -281,9 +271,7 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
 }
 
 fn strip_config_prefix(s: &str) -> String {
-    s.strip_prefix("error with configuration: ")
-        .unwrap_or(s)
-        .to_string()
+    s.strip_prefix("error with configuration: ").unwrap_or(s).to_string()
 }
 
 /// Query parameters, percent-decoded (`+` is kept: libpq does not treat it as a space).
@@ -329,9 +317,10 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Like [`percent_encode`] but keeps `/` and `:` readable (paths in sslrootcert=...).
+/// Like [`percent_encode`] but keeps `/`, `:` (paths in sslrootcert=...) and `*` (the mask)
+/// readable; all three are legal in a query.
 fn percent_encode_query(s: &str) -> String {
-    percent_encode(s).replace("%2F", "/").replace("%3A", ":")
+    percent_encode(s).replace("%2F", "/").replace("%3A", ":").replace("%2A", "*")
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -460,15 +449,9 @@ mod tests {
             "postgresql://app:pa%20ss@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=x",
         )
         .unwrap();
-        assert_eq!(
-            u.child_env(),
-            vec![("PGPASSWORD".to_string(), "pa ss".to_string())]
-        );
+        assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "pa ss".to_string())]);
         let dsn = u.libpq_dsn_without_password();
-        assert_eq!(
-            dsn,
-            "postgresql://app@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem"
-        );
+        assert_eq!(dsn, "postgresql://app@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem");
     }
 
     #[test]

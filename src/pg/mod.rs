@@ -19,11 +19,7 @@ pub use tools::{discover, discover_server, PgTools, ServerBins};
 pub enum PgError {
     /// A connection URL that cannot be used (exit 2). `url` is already masked.
     #[error("invalid {what} `{url}`: {reason}")]
-    InvalidUrl {
-        what: String,
-        url: String,
-        reason: String,
-    },
+    InvalidUrl { what: String, url: String, reason: String },
 
     /// The server could not be reached or refused us: refused, DNS, timeout, TLS, authentication,
     /// missing database (exit 3). `url` is redacted.
@@ -32,11 +28,7 @@ pub enum PgError {
 
     /// A statement failed on an established connection.
     #[error("{op} on {target} failed: {error}")]
-    Query {
-        op: String,
-        target: String,
-        error: sqlx::Error,
-    },
+    Query { op: String, target: String, error: sqlx::Error },
 
     /// A required program (pg_dump, initdb, ...) is missing or too old (exit 3).
     #[error("{message}")]
@@ -44,11 +36,7 @@ pub enum PgError {
 
     /// A program ran and failed; `detail` carries the tail of its output or log.
     #[error("{op} failed ({program}): {detail}")]
-    Tool {
-        op: String,
-        program: PathBuf,
-        detail: String,
-    },
+    Tool { op: String, program: PathBuf, detail: String },
 
     /// A filesystem operation failed.
     #[error("{op} {}: {source}", path.display())]
@@ -61,12 +49,7 @@ pub enum PgError {
 
     /// A local cluster or sandbox is not in a usable state (e.g. missing or corrupt state file).
     #[error("{op} {}: {detail}", dir.display())]
-    Cluster {
-        op: String,
-        dir: PathBuf,
-        detail: String,
-        class: ErrorClass,
-    },
+    Cluster { op: String, dir: PathBuf, detail: String, class: ErrorClass },
 
     /// Something else with an explicit class.
     #[error(transparent)]
@@ -74,20 +57,20 @@ pub enum PgError {
 }
 
 impl PgError {
-    pub(crate) fn io(op: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        PgError::Io {
-            op: op.into(),
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(
+        op: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        PgError::Io { op: op.into(), path: path.into(), source }
     }
 
-    pub(crate) fn query(op: impl Into<String>, target: impl Into<String>, error: sqlx::Error) -> Self {
-        PgError::Query {
-            op: op.into(),
-            target: target.into(),
-            error,
-        }
+    pub(crate) fn query(
+        op: impl Into<String>,
+        target: impl Into<String>,
+        error: sqlx::Error,
+    ) -> Self {
+        PgError::Query { op: op.into(), target: target.into(), error }
     }
 
     pub(crate) fn cluster(
@@ -96,12 +79,7 @@ impl PgError {
         detail: impl Into<String>,
         class: ErrorClass,
     ) -> Self {
-        PgError::Cluster {
-            op: op.into(),
-            dir: dir.into(),
-            detail: detail.into(),
-            class,
-        }
+        PgError::Cluster { op: op.into(), dir: dir.into(), detail: detail.into(), class }
     }
 }
 
@@ -147,10 +125,7 @@ mod tests {
 
     #[test]
     fn classes() {
-        let e = PgError::Connect {
-            url: "postgres://u:***@h/db".into(),
-            cause: "refused".into(),
-        };
+        let e = PgError::Connect { url: "postgres://u:***@h/db".into(), cause: "refused".into() };
         assert_eq!(e.class(), ErrorClass::Unavailable);
         let e = PgError::InvalidUrl {
             what: "database URL".into(),

@@ -63,10 +63,7 @@ pub(crate) struct Candidate {
 pub fn discover(min_major: u32) -> Result<PgTools, PgError> {
     let candidates = probe_all("pg_dump");
     match choose(&candidates, min_major) {
-        Some(c) => Ok(PgTools {
-            bin_dir: c.dir.clone(),
-            major: c.major.unwrap_or_default(),
-        }),
+        Some(c) => Ok(PgTools { bin_dir: c.dir.clone(), major: c.major.unwrap_or_default() }),
         None => Err(PgError::ToolMissing {
             message: missing_message(
                 "pg_dump",
@@ -232,20 +229,11 @@ fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
         }
         Ok(o) => (
             None,
-            format!(
-                "`{program} --version` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
+            format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
         ),
         Err(e) => (None, format!("cannot run: {e}")),
     };
-    Some(Candidate {
-        dir,
-        major,
-        version,
-        explicit,
-        wrapper,
-    })
+    Some(Candidate { dir, major, version, explicit, wrapper })
 }
 
 /// Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (15, "15.18").
@@ -256,9 +244,7 @@ pub(crate) fn parse_version_output(text: &str) -> Option<(u32, String)> {
         Some(i) if line.contains("(PostgreSQL)") => &line[i + 1..],
         _ => line,
     };
-    let token = after
-        .split_whitespace()
-        .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))?;
+    let token = after.split_whitespace().find(|t| t.starts_with(|c: char| c.is_ascii_digit()))?;
     let digits: String = token.chars().take_while(|c| c.is_ascii_digit()).collect();
     let major = digits.parse().ok()?;
     Some((major, token.to_string()))
@@ -274,10 +260,7 @@ mod tests {
             parse_version_output("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
             Some((15, "15.18".into()))
         );
-        assert_eq!(
-            parse_version_output("initdb (PostgreSQL) 9.6.24"),
-            Some((9, "9.6.24".into()))
-        );
+        assert_eq!(parse_version_output("initdb (PostgreSQL) 9.6.24"), Some((9, "9.6.24".into())));
         assert_eq!(
             parse_version_output("pg_dump (PostgreSQL) 17beta1"),
             Some((17, "17beta1".into()))

@@ -1,4 +1,8 @@
+//! Test harness: real Postgres clusters, an in-process S3 server, real HTTP peers, and the
+//! opsbook binary.
 #![allow(dead_code)]
 
-pub mod s3;
+pub mod cmd;
+pub mod http;
 pub mod pg;
+pub mod s3;

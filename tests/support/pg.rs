@@ -108,14 +108,13 @@ impl TestPg {
         let url = parse(url);
         block_on(async {
             let mut conn = opsbook::pg::connect(&url).await?;
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| opsbook::pg::PgError::Query {
+            sqlx::Executor::execute(&mut conn, sqlx::raw_sql(sql)).await.map_err(|e| {
+                opsbook::pg::PgError::Query {
                     op: "execute".into(),
                     target: url.redacted(),
                     error: e,
-                })?;
+                }
+            })?;
             Ok::<_, opsbook::pg::PgError>(())
         })
         .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"));
@@ -123,7 +122,7 @@ impl TestPg {
 
     /// The first column of the first row as i64 (cast in SQL as needed: `count(*)` is fine).
     pub fn query_i64(&self, url: &str, sql: &str) -> i64 {
-        self.query_one(url, &format!("SELECT ({})::bigint", strip_semicolon(sql)))
+        self.query_one(url, &format!("SELECT ({})::bigint::text", strip_semicolon(sql)))
             .parse()
             .expect("integer result")
     }
@@ -137,13 +136,13 @@ impl TestPg {
         let url = parse(url);
         block_on(async {
             let mut conn = opsbook::pg::connect(&url).await?;
-            let v: Option<String> = sqlx::query_scalar(sql)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| opsbook::pg::PgError::Query {
-                    op: "query".into(),
-                    target: url.redacted(),
-                    error: e,
+            let v: Option<String> =
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.map_err(|e| {
+                    opsbook::pg::PgError::Query {
+                        op: "query".into(),
+                        target: url.redacted(),
+                        error: e,
+                    }
                 })?;
             Ok::<_, opsbook::pg::PgError>(v.unwrap_or_default())
         })

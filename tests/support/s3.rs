@@ -150,6 +150,34 @@ impl S3Server {
         self.root.join(&self.bucket).join(key)
     }
 
+    /// Full bucket keys of the objects whose key starts with `prefix`, sorted, read straight
+    /// from the s3s-fs directory (no HTTP, so usable from synchronous tests).
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let bucket_dir = self.root.join(&self.bucket);
+        let mut keys = Vec::new();
+        let mut dirs = vec![bucket_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|entry| entry.path()) {
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&bucket_dir) else {
+                    continue;
+                };
+                let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                if key.starts_with(prefix) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        keys
+    }
+
     /// Multipart uploads begun and neither completed nor aborted, as `(key, upload_id)`, as
     /// the server sees them.
     pub fn pending_uploads(&self) -> Vec<(String, String)> {
@@ -225,6 +253,16 @@ struct TrackedFs {
 }
 
 impl TrackedFs {
+    /// S3 answers NoSuchUpload for an unknown or finished upload; s3s-fs says AccessDenied.
+    fn check_upload(&self, upload_id: &str) -> S3Result<()> {
+        let uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if uploads.contains_key(upload_id) {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(NoSuchUpload))
+        }
+    }
+
     fn forget(&self, upload_id: &str) {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(upload_id);
     }
@@ -233,8 +271,10 @@ impl TrackedFs {
 /// The shape `#[async_trait]` gives the `S3` trait's methods.
 type Reply<'a, T> = Pin<Box<dyn Future<Output = S3Result<S3Response<T>>> + Send + 'a>>;
 
+/// Delegates to s3s-fs. With `bucket`, a missing bucket answers NoSuchBucket first, as S3 does
+/// (s3s-fs says NoSuchKey for objects in a missing bucket).
 macro_rules! delegate {
-    ($($method:ident: $input:ident => $output:ident;)*) => {$(
+    ($($method:ident: $input:ident => $output:ident $(, $bucket:ident)?;)*) => {$(
         fn $method<'life0, 'async_trait>(
             &'life0 self,
             req: S3Request<$input>,
@@ -243,6 +283,11 @@ macro_rules! delegate {
             'life0: 'async_trait,
             Self: 'async_trait,
         {
+            $(
+                if !self.root.join(&req.input.$bucket).is_dir() {
+                    return Box::pin(async { Err(s3s::s3_error!(NoSuchBucket)) });
+                }
+            )?
             self.inner.$method(req)
         }
     )*};
@@ -251,21 +296,21 @@ macro_rules! delegate {
 impl S3 for TrackedFs {
     delegate! {
         create_bucket: CreateBucketInput => CreateBucketOutput;
-        copy_object: CopyObjectInput => CopyObjectOutput;
-        delete_bucket: DeleteBucketInput => DeleteBucketOutput;
-        delete_object: DeleteObjectInput => DeleteObjectOutput;
-        delete_objects: DeleteObjectsInput => DeleteObjectsOutput;
-        get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
-        get_object: GetObjectInput => GetObjectOutput;
-        head_bucket: HeadBucketInput => HeadBucketOutput;
-        head_object: HeadObjectInput => HeadObjectOutput;
         list_buckets: ListBucketsInput => ListBucketsOutput;
-        list_objects: ListObjectsInput => ListObjectsOutput;
-        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
-        put_object: PutObjectInput => PutObjectOutput;
-        upload_part: UploadPartInput => UploadPartOutput;
-        upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput;
-        list_parts: ListPartsInput => ListPartsOutput;
+        copy_object: CopyObjectInput => CopyObjectOutput, bucket;
+        delete_bucket: DeleteBucketInput => DeleteBucketOutput, bucket;
+        delete_object: DeleteObjectInput => DeleteObjectOutput, bucket;
+        delete_objects: DeleteObjectsInput => DeleteObjectsOutput, bucket;
+        get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput, bucket;
+        get_object: GetObjectInput => GetObjectOutput, bucket;
+        head_bucket: HeadBucketInput => HeadBucketOutput, bucket;
+        head_object: HeadObjectInput => HeadObjectOutput, bucket;
+        list_objects: ListObjectsInput => ListObjectsOutput, bucket;
+        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output, bucket;
+        put_object: PutObjectInput => PutObjectOutput, bucket;
+        upload_part: UploadPartInput => UploadPartOutput, bucket;
+        upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput, bucket;
+        list_parts: ListPartsInput => ListPartsOutput, bucket;
     }
 
     fn create_multipart_upload<'life0, 'async_trait>(
@@ -297,6 +342,7 @@ impl S3 for TrackedFs {
     {
         Box::pin(async move {
             let upload_id = req.input.upload_id.clone();
+            self.check_upload(&upload_id)?;
             let response = self.inner.complete_multipart_upload(req).await?;
             self.forget(&upload_id);
             Ok(response)
@@ -313,6 +359,7 @@ impl S3 for TrackedFs {
     {
         Box::pin(async move {
             let upload_id = req.input.upload_id.clone();
+            self.check_upload(&upload_id)?;
             let response = self.inner.abort_multipart_upload(req).await?;
             self.forget(&upload_id);
             Ok(response)
