@@ -34,6 +34,18 @@ pub enum Command {
     Man(cmd::completions::ManArgs),
 }
 
+impl Command {
+    /// The command path for logs and reports, e.g. "backup run".
+    pub fn name(&self) -> String {
+        match self {
+            Command::Backup(b) => format!("backup {}", b.command.name()),
+            Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
+            Command::Completions(_) => "completions".into(),
+            Command::Man(_) => "man".into(),
+        }
+    }
+}
+
 /// Flags accepted before or after any subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {

@@ -47,9 +47,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(ExitStatus::Failure.code());
         }
     };
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let span = tracing::info_span!("opsbook", command = %cli.command.name(), run_id = %run_id);
     let status = runtime.block_on(async {
         signal::listen();
-        let run = cmd::dispatch(cli, &printer);
+        let run = tracing::Instrument::instrument(cmd::dispatch(cli, &printer), span);
         tokio::pin!(run);
         let result = tokio::select! {
             result = &mut run => result,

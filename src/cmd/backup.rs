@@ -45,6 +45,17 @@ pub enum BackupCommand {
     Prune(PruneArgs),
 }
 
+impl BackupCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackupCommand::Run(_) => "run",
+            BackupCommand::List(_) => "list",
+            BackupCommand::Verify(_) => "verify",
+            BackupCommand::Prune(_) => "prune",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RowCountArg {
     /// count(*) per table inside the dump's snapshot: exactly what the dump holds.

@@ -28,6 +28,12 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         _ => {}
     }
     let config = Config::load(cli.global.config.as_deref(), cli.global.profile.as_deref())?;
+    tracing::debug!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.path.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()),
+        profile = %config.profile_name,
+        "starting"
+    );
     let ctx = Ctx { printer, global: &cli.global, config };
     match cli.command {
         Command::Backup(args) => backup::run(&ctx, *args).await,

@@ -33,6 +33,16 @@ pub enum SandboxCommand {
     Status,
 }
 
+impl SandboxCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SandboxCommand::Up => "up",
+            SandboxCommand::Down => "down",
+            SandboxCommand::Status => "status",
+        }
+    }
+}
+
 pub async fn run(ctx: &Ctx<'_>, args: SandboxArgs) -> Result<ExitStatus> {
     let p = ctx.printer;
     match args.command {

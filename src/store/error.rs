@@ -10,10 +10,16 @@ pub(crate) const ACCEPTED_FORMS: &str =
 /// the text, not a separate `source`) and never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unknown store URL scheme in {url:?}; accepted forms: {}", ACCEPTED_FORMS)]
+    #[error(
+        "unknown store URL scheme in {url:?}; accepted forms: {}",
+        ACCEPTED_FORMS
+    )]
     UnknownScheme { url: String },
 
-    #[error("invalid store URL {url:?}: {reason}; accepted forms: {}", ACCEPTED_FORMS)]
+    #[error(
+        "invalid store URL {url:?}: {reason}; accepted forms: {}",
+        ACCEPTED_FORMS
+    )]
     InvalidUrl { url: String, reason: String },
 
     #[error("store configuration for {url}: {reason}")]
@@ -23,10 +29,18 @@ pub enum StoreError {
     InvalidKey { key: String, reason: String },
 
     #[error("{op} {resource}: no such object")]
-    NotFound { op: &'static str, resource: String, key: String },
+    NotFound {
+        op: &'static str,
+        resource: String,
+        key: String,
+    },
 
     #[error("{op} {resource}: {error}")]
-    Io { op: &'static str, resource: String, error: std::io::Error },
+    Io {
+        op: &'static str,
+        resource: String,
+        error: std::io::Error,
+    },
 
     /// An S3 request failed. `code` is the service's error code when it answered at all.
     #[error("{op} {resource}: {message}")]
@@ -52,7 +66,11 @@ impl StoreError {
     }
 
     pub(crate) fn io(op: &'static str, resource: impl Into<String>, error: std::io::Error) -> Self {
-        StoreError::Io { op, resource: resource.into(), error }
+        StoreError::Io {
+            op,
+            resource: resource.into(),
+            error,
+        }
     }
 }
 

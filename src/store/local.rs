@@ -19,7 +19,10 @@ pub struct LocalStore {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 fn resource(path: &Path) -> String {
@@ -61,7 +64,10 @@ fn write_atomically(dest: &Path, body: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let partial = partial_path(dest, &random_id());
     let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)?;
         file.write_all(body)?;
         file.sync_all()?;
         drop(file);
@@ -98,7 +104,9 @@ fn walk(root: &Path, prefix: &str) -> io::Result<Vec<(String, fs::Metadata)>> {
         };
         for entry in entries {
             let path = entry?.path();
-            let Some(key) = relative_key(root, &path) else { continue };
+            let Some(key) = relative_key(root, &path) else {
+                continue;
+            };
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if is_missing(&e) => continue,
@@ -147,14 +155,20 @@ impl LocalStore {
         if name.contains(PARTIAL_MARKER) {
             return Err(StoreError::InvalidKey {
                 key: key.to_owned(),
-                reason: format!("names containing {PARTIAL_MARKER:?} are reserved for partial files"),
+                reason: format!(
+                    "names containing {PARTIAL_MARKER:?} are reserved for partial files"
+                ),
             });
         }
         Ok(self.root.join(key))
     }
 
     fn not_found(op: &'static str, key: &str, path: &Path) -> StoreError {
-        StoreError::NotFound { op, resource: resource(path), key: key.to_owned() }
+        StoreError::NotFound {
+            op,
+            resource: resource(path),
+            key: key.to_owned(),
+        }
     }
 
     pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
@@ -185,7 +199,12 @@ impl LocalStore {
         self.open_file("read", key).await
     }
 
-    pub(crate) async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+    pub(crate) async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
         let mut file = self.open_file("read range of", key).await?;
         let what = || resource(&self.root.join(key));
         let io_err = |e| StoreError::io("read range of", what(), e);
@@ -194,12 +213,23 @@ impl LocalStore {
             return Ok(Bytes::new());
         }
         if start >= size {
-            let message = format!("the range starts at byte {start} but the object has {size} bytes");
-            return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, message)));
+            let message =
+                format!("the range starts at byte {start} but the object has {size} bytes");
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                message,
+            )));
         }
         let want = len.min(size - start);
-        file.seek(io::SeekFrom::Start(start)).await.map_err(io_err)?;
-        let mut buf = vec![0; usize::try_from(want).map_err(io::Error::other).map_err(io_err)?];
+        file.seek(io::SeekFrom::Start(start))
+            .await
+            .map_err(io_err)?;
+        let mut buf = vec![
+            0;
+            usize::try_from(want)
+                .map_err(io::Error::other)
+                .map_err(io_err)?
+        ];
         file.read_exact(&mut buf).await.map_err(io_err)?;
         Ok(Bytes::from(buf))
     }
@@ -228,7 +258,12 @@ impl LocalStore {
         .await?;
         let mut objects: Vec<ObjectMeta> = files
             .into_iter()
-            .filter(|(key, _)| !key.rsplit('/').next().unwrap_or(key).contains(PARTIAL_MARKER))
+            .filter(|(key, _)| {
+                !key.rsplit('/')
+                    .next()
+                    .unwrap_or(key)
+                    .contains(PARTIAL_MARKER)
+            })
             .map(|(key, meta)| ObjectMeta {
                 key,
                 size: meta.len(),
@@ -262,7 +297,12 @@ impl LocalStore {
             .open(&partial)
             .await
             .map_err(|e| StoreError::io("create", what, e))?;
-        Ok(LocalUpload { file: Some(file), partial, dest, finished: false })
+        Ok(LocalUpload {
+            file: Some(file),
+            partial,
+            dest,
+            finished: false,
+        })
     }
 
     /// Partial files (from interrupted uploads or writes) last modified before `older_than`.
@@ -335,7 +375,9 @@ impl LocalUpload {
     pub(crate) async fn write(&mut self, part: Bytes) -> Result<(), StoreError> {
         let what = resource(&self.partial);
         let file = self.file()?;
-        file.write_all(&part).await.map_err(|e| StoreError::io("write", what, e))
+        file.write_all(&part)
+            .await
+            .map_err(|e| StoreError::io("write", what, e))
     }
 
     pub(crate) async fn complete(&mut self) -> Result<(), StoreError> {
@@ -348,7 +390,9 @@ impl LocalUpload {
             file.flush().await?;
             file.sync_all().await
         };
-        flushed.await.map_err(|e| StoreError::io("write", what.clone(), e))?;
+        flushed
+            .await
+            .map_err(|e| StoreError::io("write", what.clone(), e))?;
         drop(file);
         let (partial, dest) = (self.partial.clone(), self.dest.clone());
         blocking("rename", what, move || {

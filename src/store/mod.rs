@@ -80,8 +80,12 @@ pub enum Store {
 impl Store {
     pub async fn open(url: &StoreUrl, opts: &StoreOptions) -> Result<Store, StoreError> {
         match url {
-            StoreUrl::Local { root } => Ok(Store::Local(LocalStore::open(root.clone(), url.clone())?)),
-            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(S3Store::open(bucket, prefix, opts).await?)),
+            StoreUrl::Local { root } => {
+                Ok(Store::Local(LocalStore::open(root.clone(), url.clone())?))
+            }
+            StoreUrl::S3 { bucket, prefix } => {
+                Ok(Store::S3(S3Store::open(bucket, prefix, opts).await?))
+            }
         }
     }
 

@@ -20,7 +20,10 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        UploadConfig { part_size: 8 * 1024 * 1024, in_flight: 4 }
+        UploadConfig {
+            part_size: 8 * 1024 * 1024,
+            in_flight: 4,
+        }
     }
 }
 
@@ -33,7 +36,10 @@ impl UploadConfig {
         } else {
             return Ok(());
         };
-        Err(StoreError::InvalidConfig { url: url.to_owned(), reason: reason.to_owned() })
+        Err(StoreError::InvalidConfig {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        })
     }
 }
 
@@ -48,7 +54,12 @@ pub(crate) struct PartSizing {
 
 impl PartSizing {
     pub(crate) fn new(part_size: usize) -> Self {
-        PartSizing { part_size, parts: 0, bytes: 0, short_part: None }
+        PartSizing {
+            part_size,
+            parts: 0,
+            bytes: 0,
+            short_part: None,
+        }
     }
 
     /// Records a part of `len` bytes, or says why it breaks the rule. An empty part uploads
@@ -110,7 +121,13 @@ pub struct Upload {
 impl Upload {
     pub(crate) fn new(key: &str, resource: String, cfg: UploadConfig, target: Target) -> Self {
         let sizing = PartSizing::new(cfg.part_size);
-        Upload { key: key.to_owned(), resource, sizing, target, failed: false }
+        Upload {
+            key: key.to_owned(),
+            resource,
+            sizing,
+            target,
+            failed: false,
+        }
     }
 
     fn refuse_after_failure(&self) -> Result<(), StoreError> {
@@ -140,7 +157,10 @@ impl Upload {
         let resource = &self.resource;
         self.sizing
             .accept(part.len())
-            .map_err(|reason| StoreError::Upload { resource: resource.clone(), reason })?;
+            .map_err(|reason| StoreError::Upload {
+                resource: resource.clone(),
+                reason,
+            })?;
         if part.is_empty() {
             return Ok(());
         }
@@ -192,14 +212,20 @@ mod tests {
             sizing.accept(len).unwrap();
         }
         assert_eq!(sizing.bytes(), 13);
-        assert!(sizing.accept(4).unwrap_err().contains("follows a short part"));
+        assert!(sizing
+            .accept(4)
+            .unwrap_err()
+            .contains("follows a short part"));
     }
 
     #[test]
     fn a_larger_part_is_refused() {
         let mut sizing = PartSizing::new(4);
         sizing.accept(4).unwrap();
-        assert!(sizing.accept(5).unwrap_err().contains("larger than the part size"));
+        assert!(sizing
+            .accept(5)
+            .unwrap_err()
+            .contains("larger than the part size"));
         assert_eq!(sizing.bytes(), 4);
     }
 
@@ -225,13 +251,26 @@ mod tests {
         for _ in 0..MAX_PARTS {
             sizing.accept(1).unwrap();
         }
-        assert!(sizing.accept(1).unwrap_err().contains("more than 10000 parts"));
+        assert!(sizing
+            .accept(1)
+            .unwrap_err()
+            .contains("more than 10000 parts"));
     }
 
     #[test]
     fn config_checks() {
         UploadConfig::default().check("x").unwrap();
-        assert!(UploadConfig { part_size: 0, in_flight: 1 }.check("x").is_err());
-        assert!(UploadConfig { part_size: 1, in_flight: 0 }.check("x").is_err());
+        assert!(UploadConfig {
+            part_size: 0,
+            in_flight: 1
+        }
+        .check("x")
+        .is_err());
+        assert!(UploadConfig {
+            part_size: 1,
+            in_flight: 0
+        }
+        .check("x")
+        .is_err());
     }
 }

@@ -1,0 +1,369 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[opsbook] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'opsbook'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'opsbook'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
+            cand completions 'Print a shell completion script'
+            cand man 'Write man pages (one per command) to a directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;backup'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand run 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+            cand list 'List complete backups (reads manifests only)'
+            cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+            cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;backup;run'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set name (a path segment in the store) [default: main]'
+            cand --parallel 'With --all: how many sets run at once'
+            cand --compression 'Compression: zstd or zstd:LEVEL (1-19) [default: zstd:3]'
+            cand --encrypt-to 'Encrypt to this age recipient (age1…); repeat for several'
+            cand --row-counts 'Per-table row counts recorded in the manifest [default: exact]'
+            cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
+            cand --metrics-file 'Prometheus textfile to update (last success, duration, bytes, rows)'
+            cand --part-size 'Upload part size; every part but the last has exactly this size (R2 requires it)'
+            cand --upload-concurrency 'Parts uploaded at once; memory use is about part size × (this + 2)'
+            cand --keep-last 'Keep the N newest backups'
+            cand --keep-hourly 'Keep the newest backup of each of the last N hours that have one'
+            cand --keep-daily 'Keep the newest backup of each of the last N days that have one'
+            cand --keep-weekly 'Keep the newest backup of each of the last N ISO weeks that have one'
+            cand --keep-monthly 'Keep the newest backup of each of the last N months that have one'
+            cand --keep-yearly 'Keep the newest backup of each of the last N years that have one'
+            cand --keep-within 'Keep every backup within this duration of the newest one (e.g. 14d, 36h)'
+            cand --min-keep 'Never keep fewer than the N newest backups'
+            cand --tz 'Time zone in which days, weeks, months and years are counted [default: profile''s time_zone, else UTC]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --all 'Back up every set declared in the profile ([profiles.NAME.sets.SET]); continues past failures and exits with the worst outcome'
+            cand --globals 'Also store `pg_dumpall --globals-only` (roles, tablespaces) without role passwords'
+            cand --globals-with-passwords 'With --globals: include role password hashes (needs superuser)'
+            cand --prune 'Prune the set by its retention policy after the new backup is complete'
+            cand --force 'Allow deleting more than half of the set''s backups'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;backup;list'= {
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Only this set [default: every set in the store]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;backup;verify'= {
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set name [default: main]'
+            cand --identity 'age identity file (AGE-SECRET-KEY-1…) for --deep on encrypted backups'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --deep 'Also decrypt, decompress and read the archive with pg_restore --list'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;backup;prune'= {
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set name [default: main]'
+            cand --keep-last 'Keep the N newest backups'
+            cand --keep-hourly 'Keep the newest backup of each of the last N hours that have one'
+            cand --keep-daily 'Keep the newest backup of each of the last N days that have one'
+            cand --keep-weekly 'Keep the newest backup of each of the last N ISO weeks that have one'
+            cand --keep-monthly 'Keep the newest backup of each of the last N months that have one'
+            cand --keep-yearly 'Keep the newest backup of each of the last N years that have one'
+            cand --keep-within 'Keep every backup within this duration of the newest one (e.g. 14d, 36h)'
+            cand --min-keep 'Never keep fewer than the N newest backups'
+            cand --tz 'Time zone in which days, weeks, months and years are counted [default: profile''s time_zone, else UTC]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --force 'Allow deleting more than half of the set''s backups'
+            cand --dry-run 'Show the plan with a reason per backup; delete nothing'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;backup;help'= {
+            cand run 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+            cand list 'List complete backups (reads manifests only)'
+            cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+            cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;backup;help;run'= {
+        }
+        &'opsbook;backup;help;list'= {
+        }
+        &'opsbook;backup;help;verify'= {
+        }
+        &'opsbook;backup;help;prune'= {
+        }
+        &'opsbook;backup;help;help'= {
+        }
+        &'opsbook;sandbox'= {
+            cand --dir 'Sandbox directory'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand up 'Create (or restart) the sandbox and print the environment to export'
+            cand down 'Stop the sandbox and delete its cluster, store and env file'
+            cand status 'Show whether the sandbox exists and runs'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;sandbox;up'= {
+            cand --dir 'Sandbox directory'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;sandbox;down'= {
+            cand --dir 'Sandbox directory'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;sandbox;status'= {
+            cand --dir 'Sandbox directory'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;sandbox;help'= {
+            cand up 'Create (or restart) the sandbox and print the environment to export'
+            cand down 'Stop the sandbox and delete its cluster, store and env file'
+            cand status 'Show whether the sandbox exists and runs'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;sandbox;help;up'= {
+        }
+        &'opsbook;sandbox;help;down'= {
+        }
+        &'opsbook;sandbox;help;status'= {
+        }
+        &'opsbook;sandbox;help;help'= {
+        }
+        &'opsbook;completions'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;man'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;help'= {
+            cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
+            cand completions 'Print a shell completion script'
+            cand man 'Write man pages (one per command) to a directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;help;backup'= {
+            cand run 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+            cand list 'List complete backups (reads manifests only)'
+            cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+            cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+        }
+        &'opsbook;help;backup;run'= {
+        }
+        &'opsbook;help;backup;list'= {
+        }
+        &'opsbook;help;backup;verify'= {
+        }
+        &'opsbook;help;backup;prune'= {
+        }
+        &'opsbook;help;sandbox'= {
+            cand up 'Create (or restart) the sandbox and print the environment to export'
+            cand down 'Stop the sandbox and delete its cluster, store and env file'
+            cand status 'Show whether the sandbox exists and runs'
+        }
+        &'opsbook;help;sandbox;up'= {
+        }
+        &'opsbook;help;sandbox;down'= {
+        }
+        &'opsbook;help;sandbox;status'= {
+        }
+        &'opsbook;help;completions'= {
+        }
+        &'opsbook;help;man'= {
+        }
+        &'opsbook;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

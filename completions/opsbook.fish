@@ -1,0 +1,291 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_opsbook_global_optspecs
+    string join \n config= profile= output= y/yes no-input color= log-format= v/verbose q/quiet h/help V/version
+end
+
+function __fish_opsbook_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_opsbook_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_opsbook_using_subcommand
+    set -l cmd (__fish_opsbook_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c opsbook -n "__fish_opsbook_needs_command" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_needs_command" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_needs_command" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_needs_command" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_needs_command" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_needs_command" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_needs_command" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_needs_command" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_needs_command" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opsbook -n "__fish_opsbook_needs_command" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "list" -d 'List complete backups (reads manifests only)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l set -d 'Backup set name (a path segment in the store) [default: main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l parallel -d 'With --all: how many sets run at once' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l compression -d 'Compression: zstd or zstd:LEVEL (1-19) [default: zstd:3]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l encrypt-to -d 'Encrypt to this age recipient (age1…); repeat for several' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l row-counts -d 'Per-table row counts recorded in the manifest [default: exact]' -r -f -a "exact\t'count(*) per table inside the dump\'s snapshot: exactly what the dump holds'
+estimate\t'Planner statistics: free, approximate'
+off\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l metrics-file -d 'Prometheus textfile to update (last success, duration, bytes, rows)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l part-size -d 'Upload part size; every part but the last has exactly this size (R2 requires it)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; memory use is about part size × (this + 2)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-last -d 'Keep the N newest backups' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-hourly -d 'Keep the newest backup of each of the last N hours that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-daily -d 'Keep the newest backup of each of the last N days that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-weekly -d 'Keep the newest backup of each of the last N ISO weeks that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-monthly -d 'Keep the newest backup of each of the last N months that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-yearly -d 'Keep the newest backup of each of the last N years that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-within -d 'Keep every backup within this duration of the newest one (e.g. 14d, 36h)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l min-keep -d 'Never keep fewer than the N newest backups' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l tz -d 'Time zone in which days, weeks, months and years are counted [default: profile\'s time_zone, else UTC]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l all -d 'Back up every set declared in the profile ([profiles.NAME.sets.SET]); continues past failures and exits with the worst outcome'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l globals -d 'Also store `pg_dumpall --globals-only` (roles, tablespaces) without role passwords'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l globals-with-passwords -d 'With --globals: include role password hashes (needs superuser)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l prune -d 'Prune the set by its retention policy after the new backup is complete'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l force -d 'Allow deleting more than half of the set\'s backups'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l set -d 'Only this set [default: every set in the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l set -d 'Backup set name [default: main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l identity -d 'age identity file (AGE-SECRET-KEY-1…) for --deep on encrypted backups' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l deep -d 'Also decrypt, decompress and read the archive with pg_restore --list'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l set -d 'Backup set name [default: main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-last -d 'Keep the N newest backups' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-hourly -d 'Keep the newest backup of each of the last N hours that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep the newest backup of each of the last N days that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep the newest backup of each of the last N ISO weeks that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep the newest backup of each of the last N months that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-yearly -d 'Keep the newest backup of each of the last N years that have one' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-within -d 'Keep every backup within this duration of the newest one (e.g. 14d, 36h)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l min-keep -d 'Never keep fewer than the N newest backups' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l tz -d 'Time zone in which days, weeks, months and years are counted [default: profile\'s time_zone, else UTC]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l force -d 'Allow deleting more than half of the set\'s backups'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show the plan with a reason per backup; delete nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List complete backups (reads manifests only)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l dir -d 'Sandbox directory' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -f -a "up" -d 'Create (or restart) the sandbox and print the environment to export'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -f -a "down" -d 'Stop the sandbox and delete its cluster, store and env file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -f -a "status" -d 'Show whether the sandbox exists and runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l dir -d 'Sandbox directory' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l dir -d 'Sandbox directory' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l dir -d 'Sandbox directory' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "up" -d 'Create (or restart) the sandbox and print the environment to export'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the sandbox and delete its cluster, store and env file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show whether the sandbox exists and runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Create (or restart) the sandbox and print the environment to export'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox and delete its cluster, store and env file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show whether the sandbox exists and runs'
