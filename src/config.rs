@@ -129,7 +129,8 @@ impl Config {
         };
         let file = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
                 parse(&text, p)?
             }
             None => ConfigFile::default(),
@@ -150,7 +151,8 @@ impl Config {
                 })
             }
         };
-        let sandbox_dir = std::env::var_os("OPSBOOK_SANDBOX_DIR").map_or_else(|| PathBuf::from(".opsbook/sandbox"), PathBuf::from);
+        let sandbox_dir =
+            std::env::var_os("OPSBOOK_SANDBOX_DIR").map_or_else(|| PathBuf::from(".opsbook/sandbox"), PathBuf::from);
         Ok(Config { path, profile_name: name, profile: selected, sandbox: SandboxDefaults::read(&sandbox_dir) })
     }
 
@@ -188,7 +190,13 @@ impl Config {
     }
 
     /// Picks flag/env value first, then the configured one, or says how to set it.
-    pub fn pick(&self, given: Option<&str>, configured: Option<&str>, key: &str, fix: &str) -> Result<String, ConfigError> {
+    pub fn pick(
+        &self,
+        given: Option<&str>,
+        configured: Option<&str>,
+        key: &str,
+        fix: &str,
+    ) -> Result<String, ConfigError> {
         let value = match (given, configured) {
             (Some(v), _) => v.to_string(),
             (None, Some(raw)) => self.resolve(key, raw)?,
@@ -211,7 +219,10 @@ impl Config {
     ) -> Result<String, ConfigError> {
         if given.is_none() && configured.is_none() {
             if let Some(value) = sandbox {
-                tracing::info!("no {key} given: using the sandbox's ({})", self.sandbox.as_ref().map_or_else(String::new, |s| s.env_file.display().to_string()));
+                tracing::info!(
+                    "no {key} given: using the sandbox's ({})",
+                    self.sandbox.as_ref().map_or_else(String::new, |s| s.env_file.display().to_string())
+                );
                 return Ok(value.to_string());
             }
         }
@@ -227,7 +238,10 @@ impl Config {
             configured,
             sandbox,
             "database URL",
-            &format!("pass --database-url, set DATABASE_URL, set database_url in {}, or start `opsbook sandbox up`", self.source_hint()),
+            &format!(
+                "pass --database-url, set DATABASE_URL, set database_url in {}, or start `opsbook sandbox up`",
+                self.source_hint()
+            ),
         )
     }
 

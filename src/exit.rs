@@ -109,8 +109,5 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
 
 /// True when the error is a closed stdout (e.g. `opsbook backup list | head`), which is not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

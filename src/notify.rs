@@ -146,7 +146,12 @@ mod tests {
     fn textfile_merges_by_series() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opsbook.prom");
-        let s = |set: &str, name: &'static str, v: f64| Sample { name, help: "h", labels: vec![("set", set.into())], value: v };
+        let s = |set: &str, name: &'static str, v: f64| Sample {
+            name,
+            help: "h",
+            labels: vec![("set", set.into())],
+            value: v,
+        };
         update_textfile(&path, &[s("a", "m_success", 1.0), s("a", "m_status", 1.0)]).unwrap();
         update_textfile(&path, &[s("b", "m_success", 2.0)]).unwrap();
         update_textfile(&path, &[s("a", "m_status", 0.0)]).unwrap();

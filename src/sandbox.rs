@@ -165,11 +165,8 @@ fn info(root: &Path, cluster: &LocalCluster, running: bool) -> SandboxInfo {
 fn write_env(root: &Path, cluster: &LocalCluster) -> Result<(), PgError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = format!(
-        "DATABASE_URL={}\nOPSBOOK_STORE={}\n",
-        cluster.url(DATABASE).expose(),
-        root.join(STORE_DIR).display()
-    );
+    let text =
+        format!("DATABASE_URL={}\nOPSBOOK_STORE={}\n", cluster.url(DATABASE).expose(), root.join(STORE_DIR).display());
     let path = root.join(ENV_FILE);
     let tmp = root.join(format!("{ENV_FILE}.tmp"));
     let mut f = std::fs::OpenOptions::new()

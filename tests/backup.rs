@@ -93,7 +93,9 @@ fn local_store_backup_list_verify_restore() {
     let store = env.store_dir();
     let store = store.to_str().unwrap();
 
-    let report = ok(&env.run(&["backup", "run", "--database-url", &db, "--store", store, "--set", "shop", "--output", "json"], &[]));
+    let report = ok(
+        &env.run(&["backup", "run", "--database-url", &db, "--store", store, "--set", "shop", "--output", "json"], &[])
+    );
     assert_eq!(report["status"], "ok");
     assert_eq!(report["exit_code"], 0);
     let manifest = &report["backup"];
@@ -103,7 +105,8 @@ fn local_store_backup_list_verify_restore() {
     let key = data_key(manifest);
     let dir = key.rsplit_once('/').unwrap().0;
     assert!(key.starts_with("shop/20"), "{key}");
-    let on_disk: Value = serde_json::from_slice(&std::fs::read(env.store_dir().join(dir).join("manifest.json")).unwrap()).unwrap();
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(env.store_dir().join(dir).join("manifest.json")).unwrap()).unwrap();
     assert_eq!(&on_disk, manifest);
     let stored = std::fs::read(env.store_dir().join(&key)).unwrap();
     assert_eq!(stored.len() as u64, manifest["objects"][0]["size"].as_u64().unwrap());
@@ -112,7 +115,8 @@ fn local_store_backup_list_verify_restore() {
     assert_eq!(list["backups"][0]["id"], id);
     assert!(list["backups"][0]["verified"].is_null());
 
-    let verify = ok(&env.run(&["backup", "verify", "--store", store, "--set", "shop", "--deep", "--output", "json"], &[]));
+    let verify =
+        ok(&env.run(&["backup", "verify", "--store", store, "--set", "shop", "--deep", "--output", "json"], &[]));
     assert_eq!(verify["ok"], true);
     assert!(verify["checks"].as_array().unwrap().iter().any(|c| c["check"] == "decode" && c["ok"] == true));
     let list = ok(&env.run(&["backup", "list", "--store", store, "--output", "json"], &[]));
@@ -141,7 +145,10 @@ fn s3_store_backup_verify_restore() {
     ));
     let manifest = &report["backup"];
     assert_eq!(manifest["objects"].as_array().unwrap().len(), 2, "data + globals");
-    let verify = ok(&env.run(&["backup", "verify", "latest", "--store", &url, "--set", "shop", "--deep", "--output", "json"], &s3.env()));
+    let verify = ok(&env.run(
+        &["backup", "verify", "latest", "--store", &url, "--set", "shop", "--deep", "--output", "json"],
+        &s3.env(),
+    ));
     assert_eq!(verify["ok"], true, "{verify}");
     let list = ok(&env.run(&["backup", "list", "--store", &url, "--set", "shop", "--output", "json"], &s3.env()));
     assert_eq!(list["backups"].as_array().unwrap().len(), 1);
@@ -176,15 +183,21 @@ fn encrypted_backup_needs_the_identity() {
     let wrong = age::x25519::Identity::generate();
     use age::secrecy::ExposeSecret;
     std::fs::write(env.path().join("wrong.key"), wrong.to_string().expose_secret()).unwrap();
-    let bad = env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "wrong.key", "--output", "json"], &[]);
+    let bad =
+        env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "wrong.key", "--output", "json"], &[]);
     assert_eq!(code(&bad), 1, "{}", all_output(&bad));
     assert_eq!(json(&bad)["ok"], false);
 
     std::fs::write(env.path().join("right.key"), identity.to_string().expose_secret()).unwrap();
-    let good = ok(&env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "right.key", "--output", "json"], &[]));
+    let good = ok(
+        &env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "right.key", "--output", "json"], &[])
+    );
     assert_eq!(good["ok"], true);
     let secret = identity.to_string().expose_secret().to_string();
-    assert!(!all_output(&env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "right.key", "-vvv"], &[])).contains(&secret));
+    assert!(!all_output(
+        &env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "right.key", "-vvv"], &[])
+    )
+    .contains(&secret));
 
     let stored = std::fs::read(env.store_dir().join(data_key(manifest))).unwrap();
     let dump = env.path().join("restore.pgdump");
@@ -223,7 +236,8 @@ fn s3_auth_failure_exits_3() {
 #[test]
 fn unknown_store_scheme_exits_2() {
     let env = Env::new();
-    let out = env.run(&["backup", "run", "--database-url", "postgres://u:p@127.0.0.1:1/db", "--store", "gs://bucket/x"], &[]);
+    let out =
+        env.run(&["backup", "run", "--database-url", "postgres://u:p@127.0.0.1:1/db", "--store", "gs://bucket/x"], &[]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("gs://bucket/x"), "{}", all_output(&out));
 }

@@ -33,7 +33,9 @@ fn wrapped_tools(dir: &Path, fail_after: Option<u64>) -> PathBuf {
         std::os::unix::fs::symlink(real.bin_dir.join(tool), bin.join(tool)).unwrap();
     }
     let body = match fail_after {
-        Some(n) => format!("\"$REAL\" \"$@\" | head -c {n}\necho 'pg_dump: error: simulated failure mid-stream' >&2\nexit 1\n"),
+        Some(n) => {
+            format!("\"$REAL\" \"$@\" | head -c {n}\necho 'pg_dump: error: simulated failure mid-stream' >&2\nexit 1\n")
+        }
         None => "exec \"$REAL\" \"$@\"\n".to_string(),
     };
     let script = format!(
@@ -70,7 +72,11 @@ fn pg_dump_failing_mid_stream_leaves_no_manifest_and_no_upload() {
     let mut envs = s3.env();
     envs.push(("PG_BIN".into(), bin.display().to_string()));
     let url = s3.url("midstream");
-    let out = run(dir.path(), &["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"], &envs);
+    let out = run(
+        dir.path(),
+        &["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"],
+        &envs,
+    );
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     assert!(all_output(&out).contains("simulated failure mid-stream"), "{}", all_output(&out));
     // Nothing in the store: no manifest, no data object, no pending multipart upload.
@@ -93,7 +99,18 @@ fn password_never_in_child_argv_or_output() {
     let store = dir.path().join("store");
     let out = run(
         dir.path(),
-        &["backup", "run", "--database-url", &db, "--store", store.to_str().unwrap(), "--globals", "-vvv", "--log-format", "json"],
+        &[
+            "backup",
+            "run",
+            "--database-url",
+            &db,
+            "--store",
+            store.to_str().unwrap(),
+            "--globals",
+            "-vvv",
+            "--log-format",
+            "json",
+        ],
         &[("PG_BIN".into(), bin.display().to_string())],
     );
     assert_eq!(code(&out), 0, "{}", all_output(&out));
@@ -109,7 +126,11 @@ fn password_never_in_child_argv_or_output() {
         assert!(line.contains("--dbname="), "{line}");
         assert!(!line.contains(&password), "password in pg_dump argv: {line}");
     }
-    let json_out = run(dir.path(), &["backup", "run", "--database-url", &db, "--store", store.to_str().unwrap(), "--output", "json"], &[]);
+    let json_out = run(
+        dir.path(),
+        &["backup", "run", "--database-url", &db, "--store", store.to_str().unwrap(), "--output", "json"],
+        &[],
+    );
     assert!(!all_output(&json_out).contains(&password));
 }
 
@@ -166,14 +187,25 @@ fn failure_pings_fail_and_metrics_keep_last_success() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let metrics = dir.path().join("opsbook.prom");
-    let common = ["--store", store.to_str().unwrap(), "--notify-url", &peer.url("/hc"), "--metrics-file", metrics.to_str().unwrap()];
+    let common = [
+        "--store",
+        store.to_str().unwrap(),
+        "--notify-url",
+        &peer.url("/hc"),
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ];
     let mut good = vec!["backup", "run", "--database-url", db.as_str()];
     good.extend(common);
     assert_eq!(code(&run(dir.path(), &good, &[])), 0);
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(text.contains("opsbook_backup_last_run_success{set=\"main\"} 1"), "{text}");
-    let success_line = text.lines().find(|l| l.starts_with("opsbook_backup_last_success_timestamp_seconds")).unwrap().to_string();
-    assert!(text.lines().any(|l| l.starts_with("opsbook_backup_last_success_rows{set=\"main\"}") && !l.ends_with(" 0")), "{text}");
+    let success_line =
+        text.lines().find(|l| l.starts_with("opsbook_backup_last_success_timestamp_seconds")).unwrap().to_string();
+    assert!(
+        text.lines().any(|l| l.starts_with("opsbook_backup_last_success_rows{set=\"main\"}") && !l.ends_with(" 0")),
+        "{text}"
+    );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = format!("postgres://x:y@127.0.0.1:{port}/db");
@@ -187,4 +219,41 @@ fn failure_pings_fail_and_metrics_keep_last_success() {
     let received = peer.received();
     let fail = received.iter().find(|r| r.path == "/hc/fail").expect("a /fail ping");
     assert!(fail.body.contains("cannot connect"), "{}", fail.body);
+}
+
+#[test]
+fn interrupt_mid_upload_exits_130_and_aborts() {
+    let pg = TestPg::shared();
+    let s3 = S3Server::shared();
+    let db = big_db(pg);
+    let dir = tempfile::tempdir().unwrap();
+    let url = s3.url("interrupted");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opsbook"));
+    for (k, v) in opsbook(dir.path()).get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.envs(s3.env());
+    let child = cmd
+        .current_dir(dir.path())
+        .args(["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the multipart upload is under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s3.pending_uploads().iter().any(|(key, _)| key.starts_with("interrupted/")) {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    assert!(all_output(&out).contains("interrupted"), "{}", all_output(&out));
+    assert!(s3.list("interrupted/").is_empty(), "objects left: {:?}", s3.list("interrupted/"));
+    let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with("interrupted/")).collect();
+    assert!(pending.is_empty(), "upload not aborted: {pending:?}");
 }

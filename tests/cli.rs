@@ -52,10 +52,8 @@ fn man_pages_are_current() {
     let out_dir = dir.path().join("man");
     let out = opsbook(dir.path()).args(["man"]).arg(&out_dir).output().unwrap();
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    let mut generated: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut generated: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     generated.sort();
     assert!(generated.contains(&"opsbook-backup-run.1".to_string()), "{generated:?}");
     let committed_dir = repo().join("man");
@@ -90,10 +88,16 @@ fn bad_flag_is_a_usage_error() {
     let out = opsbook(dir.path()).args(["backup", "run", "--no-such-flag"]).output().unwrap();
     assert_eq!(code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
-    let out = opsbook(dir.path()).args(["backup", "run", "--compression", "gzip", "--database-url", "postgres://h/db", "--store", "x"]).output().unwrap();
+    let out = opsbook(dir.path())
+        .args(["backup", "run", "--compression", "gzip", "--database-url", "postgres://h/db", "--store", "x"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("--compression"), "{}", all_output(&out));
-    let out = opsbook(dir.path()).args(["backup", "run", "--encrypt-to", "not-a-key", "--database-url", "postgres://h/db", "--store", "x"]).output().unwrap();
+    let out = opsbook(dir.path())
+        .args(["backup", "run", "--encrypt-to", "not-a-key", "--database-url", "postgres://h/db", "--store", "x"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("not-a-key"), "{}", all_output(&out));
 }

@@ -66,12 +66,9 @@ fn cluster_create_start_connect_stop_reopen_destroy() {
     let (major, user, listen) = block_on(async {
         let mut conn = pg::connect(&url).await.unwrap();
         let major = pg::server_major(&mut conn).await.unwrap();
-        let user: String =
-            sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
-        let listen: String = sqlx::query_scalar("SELECT current_setting('listen_addresses')")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
+        let listen: String =
+            sqlx::query_scalar("SELECT current_setting('listen_addresses')").fetch_one(&mut conn).await.unwrap();
         (major, user, listen)
     });
     assert_eq!(major, bins.major);
@@ -147,16 +144,12 @@ fn tool_discovery_names_the_fix_when_too_old() {
 
 #[test]
 fn db_url_redaction_password_and_child_env() {
-    let u =
-        DbUrl::parse("postgresql://app:s3cr%3At@db.internal:6432/shop?sslmode=require").unwrap();
+    let u = DbUrl::parse("postgresql://app:s3cr%3At@db.internal:6432/shop?sslmode=require").unwrap();
     assert_eq!(u.password().as_deref(), Some("s3cr:t"));
     assert_eq!(u.redacted(), "postgresql://app:***@db.internal:6432/shop?sslmode=require");
     assert_eq!(u.database().as_deref(), Some("shop"));
     assert_eq!(u.with_database("drill").database().as_deref(), Some("drill"));
-    assert_eq!(
-        u.libpq_dsn_without_password(),
-        "postgresql://app@db.internal:6432/shop?sslmode=require"
-    );
+    assert_eq!(u.libpq_dsn_without_password(), "postgresql://app@db.internal:6432/shop?sslmode=require");
     assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "s3cr:t".to_string())]);
     assert!(!format!("{u:?} {u}").contains("s3cr"));
 
@@ -212,9 +205,7 @@ fn dns_failure_wrong_password_and_missing_database_are_unavailable() {
     let url = DbUrl::parse("postgres://app:hunter2@no-such-host.invalid:5432/shop").unwrap();
     assert_unavailable(&block_on(pg::connect(&url)).unwrap_err(), "hunter2");
 
-    let wrong =
-        DbUrl::parse(&format!("postgres://postgres:wrongpass@127.0.0.1:{}/postgres", pg.port()))
-            .unwrap();
+    let wrong = DbUrl::parse(&format!("postgres://postgres:wrongpass@127.0.0.1:{}/postgres", pg.port())).unwrap();
     let e = block_on(pg::connect(&wrong)).unwrap_err();
     assert_unavailable(&e, "wrongpass");
     assert!(e.to_string().contains("password authentication failed"), "{e}");
@@ -249,10 +240,7 @@ fn example_schema_loads_with_deterministic_rows() {
     ] {
         assert_eq!(pg.query_i64(&a, &format!("SELECT count(*) FROM {table}")), n, "{table}");
     }
-    assert_eq!(
-        pg.query_i64(&a, "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"),
-        24
-    );
+    assert_eq!(pg.query_i64(&a, "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"), 24);
     assert_eq!(pg.query_i64(&a, "SELECT count(*) FROM customer_order_summary"), 500);
     assert!(pg.query_i64(&a, "SELECT count(*) FROM products WHERE image_key IS NOT NULL") > 100);
     let digest = "SELECT md5(string_agg(o::text, ',' ORDER BY o.id)) FROM orders o";
@@ -294,7 +282,10 @@ fn sandbox_up_status_idempotent_down() {
     assert_eq!(status.database_url, info.database_url);
 
     // A second `up` returns the running sandbox, untouched.
-    pg.execute(&info.database_url, "INSERT INTO staff_users (email, role, password_hash) VALUES ('x@example.com', 'support', 'h')");
+    pg.execute(
+        &info.database_url,
+        "INSERT INTO staff_users (email, role, password_hash) VALUES ('x@example.com', 'support', 'h')",
+    );
     let again = block_on(opsbook::sandbox::up(&root)).unwrap();
     assert_eq!(again.port, info.port);
     assert_eq!(again.database_url, info.database_url);
@@ -332,7 +323,5 @@ fn sandbox_down_leaves_foreign_files_alone() {
     std::fs::write(root.join("notes.txt"), "keep me").unwrap();
     block_on(opsbook::sandbox::down(&root)).unwrap();
     assert!(root.join("notes.txt").is_file());
-    assert!(
-        !root.join("pg").exists() && !root.join("store").exists() && !root.join("env").exists()
-    );
+    assert!(!root.join("pg").exists() && !root.join("store").exists() && !root.join("env").exists());
 }

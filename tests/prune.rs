@@ -59,7 +59,8 @@ fn prune_keeps_policy_verified_and_guards_against_mass_deletion() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();
-    let out = run(dir.path(), &["backup", "run", "--database-url", &db, "--store", s, "--set", "shop", "--output", "json"]);
+    let out =
+        run(dir.path(), &["backup", "run", "--database-url", &db, "--store", s, "--set", "shop", "--output", "json"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let manifest = json(&out)["backup"].clone();
     let ids: Vec<String> = (1..=10).map(|d| back_date(&store, &manifest, d)).collect();
@@ -82,7 +83,23 @@ fn prune_keeps_policy_verified_and_guards_against_mass_deletion() {
     assert_eq!(manifests(&store), 11, "refused prune deletes nothing");
 
     // Dry run: a plan with reasons, nothing deleted.
-    let out = run(dir.path(), &["backup", "prune", "--store", s, "--set", "shop", "--keep-daily", "3", "--force", "--dry-run", "--output", "json"]);
+    let out = run(
+        dir.path(),
+        &[
+            "backup",
+            "prune",
+            "--store",
+            s,
+            "--set",
+            "shop",
+            "--keep-daily",
+            "3",
+            "--force",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let plan = json(&out);
     let backups = plan["plan"]["backups"].as_array().unwrap();
@@ -98,13 +115,21 @@ fn prune_keeps_policy_verified_and_guards_against_mass_deletion() {
     std::fs::create_dir_all(&old_orphan).unwrap();
     let f = old_orphan.join("data.pgdump.zst");
     std::fs::write(&f, b"partial").unwrap();
-    std::fs::File::options().write(true).open(&f).unwrap().set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400))
+        .unwrap();
     let now = Utc::now();
     let fresh_orphan = store.join(format!("shop/{}/{}-0000beef", now.format("%Y/%m"), now.format("%Y%m%dT%H%M%SZ")));
     std::fs::create_dir_all(&fresh_orphan).unwrap();
     std::fs::write(fresh_orphan.join("data.pgdump.zst"), b"in progress").unwrap();
 
-    let out = run(dir.path(), &["backup", "prune", "--store", s, "--set", "shop", "--keep-daily", "3", "--force", "--output", "json"]);
+    let out = run(
+        dir.path(),
+        &["backup", "prune", "--store", s, "--set", "shop", "--keep-daily", "3", "--force", "--output", "json"],
+    );
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert_eq!(json(&out)["plan"]["orphans"].as_array().unwrap().len(), 1);
     assert_eq!(manifests(&store), 4);

@@ -66,9 +66,7 @@ impl PartSink {
     fn send(&mut self) -> io::Result<()> {
         let part = self.buf.split().freeze();
         self.buf.reserve(self.part_size);
-        self.tx
-            .blocking_send(part)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+        self.tx.blocking_send(part).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
     /// Sends the last (short) part and returns the size and hash of everything written.
@@ -133,16 +131,17 @@ pub fn parse_recipients(specs: &[String]) -> Result<Vec<age::x25519::Recipient>,
     specs
         .iter()
         .map(|s| {
-            s.trim()
-                .parse::<age::x25519::Recipient>()
-                .map_err(|e| format!("invalid age recipient '{s}': {e} (expected an X25519 public key starting with age1)"))
+            s.trim().parse::<age::x25519::Recipient>().map_err(|e| {
+                format!("invalid age recipient '{s}': {e} (expected an X25519 public key starting with age1)")
+            })
         })
         .collect()
 }
 
 /// Reads age identities (`AGE-SECRET-KEY-1…` lines) from a file.
 pub fn read_identities(path: &std::path::Path) -> Result<Vec<age::x25519::Identity>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read identity file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read identity file {}: {e}", path.display()))?;
     let ids: Vec<age::x25519::Identity> = text
         .lines()
         .map(str::trim)
@@ -245,7 +244,12 @@ pub fn decode(input: impl Read, identities: &[age::x25519::Identity], mut out: i
 mod tests {
     use super::*;
 
-    fn roundtrip(data: &[u8], part: usize, recipients: &[age::x25519::Recipient], ids: &[age::x25519::Identity]) -> Vec<u8> {
+    fn roundtrip(
+        data: &[u8],
+        part: usize,
+        recipients: &[age::x25519::Recipient],
+        ids: &[age::x25519::Identity],
+    ) -> Vec<u8> {
         let (tx, mut rx) = mpsc::channel(1024);
         let codec = Codec::parse("zstd:3").unwrap();
         let encoded = encode(data, codec, recipients, PartSink::new(tx, part), &|_| {}).unwrap();
@@ -282,7 +286,14 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let right = age::x25519::Identity::generate();
         let wrong = age::x25519::Identity::generate();
-        encode(&b"secret rows"[..], Codec::parse("zstd").unwrap(), &[right.to_public()], PartSink::new(tx, 1 << 20), &|_| {}).unwrap();
+        encode(
+            &b"secret rows"[..],
+            Codec::parse("zstd").unwrap(),
+            &[right.to_public()],
+            PartSink::new(tx, 1 << 20),
+            &|_| {},
+        )
+        .unwrap();
         let stored = rx.try_recv().unwrap();
         assert!(decode(&stored[..], &[wrong], std::io::sink()).is_err());
     }

@@ -20,7 +20,14 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (pid {} on {}, since {})", self.what, self.pid, self.host, self.since.format("%Y-%m-%d %H:%M:%SZ"))
+        write!(
+            f,
+            "{} (pid {} on {}, since {})",
+            self.what,
+            self.pid,
+            self.host,
+            self.since.format("%Y-%m-%d %H:%M:%SZ")
+        )
     }
 }
 

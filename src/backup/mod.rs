@@ -54,8 +54,7 @@ impl Classify for BackupError {
             BackupError::Store(e) => e.class(),
             BackupError::Pg(e) => e.class(),
             BackupError::Query {
-                error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut,
-                ..
+                error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut, ..
             } => ErrorClass::Unavailable,
             BackupError::Spawn { .. } => ErrorClass::Unavailable,
             BackupError::Input(_) => ErrorClass::Usage,

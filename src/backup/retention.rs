@@ -75,11 +75,7 @@ pub struct RetentionPolicy {
     pub keep_yearly: Option<u32>,
     /// Keep every backup taken within this duration of the newest backup. Written as a humantime
     /// string such as `"30d"` or `"1d 12h"`.
-    #[serde(
-        default,
-        with = "humantime_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
     pub keep_within: Option<Duration>,
     /// Floor: the newest `min_keep` backups are always kept.
     #[serde(default)]
@@ -89,14 +85,8 @@ pub struct RetentionPolicy {
 impl RetentionPolicy {
     /// True when no keep rule is set (or every rule is zero). `min_keep` alone does not count.
     pub fn is_empty(&self) -> bool {
-        let counts = [
-            self.keep_last,
-            self.keep_hourly,
-            self.keep_daily,
-            self.keep_weekly,
-            self.keep_monthly,
-            self.keep_yearly,
-        ];
+        let counts =
+            [self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly];
         counts.iter().all(|c| c.unwrap_or(0) == 0) && self.keep_within.is_none_or(|d| d.is_zero())
     }
 
@@ -112,11 +102,7 @@ impl RetentionPolicy {
             keep_monthly: self.keep_monthly.or(base.keep_monthly),
             keep_yearly: self.keep_yearly.or(base.keep_yearly),
             keep_within: self.keep_within.or(base.keep_within),
-            min_keep: if self.min_keep != 0 {
-                self.min_keep
-            } else {
-                base.min_keep
-            },
+            min_keep: if self.min_keep != 0 { self.min_keep } else { base.min_keep },
         }
     }
 }
@@ -220,9 +206,7 @@ pub fn plan(
     if let Some(within) = policy.keep_within.filter(|d| !d.is_zero()) {
         if let Some(anchor) = within_anchor(&sorted, now) {
             // A window longer than chrono can represent reaches back past every backup.
-            let cutoff = TimeDelta::from_std(within)
-                .ok()
-                .and_then(|d| anchor.checked_sub_signed(d));
+            let cutoff = TimeDelta::from_std(within).ok().and_then(|d| anchor.checked_sub_signed(d));
             let reason = format!("within {}", format_duration(within));
             for (c, r) in sorted.iter().zip(reasons.iter_mut()) {
                 if cutoff.is_none_or(|cutoff| c.time > cutoff) {
@@ -253,11 +237,7 @@ pub fn plan(
                 id: c.id.clone(),
                 time: c.time,
                 keep,
-                reasons: if keep {
-                    reasons
-                } else {
-                    vec![NO_RULE.to_string()]
-                },
+                reasons: if keep { reasons } else { vec![NO_RULE.to_string()] },
             }
         })
         .collect())
@@ -277,11 +257,7 @@ pub fn check_guard(verdicts: &[Verdict], force: bool) -> Result<(), RetentionErr
 /// The newest backup not in the future, or the newest backup when all are in the future.
 /// `sorted` is newest first.
 fn within_anchor(sorted: &[&Candidate], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    sorted
-        .iter()
-        .find(|c| c.time <= now)
-        .or(sorted.first())
-        .map(|c| c.time)
+    sorted.iter().find(|c| c.time <= now).or(sorted.first()).map(|c| c.time)
 }
 
 /// The calendar periods of the bucketed rules, in the order their reasons are listed.
@@ -295,13 +271,7 @@ enum Period {
 }
 
 impl Period {
-    const ALL: [Period; 5] = [
-        Period::Hour,
-        Period::Day,
-        Period::Week,
-        Period::Month,
-        Period::Year,
-    ];
+    const ALL: [Period; 5] = [Period::Hour, Period::Day, Period::Week, Period::Month, Period::Year];
 
     fn count(self, policy: &RetentionPolicy) -> Option<u32> {
         match self {
@@ -355,12 +325,7 @@ fn format_duration(d: Duration) -> String {
         (u64::from(nanos / 1_000 % 1_000), "us"),
         (u64::from(nanos % 1_000), "ns"),
     ];
-    parts
-        .iter()
-        .filter(|(v, _)| *v > 0)
-        .map(|(v, unit)| format!("{v}{unit}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    parts.iter().filter(|(v, _)| *v > 0).map(|(v, unit)| format!("{v}{unit}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Serde for `Option<Duration>` as a humantime string (`"30d"`), absent or `null` for `None`.
@@ -401,12 +366,7 @@ mod tests {
     }
 
     fn cand(id: &str, time: &str) -> Candidate {
-        Candidate {
-            id: id.to_string(),
-            time: at(time),
-            verified: false,
-            drilled: false,
-        }
+        Candidate { id: id.to_string(), time: at(time), verified: false, drilled: false }
     }
 
     /// One backup per day at 02:00 UTC, `n` days ending 2026-11-20; id `d{days back}`.
@@ -431,11 +391,7 @@ mod tests {
     }
 
     fn kept(verdicts: &[Verdict]) -> Vec<&str> {
-        verdicts
-            .iter()
-            .filter(|v| v.keep)
-            .map(|v| v.id.as_str())
-            .collect()
+        verdicts.iter().filter(|v| v.keep).map(|v| v.id.as_str()).collect()
     }
 
     fn reasons_of<'a>(verdicts: &'a [Verdict], id: &str) -> &'a [String] {
@@ -444,10 +400,7 @@ mod tests {
 
     #[test]
     fn keep_last_keeps_the_newest_n() {
-        let p = RetentionPolicy {
-            keep_last: Some(3),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(3), ..Default::default() };
         let v = run(&p, &daily_backups(10));
         assert_eq!(v.len(), 10);
         assert_eq!(kept(&v), ["d000", "d001", "d002"]);
@@ -463,10 +416,7 @@ mod tests {
             cand("a", "2026-11-20T10:00:00Z"),
             cand("new", "2026-11-20T11:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_last: Some(2),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(2), ..Default::default() };
         let v = run(&p, &cands);
         let ids: Vec<_> = v.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(ids, ["new", "a", "b", "old"]);
@@ -482,10 +432,7 @@ mod tests {
             cand("h10", "2026-11-20T10:30:00Z"),
             cand("h09", "2026-11-20T09:30:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_hourly: Some(3),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_hourly: Some(3), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["h13b", "h12", "h10"]);
         assert_eq!(reasons_of(&v, "h13b"), ["hourly 2026-11-20T13"]);
@@ -502,10 +449,7 @@ mod tests {
             cand("16", "2026-11-16T08:00:00Z"),
             cand("15", "2026-11-15T08:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_daily: Some(3),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_daily: Some(3), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["20pm", "19", "16"]);
         assert_eq!(reasons_of(&v, "20pm"), ["daily 2026-11-20"]);
@@ -523,10 +467,7 @@ mod tests {
             cand("mon46", "2026-11-09T08:00:00Z"),
             cand("w45", "2026-11-05T08:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_weekly: Some(2),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_weekly: Some(2), ..Default::default() };
         let v = plan(&p, &cands, Tz::UTC, at("2026-11-23T00:00:00Z")).unwrap();
         assert_eq!(kept(&v), ["sun47", "sun46"]);
         assert_eq!(reasons_of(&v, "sun47"), ["weekly 2026-W47"]);
@@ -543,10 +484,7 @@ mod tests {
             cand("aug", "2026-08-15T08:00:00Z"),
             cand("jul", "2026-07-15T08:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_monthly: Some(3),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_monthly: Some(3), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["nov20", "oct31", "aug"]);
         assert_eq!(reasons_of(&v, "oct31"), ["monthly 2026-10"]);
@@ -561,10 +499,7 @@ mod tests {
             cand("23", "2023-06-01T08:00:00Z"),
             cand("22", "2022-06-01T08:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_yearly: Some(3),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_yearly: Some(3), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["26b", "25", "23"]);
         assert_eq!(reasons_of(&v, "23"), ["yearly 2023"]);
@@ -573,14 +508,8 @@ mod tests {
     #[test]
     fn daily_periods_follow_the_time_zone() {
         // 23:30 UTC on the 20th is 00:30 on the 21st in Berlin (CET, UTC+1).
-        let cands = vec![
-            cand("late", "2026-11-20T23:30:00Z"),
-            cand("early", "2026-11-20T22:00:00Z"),
-        ];
-        let p = RetentionPolicy {
-            keep_daily: Some(2),
-            ..Default::default()
-        };
+        let cands = vec![cand("late", "2026-11-20T23:30:00Z"), cand("early", "2026-11-20T22:00:00Z")];
+        let p = RetentionPolicy { keep_daily: Some(2), ..Default::default() };
         let now = at("2026-11-22T00:00:00Z");
 
         let berlin = plan(&p, &cands, chrono_tz::Europe::Berlin, now).unwrap();
@@ -596,10 +525,7 @@ mod tests {
     #[test]
     fn hourly_periods_follow_the_time_zone() {
         let cands = vec![cand("a", "2026-11-20T12:40:00Z")];
-        let p = RetentionPolicy {
-            keep_hourly: Some(1),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_hourly: Some(1), ..Default::default() };
         let v = plan(&p, &cands, chrono_tz::Asia::Kolkata, now()).unwrap();
         // UTC+05:30: 12:40 UTC is 18:10 local.
         assert_eq!(reasons_of(&v, "a"), ["hourly 2026-11-20T18"]);
@@ -614,10 +540,7 @@ mod tests {
             cand("cest", "2026-10-25T00:30:00Z"),
             cand("before", "2026-10-24T23:30:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_hourly: Some(5),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_hourly: Some(5), ..Default::default() };
         let v = plan(&p, &cands, chrono_tz::Europe::Berlin, now()).unwrap();
         assert_eq!(kept(&v), ["cet", "before"]);
         assert_eq!(reasons_of(&v, "cet"), ["hourly 2026-10-25T02"]);
@@ -627,15 +550,8 @@ mod tests {
     #[test]
     fn monthly_and_yearly_boundary_in_time_zone() {
         // 2026-12-31T23:30Z is already 2027-01-01 in Berlin.
-        let cands = vec![
-            cand("ny", "2026-12-31T23:30:00Z"),
-            cand("dec", "2026-12-31T12:00:00Z"),
-        ];
-        let p = RetentionPolicy {
-            keep_yearly: Some(5),
-            keep_monthly: Some(5),
-            ..Default::default()
-        };
+        let cands = vec![cand("ny", "2026-12-31T23:30:00Z"), cand("dec", "2026-12-31T12:00:00Z")];
+        let p = RetentionPolicy { keep_yearly: Some(5), keep_monthly: Some(5), ..Default::default() };
         let now = at("2027-01-02T00:00:00Z");
         let v = plan(&p, &cands, chrono_tz::Europe::Berlin, now).unwrap();
         assert_eq!(reasons_of(&v, "ny"), ["monthly 2027-01", "yearly 2027"]);
@@ -657,15 +573,9 @@ mod tests {
             cand("2025dec29", "2025-12-29T08:00:00Z"),
             cand("2025dec28", "2025-12-28T08:00:00Z"),
         ];
-        let p = RetentionPolicy {
-            keep_weekly: Some(10),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_weekly: Some(10), ..Default::default() };
         let v = plan(&p, &cands, Tz::UTC, at("2027-01-05T00:00:00Z")).unwrap();
-        assert_eq!(
-            kept(&v),
-            ["2027mon", "2027sun", "2026w52", "2026jan1", "2025dec28"]
-        );
+        assert_eq!(kept(&v), ["2027mon", "2027sun", "2026w52", "2026jan1", "2025dec28"]);
         assert_eq!(reasons_of(&v, "2027mon"), ["weekly 2027-W01"]);
         assert_eq!(reasons_of(&v, "2027sun"), ["weekly 2026-W53"]);
         assert_eq!(reasons_of(&v, "2026thu"), [NO_RULE]);
@@ -679,10 +589,7 @@ mod tests {
     fn iso_week_follows_the_time_zone() {
         // Sunday 2027-01-03T23:30Z is Monday 2027-01-04 in Berlin: W01 there, W53 in UTC.
         let cands = vec![cand("a", "2027-01-03T23:30:00Z")];
-        let p = RetentionPolicy {
-            keep_weekly: Some(1),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_weekly: Some(1), ..Default::default() };
         let now = at("2027-01-05T00:00:00Z");
         let v = plan(&p, &cands, chrono_tz::Europe::Berlin, now).unwrap();
         assert_eq!(reasons_of(&v, "a"), ["weekly 2027-W01"]);
@@ -692,10 +599,7 @@ mod tests {
 
     #[test]
     fn keep_within_is_relative_to_the_newest_backup_not_now() {
-        let p = RetentionPolicy {
-            keep_within: Some(Duration::from_secs(3 * DAY)),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_within: Some(Duration::from_secs(3 * DAY)), ..Default::default() };
         // Backups stopped long ago: `now` is a year later, yet the last three days of backups stay.
         let v = plan(&p, &daily_backups(10), Tz::UTC, at("2027-11-20T00:00:00Z")).unwrap();
         // Exactly 3 days older than the newest is not "within" (strict, as in restic).
@@ -709,10 +613,7 @@ mod tests {
         let mut cands = daily_backups(10);
         // Clock skew: one backup claims to be from next year.
         cands.push(cand("future", "2027-06-01T00:00:00Z"));
-        let p = RetentionPolicy {
-            keep_within: Some(Duration::from_secs(2 * DAY)),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_within: Some(Duration::from_secs(2 * DAY)), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["future", "d000", "d001"]);
 
@@ -723,10 +624,7 @@ mod tests {
 
     #[test]
     fn keep_within_huge_duration_keeps_everything() {
-        let p = RetentionPolicy {
-            keep_within: Some(Duration::from_secs(u64::MAX)),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_within: Some(Duration::from_secs(u64::MAX)), ..Default::default() };
         let v = run(&p, &daily_backups(5));
         assert_eq!(kept(&v).len(), 5);
         assert!(reasons_of(&v, "d004")[0].starts_with("within "));
@@ -738,10 +636,7 @@ mod tests {
         cands[6].verified = true; // d006
         cands[8].verified = true; // d008 (older: not protected)
         cands[9].drilled = true; // d009
-        let p = RetentionPolicy {
-            keep_last: Some(1),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(1), ..Default::default() };
         let v = run(&p, &cands);
         assert_eq!(kept(&v), ["d000", "d006", "d009"]);
         assert_eq!(reasons_of(&v, "d006"), ["newest verified"]);
@@ -751,21 +646,13 @@ mod tests {
 
     #[test]
     fn min_keep_is_a_floor() {
-        let p = RetentionPolicy {
-            keep_within: Some(Duration::from_secs(DAY)),
-            min_keep: 3,
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_within: Some(Duration::from_secs(DAY)), min_keep: 3, ..Default::default() };
         let v = run(&p, &daily_backups(6));
         assert_eq!(kept(&v), ["d000", "d001", "d002"]);
         assert_eq!(reasons_of(&v, "d000"), ["within 1d", "min-keep 3"]);
         assert_eq!(reasons_of(&v, "d002"), ["min-keep 3"]);
         // More than there are backups: keeps them all.
-        let p = RetentionPolicy {
-            keep_last: Some(1),
-            min_keep: 50,
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(1), min_keep: 50, ..Default::default() };
         assert_eq!(kept(&run(&p, &daily_backups(4))).len(), 4);
     }
 
@@ -800,33 +687,20 @@ mod tests {
                 "min-keep 1",
             ]
         );
-        assert_eq!(
-            reasons_of(&v, "d001"),
-            ["last 2", "daily 2026-11-19", "within 30d"]
-        );
+        assert_eq!(reasons_of(&v, "d001"), ["last 2", "daily 2026-11-19", "within 30d"]);
         assert_eq!(reasons_of(&v, "d002"), ["daily 2026-11-18", "within 30d"]);
     }
 
     #[test]
     fn restic_style_combined_policy() {
         // 60 daily backups, keep 7 daily + 4 weekly + 2 monthly.
-        let p = RetentionPolicy {
-            keep_daily: Some(7),
-            keep_weekly: Some(4),
-            keep_monthly: Some(2),
-            ..Default::default()
-        };
+        let p =
+            RetentionPolicy { keep_daily: Some(7), keep_weekly: Some(4), keep_monthly: Some(2), ..Default::default() };
         let v = run(&p, &daily_backups(60));
         // Dailies: d000..d006 (Nov 20 back to Nov 14). Weekly: W47 (d000, Fri 20th), W46 (Sun
         // 15th = d005), W45 (Sun 8th = d012), W44 (Sun 1st = d019). Monthly: Nov (d000), Oct 31 (d020).
-        assert_eq!(
-            kept(&v),
-            ["d000", "d001", "d002", "d003", "d004", "d005", "d006", "d012", "d019", "d020"]
-        );
-        assert_eq!(
-            reasons_of(&v, "d005"),
-            ["daily 2026-11-15", "weekly 2026-W46"]
-        );
+        assert_eq!(kept(&v), ["d000", "d001", "d002", "d003", "d004", "d005", "d006", "d012", "d019", "d020"]);
+        assert_eq!(reasons_of(&v, "d005"), ["daily 2026-11-15", "weekly 2026-W46"]);
         assert_eq!(reasons_of(&v, "d020"), ["monthly 2026-10"]);
     }
 
@@ -837,10 +711,7 @@ mod tests {
         assert_eq!(err, RetentionError::EmptyPolicy);
         assert_eq!(err.class(), ErrorClass::Usage);
         let msg = err.to_string();
-        assert!(
-            msg.contains("--keep-") && msg.contains("opsbook.toml"),
-            "{msg}"
-        );
+        assert!(msg.contains("--keep-") && msg.contains("opsbook.toml"), "{msg}");
 
         // min_keep alone, zero counts and a zero duration are not rules either.
         let p = RetentionPolicy {
@@ -851,23 +722,14 @@ mod tests {
             ..Default::default()
         };
         assert!(p.is_empty());
-        assert_eq!(
-            plan(&p, &cands, Tz::UTC, now()),
-            Err(RetentionError::EmptyPolicy)
-        );
+        assert_eq!(plan(&p, &cands, Tz::UTC, now()), Err(RetentionError::EmptyPolicy));
         // Even with nothing to prune.
-        assert_eq!(
-            plan(&p, &[], Tz::UTC, now()),
-            Err(RetentionError::EmptyPolicy)
-        );
+        assert_eq!(plan(&p, &[], Tz::UTC, now()), Err(RetentionError::EmptyPolicy));
     }
 
     #[test]
     fn no_candidates_is_an_empty_plan() {
-        let p = RetentionPolicy {
-            keep_last: Some(1),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(1), ..Default::default() };
         assert_eq!(plan(&p, &[], Tz::UTC, now()), Ok(vec![]));
         assert_eq!(check_guard(&[], false), Ok(()));
     }
@@ -875,72 +737,33 @@ mod tests {
     #[test]
     fn is_empty_sees_every_rule() {
         let rules = [
-            RetentionPolicy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_hourly: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_daily: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_weekly: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_monthly: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_yearly: Some(1),
-                ..Default::default()
-            },
-            RetentionPolicy {
-                keep_within: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
+            RetentionPolicy { keep_last: Some(1), ..Default::default() },
+            RetentionPolicy { keep_hourly: Some(1), ..Default::default() },
+            RetentionPolicy { keep_daily: Some(1), ..Default::default() },
+            RetentionPolicy { keep_weekly: Some(1), ..Default::default() },
+            RetentionPolicy { keep_monthly: Some(1), ..Default::default() },
+            RetentionPolicy { keep_yearly: Some(1), ..Default::default() },
+            RetentionPolicy { keep_within: Some(Duration::from_secs(1)), ..Default::default() },
         ];
         for p in rules {
             assert!(!p.is_empty(), "{p:?}");
         }
         assert!(RetentionPolicy::default().is_empty());
-        assert!(RetentionPolicy {
-            min_keep: 3,
-            ..Default::default()
-        }
-        .is_empty());
+        assert!(RetentionPolicy { min_keep: 3, ..Default::default() }.is_empty());
     }
 
     #[test]
     fn guard_refuses_deleting_more_than_half() {
-        let verdict = |keep: bool| Verdict {
-            id: "x".into(),
-            time: now(),
-            keep,
-            reasons: vec![],
-        };
+        let verdict = |keep: bool| Verdict { id: "x".into(), time: now(), keep, reasons: vec![] };
         let half = vec![verdict(true), verdict(false), verdict(true), verdict(false)];
         assert_eq!(check_guard(&half, false), Ok(()));
 
         let most = vec![verdict(true), verdict(false), verdict(false)];
         let err = check_guard(&most, false).unwrap_err();
-        assert_eq!(
-            err,
-            RetentionError::TooManyDeletions {
-                delete: 2,
-                total: 3
-            }
-        );
+        assert_eq!(err, RetentionError::TooManyDeletions { delete: 2, total: 3 });
         assert_eq!(err.class(), ErrorClass::Failed);
         let msg = err.to_string();
-        assert!(
-            msg.contains("2 of 3") && msg.contains("--force") && msg.contains("--dry-run"),
-            "{msg}"
-        );
+        assert!(msg.contains("2 of 3") && msg.contains("--force") && msg.contains("--dry-run"), "{msg}");
         assert_eq!(check_guard(&most, true), Ok(()));
 
         let all = vec![verdict(false)];
@@ -950,22 +773,10 @@ mod tests {
 
     #[test]
     fn guard_on_a_real_plan() {
-        let p = RetentionPolicy {
-            keep_last: Some(2),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(2), ..Default::default() };
         let v = run(&p, &daily_backups(10));
-        assert_eq!(
-            check_guard(&v, false),
-            Err(RetentionError::TooManyDeletions {
-                delete: 8,
-                total: 10
-            })
-        );
-        let p = RetentionPolicy {
-            keep_last: Some(5),
-            ..Default::default()
-        };
+        assert_eq!(check_guard(&v, false), Err(RetentionError::TooManyDeletions { delete: 8, total: 10 }));
+        let p = RetentionPolicy { keep_last: Some(5), ..Default::default() };
         assert_eq!(check_guard(&run(&p, &daily_backups(10)), false), Ok(()));
     }
 
@@ -978,11 +789,7 @@ mod tests {
             min_keep: 2,
             ..Default::default()
         };
-        let flags = RetentionPolicy {
-            keep_daily: Some(14),
-            keep_last: Some(3),
-            ..Default::default()
-        };
+        let flags = RetentionPolicy { keep_daily: Some(14), keep_last: Some(3), ..Default::default() };
         let merged = flags.merge_over(&config);
         assert_eq!(
             merged,
@@ -995,11 +802,7 @@ mod tests {
                 ..Default::default()
             }
         );
-        let flags = RetentionPolicy {
-            keep_weekly: Some(0),
-            min_keep: 5,
-            ..Default::default()
-        };
+        let flags = RetentionPolicy { keep_weekly: Some(0), min_keep: 5, ..Default::default() };
         let merged = flags.merge_over(&config);
         assert_eq!(merged.keep_weekly, Some(0));
         assert_eq!(merged.keep_daily, Some(7));
@@ -1009,8 +812,7 @@ mod tests {
 
     #[test]
     fn serde_uses_humantime_strings() {
-        let p: RetentionPolicy =
-            toml::from_str("keep_daily = 7\nkeep_within = \"30d\"\nmin_keep = 2\n").unwrap();
+        let p: RetentionPolicy = toml::from_str("keep_daily = 7\nkeep_within = \"30d\"\nmin_keep = 2\n").unwrap();
         assert_eq!(
             p,
             RetentionPolicy {
@@ -1027,20 +829,12 @@ mod tests {
 
         let p: RetentionPolicy = toml::from_str("keep_within = \"1d 12h\"").unwrap();
         assert_eq!(p.keep_within, Some(Duration::from_secs(36 * 3600)));
-        assert_eq!(
-            toml::from_str::<RetentionPolicy>("").unwrap(),
-            RetentionPolicy::default()
-        );
+        assert_eq!(toml::from_str::<RetentionPolicy>("").unwrap(), RetentionPolicy::default());
 
-        let json = serde_json::to_value(RetentionPolicy {
-            keep_within: Some(Duration::from_secs(90)),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"keep_within": "1m 30s", "min_keep": 0})
-        );
+        let json =
+            serde_json::to_value(RetentionPolicy { keep_within: Some(Duration::from_secs(90)), ..Default::default() })
+                .unwrap();
+        assert_eq!(json, serde_json::json!({"keep_within": "1m 30s", "min_keep": 0}));
         let back: RetentionPolicy = serde_json::from_value(json).unwrap();
         assert_eq!(back.keep_within, Some(Duration::from_secs(90)));
         let null: RetentionPolicy = serde_json::from_str(r#"{"keep_within": null}"#).unwrap();
@@ -1052,10 +846,7 @@ mod tests {
 
     #[test]
     fn verdict_serializes_for_json_reports() {
-        let p = RetentionPolicy {
-            keep_last: Some(1),
-            ..Default::default()
-        };
+        let p = RetentionPolicy { keep_last: Some(1), ..Default::default() };
         let v = run(&p, &[cand("a", "2026-11-20T02:00:00Z")]);
         assert_eq!(
             serde_json::to_value(&v).unwrap(),
@@ -1102,19 +893,17 @@ mod tests {
     /// Up to 40 backups spread over about three years (minute resolution, so some share a
     /// timestamp), with random verified/drilled flags; ids are unique.
     fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
-        prop::collection::vec((0i64..1_600_000, any::<bool>(), any::<bool>()), 0..40).prop_map(
-            |raw| {
-                raw.into_iter()
-                    .enumerate()
-                    .map(|(i, (minutes, verified, drilled))| Candidate {
-                        id: format!("b{i:02}"),
-                        time: base() + TimeDelta::minutes(minutes),
-                        verified: verified && minutes % 3 == 0,
-                        drilled: drilled && minutes % 5 == 0,
-                    })
-                    .collect()
-            },
-        )
+        prop::collection::vec((0i64..1_600_000, any::<bool>(), any::<bool>()), 0..40).prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (minutes, verified, drilled))| Candidate {
+                    id: format!("b{i:02}"),
+                    time: base() + TimeDelta::minutes(minutes),
+                    verified: verified && minutes % 3 == 0,
+                    drilled: drilled && minutes % 5 == 0,
+                })
+                .collect()
+        })
     }
 
     fn count() -> impl Strategy<Value = Option<u32>> {
@@ -1127,20 +916,16 @@ mod tests {
             prop::option::of((0u64..200).prop_map(|h| Duration::from_secs(h * 3600))),
             0u32..6,
         )
-            .prop_map(
-                |((last, hourly, daily, weekly, monthly, yearly), within, min_keep)| {
-                    RetentionPolicy {
-                        keep_last: last,
-                        keep_hourly: hourly,
-                        keep_daily: daily,
-                        keep_weekly: weekly,
-                        keep_monthly: monthly,
-                        keep_yearly: yearly,
-                        keep_within: within,
-                        min_keep,
-                    }
-                },
-            )
+            .prop_map(|((last, hourly, daily, weekly, monthly, yearly), within, min_keep)| RetentionPolicy {
+                keep_last: last,
+                keep_hourly: hourly,
+                keep_daily: daily,
+                keep_weekly: weekly,
+                keep_monthly: monthly,
+                keep_yearly: yearly,
+                keep_within: within,
+                min_keep,
+            })
     }
 
     fn zone() -> impl Strategy<Value = Tz> {

@@ -216,9 +216,12 @@ async fn dump_object(
             return Err(BackupError::Spawn { tool: tool.into(), source });
         }
     };
-    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into_owned_fd().map_err(|source| {
-        BackupError::Io { op: format!("reading {tool} output"), source }
-    })?;
+    let stdout: OwnedFd = child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .into_owned_fd()
+        .map_err(|source| BackupError::Io { op: format!("reading {tool} output"), source })?;
     let stderr = child.stderr.take().expect("piped stderr");
     let stderr_tail = tokio::spawn(read_tail(stderr));
 
@@ -250,12 +253,14 @@ async fn dump_object(
             }
         }
     };
-    let produced = produced.map_err(|e| BackupError::Io { op: format!("encoding {tool} output"), source: io::Error::other(e) })?;
+    let produced =
+        produced.map_err(|e| BackupError::Io { op: format!("encoding {tool} output"), source: io::Error::other(e) })?;
     if produced.is_err() {
         // The tool may still be writing into a pipe nobody reads.
         let _ = child.start_kill();
     }
-    let uploaded = uploader.await.map_err(|e| BackupError::Io { op: "uploading".into(), source: io::Error::other(e) })?;
+    let uploaded =
+        uploader.await.map_err(|e| BackupError::Io { op: "uploading".into(), source: io::Error::other(e) })?;
     let status = child.wait().await.map_err(|source| BackupError::Io { op: format!("waiting for {tool}"), source })?;
     let stderr = stderr_tail.await.unwrap_or_default();
 
@@ -269,7 +274,10 @@ async fn dump_object(
         Some(BackupError::Dump { tool: tool.into(), status: status.to_string(), stderr: stderr.trim().to_string() })
     } else {
         match &produced {
-            Err(e) => Some(BackupError::Io { op: format!("compressing {tool} output"), source: io::Error::new(e.kind(), e.to_string()) }),
+            Err(e) => Some(BackupError::Io {
+                op: format!("compressing {tool} output"),
+                source: io::Error::new(e.kind(), e.to_string()),
+            }),
             Ok(enc) if enc.raw_size == 0 => Some(BackupError::EmptyDump { tool: tool.into() }),
             Ok(_) => None,
         }
@@ -342,7 +350,8 @@ const TABLES_SQL: &str = "
 /// Row counts per table inside the current (snapshot) transaction.
 async fn count_rows(conn: &mut PgConnection, method: Option<RowCountMethod>) -> Result<Option<RowCounts>, BackupError> {
     let Some(method) = method else { return Ok(None) };
-    let tables: Vec<(String, i64)> = sqlx::query_as(TABLES_SQL).fetch_all(&mut *conn).await.map_err(query_err("listing tables"))?;
+    let tables: Vec<(String, i64)> =
+        sqlx::query_as(TABLES_SQL).fetch_all(&mut *conn).await.map_err(query_err("listing tables"))?;
     let mut counts = BTreeMap::new();
     for (name, estimate) in tables {
         let rows = match method {
@@ -361,6 +370,18 @@ async fn count_rows(conn: &mut PgConnection, method: Option<RowCountMethod>) -> 
     Ok(Some(RowCounts { method, tables: counts }))
 }
 
+/// The newest applied migration recorded by sqlx-style history, when there is one.
+async fn migration_head(conn: &mut PgConnection) -> Option<String> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text").fetch_one(&mut *conn).await.ok()?;
+    exists?;
+    sqlx::query_scalar("SELECT max(version)::text FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .ok()
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -369,18 +390,4 @@ mod tests {
         assert_eq!(super::parse_tool_version("pg_dump (PostgreSQL) 17.2\n"), "17.2");
         assert_eq!(super::parse_tool_version("garbage"), "unknown");
     }
-}
-
-/// The newest applied migration recorded by sqlx-style history, when there is one.
-async fn migration_head(conn: &mut PgConnection) -> Option<String> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(&mut *conn)
-        .await
-        .ok()?;
-    exists?;
-    sqlx::query_scalar("SELECT max(version)::text FROM _sqlx_migrations WHERE success")
-        .fetch_one(&mut *conn)
-        .await
-        .ok()
-        .flatten()
 }

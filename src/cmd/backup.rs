@@ -259,11 +259,8 @@ fn resolve_run(ctx: &Ctx<'_>, args: &RunArgs, set: &str, per_set: bool) -> Resul
     };
     let database_url = DbUrl::parse_named("--database-url", &ctx.config.database_url(db_flag, cfg)?)?;
     let store_url = ctx.config.store_url(store_flag, cfg)?;
-    let compression = args
-        .compression
-        .clone()
-        .or_else(|| cfg.and_then(|c| c.compression.clone()))
-        .unwrap_or_else(|| "zstd".into());
+    let compression =
+        args.compression.clone().or_else(|| cfg.and_then(|c| c.compression.clone())).unwrap_or_else(|| "zstd".into());
     let codec = codec::Codec::parse(&compression).map_err(|e| ClassifiedError::usage(format!("--compression: {e}")))?;
     let recipients = if args.encrypt_to.is_empty() {
         cfg.map(|c| c.encrypt_to.clone()).unwrap_or_default()
@@ -407,15 +404,36 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         match outcome {
             Ok(report) => {
                 let m = report.backup.as_ref().expect("successful run has a manifest");
-                rows.add_row(vec![set, "ok".into(), m.id.clone(), table::bytes(m.stored_size()), format!("{:.1}s", report.duration_seconds), String::new()]);
+                rows.add_row(vec![
+                    set,
+                    "ok".into(),
+                    m.id.clone(),
+                    table::bytes(m.stored_size()),
+                    format!("{:.1}s", report.duration_seconds),
+                    String::new(),
+                ]);
                 reports.push(report);
             }
             Err(err) => {
                 let s = crate::exit::classify(&err);
                 status = status.worst(s);
                 let message = format!("{err:#}");
-                rows.add_row(vec![set.clone(), s.word().into(), String::new(), String::new(), String::new(), message.clone()]);
-                reports.push(RunReport { set, store: String::new(), backup: None, duration_seconds: 0.0, prune: None, error: Some(message) });
+                rows.add_row(vec![
+                    set.clone(),
+                    s.word().into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    message.clone(),
+                ]);
+                reports.push(RunReport {
+                    set,
+                    store: String::new(),
+                    backup: None,
+                    duration_seconds: 0.0,
+                    prune: None,
+                    error: Some(message),
+                });
             }
         }
     }
@@ -488,15 +506,31 @@ fn write_metrics(ctx: &Ctx<'_>, s: &RunSettings, manifest: Option<&Manifest>, du
     let sample = |name, help, value| Sample { name, help, labels: labels.clone(), value };
     let mut samples = vec![
         sample("opsbook_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", now),
-        sample("opsbook_backup_last_run_success", "1 when the last backup run succeeded, else 0.", if manifest.is_some() { 1.0 } else { 0.0 }),
+        sample(
+            "opsbook_backup_last_run_success",
+            "1 when the last backup run succeeded, else 0.",
+            if manifest.is_some() { 1.0 } else { 0.0 },
+        ),
         sample("opsbook_backup_last_run_duration_seconds", "Duration of the last backup run.", duration),
     ];
     if let Some(m) = manifest {
         samples.extend([
             sample("opsbook_backup_last_success_timestamp_seconds", "Unix time the last successful backup ended.", now),
-            sample("opsbook_backup_last_success_bytes", "Stored bytes of the last successful backup.", m.stored_size() as f64),
-            sample("opsbook_backup_last_success_raw_bytes", "Dump bytes before compression of the last successful backup.", m.objects.iter().map(|o| o.raw_size).sum::<u64>() as f64),
-            sample("opsbook_backup_last_success_rows", "Rows counted in the last successful backup.", m.row_counts.as_ref().map_or(0, |r| r.total()) as f64),
+            sample(
+                "opsbook_backup_last_success_bytes",
+                "Stored bytes of the last successful backup.",
+                m.stored_size() as f64,
+            ),
+            sample(
+                "opsbook_backup_last_success_raw_bytes",
+                "Dump bytes before compression of the last successful backup.",
+                m.objects.iter().map(|o| o.raw_size).sum::<u64>() as f64,
+            ),
+            sample(
+                "opsbook_backup_last_success_rows",
+                "Rows counted in the last successful backup.",
+                m.row_counts.as_ref().map_or(0, |r| r.total()) as f64,
+            ),
         ]);
     }
     if let Err(e) = notify::update_textfile(path, &samples) {
@@ -525,7 +559,10 @@ fn print_run(ctx: &Ctx<'_>, m: &Manifest, duration: f64) -> Result<()> {
         };
         p.line(format!("  rows       {} in {} tables ({method})", rc.total(), rc.tables.len()))?;
     }
-    p.line(format!("  duration   {duration:.1}s ({}/s of dump)", table::bytes((raw as f64 / duration.max(0.001)) as u64)))?;
+    p.line(format!(
+        "  duration   {duration:.1}s ({}/s of dump)",
+        table::bytes((raw as f64 / duration.max(0.001)) as u64)
+    ))?;
     Ok(())
 }
 
@@ -571,7 +608,10 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
         })
         .collect();
     if ctx.printer.is_json() {
-        ctx.printer.report(ExitStatus::Success, &serde_json::json!({ "store": store.url().to_string(), "backups": rows, "orphans": catalog.orphans.len() }))?;
+        ctx.printer.report(
+            ExitStatus::Success,
+            &serde_json::json!({ "store": store.url().to_string(), "backups": rows, "orphans": catalog.orphans.len() }),
+        )?;
         return Ok(ExitStatus::Success);
     }
     if rows.is_empty() {
@@ -618,9 +658,10 @@ async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus> {
     let catalog = Catalog::load(&store, Some(&set)).await?;
     let entry = catalog.find(&set, &args.backup)?;
     let reporter = progress::reporter(ctx.printer, &set);
-    let record = crate::backup::verify::verify(&store, entry, &VerifyOptions { deep: args.deep, identities }, reporter.as_ref())
-        .await
-        .with_context(|| format!("verifying backup {}/{}", set, entry.id))?;
+    let record =
+        crate::backup::verify::verify(&store, entry, &VerifyOptions { deep: args.deep, identities }, reporter.as_ref())
+            .await
+            .with_context(|| format!("verifying backup {}/{}", set, entry.id))?;
     let status = if record.ok { ExitStatus::Success } else { ExitStatus::Failure };
     if ctx.printer.is_json() {
         ctx.printer.report(status, &record)?;
@@ -652,8 +693,9 @@ async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
         force: args.retention.force,
         now: chrono::Utc::now(),
     };
-    let _lock = lock::try_lock("backup", &format!("set {set} in {}", store.url()), &format!("backup prune --set {set}"))
-        .map_err(BackupError::from)?;
+    let _lock =
+        lock::try_lock("backup", &format!("set {set} in {}", store.url()), &format!("backup prune --set {set}"))
+            .map_err(BackupError::from)?;
     let plan = prune::plan(&store, &set, &opts).await?;
     if !args.dry_run {
         prune::apply(&store, &plan).await?;
@@ -672,7 +714,14 @@ fn print_prune(ctx: &Ctx<'_>, plan: &PrunePlan, dry_run: bool) -> Result<()> {
         t.add_row(vec![
             v.id.clone(),
             v.time.format("%Y-%m-%d %H:%M").to_string(),
-            if v.keep { "keep" } else if dry_run { "would delete" } else { "deleted" }.into(),
+            if v.keep {
+                "keep"
+            } else if dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            }
+            .into(),
             v.reasons.join(", "),
         ]);
     }

@@ -121,8 +121,7 @@ impl LocalCluster {
         let log = dir.join(LOG_FILE);
         write_private(&log, b"", run_as.as_ref())?;
 
-        let password: String =
-            rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+        let password: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
         let pwfile = dir.join(".pwfile");
         write_private(&pwfile, password.as_bytes(), run_as.as_ref())?;
 
@@ -190,12 +189,7 @@ impl LocalCluster {
             Err(e) => return Err(PgError::io("read", &path, e)),
         };
         let state: State = serde_json::from_str(&text).map_err(|e| {
-            PgError::cluster(
-                "open cluster in",
-                &dir,
-                format!("corrupt cluster.json: {e}"),
-                ErrorClass::Failed,
-            )
+            PgError::cluster("open cluster in", &dir, format!("corrupt cluster.json: {e}"), ErrorClass::Failed)
         })?;
         let bins = match server_bins_in(&state.bin_dir) {
             Some(b) if b.major == state.major => b,
@@ -258,12 +252,7 @@ impl LocalCluster {
             last = Some(PgError::Tool {
                 op: format!("start PostgreSQL in {}", self.data_dir.display()),
                 program: self.bins.pg_ctl.clone(),
-                detail: format!(
-                    "{}\n--- last lines of {} ---\n{}",
-                    output_tail(&out),
-                    log.display(),
-                    log_tail
-                ),
+                detail: format!("{}\n--- last lines of {} ---\n{}", output_tail(&out), log.display(), log_tail),
             });
             if !port_clash {
                 break;
@@ -312,12 +301,9 @@ impl LocalCluster {
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db` (contains the password).
     pub fn url(&self, db: &str) -> DbUrl {
-        DbUrl::parse(&format!(
-            "postgres://{}:{}@127.0.0.1:{}/postgres",
-            self.superuser, self.password, self.port
-        ))
-        .expect("generated cluster URL parses")
-        .with_database(db)
+        DbUrl::parse(&format!("postgres://{}:{}@127.0.0.1:{}/postgres", self.superuser, self.password, self.port))
+            .expect("generated cluster URL parses")
+            .with_database(db)
     }
 
     /// Creates a database owned by the superuser and returns its URL. The server must be running.
@@ -365,19 +351,13 @@ impl LocalCluster {
         let mut cmd = Command::new(program);
         cmd.stdin(Stdio::null()).current_dir(&self.dir);
         if let Some(r) = &self.run_as {
-            cmd.uid(r.uid)
-                .gid(r.gid)
-                .env("HOME", &r.home)
-                .env("USER", SUPERUSER)
-                .env("LOGNAME", SUPERUSER);
+            cmd.uid(r.uid).gid(r.gid).env("HOME", &r.home).env("USER", SUPERUSER).env("LOGNAME", SUPERUSER);
         }
         cmd
     }
 
     fn write_conf(&self) -> Result<(), PgError> {
-        let sock = socket_dir(&self.dir)
-            .map(|p| p.display().to_string().replace('\'', "''"))
-            .unwrap_or_default();
+        let sock = socket_dir(&self.dir).map(|p| p.display().to_string().replace('\'', "''")).unwrap_or_default();
         let text = format!(
             "# Written by opsbook for a throwaway local cluster; rewritten on every start.\n\
              listen_addresses = '127.0.0.1'\n\
@@ -421,11 +401,7 @@ fn run_as() -> Result<Option<RunAs>, PgError> {
         message: format!("running as root, and the `postgres` OS user cannot be looked up: {e}"),
     })?;
     match user {
-        Some(u) => Ok(Some(RunAs {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            home: u.dir,
-        })),
+        Some(u) => Ok(Some(RunAs { uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir })),
         None => Err(PgError::ToolMissing {
             message: "running as root, but PostgreSQL refuses to run as root and there is no \
                       `postgres` OS user to run it as; install the server package (`apt-get install -y postgresql`, \
@@ -507,8 +483,7 @@ fn write_private(path: &Path, contents: &[u8], r: Option<&RunAs>) -> Result<(), 
 
 fn chown(path: &Path, r: Option<&RunAs>) -> Result<(), PgError> {
     match r {
-        Some(r) => std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid))
-            .map_err(|e| PgError::io("chown", path, e)),
+        Some(r) => std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid)).map_err(|e| PgError::io("chown", path, e)),
         None => Ok(()),
     }
 }

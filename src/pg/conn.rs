@@ -34,11 +34,7 @@ impl DbUrl {
     /// Parses a URL, naming it `what` (e.g. "--target-url", "admin_database_url") in errors.
     /// The offending URL appears in the error with its password masked.
     pub fn parse_named(what: &str, s: &str) -> Result<Self, PgError> {
-        let invalid = |reason: String| PgError::InvalidUrl {
-            what: what.to_string(),
-            url: mask_unparsed(s),
-            reason,
-        };
+        let invalid = |reason: String| PgError::InvalidUrl { what: what.to_string(), url: mask_unparsed(s), reason };
         let s = s.trim();
         if s.is_empty() {
             return Err(invalid("it is empty".into()));
@@ -50,10 +46,7 @@ impl DbUrl {
             ))
         })?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(invalid(format!(
-                "scheme `{}` is not postgres:// or postgresql://",
-                url.scheme()
-            )));
+            return Err(invalid(format!("scheme `{}` is not postgres:// or postgresql://", url.scheme())));
         }
         if url.cannot_be_a_base() {
             return Err(invalid("expected postgres://user:password@host:port/database".into()));
@@ -64,8 +57,7 @@ impl DbUrl {
             }
         }
         // Let sqlx check the query parameters (sslmode values, ports, ...).
-        PgConnectOptions::from_str(url.as_str())
-            .map_err(|e| invalid(strip_config_prefix(&e.to_string())))?;
+        PgConnectOptions::from_str(url.as_str()).map_err(|e| invalid(strip_config_prefix(&e.to_string())))?;
         Ok(DbUrl { url })
     }
 
@@ -88,11 +80,7 @@ impl DbUrl {
 
     /// The host as written in the URL (a socket directory stays percent-encoded).
     pub fn host(&self) -> Option<String> {
-        self.url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .map(str::to_string)
-            .or_else(|| self.query_value("host"))
+        self.url.host_str().filter(|h| !h.is_empty()).map(str::to_string).or_else(|| self.query_value("host"))
     }
 
     /// The port when the URL names one.
@@ -130,8 +118,7 @@ impl DbUrl {
         let mut url = self.url.clone();
         url.set_path(&format!("/{}", percent_encode(name)));
         if self.query_value("dbname").is_some() {
-            let pairs =
-                query_pairs(&url).into_iter().filter(|(k, _)| k != "dbname").collect::<Vec<_>>();
+            let pairs = query_pairs(&url).into_iter().filter(|(k, _)| k != "dbname").collect::<Vec<_>>();
             set_query(&mut url, &pairs);
         }
         DbUrl { url }
@@ -155,9 +142,7 @@ impl DbUrl {
                 "ssl-cert" => "sslcert".to_string(),
                 "ssl-key" => "sslkey".to_string(),
                 other => {
-                    if let Some(name) =
-                        other.strip_prefix("options[").and_then(|r| r.strip_suffix(']'))
-                    {
+                    if let Some(name) = other.strip_prefix("options[").and_then(|r| r.strip_suffix(']')) {
                         extra_options.push(format!("-c {name}={v}"));
                         continue;
                     }
@@ -226,8 +211,7 @@ pub async fn connect(url: &DbUrl) -> Result<PgConnection, PgError> {
 /// [`connect`] with an explicit timeout.
 pub async fn connect_timeout(url: &DbUrl, timeout: Duration) -> Result<PgConnection, PgError> {
     let fail = |cause: String| PgError::Connect { url: url.redacted(), cause };
-    let mut opts = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| fail(strip_config_prefix(&e.to_string())))?;
+    let mut opts = PgConnectOptions::from_str(url.expose()).map_err(|e| fail(strip_config_prefix(&e.to_string())))?;
     if url.query_value("application_name").is_none() {
         opts = opts.application_name("opsbook");
     }
@@ -283,10 +267,7 @@ fn query_pairs(url: &Url) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(k).unwrap_or_else(|| k.to_string()),
-                percent_decode(v).unwrap_or_else(|| v.to_string()),
-            )
+            (percent_decode(k).unwrap_or_else(|| k.to_string()), percent_decode(v).unwrap_or_else(|| v.to_string()))
         })
         .collect()
 }
@@ -445,10 +426,9 @@ mod tests {
 
     #[test]
     fn child_env_and_dsn_keep_password_out_of_argv() {
-        let u = DbUrl::parse(
-            "postgresql://app:pa%20ss@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=x",
-        )
-        .unwrap();
+        let u =
+            DbUrl::parse("postgresql://app:pa%20ss@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=x")
+                .unwrap();
         assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "pa ss".to_string())]);
         let dsn = u.libpq_dsn_without_password();
         assert_eq!(dsn, "postgresql://app@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem");

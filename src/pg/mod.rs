@@ -57,19 +57,11 @@ pub enum PgError {
 }
 
 impl PgError {
-    pub(crate) fn io(
-        op: impl Into<String>,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
+    pub(crate) fn io(op: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         PgError::Io { op: op.into(), path: path.into(), source }
     }
 
-    pub(crate) fn query(
-        op: impl Into<String>,
-        target: impl Into<String>,
-        error: sqlx::Error,
-    ) -> Self {
+    pub(crate) fn query(op: impl Into<String>, target: impl Into<String>, error: sqlx::Error) -> Self {
         PgError::Query { op: op.into(), target: target.into(), error }
     }
 
@@ -89,10 +81,9 @@ impl Classify for PgError {
             PgError::InvalidUrl { .. } => ErrorClass::Usage,
             PgError::Connect { .. } | PgError::ToolMissing { .. } => ErrorClass::Unavailable,
             PgError::Query { error, .. } => match error {
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed => ErrorClass::Unavailable,
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                    ErrorClass::Unavailable
+                }
                 _ => ErrorClass::Failed,
             },
             PgError::Tool { .. } | PgError::Io { .. } => ErrorClass::Failed,
@@ -127,11 +118,7 @@ mod tests {
     fn classes() {
         let e = PgError::Connect { url: "postgres://u:***@h/db".into(), cause: "refused".into() };
         assert_eq!(e.class(), ErrorClass::Unavailable);
-        let e = PgError::InvalidUrl {
-            what: "database URL".into(),
-            url: "x".into(),
-            reason: "y".into(),
-        };
+        let e = PgError::InvalidUrl { what: "database URL".into(), url: "x".into(), reason: "y".into() };
         assert_eq!(e.class(), ErrorClass::Usage);
         let e = PgError::query("count rows", "db", sqlx::Error::RowNotFound);
         assert_eq!(e.class(), ErrorClass::Failed);

@@ -124,22 +124,16 @@ fn server_bins(dir: &Path, major: u32) -> ServerBins {
 }
 
 fn missing_message(what: &str, min_major: u32, found: &[Candidate], fix: &str) -> String {
-    let need = if min_major > 0 {
-        format!("{what} version {min_major} or newer")
-    } else {
-        what.to_string()
-    };
+    let need = if min_major > 0 { format!("{what} version {min_major} or newer") } else { what.to_string() };
     let found = if found.is_empty() {
         "none found on PATH, in $PG_BIN or in /usr/lib/postgresql/*/bin".to_string()
     } else {
-        let list = found
-            .iter()
-            .map(|c| format!("{} ({})", c.dir.display(), c.version))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = found.iter().map(|c| format!("{} ({})", c.dir.display(), c.version)).collect::<Vec<_>>().join(", ");
         format!("found only {list}")
     };
-    format!("{need} is required but {found}; install it with `{fix}` or set {PG_BIN_ENV} to the directory that holds it")
+    format!(
+        "{need} is required but {found}; install it with `{fix}` or set {PG_BIN_ENV} to the directory that holds it"
+    )
 }
 
 /// Picks the candidate to use: an explicit `PG_BIN` that qualifies, else the highest major
@@ -171,11 +165,8 @@ fn candidate_dirs() -> Vec<(PathBuf, bool)> {
         dirs.extend(std::env::split_paths(&path).map(|d| (d, false)));
     }
     if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versioned: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.is_dir())
-            .collect();
+        let mut versioned: Vec<PathBuf> =
+            rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.is_dir()).collect();
         versioned.sort();
         dirs.extend(versioned.into_iter().map(|d| (d, false)));
     }
@@ -215,11 +206,7 @@ fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
     } else {
         canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf())
     };
-    let (major, version) = match Command::new(dir.join(program))
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
+    let (major, version) = match Command::new(dir.join(program)).arg("--version").stdin(Stdio::null()).output() {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
             match parse_version_output(&text) {
@@ -227,10 +214,7 @@ fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
                 None => (None, format!("unrecognised version `{text}`")),
             }
         }
-        Ok(o) => (
-            None,
-            format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-        ),
+        Ok(o) => (None, format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => (None, format!("cannot run: {e}")),
     };
     Some(Candidate { dir, major, version, explicit, wrapper })
@@ -261,10 +245,7 @@ mod tests {
             Some((15, "15.18".into()))
         );
         assert_eq!(parse_version_output("initdb (PostgreSQL) 9.6.24"), Some((9, "9.6.24".into())));
-        assert_eq!(
-            parse_version_output("pg_dump (PostgreSQL) 17beta1"),
-            Some((17, "17beta1".into()))
-        );
+        assert_eq!(parse_version_output("pg_dump (PostgreSQL) 17beta1"), Some((17, "17beta1".into())));
         assert_eq!(parse_version_output("garbage"), None);
     }
 

@@ -3,23 +3,16 @@
 use crate::error::{Classify, ErrorClass};
 
 /// The accepted store URL forms, named in every URL error.
-pub(crate) const ACCEPTED_FORMS: &str =
-    "s3://bucket/prefix, file:///absolute/path, or a plain directory path";
+pub(crate) const ACCEPTED_FORMS: &str = "s3://bucket/prefix, file:///absolute/path, or a plain directory path";
 
 /// A failure of a store operation. Messages are self-contained sentences (the cause is part of
 /// the text, not a separate `source`) and never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "unknown store URL scheme in {url:?}; accepted forms: {}",
-        ACCEPTED_FORMS
-    )]
+    #[error("unknown store URL scheme in {url:?}; accepted forms: {}", ACCEPTED_FORMS)]
     UnknownScheme { url: String },
 
-    #[error(
-        "invalid store URL {url:?}: {reason}; accepted forms: {}",
-        ACCEPTED_FORMS
-    )]
+    #[error("invalid store URL {url:?}: {reason}; accepted forms: {}", ACCEPTED_FORMS)]
     InvalidUrl { url: String, reason: String },
 
     #[error("store configuration for {url}: {reason}")]
@@ -29,18 +22,10 @@ pub enum StoreError {
     InvalidKey { key: String, reason: String },
 
     #[error("{op} {resource}: no such object")]
-    NotFound {
-        op: &'static str,
-        resource: String,
-        key: String,
-    },
+    NotFound { op: &'static str, resource: String, key: String },
 
     #[error("{op} {resource}: {error}")]
-    Io {
-        op: &'static str,
-        resource: String,
-        error: std::io::Error,
-    },
+    Io { op: &'static str, resource: String, error: std::io::Error },
 
     /// An S3 request failed. `code` is the service's error code when it answered at all.
     #[error("{op} {resource}: {message}")]
@@ -66,11 +51,7 @@ impl StoreError {
     }
 
     pub(crate) fn io(op: &'static str, resource: impl Into<String>, error: std::io::Error) -> Self {
-        StoreError::Io {
-            op,
-            resource: resource.into(),
-            error,
-        }
+        StoreError::Io { op, resource: resource.into(), error }
     }
 }
 
@@ -82,9 +63,7 @@ impl Classify for StoreError {
             | StoreError::InvalidConfig { .. }
             | StoreError::InvalidKey { .. } => ErrorClass::Usage,
             StoreError::S3 { class, .. } => *class,
-            StoreError::NotFound { .. } | StoreError::Io { .. } | StoreError::Upload { .. } => {
-                ErrorClass::Failed
-            }
+            StoreError::NotFound { .. } | StoreError::Io { .. } | StoreError::Upload { .. } => ErrorClass::Failed,
         }
     }
 }

@@ -24,19 +24,14 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
         })
     };
     match reason {
-        Some(reason) => Err(StoreError::InvalidKey {
-            key: key.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(StoreError::InvalidKey { key: key.to_owned(), reason }),
         None => Ok(()),
     }
 }
 
 /// Checks a listing prefix: may be empty or end with '/', but may not climb out of the store.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
-    let climbs = prefix
-        .split('/')
-        .any(|segment| segment == "." || segment == "..");
+    let climbs = prefix.split('/').any(|segment| segment == "." || segment == "..");
     if prefix.starts_with('/') || prefix.contains('\0') || climbs {
         return Err(StoreError::InvalidKey {
             key: prefix.to_owned(),
@@ -61,24 +56,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_keys() {
-        for key in [
-            "manifest.json",
-            "set/2024/01/x-1/data.zst",
-            "a b/c..d/.hidden",
-        ] {
+        for key in ["manifest.json", "set/2024/01/x-1/data.zst", "a b/c..d/.hidden"] {
             check_key(key).unwrap();
         }
     }
 
     #[test]
     fn rejects_keys_that_escape_or_are_ambiguous() {
-        for key in [
-            "", "/abs", "dir/", "a//b", "a/../b", "..", "./a", "a/.", "nul\0",
-        ] {
-            assert!(
-                matches!(check_key(key), Err(StoreError::InvalidKey { .. })),
-                "{key:?}"
-            );
+        for key in ["", "/abs", "dir/", "a//b", "a/../b", "..", "./a", "a/.", "nul\0"] {
+            assert!(matches!(check_key(key), Err(StoreError::InvalidKey { .. })), "{key:?}");
         }
     }
 

@@ -19,10 +19,7 @@ pub struct LocalStore {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
 fn resource(path: &Path) -> String {
@@ -64,10 +61,7 @@ fn write_atomically(dest: &Path, body: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let partial = partial_path(dest, &random_id());
     let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&partial)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
         file.write_all(body)?;
         file.sync_all()?;
         drop(file);
@@ -155,20 +149,14 @@ impl LocalStore {
         if name.contains(PARTIAL_MARKER) {
             return Err(StoreError::InvalidKey {
                 key: key.to_owned(),
-                reason: format!(
-                    "names containing {PARTIAL_MARKER:?} are reserved for partial files"
-                ),
+                reason: format!("names containing {PARTIAL_MARKER:?} are reserved for partial files"),
             });
         }
         Ok(self.root.join(key))
     }
 
     fn not_found(op: &'static str, key: &str, path: &Path) -> StoreError {
-        StoreError::NotFound {
-            op,
-            resource: resource(path),
-            key: key.to_owned(),
-        }
+        StoreError::NotFound { op, resource: resource(path), key: key.to_owned() }
     }
 
     pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
@@ -199,12 +187,7 @@ impl LocalStore {
         self.open_file("read", key).await
     }
 
-    pub(crate) async fn get_range(
-        &self,
-        key: &str,
-        start: u64,
-        len: u64,
-    ) -> Result<Bytes, StoreError> {
+    pub(crate) async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
         let mut file = self.open_file("read range of", key).await?;
         let what = || resource(&self.root.join(key));
         let io_err = |e| StoreError::io("read range of", what(), e);
@@ -213,23 +196,12 @@ impl LocalStore {
             return Ok(Bytes::new());
         }
         if start >= size {
-            let message =
-                format!("the range starts at byte {start} but the object has {size} bytes");
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                message,
-            )));
+            let message = format!("the range starts at byte {start} but the object has {size} bytes");
+            return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, message)));
         }
         let want = len.min(size - start);
-        file.seek(io::SeekFrom::Start(start))
-            .await
-            .map_err(io_err)?;
-        let mut buf = vec![
-            0;
-            usize::try_from(want)
-                .map_err(io::Error::other)
-                .map_err(io_err)?
-        ];
+        file.seek(io::SeekFrom::Start(start)).await.map_err(io_err)?;
+        let mut buf = vec![0; usize::try_from(want).map_err(io::Error::other).map_err(io_err)?];
         file.read_exact(&mut buf).await.map_err(io_err)?;
         Ok(Bytes::from(buf))
     }
@@ -252,24 +224,11 @@ impl LocalStore {
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         check_prefix(prefix)?;
         let (root, owned_prefix) = (self.root.clone(), prefix.to_owned());
-        let files = blocking("list", resource(&self.root.join(prefix)), move || {
-            walk(&root, &owned_prefix)
-        })
-        .await?;
+        let files = blocking("list", resource(&self.root.join(prefix)), move || walk(&root, &owned_prefix)).await?;
         let mut objects: Vec<ObjectMeta> = files
             .into_iter()
-            .filter(|(key, _)| {
-                !key.rsplit('/')
-                    .next()
-                    .unwrap_or(key)
-                    .contains(PARTIAL_MARKER)
-            })
-            .map(|(key, meta)| ObjectMeta {
-                key,
-                size: meta.len(),
-                last_modified: modified(&meta),
-                etag: None,
-            })
+            .filter(|(key, _)| !key.rsplit('/').next().unwrap_or(key).contains(PARTIAL_MARKER))
+            .map(|(key, meta)| ObjectMeta { key, size: meta.len(), last_modified: modified(&meta), etag: None })
             .collect();
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
@@ -297,12 +256,7 @@ impl LocalStore {
             .open(&partial)
             .await
             .map_err(|e| StoreError::io("create", what, e))?;
-        Ok(LocalUpload {
-            file: Some(file),
-            partial,
-            dest,
-            finished: false,
-        })
+        Ok(LocalUpload { file: Some(file), partial, dest, finished: false })
     }
 
     /// Partial files (from interrupted uploads or writes) last modified before `older_than`.
@@ -313,10 +267,7 @@ impl LocalStore {
     ) -> Result<Vec<PendingUpload>, StoreError> {
         check_prefix(prefix)?;
         let (root, owned_prefix) = (self.root.clone(), prefix.to_owned());
-        let files = blocking("list", resource(&self.root.join(prefix)), move || {
-            walk(&root, &owned_prefix)
-        })
-        .await?;
+        let files = blocking("list", resource(&self.root.join(prefix)), move || walk(&root, &owned_prefix)).await?;
         let mut pending: Vec<PendingUpload> = files
             .into_iter()
             .filter_map(|(name, meta)| {
@@ -366,18 +317,15 @@ impl LocalUpload {
 
     fn file(&mut self) -> Result<&mut tokio::fs::File, StoreError> {
         let what = resource(&self.partial);
-        self.file.as_mut().ok_or_else(|| StoreError::Upload {
-            resource: what,
-            reason: "the upload is already finished".to_owned(),
-        })
+        self.file
+            .as_mut()
+            .ok_or_else(|| StoreError::Upload { resource: what, reason: "the upload is already finished".to_owned() })
     }
 
     pub(crate) async fn write(&mut self, part: Bytes) -> Result<(), StoreError> {
         let what = resource(&self.partial);
         let file = self.file()?;
-        file.write_all(&part)
-            .await
-            .map_err(|e| StoreError::io("write", what, e))
+        file.write_all(&part).await.map_err(|e| StoreError::io("write", what, e))
     }
 
     pub(crate) async fn complete(&mut self) -> Result<(), StoreError> {
@@ -390,9 +338,7 @@ impl LocalUpload {
             file.flush().await?;
             file.sync_all().await
         };
-        flushed
-            .await
-            .map_err(|e| StoreError::io("write", what.clone(), e))?;
+        flushed.await.map_err(|e| StoreError::io("write", what.clone(), e))?;
         drop(file);
         let (partial, dest) = (self.partial.clone(), self.dest.clone());
         blocking("rename", what, move || {

@@ -80,12 +80,8 @@ pub enum Store {
 impl Store {
     pub async fn open(url: &StoreUrl, opts: &StoreOptions) -> Result<Store, StoreError> {
         match url {
-            StoreUrl::Local { root } => {
-                Ok(Store::Local(LocalStore::open(root.clone(), url.clone())?))
-            }
-            StoreUrl::S3 { bucket, prefix } => {
-                Ok(Store::S3(S3Store::open(bucket, prefix, opts).await?))
-            }
+            StoreUrl::Local { root } => Ok(Store::Local(LocalStore::open(root.clone(), url.clone())?)),
+            StoreUrl::S3 { bucket, prefix } => Ok(Store::S3(S3Store::open(bucket, prefix, opts).await?)),
         }
     }
 
@@ -115,10 +111,7 @@ impl Store {
     }
 
     /// Streams an object without holding it in memory.
-    pub async fn get_stream(
-        &self,
-        key: &str,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+    pub async fn get_stream(&self, key: &str) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
         match self {
             Store::Local(store) => Ok(Box::new(store.get_stream(key).await?)),
             Store::S3(store) => store.get_stream(key).await,

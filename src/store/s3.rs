@@ -2,10 +2,8 @@
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -95,16 +93,8 @@ fn with_scheme(endpoint: &str) -> String {
 /// Options win over the environment. R2 variables are fallbacks: `R2_ENDPOINT` applies only
 /// without an AWS endpoint (and then implies region "auto"); the R2 key pair applies when the R2
 /// endpoint is in use or no `AWS_ACCESS_KEY_ID` is set; `R2_BUCKET` fills an empty URL bucket.
-fn resolve(
-    url: &str,
-    bucket: &str,
-    opts: &StoreOptions,
-    env: &S3Env,
-) -> Result<Settings, StoreError> {
-    let config_error = |reason: String| StoreError::InvalidConfig {
-        url: url.to_owned(),
-        reason,
-    };
+fn resolve(url: &str, bucket: &str, opts: &StoreOptions, env: &S3Env) -> Result<Settings, StoreError> {
+    let config_error = |reason: String| StoreError::InvalidConfig { url: url.to_owned(), reason };
 
     let bucket = match (bucket, &env.r2_bucket) {
         ("", Some(r2)) => r2.clone(),
@@ -122,45 +112,29 @@ fn resolve(
         _ => None,
     };
     let endpoint = opts.endpoint.as_deref().or(r2_endpoint).map(with_scheme);
-    let region = opts
-        .region
-        .clone()
-        .or_else(|| r2_endpoint.map(|_| R2_REGION.to_owned()));
+    let region = opts.region.clone().or_else(|| r2_endpoint.map(|_| R2_REGION.to_owned()));
 
     let credentials = match (&opts.access_key, &opts.secret_key) {
         (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
         (None, None) => match (&env.r2_access_key_id, &env.r2_secret_access_key) {
-            (Some(id), Some(secret))
-                if r2_endpoint.is_some() || env.aws_access_key_id.is_none() =>
-            {
+            (Some(id), Some(secret)) if r2_endpoint.is_some() || env.aws_access_key_id.is_none() => {
                 Some((id.clone(), secret.clone()))
             }
             _ => None,
         },
-        _ => {
-            return Err(config_error(
-                "an access key needs its secret key, and back".to_owned(),
-            ))
-        }
+        _ => return Err(config_error("an access key needs its secret key, and back".to_owned())),
     };
 
     let path_style = match (opts.path_style, env.path_style.as_deref()) {
         (Some(forced), _) => Some(forced),
         (None, None) => None,
-        (None, Some(value)) => Some(parse_flag(value).ok_or_else(|| {
-            config_error(format!(
-                "OPSBOOK_S3_PATH_STYLE={value:?} is not 1, 0, true or false"
-            ))
-        })?),
+        (None, Some(value)) => Some(
+            parse_flag(value)
+                .ok_or_else(|| config_error(format!("OPSBOOK_S3_PATH_STYLE={value:?} is not 1, 0, true or false")))?,
+        ),
     };
 
-    Ok(Settings {
-        bucket,
-        endpoint,
-        region,
-        credentials,
-        path_style,
-    })
+    Ok(Settings { bucket, endpoint, region, credentials, path_style })
 }
 
 fn parse_flag(value: &str) -> Option<bool> {
@@ -173,10 +147,7 @@ fn parse_flag(value: &str) -> Option<bool> {
 
 /// Virtual-hosted addressing needs DNS names per bucket, which IPs and localhost do not have.
 fn wants_path_style(endpoint: &str) -> bool {
-    match url::Url::parse(endpoint)
-        .ok()
-        .and_then(|u| u.host().map(|h| h.to_owned()))
-    {
+    match url::Url::parse(endpoint).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
         Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
         Some(url::Host::Domain(host)) => host == "localhost" || host.ends_with(".localhost"),
         None => false,
@@ -236,9 +207,7 @@ fn classify(failure: Failure, code: Option<&str>, status: Option<u16>) -> Outcom
     }
     match (code, status) {
         (Some("NoSuchKey" | "NotFound"), _) => Outcome::NotFound,
-        (Some(code), _) if UNAVAILABLE_CODES.contains(&code) => {
-            Outcome::Class(ErrorClass::Unavailable)
-        }
+        (Some(code), _) if UNAVAILABLE_CODES.contains(&code) => Outcome::Class(ErrorClass::Unavailable),
         (None, Some(404)) => Outcome::NotFound,
         (_, Some(401 | 403 | 429 | 500..=599)) => Outcome::Class(ErrorClass::Unavailable),
         _ => Outcome::Class(ErrorClass::Failed),
@@ -247,12 +216,7 @@ fn classify(failure: Failure, code: Option<&str>, status: Option<u16>) -> Outcom
 
 /// Turns an SDK error into a `StoreError` that names the operation and the object, with the
 /// service's code and message (never the request, so never credentials).
-fn sdk_error<E>(
-    op: &'static str,
-    resource: String,
-    key: &str,
-    err: SdkError<E, HttpResponse>,
-) -> StoreError
+fn sdk_error<E>(op: &'static str, resource: String, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -268,36 +232,32 @@ where
             };
             (Failure::Service, code.map(str::to_owned), message)
         }
-        SdkError::TimeoutError(_) => (
-            Failure::Unreachable,
-            None,
-            format!("timed out: {}", DisplayErrorContext(&err)),
-        ),
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (
-            Failure::Unreachable,
-            None,
-            format!(
-                "cannot reach the S3 endpoint: {}",
-                DisplayErrorContext(&err)
-            ),
-        ),
-        _ => (Failure::Local, None, DisplayErrorContext(&err).to_string()),
+        SdkError::TimeoutError(_) => (Failure::Unreachable, None, format!("timed out{}", causes(&err))),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (Failure::Unreachable, None, format!("cannot reach the S3 endpoint{}", causes(&err)))
+        }
+        _ => (Failure::Local, None, format!("{err}{}", causes(&err))),
     };
     match classify(failure, code.as_deref(), status) {
-        Outcome::NotFound => StoreError::NotFound {
-            op,
-            resource,
-            key: key.to_owned(),
-        },
-        Outcome::Class(class) => StoreError::S3 {
-            op,
-            resource,
-            code,
-            status,
-            message,
-            class,
-        },
+        Outcome::NotFound => StoreError::NotFound { op, resource, key: key.to_owned() },
+        Outcome::Class(class) => StoreError::S3 { op, resource, code, status, message, class },
     }
+}
+
+/// `: cause: deeper cause` for the sources of `err`, skipping repeats (the SDK's wrappers often
+/// repeat their source's text).
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !line.is_empty() && !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn body_error(op: &'static str, resource: String, err: impl std::error::Error) -> StoreError {
@@ -306,21 +266,14 @@ fn body_error(op: &'static str, resource: String, err: impl std::error::Error) -
         resource,
         code: None,
         status: None,
-        message: format!("reading the response body: {}", DisplayErrorContext(&err)),
+        message: format!("reading the response body: {err}{}", causes(&err)),
         class: ErrorClass::Unavailable,
     }
 }
 
 impl S3Store {
-    pub(crate) async fn open(
-        bucket: &str,
-        prefix: &str,
-        opts: &StoreOptions,
-    ) -> Result<S3Store, StoreError> {
-        let requested = StoreUrl::S3 {
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-        };
+    pub(crate) async fn open(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<S3Store, StoreError> {
+        let requested = StoreUrl::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() };
         let settings = resolve(&requested.to_string(), bucket, opts, &S3Env::from_process())?;
 
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -331,15 +284,12 @@ impl S3Store {
             loader = loader.endpoint_url(endpoint);
         }
         if let Some((id, secret)) = &settings.credentials {
-            loader =
-                loader.credentials_provider(Credentials::new(id, secret, None, None, "opsbook"));
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "opsbook"));
         }
         let sdk = loader.load().await;
 
         let endpoint = settings.endpoint.as_deref().or(sdk.endpoint_url());
-        let path_style = settings
-            .path_style
-            .unwrap_or_else(|| endpoint.is_some_and(wants_path_style));
+        let path_style = settings.path_style.unwrap_or_else(|| endpoint.is_some_and(wants_path_style));
         let mut config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(path_style)
             // R2 and other S3-compatible services reject the SDK's default flexible checksums.
@@ -350,10 +300,7 @@ impl S3Store {
         }
         Ok(S3Store {
             client: Client::from_conf(config.build()),
-            url: StoreUrl::S3 {
-                bucket: settings.bucket.clone(),
-                prefix: prefix.to_owned(),
-            },
+            url: StoreUrl::S3 { bucket: settings.bucket.clone(), prefix: prefix.to_owned() },
             bucket: settings.bucket,
             prefix: prefix.to_owned(),
         })
@@ -387,19 +334,13 @@ impl S3Store {
         if self.prefix.is_empty() {
             return Some(full_key);
         }
-        full_key
-            .strip_prefix(self.prefix.as_str())?
-            .strip_prefix('/')
+        full_key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
     }
 
     /// The bucket-level prefix for a store-relative listing prefix.
     fn full_prefix(&self, prefix: &str) -> Result<Option<String>, StoreError> {
         check_prefix(prefix)?;
-        let full = if self.prefix.is_empty() {
-            prefix.to_owned()
-        } else {
-            join(&self.prefix, prefix)
-        };
+        let full = if self.prefix.is_empty() { prefix.to_owned() } else { join(&self.prefix, prefix) };
         Ok((!full.is_empty()).then_some(full))
     }
 
@@ -438,10 +379,7 @@ impl S3Store {
 
     pub(crate) async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
         let (body, resource) = self.get_object("GetObject", key, None).await?;
-        let data = body
-            .collect()
-            .await
-            .map_err(|e| body_error("GetObject", resource, e))?;
+        let data = body.collect().await.map_err(|e| body_error("GetObject", resource, e))?;
         Ok(data.into_bytes())
     }
 
@@ -453,12 +391,7 @@ impl S3Store {
         Ok(Box::new(Box::pin(body.into_async_read())))
     }
 
-    pub(crate) async fn get_range(
-        &self,
-        key: &str,
-        start: u64,
-        len: u64,
-    ) -> Result<Bytes, StoreError> {
+    pub(crate) async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
         if len == 0 {
             // S3 has no empty range; still report a missing object as missing.
             return match self.head(key).await? {
@@ -473,29 +406,17 @@ impl S3Store {
         let end = start.saturating_add(len - 1);
         let range = format!("bytes={start}-{end}");
         let (body, resource) = self.get_object("GetObject", key, Some(range)).await?;
-        let data = body
-            .collect()
-            .await
-            .map_err(|e| body_error("GetObject", resource, e))?;
+        let data = body.collect().await.map_err(|e| body_error("GetObject", resource, e))?;
         Ok(data.into_bytes())
     }
 
     pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         let full = self.full_key(key)?;
-        let result = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await;
+        let result = self.client.head_object().bucket(&self.bucket).key(&full).send().await;
         match result.map_err(|e| sdk_error("HeadObject", self.resource(&full), key, e)) {
             Ok(head) => Ok(Some(ObjectMeta {
                 key: key.to_owned(),
-                size: head
-                    .content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
+                size: head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                 last_modified: head.last_modified().and_then(to_chrono),
                 etag: head.e_tag().map(unquote),
             })),
@@ -507,13 +428,8 @@ impl S3Store {
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let full_prefix = self.full_prefix(prefix)?;
         let resource = self.resource(full_prefix.as_deref().unwrap_or_default());
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .set_prefix(full_prefix)
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).set_prefix(full_prefix).into_paginator().send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("ListObjectsV2", resource.clone(), prefix, e))?;
@@ -523,10 +439,7 @@ impl S3Store {
                 };
                 objects.push(ObjectMeta {
                     key: key.to_owned(),
-                    size: object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0),
+                    size: object.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                     last_modified: object.last_modified().and_then(to_chrono),
                     etag: object.e_tag().map(unquote),
                 });
@@ -538,24 +451,14 @@ impl S3Store {
 
     pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
-        let result = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await;
+        let result = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
         match result.map_err(|e| sdk_error("DeleteObject", self.resource(&full), key, e)) {
             Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),
         }
     }
 
-    pub(crate) fn begin_upload(
-        &self,
-        key: &str,
-        cfg: UploadConfig,
-    ) -> Result<S3Upload, StoreError> {
+    pub(crate) fn begin_upload(&self, key: &str, cfg: UploadConfig) -> Result<S3Upload, StoreError> {
         let full_key = self.full_key(key)?;
         if !(S3_MIN_PART_SIZE..=S3_MAX_PART_SIZE).contains(&cfg.part_size) {
             return Err(StoreError::InvalidConfig {
@@ -617,10 +520,7 @@ impl S3Store {
                     });
                 }
             }
-            let next = (
-                page.next_key_marker().map(str::to_owned),
-                page.next_upload_id_marker().map(str::to_owned),
-            );
+            let next = (page.next_key_marker().map(str::to_owned), page.next_upload_id_marker().map(str::to_owned));
             // A service that claims more pages but does not move the markers would loop forever.
             if page.is_truncated() != Some(true) || next == markers || next == (None, None) {
                 break;
@@ -651,18 +551,10 @@ async fn abort_multipart(
     upload_id: &str,
     key: &str,
 ) -> Result<(), StoreError> {
-    let result = client
-        .abort_multipart_upload()
-        .bucket(bucket)
-        .key(full_key)
-        .upload_id(upload_id)
-        .send()
-        .await;
+    let result = client.abort_multipart_upload().bucket(bucket).key(full_key).upload_id(upload_id).send().await;
     let resource = format!("s3://{bucket}/{full_key}");
     match result.map_err(|e| sdk_error("AbortMultipartUpload", resource, key, e)) {
-        Err(StoreError::S3 {
-            code: Some(code), ..
-        }) if code == "NoSuchUpload" => Ok(()),
+        Err(StoreError::S3 { code: Some(code), .. }) if code == "NoSuchUpload" => Ok(()),
         Err(e) if !e.is_not_found() => Err(e),
         _ => Ok(()),
     }
@@ -692,16 +584,10 @@ impl PartJob {
             .send()
             .await
             .map_err(|e| {
-                let resource = format!(
-                    "s3://{}/{} (part {})",
-                    self.bucket, self.full_key, self.number
-                );
+                let resource = format!("s3://{}/{} (part {})", self.bucket, self.full_key, self.number);
                 sdk_error("UploadPart", resource, &self.key, e)
             })?;
-        Ok(CompletedPart::builder()
-            .part_number(self.number)
-            .set_e_tag(output.e_tag().map(str::to_owned))
-            .build())
+        Ok(CompletedPart::builder().part_number(self.number).set_e_tag(output.e_tag().map(str::to_owned)).build())
     }
 }
 
@@ -805,9 +691,7 @@ impl S3Upload {
 
     async fn abort_multipart(&self) -> Result<(), StoreError> {
         match &self.upload_id {
-            Some(id) => {
-                abort_multipart(&self.client, &self.bucket, &self.full_key, id, &self.key).await
-            }
+            Some(id) => abort_multipart(&self.client, &self.bucket, &self.full_key, id, &self.key).await,
             None => Ok(()),
         }
     }
@@ -837,11 +721,7 @@ impl S3Upload {
             .bucket(&self.bucket)
             .key(&self.full_key)
             .upload_id(self.upload_id.clone().unwrap_or_default())
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await;
         match result {
@@ -850,12 +730,7 @@ impl S3Upload {
                 Ok(())
             }
             Err(e) => {
-                let error = sdk_error(
-                    "CompleteMultipartUpload",
-                    self.resource.clone(),
-                    &self.key,
-                    e,
-                );
+                let error = sdk_error("CompleteMultipartUpload", self.resource.clone(), &self.key, e);
                 Err(self.fail(error).await)
             }
         }
@@ -901,10 +776,7 @@ mod tests {
 
     #[test]
     fn bucket_from_url_or_r2_bucket() {
-        let env = S3Env {
-            r2_bucket: Some("r2b".into()),
-            ..S3Env::default()
-        };
+        let env = S3Env { r2_bucket: Some("r2b".into()), ..S3Env::default() };
         assert_eq!(resolve("u", "b", &opts(), &env).unwrap().bucket, "b");
         assert_eq!(resolve("u", "", &opts(), &env).unwrap().bucket, "r2b");
         let err = resolve("s3:///p", "", &opts(), &S3Env::default()).unwrap_err();
@@ -913,35 +785,20 @@ mod tests {
 
     #[test]
     fn r2_endpoint_is_a_fallback_with_region_auto() {
-        let env = S3Env {
-            r2_endpoint: Some("acct.r2.cloudflarestorage.com".into()),
-            ..S3Env::default()
-        };
+        let env = S3Env { r2_endpoint: Some("acct.r2.cloudflarestorage.com".into()), ..S3Env::default() };
         let s = resolve("u", "b", &opts(), &env).unwrap();
-        assert_eq!(
-            s.endpoint.as_deref(),
-            Some("https://acct.r2.cloudflarestorage.com")
-        );
+        assert_eq!(s.endpoint.as_deref(), Some("https://acct.r2.cloudflarestorage.com"));
         assert_eq!(s.region.as_deref(), Some("auto"));
 
-        let env = S3Env {
-            aws_endpoint_url: Some("http://minio:9000".into()),
-            ..env
-        };
+        let env = S3Env { aws_endpoint_url: Some("http://minio:9000".into()), ..env };
         let s = resolve("u", "b", &opts(), &env).unwrap();
-        assert_eq!(
-            s.endpoint, None,
-            "AWS_ENDPOINT_URL is left to the AWS chain"
-        );
+        assert_eq!(s.endpoint, None, "AWS_ENDPOINT_URL is left to the AWS chain");
         assert_eq!(s.region, None);
     }
 
     #[test]
     fn options_win() {
-        let env = S3Env {
-            r2_endpoint: Some("https://r2".into()),
-            ..S3Env::default()
-        };
+        let env = S3Env { r2_endpoint: Some("https://r2".into()), ..S3Env::default() };
         let o = StoreOptions {
             endpoint: Some("http://127.0.0.1:9000".into()),
             region: Some("eu-west-1".into()),
@@ -958,39 +815,18 @@ mod tests {
 
     #[test]
     fn r2_keys() {
-        let r2 = S3Env {
-            r2_access_key_id: Some("rk".into()),
-            r2_secret_access_key: Some("rs".into()),
-            ..S3Env::default()
-        };
-        assert_eq!(
-            resolve("u", "b", &opts(), &r2).unwrap().credentials,
-            Some(("rk".into(), "rs".into()))
-        );
-        let with_aws = S3Env {
-            aws_access_key_id: Some("ak".into()),
-            ..r2.clone()
-        };
-        assert_eq!(
-            resolve("u", "b", &opts(), &with_aws).unwrap().credentials,
-            None
-        );
-        let with_r2_endpoint = S3Env {
-            r2_endpoint: Some("https://r2".into()),
-            ..with_aws
-        };
-        assert!(resolve("u", "b", &opts(), &with_r2_endpoint)
-            .unwrap()
-            .credentials
-            .is_some());
+        let r2 =
+            S3Env { r2_access_key_id: Some("rk".into()), r2_secret_access_key: Some("rs".into()), ..S3Env::default() };
+        assert_eq!(resolve("u", "b", &opts(), &r2).unwrap().credentials, Some(("rk".into(), "rs".into())));
+        let with_aws = S3Env { aws_access_key_id: Some("ak".into()), ..r2.clone() };
+        assert_eq!(resolve("u", "b", &opts(), &with_aws).unwrap().credentials, None);
+        let with_r2_endpoint = S3Env { r2_endpoint: Some("https://r2".into()), ..with_aws };
+        assert!(resolve("u", "b", &opts(), &with_r2_endpoint).unwrap().credentials.is_some());
     }
 
     #[test]
     fn half_a_key_pair_is_a_usage_error() {
-        let o = StoreOptions {
-            access_key: Some("AK".into()),
-            ..StoreOptions::default()
-        };
+        let o = StoreOptions { access_key: Some("AK".into()), ..StoreOptions::default() };
         let err = resolve("u", "b", &o, &S3Env::default()).unwrap_err();
         assert!(matches!(err, StoreError::InvalidConfig { .. }));
         assert!(!err.to_string().contains("AK"));
@@ -999,19 +835,10 @@ mod tests {
     #[test]
     fn path_style_from_env() {
         for (value, expected) in [("1", true), ("0", false), ("true", true), ("FALSE", false)] {
-            let env = S3Env {
-                path_style: Some(value.into()),
-                ..S3Env::default()
-            };
-            assert_eq!(
-                resolve("u", "b", &opts(), &env).unwrap().path_style,
-                Some(expected)
-            );
+            let env = S3Env { path_style: Some(value.into()), ..S3Env::default() };
+            assert_eq!(resolve("u", "b", &opts(), &env).unwrap().path_style, Some(expected));
         }
-        let env = S3Env {
-            path_style: Some("maybe".into()),
-            ..S3Env::default()
-        };
+        let env = S3Env { path_style: Some("maybe".into()), ..S3Env::default() };
         assert!(resolve("u", "b", &opts(), &env).is_err());
     }
 
@@ -1030,35 +857,14 @@ mod tests {
         let service = |code, status| classify(Failure::Service, code, status);
         assert_eq!(service(Some("NoSuchKey"), Some(404)), Outcome::NotFound);
         assert_eq!(service(None, Some(404)), Outcome::NotFound);
-        assert_eq!(
-            service(Some("NoSuchBucket"), Some(404)),
-            Outcome::Class(Unavailable)
-        );
-        assert_eq!(
-            service(Some("SignatureDoesNotMatch"), Some(403)),
-            Outcome::Class(Unavailable)
-        );
-        assert_eq!(
-            service(Some("InvalidAccessKeyId"), Some(403)),
-            Outcome::Class(Unavailable)
-        );
+        assert_eq!(service(Some("NoSuchBucket"), Some(404)), Outcome::Class(Unavailable));
+        assert_eq!(service(Some("SignatureDoesNotMatch"), Some(403)), Outcome::Class(Unavailable));
+        assert_eq!(service(Some("InvalidAccessKeyId"), Some(403)), Outcome::Class(Unavailable));
         assert_eq!(service(None, Some(403)), Outcome::Class(Unavailable));
-        assert_eq!(
-            service(Some("SlowDown"), Some(503)),
-            Outcome::Class(Unavailable)
-        );
-        assert_eq!(
-            service(Some("InvalidPart"), Some(400)),
-            Outcome::Class(Failed)
-        );
-        assert_eq!(
-            service(Some("EntityTooSmall"), Some(400)),
-            Outcome::Class(Failed)
-        );
-        assert_eq!(
-            classify(Failure::Unreachable, None, None),
-            Outcome::Class(Unavailable)
-        );
+        assert_eq!(service(Some("SlowDown"), Some(503)), Outcome::Class(Unavailable));
+        assert_eq!(service(Some("InvalidPart"), Some(400)), Outcome::Class(Failed));
+        assert_eq!(service(Some("EntityTooSmall"), Some(400)), Outcome::Class(Failed));
+        assert_eq!(classify(Failure::Unreachable, None, None), Outcome::Class(Unavailable));
         assert_eq!(classify(Failure::Local, None, None), Outcome::Class(Failed));
     }
 }

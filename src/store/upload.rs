@@ -20,10 +20,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        UploadConfig {
-            part_size: 8 * 1024 * 1024,
-            in_flight: 4,
-        }
+        UploadConfig { part_size: 8 * 1024 * 1024, in_flight: 4 }
     }
 }
 
@@ -36,10 +33,7 @@ impl UploadConfig {
         } else {
             return Ok(());
         };
-        Err(StoreError::InvalidConfig {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        })
+        Err(StoreError::InvalidConfig { url: url.to_owned(), reason: reason.to_owned() })
     }
 }
 
@@ -54,12 +48,7 @@ pub(crate) struct PartSizing {
 
 impl PartSizing {
     pub(crate) fn new(part_size: usize) -> Self {
-        PartSizing {
-            part_size,
-            parts: 0,
-            bytes: 0,
-            short_part: None,
-        }
+        PartSizing { part_size, parts: 0, bytes: 0, short_part: None }
     }
 
     /// Records a part of `len` bytes, or says why it breaks the rule. An empty part uploads
@@ -80,10 +69,7 @@ impl PartSizing {
             ));
         }
         if len > 0 && self.parts == MAX_PARTS {
-            return Err(format!(
-                "more than {MAX_PARTS} parts; use a part size larger than {} bytes",
-                self.part_size
-            ));
+            return Err(format!("more than {MAX_PARTS} parts; use a part size larger than {} bytes", self.part_size));
         }
         if len < self.part_size {
             self.short_part = Some(len);
@@ -121,13 +107,7 @@ pub struct Upload {
 impl Upload {
     pub(crate) fn new(key: &str, resource: String, cfg: UploadConfig, target: Target) -> Self {
         let sizing = PartSizing::new(cfg.part_size);
-        Upload {
-            key: key.to_owned(),
-            resource,
-            sizing,
-            target,
-            failed: false,
-        }
+        Upload { key: key.to_owned(), resource, sizing, target, failed: false }
     }
 
     fn refuse_after_failure(&self) -> Result<(), StoreError> {
@@ -155,12 +135,7 @@ impl Upload {
     pub async fn put_part(&mut self, part: Bytes) -> Result<(), StoreError> {
         self.refuse_after_failure()?;
         let resource = &self.resource;
-        self.sizing
-            .accept(part.len())
-            .map_err(|reason| StoreError::Upload {
-                resource: resource.clone(),
-                reason,
-            })?;
+        self.sizing.accept(part.len()).map_err(|reason| StoreError::Upload { resource: resource.clone(), reason })?;
         if part.is_empty() {
             return Ok(());
         }
@@ -194,10 +169,7 @@ impl Upload {
 
 impl std::fmt::Debug for Upload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upload")
-            .field("resource", &self.resource)
-            .field("sizing", &self.sizing)
-            .finish_non_exhaustive()
+        f.debug_struct("Upload").field("resource", &self.resource).field("sizing", &self.sizing).finish_non_exhaustive()
     }
 }
 
@@ -212,20 +184,14 @@ mod tests {
             sizing.accept(len).unwrap();
         }
         assert_eq!(sizing.bytes(), 13);
-        assert!(sizing
-            .accept(4)
-            .unwrap_err()
-            .contains("follows a short part"));
+        assert!(sizing.accept(4).unwrap_err().contains("follows a short part"));
     }
 
     #[test]
     fn a_larger_part_is_refused() {
         let mut sizing = PartSizing::new(4);
         sizing.accept(4).unwrap();
-        assert!(sizing
-            .accept(5)
-            .unwrap_err()
-            .contains("larger than the part size"));
+        assert!(sizing.accept(5).unwrap_err().contains("larger than the part size"));
         assert_eq!(sizing.bytes(), 4);
     }
 
@@ -251,26 +217,13 @@ mod tests {
         for _ in 0..MAX_PARTS {
             sizing.accept(1).unwrap();
         }
-        assert!(sizing
-            .accept(1)
-            .unwrap_err()
-            .contains("more than 10000 parts"));
+        assert!(sizing.accept(1).unwrap_err().contains("more than 10000 parts"));
     }
 
     #[test]
     fn config_checks() {
         UploadConfig::default().check("x").unwrap();
-        assert!(UploadConfig {
-            part_size: 0,
-            in_flight: 1
-        }
-        .check("x")
-        .is_err());
-        assert!(UploadConfig {
-            part_size: 1,
-            in_flight: 0
-        }
-        .check("x")
-        .is_err());
+        assert!(UploadConfig { part_size: 0, in_flight: 1 }.check("x").is_err());
+        assert!(UploadConfig { part_size: 1, in_flight: 0 }.check("x").is_err());
     }
 }

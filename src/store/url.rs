@@ -37,9 +37,7 @@ fn scheme_of(s: &str) -> Option<&str> {
     let (scheme, rest) = s.split_once(':')?;
     let looks_like_scheme = !scheme.is_empty()
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !looks_like_scheme {
         return None;
     }
@@ -48,40 +46,26 @@ fn scheme_of(s: &str) -> Option<&str> {
 }
 
 fn invalid(url: &str, reason: impl Into<String>) -> StoreError {
-    StoreError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.into(),
-    }
+    StoreError::InvalidUrl { url: url.to_owned(), reason: reason.into() }
 }
 
 fn parse_s3(s: &str) -> Result<StoreUrl, StoreError> {
-    let rest = s
-        .get(3..)
-        .and_then(|r| r.strip_prefix("//"))
-        .ok_or_else(|| invalid(s, "expected s3://bucket/prefix"))?;
+    let rest =
+        s.get(3..).and_then(|r| r.strip_prefix("//")).ok_or_else(|| invalid(s, "expected s3://bucket/prefix"))?;
     if rest.contains(['?', '#']) {
         return Err(invalid(s, "query strings and fragments are not supported"));
     }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     check_bucket(s, bucket)?;
     let prefix = normalize_prefix(prefix).map_err(|reason| invalid(s, reason))?;
-    Ok(StoreUrl::S3 {
-        bucket: bucket.to_owned(),
-        prefix,
-    })
+    Ok(StoreUrl::S3 { bucket: bucket.to_owned(), prefix })
 }
 
 fn check_bucket(url: &str, bucket: &str) -> Result<(), StoreError> {
     if bucket.len() > 255 {
-        return Err(invalid(
-            url,
-            "the bucket name is longer than 255 characters",
-        ));
+        return Err(invalid(url, "the bucket name is longer than 255 characters"));
     }
-    if let Some(c) = bucket
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-    {
+    if let Some(c) = bucket.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
         return Err(invalid(url, format!("the bucket name contains {c:?}")));
     }
     Ok(())
@@ -109,20 +93,13 @@ fn parse_file(s: &str) -> Result<StoreUrl, StoreError> {
         None | Some("") | Some("localhost") => {}
         Some(host) => return Err(invalid(s, format!("remote host {host:?} in a file URL"))),
     }
-    let path = url
-        .to_file_path()
-        .map_err(|()| invalid(s, "not an absolute local path"))?;
-    Ok(StoreUrl::Local {
-        root: normalize_path(&path),
-    })
+    let path = url.to_file_path().map_err(|()| invalid(s, "not an absolute local path"))?;
+    Ok(StoreUrl::Local { root: normalize_path(&path) })
 }
 
 fn parse_plain_path(s: &str) -> Result<StoreUrl, StoreError> {
-    let absolute = std::path::absolute(s)
-        .map_err(|e| invalid(s, format!("cannot make the path absolute: {e}")))?;
-    Ok(StoreUrl::Local {
-        root: normalize_path(&absolute),
-    })
+    let absolute = std::path::absolute(s).map_err(|e| invalid(s, format!("cannot make the path absolute: {e}")))?;
+    Ok(StoreUrl::Local { root: normalize_path(&absolute) })
 }
 
 /// Lexical normalisation of an absolute path: drops `.`, resolves `..`, drops a trailing '/'.
@@ -172,10 +149,7 @@ mod tests {
     use crate::error::{Classify, ErrorClass};
 
     fn s3(bucket: &str, prefix: &str) -> StoreUrl {
-        StoreUrl::S3 {
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-        }
+        StoreUrl::S3 { bucket: bucket.into(), prefix: prefix.into() }
     }
 
     fn local(root: &str) -> StoreUrl {
@@ -185,19 +159,10 @@ mod tests {
     #[test]
     fn s3_urls() {
         assert_eq!(StoreUrl::parse("s3://b/p").unwrap(), s3("b", "p"));
-        assert_eq!(
-            StoreUrl::parse("s3://my-bucket").unwrap(),
-            s3("my-bucket", "")
-        );
-        assert_eq!(
-            StoreUrl::parse("s3://my-bucket/").unwrap(),
-            s3("my-bucket", "")
-        );
+        assert_eq!(StoreUrl::parse("s3://my-bucket").unwrap(), s3("my-bucket", ""));
+        assert_eq!(StoreUrl::parse("s3://my-bucket/").unwrap(), s3("my-bucket", ""));
         assert_eq!(StoreUrl::parse("s3://b//a///c/").unwrap(), s3("b", "a/c"));
-        assert_eq!(
-            StoreUrl::parse("S3://b/backups/prod").unwrap(),
-            s3("b", "backups/prod")
-        );
+        assert_eq!(StoreUrl::parse("S3://b/backups/prod").unwrap(), s3("b", "backups/prod"));
     }
 
     #[test]
@@ -208,19 +173,9 @@ mod tests {
 
     #[test]
     fn bad_s3_urls_are_usage_errors() {
-        for bad in [
-            "s3:bucket",
-            "s3://b/p?x=1",
-            "s3://b/p#f",
-            "s3://b/a/../c",
-            "s3://b/./c",
-            "s3://b c/x",
-        ] {
+        for bad in ["s3:bucket", "s3://b/p?x=1", "s3://b/p#f", "s3://b/a/../c", "s3://b/./c", "s3://b c/x"] {
             let err = StoreUrl::parse(bad).unwrap_err();
-            assert!(
-                matches!(err, StoreError::InvalidUrl { .. }),
-                "{bad}: {err:?}"
-            );
+            assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err:?}");
             assert_eq!(err.class(), ErrorClass::Usage);
             assert!(err.to_string().contains(bad), "{err}");
         }
@@ -228,24 +183,12 @@ mod tests {
 
     #[test]
     fn file_urls() {
-        assert_eq!(
-            StoreUrl::parse("file:///var/backups").unwrap(),
-            local("/var/backups")
-        );
-        assert_eq!(
-            StoreUrl::parse("file:///var/backups/").unwrap(),
-            local("/var/backups")
-        );
-        assert_eq!(
-            StoreUrl::parse("file://localhost/srv/x").unwrap(),
-            local("/srv/x")
-        );
+        assert_eq!(StoreUrl::parse("file:///var/backups").unwrap(), local("/var/backups"));
+        assert_eq!(StoreUrl::parse("file:///var/backups/").unwrap(), local("/var/backups"));
+        assert_eq!(StoreUrl::parse("file://localhost/srv/x").unwrap(), local("/srv/x"));
         assert_eq!(StoreUrl::parse("FILE:///a%20b/c").unwrap(), local("/a b/c"));
         assert_eq!(StoreUrl::parse("file:/srv/x").unwrap(), local("/srv/x"));
-        assert_eq!(
-            StoreUrl::parse("file:///a/./b/../c").unwrap(),
-            local("/a/c")
-        );
+        assert_eq!(StoreUrl::parse("file:///a/./b/../c").unwrap(), local("/a/c"));
     }
 
     #[test]
@@ -257,23 +200,10 @@ mod tests {
 
     #[test]
     fn plain_paths() {
-        assert_eq!(
-            StoreUrl::parse("/srv/backups/").unwrap(),
-            local("/srv/backups")
-        );
+        assert_eq!(StoreUrl::parse("/srv/backups/").unwrap(), local("/srv/backups"));
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(
-            StoreUrl::parse("backups/local").unwrap(),
-            StoreUrl::Local {
-                root: cwd.join("backups/local")
-            }
-        );
-        assert_eq!(
-            StoreUrl::parse("./x/../y").unwrap(),
-            StoreUrl::Local {
-                root: cwd.join("y")
-            }
-        );
+        assert_eq!(StoreUrl::parse("backups/local").unwrap(), StoreUrl::Local { root: cwd.join("backups/local") });
+        assert_eq!(StoreUrl::parse("./x/../y").unwrap(), StoreUrl::Local { root: cwd.join("y") });
         // A colon inside a plain path is not a scheme.
         assert_eq!(StoreUrl::parse("/srv/a:b").unwrap(), local("/srv/a:b"));
     }
@@ -282,10 +212,7 @@ mod tests {
     fn unknown_schemes_are_usage_errors_that_list_the_accepted_forms() {
         for bad in ["gs://x", "ftp://", "http://example.com/b", "azure://c/p"] {
             let err = StoreUrl::parse(bad).unwrap_err();
-            assert!(
-                matches!(err, StoreError::UnknownScheme { .. }),
-                "{bad}: {err:?}"
-            );
+            assert!(matches!(err, StoreError::UnknownScheme { .. }), "{bad}: {err:?}");
             assert_eq!(err.class(), ErrorClass::Usage);
             let message = err.to_string();
             assert!(message.contains(bad), "{message}");

@@ -38,8 +38,8 @@ pub fn init(args: &GlobalArgs, color: bool) {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("OPSBOOK_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,opsbook={level}")));
+    let filter =
+        EnvFilter::try_from_env("OPSBOOK_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,opsbook={level}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr);
     let _ = match args.log_format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),

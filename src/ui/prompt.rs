@@ -20,10 +20,9 @@ pub async fn confirm(printer: &Printer, question: &str) -> Result<()> {
     }
     let prompt = question.to_string();
     // dialoguer blocks; keep it off the async workers.
-    let answer = tokio::task::spawn_blocking(move || {
-        dialoguer::Confirm::new().with_prompt(prompt).default(false).interact()
-    })
-    .await??;
+    let answer =
+        tokio::task::spawn_blocking(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact())
+            .await??;
     if answer {
         Ok(())
     } else {

@@ -73,7 +73,11 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<By
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    state.received.lock().unwrap().push(Received { method, path: path.clone(), body: String::from_utf8_lossy(&body).into_owned() });
+    state.received.lock().unwrap().push(Received {
+        method,
+        path: path.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
     let delay = state.delay.lock().unwrap().clone();
     if let Some((suffix, by)) = delay {
         if path.ends_with(&suffix) {

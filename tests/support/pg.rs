@@ -108,12 +108,10 @@ impl TestPg {
         let url = parse(url);
         block_on(async {
             let mut conn = opsbook::pg::connect(&url).await?;
-            sqlx::Executor::execute(&mut conn, sqlx::raw_sql(sql)).await.map_err(|e| {
-                opsbook::pg::PgError::Query {
-                    op: "execute".into(),
-                    target: url.redacted(),
-                    error: e,
-                }
+            sqlx::Executor::execute(&mut conn, sqlx::raw_sql(sql)).await.map_err(|e| opsbook::pg::PgError::Query {
+                op: "execute".into(),
+                target: url.redacted(),
+                error: e,
             })?;
             Ok::<_, opsbook::pg::PgError>(())
         })
@@ -136,14 +134,10 @@ impl TestPg {
         let url = parse(url);
         block_on(async {
             let mut conn = opsbook::pg::connect(&url).await?;
-            let v: Option<String> =
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.map_err(|e| {
-                    opsbook::pg::PgError::Query {
-                        op: "query".into(),
-                        target: url.redacted(),
-                        error: e,
-                    }
-                })?;
+            let v: Option<String> = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| opsbook::pg::PgError::Query { op: "query".into(), target: url.redacted(), error: e })?;
             Ok::<_, opsbook::pg::PgError>(v.unwrap_or_default())
         })
         .unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"))
@@ -169,11 +163,7 @@ impl TestPg {
             .envs(self.child_env())
             .output()
             .expect("run pg_dump");
-        assert!(
-            out.status.success(),
-            "pg_dump --schema-only failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_dump --schema-only failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| {

@@ -41,40 +41,23 @@ pub struct S3Server {
 impl S3Server {
     /// Starts a server with a fresh temp dir, the bucket `opsbook-test` and random credentials.
     pub fn start() -> S3Server {
-        let dir = tempfile::Builder::new()
-            .prefix("opsbook-s3-")
-            .tempdir()
-            .expect("create a temp dir for the S3 server");
-        let root = dir
-            .path()
-            .canonicalize()
-            .expect("canonicalize the S3 server root");
+        let dir =
+            tempfile::Builder::new().prefix("opsbook-s3-").tempdir().expect("create a temp dir for the S3 server");
+        let root = dir.path().canonicalize().expect("canonicalize the S3 server root");
         std::fs::create_dir(root.join(BUCKET)).expect("create the test bucket directory");
 
         let access_key = format!("OPSBOOKTEST{:016X}", rand::random::<u64>());
         let secret_key = hex::encode(rand::random::<[u8; 20]>());
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("make the listener non-blocking");
-        let endpoint = format!(
-            "http://{}",
-            listener.local_addr().expect("listener address")
-        );
+        listener.set_nonblocking(true).expect("make the listener non-blocking");
+        let endpoint = format!("http://{}", listener.local_addr().expect("listener address"));
 
         let fs = FileSystem::new(&root).expect("open the s3s-fs root");
         let uploads = Arc::new(Mutex::new(BTreeMap::new()));
-        let tracked = TrackedFs {
-            inner: fs,
-            root: root.clone(),
-            uploads: Arc::clone(&uploads),
-        };
+        let tracked = TrackedFs { inner: fs, root: root.clone(), uploads: Arc::clone(&uploads) };
         let mut builder = S3ServiceBuilder::new(tracked);
-        builder.set_auth(SimpleAuth::from_single(
-            access_key.clone(),
-            secret_key.clone(),
-        ));
+        builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
         let service = builder.build();
 
         let (shutdown, stop) = tokio::sync::oneshot::channel();
@@ -183,9 +166,7 @@ impl S3Server {
                 let Ok(relative) = path.strip_prefix(&bucket_dir) else {
                     continue;
                 };
-                let key = relative
-                    .to_string_lossy()
-                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                 if key.starts_with(prefix) {
                     keys.push(key);
                 }
@@ -199,21 +180,13 @@ impl S3Server {
     /// the server sees them.
     pub fn pending_uploads(&self) -> Vec<(String, String)> {
         let uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        uploads
-            .iter()
-            .map(|(id, u)| (u.key.clone(), id.clone()))
-            .collect()
+        uploads.iter().map(|(id, u)| (u.key.clone(), id.clone())).collect()
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        if let Some(shutdown) = self
-            .shutdown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(shutdown) = self.shutdown.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = shutdown.send(());
         }
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -222,11 +195,7 @@ impl Drop for S3Server {
     }
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    service: S3Service,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
+async fn serve(listener: std::net::TcpListener, service: S3Service, mut stop: tokio::sync::oneshot::Receiver<()>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("register the listener");
     let http = ConnBuilder::new(TokioExecutor::new());
     loop {
@@ -237,9 +206,7 @@ async fn serve(
             },
             _ = &mut stop => break,
         };
-        let connection = http
-            .serve_connection(TokioIo::new(socket), service.clone())
-            .into_owned();
+        let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -291,10 +258,7 @@ impl TrackedFs {
     }
 
     fn forget(&self, upload_id: &str) {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(upload_id);
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(upload_id);
     }
 }
 
@@ -355,15 +319,8 @@ impl S3 for TrackedFs {
             let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
             let response = self.inner.create_multipart_upload(req).await?;
             if let Some(upload_id) = response.output.upload_id.clone() {
-                let record = InFlight {
-                    bucket,
-                    key,
-                    initiated: SystemTime::now(),
-                };
-                self.uploads
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(upload_id, record);
+                let record = InFlight { bucket, key, initiated: SystemTime::now() };
+                self.uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(upload_id, record);
             }
             Ok(response)
         })
