@@ -13,8 +13,11 @@
 #   EVENTS      rows of the less compressible `events` table (default 2000000; 0 = none)
 #   RUNS        hyperfine runs per command (default 3)
 #   RSS_SCALES  pgbench scales for MODE=rss (default "10 100"; no events table)
+#   RSS_EVENTS_PER_SCALE  MODE=rss: also load scale × this many `events` rows (default 0), so
+#               the compressed stream, not only the dump, grows with the scale
 #   KEEP_WORK=1 keep the run's work directory (sandbox, S3 root) instead of deleting it
 #   RESULTS     Markdown file to append the summary to (default bench/RESULTS.md)
+#   SKIP_BUILD=1 use target/release/{opsbook,examples/s3_server} as they are (no cargo build)
 #
 # Compared (MODE=compare):
 #   floor      pg_dump -Fc -Z0 > /dev/null               what reading the database costs
@@ -35,18 +38,20 @@ SCALE=${SCALE:-50}
 EVENTS=${EVENTS:-2000000}
 RUNS=${RUNS:-3}
 RSS_SCALES=${RSS_SCALES:-"10 100"}
+RSS_EVENTS_PER_SCALE=${RSS_EVENTS_PER_SCALE:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
 if [[ $MODE == rss ]]; then
-    INVOKED="MODE=rss RSS_SCALES=\"$RSS_SCALES\" bench/backup.sh${*:+ $*}"
+    INVOKED="MODE=rss RSS_SCALES=\"$RSS_SCALES\" RSS_EVENTS_PER_SCALE=$RSS_EVENTS_PER_SCALE bench/backup.sh${*:+ $*}"
 else
     INVOKED="MODE=compare SCALE=$SCALE EVENTS=$EVENTS RUNS=$RUNS bench/backup.sh${*:+ $*}"
 fi
 
 case $MODE in compare | rss) ;; *) echo "backup.sh: MODE must be compare or rss, not '$MODE'" >&2; exit 2 ;; esac
-for v in SCALE EVENTS RUNS; do
+for v in SCALE EVENTS RUNS RSS_EVENTS_PER_SCALE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "backup.sh: $v must be a non-negative integer" >&2; exit 2; }
 done
+for s in $RSS_SCALES; do [[ $s =~ ^[1-9][0-9]*$ ]] || { echo "backup.sh: RSS_SCALES must be positive integers" >&2; exit 2; }; done
 ((SCALE >= 1 && RUNS >= 1)) || { echo "backup.sh: SCALE and RUNS must be at least 1" >&2; exit 2; }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -84,13 +89,17 @@ if ! command -v aws >/dev/null; then
 fi
 
 # ---------------------------------------------------------------- build
-log "building opsbook and the S3 server (release)"
 cd "$ROOT"
-mkdir -p "$SCRIPT_DIR/.work"
-CARGO_LOG=$SCRIPT_DIR/.work/cargo.log
-# cargo waits by itself while another build holds the target directory's lock.
-cargo build --release >"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release failed"; }
-cargo build --release --example s3_server >>"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release --example s3_server failed"; }
+if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+    log "SKIP_BUILD=1: using the release binaries as they are"
+else
+    log "building opsbook and the S3 server (release)"
+    mkdir -p "$SCRIPT_DIR/.work"
+    CARGO_LOG=$SCRIPT_DIR/.work/cargo.log
+    # cargo waits by itself while another build holds the target directory's lock.
+    cargo build --release >"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release failed"; }
+    cargo build --release --example s3_server >>"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release --example s3_server failed"; }
+fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OPSBOOK=$TARGET_DIR/release/opsbook
 S3_SERVER=$TARGET_DIR/release/examples/s3_server
@@ -188,8 +197,8 @@ machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- command: \`$INVOKED\`"
     echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
-    echo "- opsbook: $("$OPSBOOK" --version 2>/dev/null | head -n1) (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet'))"
-    echo "- tools: $(pg_dump --version), $(zstd --version | head -n1), $(aws --version 2>&1 | cut -d' ' -f1,3), $(hyperfine --version)"
+    echo "- opsbook: $("$OPSBOOK" --version 2>/dev/null | head -n1) (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet')$([[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ' + uncommitted changes'))"
+    echo "- tools: $(pg_dump --version), zstd $(zstd --version | grep -o 'v[0-9][0-9.]*' | head -n1), $(aws --version 2>&1 | cut -d' ' -f1,4), $(hyperfine --version)"
     echo
     echo '```'
     echo "\$ free -g"
@@ -215,6 +224,25 @@ opsbook_rss_run() {
 # A field of the data object in an opsbook JSON report.
 report_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); o=[x for x in d["backup"]["objects"] if x["role"]=="data"][0]; print(o[sys.argv[2]])' "$1" "$2"; }
 
+# (Re)creates `events` with $1 rows of less compressible data (two md5 tokens and a small JSON
+# document per row), then VACUUM ANALYZE.
+load_events() {
+    psql -XqA -v ON_ERROR_STOP=1 -v events="$1" >/dev/null <<'SQL'
+    DROP TABLE IF EXISTS events;
+    CREATE TABLE events (id bigserial PRIMARY KEY, a text NOT NULL, b text NOT NULL, doc jsonb NOT NULL);
+    INSERT INTO events (a, b, doc)
+    SELECT md5(random()::text), md5(random()::text),
+           jsonb_build_object(
+               'user_id', (random() * 1000000)::int,
+               'kind', (ARRAY['click', 'view', 'purchase', 'signup', 'refund'])[1 + floor(random() * 5)::int],
+               'at', now() - random() * interval '365 days',
+               'amount', round((random() * 1000)::numeric, 2),
+               'session', substr(md5(random()::text), 1, 16))
+    FROM generate_series(1, :events);
+    VACUUM ANALYZE;
+SQL
+}
+
 emit() { # $1 = title, $2 = summary file: print, and append to RESULTS.md
     local out
     out=$({ echo "## $1 — $(date -u +%Y-%m-%d)"; echo; machine_info; echo; cat "$2"; echo; })
@@ -230,29 +258,41 @@ emit() { # $1 = title, $2 = summary file: print, and append to RESULTS.md
 if [[ $MODE == rss ]]; then
     summary=$WORK/summary.md
     {
-        echo "opsbook peak RSS as the database grows (pgbench only, no events table)."
+        if ((RSS_EVENTS_PER_SCALE > 0)); then
+            echo "opsbook peak RSS as the database grows: pgbench plus \`events\` (scale × $RSS_EVENTS_PER_SCALE rows)."
+        else
+            echo "opsbook peak RSS as the database grows (pgbench only, no events table)."
+        fi
         echo
-        echo "| pgbench scale | database | pg_dump -Z0 output | stored (zstd:3) | wall time | peak RSS |"
-        echo "|---:|---:|---:|---:|---:|---:|"
+        echo "| pgbench scale | events rows | database | pg_dump -Z0 output | stored (zstd:3) | parts (16 MiB) | wall time | peak RSS |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
     } >"$summary"
     for s in $RSS_SCALES; do
         log "MODE=rss: pgbench -i -s $s"
         t0=$SECONDS
         "$PGBENCH" -i -q -s "$s" >"$WORK/logs/pgbench-$s.log" 2>&1 || die "pgbench -i failed: $(tail -n 20 "$WORK/logs/pgbench-$s.log")"
-        psql -XqA -v ON_ERROR_STOP=1 -c 'VACUUM ANALYZE' >/dev/null
+        if ((RSS_EVENTS_PER_SCALE > 0)); then
+            load_events $((s * RSS_EVENTS_PER_SCALE))
+        else
+            psql -XqA -v ON_ERROR_STOP=1 -c 'DROP TABLE IF EXISTS events; VACUUM ANALYZE' >/dev/null
+        fi
         log "loaded in $((SECONDS - t0)) s; database $(pretty_bytes "$(db_size)")"
         pg_dump -Fc -Z0 -d "$DSN" >/dev/null # warm the page cache
         log "MODE=rss: opsbook backup run at scale $s"
         opsbook_rss_run "$WORK/report-rss-$s.json" estimate
-        printf '| %s | %s | %s | %s | %s s | %s MiB |\n' "$s" "$(pretty_bytes "$(db_size)")" \
-            "$(pretty_bytes "$(report_field "$WORK/report-rss-$s.json" raw_size)")" \
-            "$(pretty_bytes "$(report_field "$WORK/report-rss-$s.json" size)")" "$RUN_SECS" "$((RUN_RSS_KIB / 1024))" >>"$summary"
+        stored=$(report_field "$WORK/report-rss-$s.json" size)
+        part=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup"]["part_size"])' "$WORK/report-rss-$s.json")
+        printf '| %s | %s | %s | %s | %s | %s | %s s | %s MiB |\n' "$s" "$((s * RSS_EVENTS_PER_SCALE))" "$(pretty_bytes "$(db_size)")" \
+            "$(pretty_bytes "$(report_field "$WORK/report-rss-$s.json" raw_size)")" "$(pretty_bytes "$stored")" \
+            "$(((stored + part - 1) / part))" "$RUN_SECS" "$((RUN_RSS_KIB / 1024))" >>"$summary"
         cp "$WORK/report-rss-$s.json" "$WORK_BASE/opsbook-rss-s$s-$STAMP.json"
     done
     {
         echo
         echo "Peak RSS: \`/usr/bin/time -v\` Maximum resident set size of \`opsbook backup run --row-counts estimate\`"
         echo "(the larger of opsbook itself and its biggest reaped child, pg_dump); default 16 MiB parts, 2 in flight."
+        echo "pgbench data compresses ~100:1, so without events the stored object is a few 16 MiB parts at most:"
+        echo "set RSS_EVENTS_PER_SCALE (e.g. 20000) to make the upload side (part buffers) grow with the data as well."
     } >>"$summary"
     emit "Backup benchmark, MODE=rss" "$summary"
     exit 0
@@ -262,20 +302,7 @@ fi
 log "loading data: pgbench -i -s $SCALE, events = $EVENTS rows"
 t0=$SECONDS
 "$PGBENCH" -i -q -s "$SCALE" >"$WORK/logs/pgbench.log" 2>&1 || die "pgbench -i failed: $(tail -n 20 "$WORK/logs/pgbench.log")"
-psql -XqA -v ON_ERROR_STOP=1 -v events="$EVENTS" >/dev/null <<'SQL'
-DROP TABLE IF EXISTS events;
-CREATE TABLE events (id bigserial PRIMARY KEY, a text NOT NULL, b text NOT NULL, doc jsonb NOT NULL);
-INSERT INTO events (a, b, doc)
-SELECT md5(random()::text), md5(random()::text),
-       jsonb_build_object(
-           'user_id', (random() * 1000000)::int,
-           'kind', (ARRAY['click', 'view', 'purchase', 'signup', 'refund'])[1 + floor(random() * 5)::int],
-           'at', now() - random() * interval '365 days',
-           'amount', round((random() * 1000)::numeric, 2),
-           'session', substr(md5(random()::text), 1, 16))
-FROM generate_series(1, :events);
-VACUUM ANALYZE;
-SQL
+load_events "$EVENTS"
 DB_BYTES=$(db_size)
 log "loaded in $((SECONDS - t0)) s; database $(pretty_bytes "$DB_BYTES")"
 pg_dump -Fc -Z0 -d "$DSN" >/dev/null # warm the page cache so the first timed command is not penalised

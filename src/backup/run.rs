@@ -43,7 +43,23 @@ pub struct BackupRequest {
     pub recipients: Vec<String>,
     pub globals: Globals,
     pub row_counts: Option<RowCountMethod>,
-    pub upload: UploadConfig,
+    /// Multipart part size in bytes; `None` picks one from the database size.
+    pub part_size: Option<usize>,
+    /// Parts uploaded at once.
+    pub in_flight: usize,
+}
+
+/// The smallest automatic part size: small enough to keep memory flat, large enough for S3.
+pub const MIN_AUTO_PART_SIZE: usize = 8 << 20;
+
+/// S3 and R2 allow 10,000 parts per upload. The compressed dump is rarely larger than the
+/// database, so sizing parts for the database with room to spare keeps huge databases under the
+/// limit while small ones keep small parts.
+pub fn auto_part_size(database_bytes: u64) -> usize {
+    const TARGET_PARTS: u64 = 8_000;
+    const MIB: u64 = 1 << 20;
+    let wanted = database_bytes.div_ceil(TARGET_PARTS).div_ceil(MIB) * MIB;
+    (wanted as usize).max(MIN_AUTO_PART_SIZE)
 }
 
 /// Runs one backup and returns its manifest once the manifest is stored (the backup exists).
@@ -59,6 +75,21 @@ pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) ->
     let tools = pg::discover(server_major)?;
     let pg_dump_version = tool_version(&tools.pg_dump()).await?;
     let database: String = query_one(&mut conn, "SELECT current_database()").await?;
+    let part_size = match req.part_size {
+        Some(size) => size,
+        None => {
+            let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(query_err("pg_database_size"))?;
+            auto_part_size(bytes.max(0) as u64)
+        }
+    };
+    let encoding = Encoding {
+        codec: req.codec,
+        upload: UploadConfig { part_size, in_flight: req.in_flight },
+        recipients: &recipients,
+    };
 
     // The snapshot the dump and the row counts share: both describe the same instant.
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(query_err("BEGIN"))?;
@@ -71,7 +102,7 @@ pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) ->
     let data_key = format!("{dir}data.pgdump.zst{suffix}");
     let dump_cmd = pg_dump_command(&tools, &req.database_url, &snapshot);
     reporter.phase("dump", None);
-    let dump = dump_object(store, &data_key, dump_cmd, "pg_dump", req, &recipients, reporter);
+    let dump = dump_object(store, &data_key, dump_cmd, "pg_dump", &encoding, reporter);
     let counts = count_rows(&mut conn, req.row_counts);
     let (dump, counts) = tokio::join!(dump, counts);
     reporter.finish();
@@ -89,7 +120,7 @@ pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) ->
             let key = format!("{dir}globals.sql.zst{suffix}");
             reporter.phase("globals", None);
             let cmd = pg_dumpall_command(&tools, &req.database_url, req.globals);
-            let globals = dump_object(store, &key, cmd, "pg_dumpall", req, &recipients, reporter).await;
+            let globals = dump_object(store, &key, cmd, "pg_dumpall", &encoding, reporter).await;
             reporter.finish();
             written.push(key.clone());
             objects.push(stored(ObjectRole::Globals, &key, &globals?));
@@ -108,7 +139,7 @@ pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) ->
             compression: manifest::Compression { algorithm: "zstd".into(), level: req.codec.level },
             encryption: (!req.recipients.is_empty())
                 .then(|| manifest::Encryption { scheme: "age".into(), recipients: req.recipients.clone() }),
-            part_size: req.upload.part_size as u64,
+            part_size: part_size as u64,
             objects,
             row_counts,
             migration_head,
@@ -196,6 +227,14 @@ fn pg_dumpall_command(tools: &PgTools, url: &DbUrl, globals: Globals) -> Command
     cmd
 }
 
+/// How a dump's bytes are encoded and uploaded.
+#[derive(Clone, Copy)]
+struct Encoding<'a> {
+    codec: Codec,
+    upload: UploadConfig,
+    recipients: &'a [age::x25519::Recipient],
+}
+
 /// Runs a dump tool and streams its stdout through the codec into one stored object. Any
 /// failure — tool error, empty output, upload error, interrupt — aborts the upload.
 async fn dump_object(
@@ -203,11 +242,11 @@ async fn dump_object(
     key: &str,
     mut cmd: Command,
     tool: &str,
-    req: &BackupRequest,
-    recipients: &[age::x25519::Recipient],
+    encoding: &Encoding<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Encoded, BackupError> {
-    let upload = store.begin_upload(key, req.upload).await?;
+    let Encoding { codec, upload: upload_cfg, recipients } = *encoding;
+    let upload = store.begin_upload(key, upload_cfg).await?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -228,7 +267,7 @@ async fn dump_object(
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let uploader = tokio::spawn(upload_parts(upload, rx));
     let counter = Arc::new(AtomicU64::new(0));
-    let (codec, part_size, recipients, seen) = (req.codec, req.upload.part_size, recipients.to_vec(), counter.clone());
+    let (codec, part_size, recipients, seen) = (codec, upload_cfg.part_size, recipients.to_vec(), counter.clone());
     let mut producer = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::from(stdout);
         codec::encode(input, codec, &recipients, PartSink::new(tx, part_size), &|n| {
@@ -384,6 +423,17 @@ async fn migration_head(conn: &mut PgConnection) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn part_sizes_grow_with_the_database() {
+        use super::{auto_part_size, MIN_AUTO_PART_SIZE};
+        assert_eq!(auto_part_size(0), MIN_AUTO_PART_SIZE);
+        assert_eq!(auto_part_size(10 << 30), MIN_AUTO_PART_SIZE);
+        // 1 TiB: parts of at least 132 MiB keep the upload under 10,000 parts.
+        let tib = 1u64 << 40;
+        let part = auto_part_size(tib) as u64;
+        assert!(part.is_multiple_of(1 << 20) && tib.div_ceil(part) <= 8_000, "{part}");
+    }
+
     #[test]
     fn tool_versions() {
         assert_eq!(super::parse_tool_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), "15.18");

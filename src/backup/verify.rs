@@ -49,7 +49,7 @@ pub async fn verify(
         let result = check_object(store, object, opts, tools.as_ref(), reporter, &mut checks).await;
         reporter.finish();
         if let Err(e) = result {
-            if matches!(e, BackupError::Store(_)) && e.to_string().contains("not found") {
+            if matches!(&e, BackupError::Store(s) if s.is_not_found()) {
                 checks.push(fail(object, "present", e.to_string()));
                 continue;
             }

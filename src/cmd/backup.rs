@@ -19,7 +19,7 @@ use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
 use crate::notify::{self, Heartbeat, Sample};
 use crate::pg::DbUrl;
-use crate::store::{Store, StoreOptions, StoreUrl, UploadConfig};
+use crate::store::{Store, StoreOptions, StoreUrl};
 use crate::ui::{progress, table};
 
 /// The set used when none is named.
@@ -102,9 +102,10 @@ pub struct RunArgs {
     /// Prometheus textfile to update (last success, duration, bytes, rows).
     #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// Upload part size; every part but the last has exactly this size (R2 requires it).
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
-    pub part_size: usize,
+    /// Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2
+    /// requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub part_size: Option<usize>,
     /// Parts uploaded at once; memory use is about part size × (this + 2).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub upload_concurrency: usize,
@@ -303,7 +304,8 @@ fn resolve_run(ctx: &Ctx<'_>, args: &RunArgs, set: &str, per_set: bool) -> Resul
             recipients,
             globals,
             row_counts,
-            upload: UploadConfig { part_size: args.part_size, in_flight: args.upload_concurrency },
+            part_size: args.part_size,
+            in_flight: args.upload_concurrency,
         },
         store_url,
         notify_url: args.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone())),
