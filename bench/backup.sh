@@ -41,6 +41,7 @@ RSS_SCALES=${RSS_SCALES:-"10 100"}
 RSS_EVENTS_PER_SCALE=${RSS_EVENTS_PER_SCALE:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
+[[ $RESULTS == /* ]] || RESULTS=$PWD/$RESULTS # the script changes directory later
 if [[ $MODE == rss ]]; then
     INVOKED="MODE=rss RSS_SCALES=\"$RSS_SCALES\" RSS_EVENTS_PER_SCALE=$RSS_EVENTS_PER_SCALE bench/backup.sh${*:+ $*}"
 else
@@ -65,6 +66,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "checking tools"
 missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
@@ -104,7 +106,6 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | python3 -
 OPSBOOK=$TARGET_DIR/release/opsbook
 S3_SERVER=$TARGET_DIR/release/examples/s3_server
 [[ -x $OPSBOOK && -x $S3_SERVER ]] || die "built binaries not found in $TARGET_DIR/release"
-export OPSBOOK
 
 # ---------------------------------------------------------------- work dir, cleanup
 WORK_BASE=$SCRIPT_DIR/.work
@@ -113,7 +114,12 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$(mktemp -d "$WORK_BASE/run-$STAMP-XXXX")
 # The sandbox's server runs as the `postgres` OS user when we are root: it must reach its dir.
 chmod 755 "$WORK_BASE" "$WORK"
-mkdir -p "$WORK/s3/bench" "$WORK/logs" "$WORK/state"
+mkdir -p "$WORK/s3/bench" "$WORK/logs" "$WORK/state" "$WORK/bin"
+# The target directory is shared: copy the binaries so a rebuild elsewhere cannot swap them mid-run.
+cp -p "$OPSBOOK" "$S3_SERVER" "$WORK/bin/"
+OPSBOOK=$WORK/bin/opsbook
+S3_SERVER=$WORK/bin/s3_server
+export OPSBOOK
 S3_PID=""
 SANDBOX_UP=0
 cleanup() {
@@ -197,7 +203,8 @@ machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- command: \`$INVOKED\`"
     echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
-    echo "- opsbook: $("$OPSBOOK" --version 2>/dev/null | head -n1) (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet')$([[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ' + uncommitted changes'))"
+    echo "- opsbook: $("$OPSBOOK" --version 2>/dev/null | head -n1), binary built $(date -u -r "$OPSBOOK" '+%Y-%m-%d %H:%M UTC') (tree now: git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet')$([[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ' + uncommitted changes'))"
+    echo "- load average (1/5/15 min) at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) — other work on the machine skews the timings"
     echo "- tools: $(pg_dump --version), zstd $(zstd --version | grep -o 'v[0-9][0-9.]*' | head -n1), $(aws --version 2>&1 | cut -d' ' -f1,4), $(hyperfine --version)"
     echo
     echo '```'
@@ -250,7 +257,7 @@ emit() { # $1 = title, $2 = summary file: print, and append to RESULTS.md
     if [[ ! -s $RESULTS ]]; then
         printf '# opsbook backup benchmark results\n\nAppended by `bench/backup.sh` (see its header for what is measured and how to run it).\n\n' >"$RESULTS"
     fi
-    printf '%s\n' "$out" >>"$RESULTS"
+    printf '%s\n\n' "$out" >>"$RESULTS"
     log "appended to $RESULTS"
 }
 
@@ -264,7 +271,7 @@ if [[ $MODE == rss ]]; then
             echo "opsbook peak RSS as the database grows (pgbench only, no events table)."
         fi
         echo
-        echo "| pgbench scale | events rows | database | pg_dump -Z0 output | stored (zstd:3) | parts (16 MiB) | wall time | peak RSS |"
+        echo "| pgbench scale | events rows | database | pg_dump -Z0 output | stored (zstd:3) | parts × part size | wall time | peak RSS |"
         echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
     } >"$summary"
     for s in $RSS_SCALES; do
@@ -274,7 +281,7 @@ if [[ $MODE == rss ]]; then
         if ((RSS_EVENTS_PER_SCALE > 0)); then
             load_events $((s * RSS_EVENTS_PER_SCALE))
         else
-            psql -XqA -v ON_ERROR_STOP=1 -c 'DROP TABLE IF EXISTS events; VACUUM ANALYZE' >/dev/null
+            psql -XqA -v ON_ERROR_STOP=1 -c 'DROP TABLE IF EXISTS events' -c 'VACUUM ANALYZE' >/dev/null
         fi
         log "loaded in $((SECONDS - t0)) s; database $(pretty_bytes "$(db_size)")"
         pg_dump -Fc -Z0 -d "$DSN" >/dev/null # warm the page cache
@@ -284,14 +291,14 @@ if [[ $MODE == rss ]]; then
         part=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup"]["part_size"])' "$WORK/report-rss-$s.json")
         printf '| %s | %s | %s | %s | %s | %s | %s s | %s MiB |\n' "$s" "$((s * RSS_EVENTS_PER_SCALE))" "$(pretty_bytes "$(db_size)")" \
             "$(pretty_bytes "$(report_field "$WORK/report-rss-$s.json" raw_size)")" "$(pretty_bytes "$stored")" \
-            "$(((stored + part - 1) / part))" "$RUN_SECS" "$((RUN_RSS_KIB / 1024))" >>"$summary"
+            "$(((stored + part - 1) / part)) × $((part >> 20)) MiB" "$RUN_SECS" "$((RUN_RSS_KIB / 1024))" >>"$summary"
         cp "$WORK/report-rss-$s.json" "$WORK_BASE/opsbook-rss-s$s-$STAMP.json"
     done
     {
         echo
         echo "Peak RSS: \`/usr/bin/time -v\` Maximum resident set size of \`opsbook backup run --row-counts estimate\`"
-        echo "(the larger of opsbook itself and its biggest reaped child, pg_dump); default 16 MiB parts, 2 in flight."
-        echo "pgbench data compresses ~100:1, so without events the stored object is a few 16 MiB parts at most:"
+        echo "(the larger of opsbook itself and its biggest reaped child, pg_dump); default --part-size and --upload-concurrency."
+        echo "pgbench data compresses ~100:1, so without events the stored object is only a few parts:"
         echo "set RSS_EVENTS_PER_SCALE (e.g. 20000) to make the upload side (part buffers) grow with the data as well."
     } >>"$summary"
     emit "Backup benchmark, MODE=rss" "$summary"
@@ -311,6 +318,7 @@ HF_JSON=$WORK_BASE/hyperfine-$STAMP.json
 L=$(printf %q "$WORK/logs")
 R=$(printf %q "$WORK")
 log "hyperfine: $RUNS runs per command"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Every command appends its stderr to a log so a failure can be explained; pipefail makes a
 # failing pg_dump fail its pipeline.
 if ! hyperfine --shell=bash --runs "$RUNS" --export-json "$HF_JSON" --style basic \
@@ -355,6 +363,7 @@ def data(path):
     return [o for o in json.load(open(path))["backup"]["objects"] if o["role"] == "data"][0]
 ops, ops_exact = data(e["EST"]), data(e["EXACT"])
 raw, ops_b = ops["raw_size"], ops["size"]
+part = json.load(open(e["EST"]))["backup"]["part_size"]
 oneliner_b, tuned_b, db_b = int(e["ONELINER_BYTES"]), int(e["TUNED_BYTES"]), int(e["DB_BYTES"])
 
 def mib(n): return f"{n / 2**20:,.1f} MiB"
@@ -388,7 +397,7 @@ print(f"- stored: opsbook {mib(ops_b)} vs tuned {mib(tuned_b)} = **{ops_b / tune
 print(f"- throughput (raw dump bytes / median time): floor {raw / floor / 2**20:.0f} MiB/s, "
       f"oneliner {raw / l / 2**20:.0f} MiB/s, tuned {raw / t / 2**20:.0f} MiB/s, opsbook {raw / o / 2**20:.0f} MiB/s")
 print(f"- opsbook peak RSS: **{int(e['RSS_KIB']) / 1024:.0f} MiB** (`/usr/bin/time -v`, one extra estimate run of "
-      f"{e['RSS_SECS']} s; max of opsbook and pg_dump; defaults 16 MiB parts × 2 in flight)")
+      f"{e['RSS_SECS']} s; max of opsbook and pg_dump; {-(-ops_b // part)} parts of {part / 2**20:g} MiB, default --upload-concurrency)")
 print()
 print(f"Raw hyperfine results: `{e['HF_NAME']}`")
 EOF

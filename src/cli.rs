@@ -26,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Streaming database backups to S3/R2 or a local directory: run, list, verify, prune.
     Backup(Box<cmd::backup::BackupArgs>),
+    /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
+    Run(cmd::run::RunArgs),
+    /// List, show, validate runbooks, or print the format's JSON Schema.
+    Runbook(cmd::runbook::RunbookArgs),
     /// A throwaway local Postgres cluster with an example database, plus a local store.
     Sandbox(cmd::sandbox::SandboxArgs),
     /// Print a shell completion script.
@@ -40,6 +44,8 @@ impl Command {
         match self {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
+            Command::Run(_) => "run".into(),
+            Command::Runbook(r) => format!("runbook {}", r.command.name()),
             Command::Completions(_) => "completions".into(),
             Command::Man(_) => "man".into(),
         }

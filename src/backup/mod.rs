@@ -2,8 +2,8 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod job;
 pub mod layout;
-pub mod lock;
 pub mod manifest;
 pub mod prune;
 pub mod retention;
@@ -41,9 +41,11 @@ pub enum BackupError {
     #[error("invalid manifest {key}: {message}")]
     Manifest { key: String, message: String },
     #[error(transparent)]
-    Lock(#[from] lock::LockError),
+    Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("interrupted; the upload was aborted and no manifest was written")]
     Interrupted,
 }
@@ -57,8 +59,8 @@ impl Classify for BackupError {
                 error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut, ..
             } => ErrorClass::Unavailable,
             BackupError::Spawn { .. } => ErrorClass::Unavailable,
-            BackupError::Input(_) => ErrorClass::Usage,
-            BackupError::Lock(lock::LockError::Busy { .. }) => ErrorClass::Busy,
+            BackupError::Input(_) | BackupError::Config(_) => ErrorClass::Usage,
+            BackupError::Lock(crate::lock::LockError::Busy { .. }) => ErrorClass::Busy,
             BackupError::Interrupted => ErrorClass::Interrupted,
             _ => ErrorClass::Failed,
         }

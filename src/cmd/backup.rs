@@ -1,29 +1,23 @@
 //! `opsbook backup run | list | verify | prune`.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::Ctx;
+use crate::backup::job::{self, JobOverrides, JobReport, JobSettings};
 use crate::backup::manifest::{RowCountMethod, VerifyRecord};
 use crate::backup::prune::{self, PruneOptions, PrunePlan};
 use crate::backup::retention::RetentionPolicy;
 use crate::backup::verify::VerifyOptions;
-use crate::backup::{codec, lock, run as backup_run, BackupError, BackupRequest, Catalog, Globals, Manifest};
+use crate::backup::{codec, BackupError, Catalog, Manifest};
 use crate::cli::{DatabaseArgs, StoreArgs};
-use crate::config::SetConfig;
 use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
-use crate::notify::{self, Heartbeat, Sample};
-use crate::pg::DbUrl;
-use crate::store::{Store, StoreOptions, StoreUrl};
+use crate::store::Store;
 use crate::ui::{progress, table};
-
-/// The set used when none is named.
-pub const DEFAULT_SET: &str = "main";
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -106,7 +100,7 @@ pub struct RunArgs {
     /// requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub part_size: Option<usize>,
-    /// Parts uploaded at once; memory use is about part size × (this + 2).
+    /// Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub upload_concurrency: usize,
     /// Prune the set by its retention policy after the new backup is complete.
@@ -223,148 +217,62 @@ pub async fn run(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
 }
 
 fn set_name(given: Option<&str>) -> Result<String> {
-    let name = given.unwrap_or(DEFAULT_SET);
-    if !crate::backup::layout::valid_set_name(name) {
-        return Err(ClassifiedError::usage(format!(
-            "invalid --set '{name}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
-        ))
-        .into());
+    Ok(job::set_name(given)?)
+}
+
+async fn open_store(url: &str) -> Result<Store> {
+    Ok(job::open_store(url).await?)
+}
+
+impl RetentionArgs {
+    fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            min_keep: self.min_keep.unwrap_or(0),
+        }
     }
-    Ok(name.to_string())
 }
 
-pub async fn open_store(url: &str) -> Result<Store> {
-    let parsed = StoreUrl::parse(url)?;
-    Ok(Store::open(&parsed, &StoreOptions::default()).await?)
-}
-
-/// A backup run's settings for one set, resolved from flags, environment and opsbook.toml.
-struct RunSettings {
-    request: BackupRequest,
-    store_url: String,
-    notify_url: Option<String>,
-    metrics_file: Option<PathBuf>,
-    policy: RetentionPolicy,
-}
-
-fn resolve_run(ctx: &Ctx<'_>, args: &RunArgs, set: &str, per_set: bool) -> Result<RunSettings> {
-    let cfg = ctx.config.set(set);
-    // With --all, a set's own database_url/store are more specific than a global flag or env var.
-    let (db_flag, store_flag) = if per_set {
-        (
-            cfg.and_then(|c| c.database_url.as_ref()).map_or(args.db.database_url.as_deref(), |_| None),
-            cfg.and_then(|c| c.store.as_ref()).map_or(args.store.store.as_deref(), |_| None),
-        )
-    } else {
-        (args.db.database_url.as_deref(), args.store.store.as_deref())
-    };
-    let database_url = DbUrl::parse_named("--database-url", &ctx.config.database_url(db_flag, cfg)?)?;
-    let store_url = ctx.config.store_url(store_flag, cfg)?;
-    let compression =
-        args.compression.clone().or_else(|| cfg.and_then(|c| c.compression.clone())).unwrap_or_else(|| "zstd".into());
-    let codec = codec::Codec::parse(&compression).map_err(|e| ClassifiedError::usage(format!("--compression: {e}")))?;
-    let recipients = if args.encrypt_to.is_empty() {
-        cfg.map(|c| c.encrypt_to.clone()).unwrap_or_default()
-    } else {
-        args.encrypt_to.clone()
-    };
-    codec::parse_recipients(&recipients).map_err(|e| ClassifiedError::usage(format!("--encrypt-to: {e}")))?;
-    let globals = match (args.globals || cfg.and_then(|c| c.globals).unwrap_or(false), args.globals_with_passwords) {
-        (false, _) => Globals::Off,
-        (true, false) => Globals::WithoutPasswords,
-        (true, true) => Globals::WithPasswords,
-    };
-    let row_counts = match args.row_counts {
-        Some(mode) => mode,
-        None => match cfg.and_then(|c| c.row_counts.as_deref()) {
-            None | Some("exact") => RowCountArg::Exact,
-            Some("estimate") => RowCountArg::Estimate,
-            Some("off") => RowCountArg::Off,
-            Some(other) => {
-                return Err(ClassifiedError::usage(format!(
-                    "row_counts = \"{other}\" in set '{set}': use exact, estimate or off"
-                ))
-                .into())
-            }
-        },
-    };
-    let row_counts = match row_counts {
-        RowCountArg::Exact => Some(RowCountMethod::Exact),
-        RowCountArg::Estimate => Some(RowCountMethod::Estimate),
-        RowCountArg::Off => None,
-    };
-    if args.upload_concurrency == 0 {
-        return Err(ClassifiedError::usage("--upload-concurrency must be at least 1").into());
+impl RunArgs {
+    fn overrides(&self) -> JobOverrides {
+        JobOverrides {
+            database_url: self.db.database_url.clone(),
+            store: self.store.store.clone(),
+            compression: self.compression.clone(),
+            encrypt_to: self.encrypt_to.clone(),
+            globals: self.globals,
+            globals_with_passwords: self.globals_with_passwords,
+            row_counts: self.row_counts.map(|r| format!("{r:?}").to_lowercase()),
+            part_size: self.part_size,
+            upload_concurrency: Some(self.upload_concurrency),
+            notify_url: self.notify_url.clone(),
+            metrics_file: self.metrics_file.clone(),
+            retention: self.retention.policy(),
+            time_zone: self.retention.tz.clone(),
+            force: self.retention.force,
+        }
     }
-    Ok(RunSettings {
-        request: BackupRequest {
-            set: set.to_string(),
-            database_url,
-            codec,
-            recipients,
-            globals,
-            row_counts,
-            part_size: args.part_size,
-            in_flight: args.upload_concurrency,
-        },
-        store_url,
-        notify_url: args.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone())),
-        metrics_file: args.metrics_file.clone().or_else(|| cfg.and_then(|c| c.metrics_file.clone())),
-        policy: retention_policy(&args.retention, cfg)?,
-    })
 }
 
-/// Flags over the set's configured policy.
-fn retention_policy(args: &RetentionArgs, cfg: Option<&SetConfig>) -> Result<RetentionPolicy> {
-    let configured = match cfg {
-        Some(c) => RetentionPolicy {
-            keep_last: c.keep_last,
-            keep_hourly: c.keep_hourly,
-            keep_daily: c.keep_daily,
-            keep_weekly: c.keep_weekly,
-            keep_monthly: c.keep_monthly,
-            keep_yearly: c.keep_yearly,
-            keep_within: c
-                .keep_within
-                .as_deref()
-                .map(humantime::parse_duration)
-                .transpose()
-                .map_err(|e| ClassifiedError::usage(format!("keep_within in opsbook.toml: {e}")))?,
-            min_keep: c.min_keep.unwrap_or(0),
-        },
-        None => RetentionPolicy::default(),
-    };
-    let flags = RetentionPolicy {
-        keep_last: args.keep_last,
-        keep_hourly: args.keep_hourly,
-        keep_daily: args.keep_daily,
-        keep_weekly: args.keep_weekly,
-        keep_monthly: args.keep_monthly,
-        keep_yearly: args.keep_yearly,
-        keep_within: args.keep_within,
-        min_keep: args.min_keep.unwrap_or(configured.min_keep),
-    };
-    Ok(flags.merge_over(&configured))
-}
-
-/// The JSON report of one set's backup run.
-#[derive(Debug, Serialize)]
-struct RunReport {
-    set: String,
-    store: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    backup: Option<Manifest>,
-    duration_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prune: Option<PrunePlan>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// One set's job with the command's error context.
+async fn backup_set(ctx: &Ctx<'_>, settings: &JobSettings, then_prune: bool, bars: bool) -> Result<JobReport> {
+    let set = &settings.request.set;
+    let reporter = if bars { progress::reporter(ctx.printer, set) } else { Box::new(crate::report::Silent) };
+    job::run_job(settings, then_prune, reporter.as_ref())
+        .await
+        .with_context(|| format!("backup of set '{set}' to {} failed", settings.store_url))
 }
 
 async fn run_one(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     let set = set_name(args.set.as_deref())?;
-    let settings = resolve_run(ctx, &args, &set, false)?;
-    let report = backup_set(ctx, settings, args.prune, &args.retention, true).await?;
+    let settings = job::resolve(&ctx.config, &args.overrides(), &set, false)?;
+    let report = backup_set(ctx, &settings, args.prune, true).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &report)?;
     } else if let Some(manifest) = &report.backup {
@@ -387,11 +295,13 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         .into());
     }
     let args = &args;
-    let results: Vec<(String, Result<RunReport>)> = stream::iter(sets)
+    let overrides = args.overrides();
+    let overrides = &overrides;
+    let results: Vec<(String, Result<JobReport>)> = stream::iter(sets)
         .map(|set| async move {
             let outcome = async {
-                let settings = resolve_run(ctx, args, &set, true)?;
-                backup_set(ctx, settings, args.prune, &args.retention, false).await
+                let settings = job::resolve(&ctx.config, &overrides, &set, true)?;
+                backup_set(ctx, &settings, args.prune, false).await
             }
             .await;
             (set, outcome)
@@ -428,7 +338,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
                     String::new(),
                     message.clone(),
                 ]);
-                reports.push(RunReport {
+                reports.push(JobReport {
                     set,
                     store: String::new(),
                     backup: None,
@@ -445,99 +355,6 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         ctx.printer.line(rows.to_string())?;
     }
     Ok(status)
-}
-
-/// Lock, heartbeat, back up, metrics, optional prune — for one set.
-async fn backup_set(
-    ctx: &Ctx<'_>,
-    s: RunSettings,
-    then_prune: bool,
-    retention: &RetentionArgs,
-    bars: bool,
-) -> Result<RunReport> {
-    let set = s.request.set.clone();
-    if then_prune && s.policy.is_empty() {
-        return Err(ClassifiedError::usage(format!(
-            "--prune needs a retention policy for set '{set}': give --keep-* flags or keep_* in opsbook.toml"
-        ))
-        .into());
-    }
-    let store = open_store(&s.store_url).await?;
-    let store_name = store.url().to_string();
-    let _lock = lock::try_lock("backup", &format!("set {set} in {store_name}"), &format!("backup run --set {set}"))
-        .map_err(BackupError::from)?;
-    let heartbeat = Heartbeat::new(s.notify_url.clone());
-    heartbeat.start().await;
-    let reporter = if bars { progress::reporter(ctx.printer, &set) } else { Box::new(crate::report::Silent) };
-    let started = Instant::now();
-    tracing::info!(set = %set, store = %store_name, "backup started");
-    let outcome = backup_run::run(&store, &s.request, reporter.as_ref()).await;
-    let duration = started.elapsed().as_secs_f64();
-    write_metrics(ctx, &s, outcome.as_ref().ok(), duration);
-    let manifest = match outcome {
-        Ok(m) => m,
-        Err(err) => {
-            heartbeat.fail(format!("backup of set {set} failed: {err}")).await;
-            return Err(anyhow::Error::new(err).context(format!("backup of set '{set}' to {store_name} failed")));
-        }
-    };
-    tracing::info!(set = %set, id = %manifest.id, bytes = manifest.stored_size(), "backup complete");
-    heartbeat
-        .success(format!("backup {} of set {set}: {} bytes in {duration:.1}s", manifest.id, manifest.stored_size()))
-        .await;
-    let prune = if then_prune {
-        let opts = PruneOptions {
-            policy: s.policy.clone(),
-            tz: ctx.config.time_zone(retention.tz.as_deref())?,
-            force: retention.force,
-            now: chrono::Utc::now(),
-        };
-        let plan = prune::plan(&store, &set, &opts).await?;
-        prune::apply(&store, &plan).await?;
-        Some(plan)
-    } else {
-        None
-    };
-    Ok(RunReport { set, store: store_name, backup: Some(manifest), duration_seconds: duration, prune, error: None })
-}
-
-fn write_metrics(ctx: &Ctx<'_>, s: &RunSettings, manifest: Option<&Manifest>, duration: f64) {
-    let Some(path) = &s.metrics_file else { return };
-    let labels = vec![("set", s.request.set.clone())];
-    let now = chrono::Utc::now().timestamp() as f64;
-    let sample = |name, help, value| Sample { name, help, labels: labels.clone(), value };
-    let mut samples = vec![
-        sample("opsbook_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", now),
-        sample(
-            "opsbook_backup_last_run_success",
-            "1 when the last backup run succeeded, else 0.",
-            if manifest.is_some() { 1.0 } else { 0.0 },
-        ),
-        sample("opsbook_backup_last_run_duration_seconds", "Duration of the last backup run.", duration),
-    ];
-    if let Some(m) = manifest {
-        samples.extend([
-            sample("opsbook_backup_last_success_timestamp_seconds", "Unix time the last successful backup ended.", now),
-            sample(
-                "opsbook_backup_last_success_bytes",
-                "Stored bytes of the last successful backup.",
-                m.stored_size() as f64,
-            ),
-            sample(
-                "opsbook_backup_last_success_raw_bytes",
-                "Dump bytes before compression of the last successful backup.",
-                m.objects.iter().map(|o| o.raw_size).sum::<u64>() as f64,
-            ),
-            sample(
-                "opsbook_backup_last_success_rows",
-                "Rows counted in the last successful backup.",
-                m.row_counts.as_ref().map_or(0, |r| r.total()) as f64,
-            ),
-        ]);
-    }
-    if let Err(e) = notify::update_textfile(path, &samples) {
-        ctx.printer.warn(format!("cannot write metrics file {}: {e}", path.display()));
-    }
 }
 
 fn print_run(ctx: &Ctx<'_>, m: &Manifest, duration: f64) -> Result<()> {
@@ -690,13 +507,13 @@ async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
     let cfg = ctx.config.set(&set);
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), cfg)?).await?;
     let opts = PruneOptions {
-        policy: retention_policy(&args.retention, cfg)?,
+        policy: job::policy(&args.retention.policy(), cfg)?,
         tz: ctx.config.time_zone(args.retention.tz.as_deref())?,
         force: args.retention.force,
         now: chrono::Utc::now(),
     };
     let _lock =
-        lock::try_lock("backup", &format!("set {set} in {}", store.url()), &format!("backup prune --set {set}"))
+        crate::lock::try_lock("backup", &format!("set {set} in {}", store.url()), &format!("backup prune --set {set}"))
             .map_err(BackupError::from)?;
     let plan = prune::plan(&store, &set, &opts).await?;
     if !args.dry_run {

@@ -3,6 +3,8 @@
 
 pub mod backup;
 pub mod completions;
+pub mod run;
+pub mod runbook;
 pub mod sandbox;
 
 use anyhow::Result;
@@ -38,6 +40,8 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     match cli.command {
         Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Runbook(args) => runbook::run(&ctx, args).await,
         Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }

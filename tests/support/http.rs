@@ -1,5 +1,6 @@
 //! A real HTTP server on 127.0.0.1 that records what it receives and can be slowed down, for
-//! heartbeat pings and other webhook-style peers.
+//! heartbeat pings and other webhook-style peers. Answers are `200 OK` with body `OK` unless a
+//! path is given its own answer with [`HttpPeer::respond`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +17,24 @@ pub struct Received {
     pub method: String,
     pub path: String,
     pub body: String,
+    /// Request headers, names lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    /// The first value of a request header (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A canned answer for [`HttpPeer::respond`].
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 #[derive(Clone, Default)]
@@ -23,6 +42,8 @@ struct State {
     received: Arc<Mutex<Vec<Received>>>,
     /// Requests whose path ends with this suffix are answered only after the delay.
     delay: Arc<Mutex<Option<(String, Duration)>>>,
+    /// Requests whose path equals the key get that answer.
+    answers: Arc<Mutex<std::collections::HashMap<String, Answer>>>,
 }
 
 pub struct HttpPeer {
@@ -67,16 +88,38 @@ impl HttpPeer {
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
+
+    /// Requests received for exactly `path`.
+    pub fn received_at(&self, path: &str) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// Answers requests for exactly `path` with this status, headers and body (replacing any
+    /// earlier answer for it; may be changed while a client is polling).
+    pub fn respond(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        let answer = Answer {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.to_string(),
+        };
+        self.state.answers.lock().unwrap().insert(path.to_string(), answer);
+    }
 }
 
 async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     state.received.lock().unwrap().push(Received {
         method,
         path: path.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        headers,
     });
     let delay = state.delay.lock().unwrap().clone();
     if let Some((suffix, by)) = delay {
@@ -84,5 +127,13 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<By
             tokio::time::sleep(by).await;
         }
     }
-    Ok(Response::new(Full::new(Bytes::from_static(b"OK"))))
+    let answer = state.answers.lock().unwrap().get(&path).cloned();
+    let Some(answer) = answer else {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"OK"))));
+    };
+    let mut response = Response::builder().status(answer.status);
+    for (k, v) in &answer.headers {
+        response = response.header(k.as_str(), v.as_str());
+    }
+    Ok(response.body(Full::new(Bytes::from(answer.body))).unwrap())
 }

@@ -1,4 +1,4 @@
-//! One run at a time per backup set on this machine: an exclusive lock on a file in the state
+//! One run at a time (per backup set, per runbook) on this machine: an exclusive lock on a file in the state
 //! directory. The kernel drops the lock when the holder dies, so a crashed run never blocks the
 //! next one; the file names the holder so a refused run can say who it is.
 

@@ -1,0 +1,281 @@
+//! The `backup`, `backup-prune` and `backup-verify` actions: the same library calls as
+//! `opsbook backup run | prune | verify`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ActionCtx, ActionError, Outputs};
+use crate::backup::job::{self, JobOverrides};
+use crate::backup::prune::{self as prune_lib, PruneOptions};
+use crate::backup::retention::RetentionPolicy;
+use crate::backup::verify::{self as verify_lib, VerifyOptions};
+use crate::backup::{codec, Catalog};
+
+/// Retention rules shared by `backup` (with prune = true) and `backup-prune`. (Inputs that
+/// flatten these cannot deny unknown fields in serde; runbook validation rejects unknown keys.)
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct Keep {
+    /// Keep the N newest backups.
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours.
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months.
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years.
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup within this duration of the newest (e.g. 14d).
+    pub keep_within: Option<String>,
+    /// Never keep fewer than the N newest.
+    pub min_keep: Option<u32>,
+}
+
+impl Keep {
+    fn policy(&self) -> Result<RetentionPolicy, ActionError> {
+        Ok(RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self
+                .keep_within
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()
+                .map_err(|e| ActionError::Input(format!("keep_within: {e}")))?,
+            min_keep: self.min_keep.unwrap_or(0),
+        })
+    }
+}
+
+/// `backup`: dump the database into the store (and optionally prune afterwards).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Input {
+    /// Database URL [default: DATABASE_URL / profile / sandbox].
+    pub database_url: Option<String>,
+    /// Store URL [default: OPSBOOK_STORE / profile / sandbox].
+    pub store: Option<String>,
+    /// Backup set [default: main].
+    pub set: Option<String>,
+    /// zstd or zstd:LEVEL.
+    pub compression: Option<String>,
+    /// age recipients to encrypt to.
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// Also store pg_dumpall --globals-only.
+    #[serde(default)]
+    pub globals: bool,
+    /// exact | estimate | off.
+    pub row_counts: Option<String>,
+    /// Healthchecks-style ping URL.
+    pub notify_url: Option<String>,
+    /// Prometheus textfile to update.
+    pub metrics_file: Option<String>,
+    /// Prune by the retention rules below (or the set's configured policy) after the backup.
+    #[serde(default)]
+    pub prune: bool,
+    /// Allow prune to delete more than half of the set.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(flatten)]
+    pub keep: Keep,
+}
+
+pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let set = job::set_name(input.set.as_deref())?;
+    let overrides = JobOverrides {
+        database_url: input.database_url,
+        store: input.store,
+        compression: input.compression,
+        encrypt_to: input.encrypt_to,
+        globals: input.globals,
+        row_counts: input.row_counts,
+        notify_url: input.notify_url,
+        metrics_file: input.metrics_file.map(|p| ctx.resolve_path(&p)),
+        retention: input.keep.policy()?,
+        force: input.force,
+        ..Default::default()
+    };
+    let settings = job::resolve(ctx.config, &overrides, &set, false)?;
+    let mut out = Outputs::new();
+    out.insert("set".into(), set.clone().into());
+    out.insert("store".into(), settings.store_url.clone().into());
+    if ctx.dry_run {
+        out.insert("dry_run".into(), true.into());
+        out.insert(
+            "would".into(),
+            format!("back up {} into {} set {set}", settings.request.database_url.redacted(), settings.store_url)
+                .into(),
+        );
+        return Ok(out);
+    }
+    let report = job::run_job(&settings, input.prune, ctx.reporter).await?;
+    let manifest = report.backup.expect("a successful job has a manifest");
+    out.insert("backup_id".into(), manifest.id.clone().into());
+    out.insert("size".into(), manifest.stored_size().into());
+    out.insert("raw_size".into(), manifest.objects.iter().map(|o| o.raw_size).sum::<u64>().into());
+    out.insert("rows".into(), manifest.row_counts.as_ref().map_or(Value::Null, |r| r.total().into()));
+    out.insert("snapshot_time".into(), manifest.snapshot_time.to_rfc3339().into());
+    out.insert("duration_seconds".into(), report.duration_seconds.into());
+    if let Some(plan) = report.prune {
+        out.insert("pruned".into(), plan.deleted().into());
+    }
+    Ok(out)
+}
+
+/// `backup-prune`: apply the retention policy (plan only in a dry run).
+pub mod prune {
+    use super::*;
+
+    /// `backup-prune` inputs.
+    #[derive(Debug, Deserialize, JsonSchema)]
+    pub struct Input {
+        /// Store URL [default: OPSBOOK_STORE / profile / sandbox].
+        pub store: Option<String>,
+        /// Backup set [default: main].
+        pub set: Option<String>,
+        /// Time zone for days, weeks, months and years [default: profile's, else UTC].
+        pub tz: Option<String>,
+        /// Allow deleting more than half of the set.
+        #[serde(default)]
+        pub force: bool,
+        #[serde(flatten)]
+        pub keep: Keep,
+    }
+
+    pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+        let set = job::set_name(input.set.as_deref())?;
+        let cfg = ctx.config.set(&set);
+        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), cfg)?).await?;
+        let opts = PruneOptions {
+            policy: job::policy(&input.keep.policy()?, cfg)?,
+            tz: ctx.config.time_zone(input.tz.as_deref())?,
+            force: input.force,
+            now: chrono::Utc::now(),
+        };
+        let _lock = if ctx.dry_run {
+            None
+        } else {
+            Some(
+                crate::lock::try_lock(
+                    "backup",
+                    &format!("set {set} in {}", store.url()),
+                    &format!("backup prune --set {set}"),
+                )
+                .map_err(crate::backup::BackupError::from)?,
+            )
+        };
+        let plan = prune_lib::plan(&store, &set, &opts).await?;
+        if !ctx.dry_run {
+            prune_lib::apply(&store, &plan).await?;
+        }
+        let mut out = Outputs::new();
+        out.insert("dry_run".into(), ctx.dry_run.into());
+        out.insert("kept".into(), plan.kept().into());
+        out.insert("deleted".into(), plan.deleted().into());
+        out.insert(
+            "deleted_ids".into(),
+            plan.backups.iter().filter(|v| !v.keep).map(|v| Value::from(v.id.clone())).collect::<Vec<_>>().into(),
+        );
+        out.insert("orphans".into(), plan.orphans.len().into());
+        Ok(out)
+    }
+}
+
+pub mod verify {
+    use super::*;
+
+    /// `backup-verify` inputs.
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Input {
+        /// Store URL [default: OPSBOOK_STORE / profile / sandbox].
+        pub store: Option<String>,
+        /// Backup set [default: main].
+        pub set: Option<String>,
+        /// Backup id (or unique prefix), or "latest".
+        #[serde(default = "latest")]
+        pub backup: String,
+        /// Also decode the archive and read it with pg_restore --list.
+        #[serde(default)]
+        pub deep: bool,
+        /// age identity file for --deep on encrypted backups.
+        pub identity: Option<String>,
+    }
+
+    fn latest() -> String {
+        "latest".into()
+    }
+
+    pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+        let set = job::set_name(input.set.as_deref())?;
+        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), ctx.config.set(&set))?).await?;
+        let identities = match &input.identity {
+            Some(path) => codec::read_identities(&ctx.resolve_path(path)).map_err(ActionError::Input)?,
+            None => Vec::new(),
+        };
+        let catalog = Catalog::load(&store, Some(&set)).await?;
+        let entry = catalog.find(&set, &input.backup)?;
+        let mut out = Outputs::new();
+        out.insert("backup_id".into(), entry.id.clone().into());
+        if ctx.dry_run {
+            out.insert("dry_run".into(), true.into());
+            out.insert(
+                "would".into(),
+                format!("verify backup {set}/{}{}", entry.id, if input.deep { " (deep)" } else { "" }).into(),
+            );
+            return Ok(out);
+        }
+        let record =
+            verify_lib::verify(&store, entry, &VerifyOptions { deep: input.deep, identities }, ctx.reporter).await?;
+        out.insert("ok".into(), record.ok.into());
+        out.insert("checks".into(), record.checks.len().into());
+        if !record.ok {
+            let failed: Vec<String> = record
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{} {}: {}", c.object, c.check, c.detail))
+                .collect();
+            return Err(ActionError::Failed(format!(
+                "backup {set}/{} failed verification: {}",
+                entry.id,
+                failed.join("; ")
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// `backup-list`: the complete backups of a set, newest first.
+pub mod list {
+    use super::*;
+
+    /// `backup-list` inputs.
+    #[derive(Debug, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Input {
+        /// Store URL [default: OPSBOOK_STORE / profile / sandbox].
+        pub store: Option<String>,
+        /// Backup set [default: main].
+        pub set: Option<String>,
+    }
+
+    pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+        let set = job::set_name(input.set.as_deref())?;
+        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), ctx.config.set(&set))?).await?;
+        let catalog = Catalog::load(&store, Some(&set)).await?;
+        let mut out = Outputs::new();
+        out.insert("count".into(), catalog.backups.len().into());
+        out.insert("latest".into(), catalog.backups.first().map_or(Value::Null, |b| b.id.clone().into()));
+        out.insert("ids".into(), catalog.backups.iter().map(|b| Value::from(b.id.clone())).collect::<Vec<_>>().into());
+        out.insert("orphans".into(), catalog.orphans.len().into());
+        Ok(out)
+    }
+}

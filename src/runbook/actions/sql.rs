@@ -1,0 +1,433 @@
+//! The `sql` runbook action: runs SQL (inline or from a file) against PostgreSQL and checks the
+//! result against an expectation.
+//!
+//! Statements go over the simple query protocol (`sqlx::raw_sql`), for every query: a file may
+//! hold several statements, nothing is prepared (fine behind PgBouncer in transaction mode), and
+//! every value comes back in PostgreSQL's text form, so numeric, uuid, interval, timestamps,
+//! arrays... read exactly as psql shows them (booleans as `true`/`false`). The result that the
+//! outputs and the expectation describe is that of the last statement that returned or changed
+//! rows (a trailing `COMMIT` does not hide the `UPDATE` before it).
+
+use futures::TryStreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
+use sqlx::{Column, Either, Row, TypeInfo, ValueRef};
+
+use super::{ActionCtx, ActionError, Outputs};
+use crate::pg::DbUrl;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// PostgreSQL URL to run against. Default: the database URL of the run (--database-url,
+    /// DATABASE_URL, the profile's database_url, or a running sandbox).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// SQL to run: one statement, or several separated by `;`. Give `query` or `file`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// A file of SQL to run (relative paths resolve against the runbook's directory). Give
+    /// `query` or `file`.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// What the result must be: `{ rows = N }` (exactly N rows returned or changed),
+    /// `{ rows_min = N }` (at least N), `{ value = "text" }` (the first column of the first row,
+    /// as text), or `true` (that value is true or a non-zero number; `false`: false or zero).
+    /// Several keys in one table must all hold.
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// An expectation on a query's result.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum Expect {
+    /// `true`: the first column of the first row is true or a non-zero number; `false`: false or zero.
+    Truth(bool),
+    /// Checks on the row count and the first value; every key given must hold.
+    Checks(ExpectChecks),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectChecks {
+    /// Exactly this many rows returned (or changed, for INSERT/UPDATE/DELETE).
+    #[serde(default)]
+    pub rows: Option<u64>,
+    /// At least this many rows returned (or changed).
+    #[serde(default)]
+    pub rows_min: Option<u64>,
+    /// The first column of the first row, compared as text (NULL never matches).
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+const EXPECT_HELP: &str =
+    "expect must be true, false, or a table like { rows = 1 }, { rows_min = 1 } or { value = \"ok\" }";
+
+impl Expect {
+    fn from_value(v: &Value) -> Result<Expect, String> {
+        match v {
+            Value::Bool(b) => Ok(Expect::Truth(*b)),
+            Value::String(s) if s.trim() == "true" => Ok(Expect::Truth(true)),
+            Value::String(s) if s.trim() == "false" => Ok(Expect::Truth(false)),
+            Value::Object(map) => {
+                let mut checks = ExpectChecks::default();
+                for (key, val) in map {
+                    match key.as_str() {
+                        "rows" => checks.rows = Some(count(key, val)?),
+                        "rows_min" => checks.rows_min = Some(count(key, val)?),
+                        "value" => {
+                            checks.value = Some(match val {
+                                Value::String(s) => s.clone(),
+                                Value::Number(_) | Value::Bool(_) => val.to_string(),
+                                _ => return Err(format!("expect.value must be text, got `{val}`")),
+                            })
+                        }
+                        other => return Err(format!("unknown key `{other}` in expect; {EXPECT_HELP}")),
+                    }
+                }
+                if checks == ExpectChecks::default() {
+                    return Err(format!("expect is an empty table; {EXPECT_HELP}"));
+                }
+                Ok(Expect::Checks(checks))
+            }
+            _ => Err(EXPECT_HELP.to_string()),
+        }
+    }
+
+    /// Checks a result; the error says what was expected and what came back.
+    pub fn check(&self, result: &QueryResult) -> Result<(), String> {
+        let got_value = || match (&result.value, result.rows) {
+            (Some(v), _) => format!("`{}`", super::http::redacted_excerpt(v)),
+            (None, 0) => "no rows".to_string(),
+            (None, _) => "NULL".to_string(),
+        };
+        match self {
+            Expect::Truth(want) => {
+                let ok = result.value.as_deref().and_then(truth) == Some(*want);
+                if !ok {
+                    let want = if *want { "true (or non-zero)" } else { "false (or zero)" };
+                    return Err(format!("expected {want} in the first column of the first row, got {}", got_value()));
+                }
+            }
+            Expect::Checks(c) => {
+                if let Some(n) = c.rows {
+                    if result.rows != n {
+                        return Err(format!("expected {n} {}, got {}", plural(n), result.rows));
+                    }
+                }
+                if let Some(n) = c.rows_min {
+                    if result.rows < n {
+                        return Err(format!("expected at least {n} {}, got {}", plural(n), result.rows));
+                    }
+                }
+                if let Some(want) = &c.value {
+                    if result.value.as_deref() != Some(want.as_str()) {
+                        return Err(format!(
+                            "expected value `{}` in the first column of the first row, got {}",
+                            super::http::excerpt(want, super::http::EXCERPT_CHARS),
+                            got_value()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Expect::from_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+fn count(key: &str, v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("expect.{key} must be a whole number ≥ 0, got `{v}`"))
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        "row"
+    } else {
+        "rows"
+    }
+}
+
+/// Whether a value in PostgreSQL's text form is true (`t`, `true`, `yes`, `on`, non-zero number)
+/// or false (`f`, `false`, `no`, `off`, zero); None for anything else.
+pub(crate) fn truth(text: &str) -> Option<bool> {
+    let t = text.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "t" | "true" | "y" | "yes" | "on" => Some(true),
+        "f" | "false" | "n" | "no" | "off" => Some(false),
+        _ => t.parse::<f64>().ok().filter(|n| !n.is_nan()).map(|n| n != 0.0),
+    }
+}
+
+/// What a batch of statements produced: the last statement that returned or changed rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    /// Rows returned, or changed when the statement returned none (INSERT/UPDATE/DELETE).
+    pub rows: u64,
+    /// Column names of the returned rows (empty when none were returned).
+    pub columns: Vec<String>,
+    /// The first column of the first row as text; None without rows or for NULL.
+    pub value: Option<String>,
+}
+
+/// Runs one or more statements over the simple query protocol.
+pub(crate) async fn execute(conn: &mut PgConnection, sql: &str) -> Result<QueryResult, sqlx::Error> {
+    let mut stream = sqlx::Executor::fetch_many(&mut *conn, sqlx::raw_sql(sql));
+    let mut result = QueryResult::default();
+    let mut first: Option<PgRow> = None;
+    let mut returned: u64 = 0;
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            Either::Right(row) => {
+                if first.is_none() {
+                    first = Some(row);
+                }
+                returned += 1;
+            }
+            Either::Left(done) => {
+                // One statement finished.
+                if returned > 0 || done.rows_affected() > 0 {
+                    result = QueryResult {
+                        rows: if returned > 0 { returned } else { done.rows_affected() },
+                        columns: first
+                            .as_ref()
+                            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+                            .unwrap_or_default(),
+                        value: first.as_ref().and_then(first_value),
+                    };
+                }
+                first = None;
+                returned = 0;
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// The first column of a text-format row; booleans as `true`/`false`.
+fn first_value(row: &PgRow) -> Option<String> {
+    let raw = row.try_get_raw(0).ok()?;
+    if raw.is_null() {
+        return None;
+    }
+    let is_bool = raw.type_info().name() == "BOOL";
+    let text = raw
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|_| String::from_utf8_lossy(raw.as_bytes().unwrap_or_default()).into_owned());
+    if is_bool {
+        return Some(match text.as_str() {
+            "t" => "true".into(),
+            "f" => "false".into(),
+            _ => text,
+        });
+    }
+    Some(text)
+}
+
+/// A database error with SQLSTATE, detail and hint.
+pub(crate) fn describe_sql_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let mut text = db.message().to_string();
+            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+                if let Some(detail) = pg.detail() {
+                    text.push_str(&format!("; detail: {detail}"));
+                }
+                if let Some(hint) = pg.hint() {
+                    text.push_str(&format!("; hint: {hint}"));
+                }
+            }
+            if let Some(code) = db.code() {
+                text.push_str(&format!(" (SQLSTATE {code})"));
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether an error means the server went away (rather than the SQL failing).
+pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+}
+
+/// The step's database: `given`, or the run's configured database URL. The password is
+/// registered for redaction.
+pub(crate) fn database_url(given: Option<&str>, ctx: &ActionCtx<'_>) -> Result<DbUrl, ActionError> {
+    let raw = match given {
+        Some(url) => {
+            crate::redact::register_url_password(url);
+            url.to_string()
+        }
+        None => ctx.config.database_url(None, None)?,
+    };
+    DbUrl::parse_named("database_url", &raw).map_err(|e| ActionError::Input(e.to_string()))
+}
+
+/// The first non-blank line of a query, shortened, for error messages.
+pub(crate) fn summary(sql: &str) -> String {
+    let mut lines = sql.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    let mut shown = super::http::excerpt(first, 80);
+    if lines.next().is_some() && !shown.ends_with('…') {
+        shown.push_str(" …");
+    }
+    shown
+}
+
+pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let (sql, source) = match (&input.query, &input.file) {
+        (Some(q), None) => (q.clone(), None),
+        (None, Some(f)) => {
+            let path = ctx.resolve_path(f);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => (text, Some(path)),
+                Err(e) if ctx.dry_run => {
+                    // Planning: an earlier step may create the file.
+                    let mut out = dry_run_outputs(&input, ctx, "");
+                    out.insert(
+                        "would".into(),
+                        Value::String(format!("run the SQL in {} (not readable now: {e})", path.display())),
+                    );
+                    return Ok(out);
+                }
+                Err(e) => return Err(ActionError::Input(format!("file: cannot read {}: {e}", path.display()))),
+            }
+        }
+        (Some(_), Some(_)) => return Err(ActionError::Input("give `query` or `file`, not both".into())),
+        (None, None) => return Err(ActionError::Input("give `query` (SQL text) or `file` (a .sql file)".into())),
+    };
+    if sql.trim().is_empty() {
+        return Err(ActionError::Input(match &source {
+            Some(p) => format!("file {} holds no SQL", p.display()),
+            None => "query is empty".into(),
+        }));
+    }
+    let what = match &source {
+        Some(p) => format!("SQL from {} ({})", p.display(), summary(&sql)),
+        None => format!("SQL `{}`", summary(&sql)),
+    };
+
+    if ctx.dry_run {
+        let mut out = dry_run_outputs(&input, ctx, &sql);
+        let target = out.get("database").and_then(Value::as_str).unwrap_or("the database").to_string();
+        out.insert("would".into(), Value::String(format!("run {what} on {target}")));
+        return Ok(out);
+    }
+
+    let url = database_url(input.database_url.as_deref(), ctx)?;
+    let mut conn = crate::pg::connect(&url).await.map_err(|e| ActionError::Unavailable(e.to_string()))?;
+    let result = execute(&mut conn, &sql).await.map_err(|e| {
+        let message = format!("{what} failed on {}: {}", url.redacted(), describe_sql_error(&e));
+        if is_connection_error(&e) {
+            ActionError::Unavailable(message)
+        } else {
+            ActionError::Failed(message)
+        }
+    })?;
+    drop(conn);
+    if let Some(expect) = &input.expect {
+        expect.check(&result).map_err(|why| ActionError::Failed(format!("{what} on {}: {why}", url.redacted())))?;
+    }
+    let mut out = Outputs::new();
+    out.insert("rows".into(), Value::from(result.rows));
+    out.insert("value".into(), result.value.map_or(Value::Null, Value::String));
+    out.insert("columns".into(), Value::Array(result.columns.into_iter().map(Value::String).collect()));
+    Ok(out)
+}
+
+/// Outputs of a dry run: the query and the database it would run on (or why that is unknown).
+fn dry_run_outputs(input: &Input, ctx: &ActionCtx<'_>, sql: &str) -> Outputs {
+    let mut out = Outputs::new();
+    out.insert("dry_run".into(), Value::Bool(true));
+    let database = match database_url(input.database_url.as_deref(), ctx) {
+        Ok(url) => url.redacted(),
+        Err(e) => format!("(database URL not resolved: {e})"),
+    };
+    out.insert("database".into(), Value::String(database));
+    out.insert("query".into(), Value::String(sql.to_string()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect(v: Value) -> Result<Expect, String> {
+        serde_json::from_value::<Expect>(v).map_err(|e| e.to_string())
+    }
+
+    fn result(rows: u64, value: Option<&str>) -> QueryResult {
+        QueryResult { rows, columns: vec!["c".into()], value: value.map(String::from) }
+    }
+
+    #[test]
+    fn parses_expectations() {
+        assert_eq!(expect(serde_json::json!(true)).unwrap(), Expect::Truth(true));
+        assert_eq!(
+            expect(serde_json::json!({"rows": 3})).unwrap(),
+            Expect::Checks(ExpectChecks { rows: Some(3), ..Default::default() })
+        );
+        assert_eq!(
+            expect(serde_json::json!({"rows_min": "2", "value": 7})).unwrap(),
+            Expect::Checks(ExpectChecks { rows_min: Some(2), value: Some("7".into()), ..Default::default() })
+        );
+        assert!(expect(serde_json::json!({})).unwrap_err().contains("empty"));
+        assert!(expect(serde_json::json!({"row": 1})).unwrap_err().contains("unknown key `row`"));
+        assert!(expect(serde_json::json!({"rows": -1})).unwrap_err().contains("whole number"));
+        assert!(expect(serde_json::json!(3)).unwrap_err().contains("expect must be"));
+    }
+
+    #[test]
+    fn checks_say_expected_and_got() {
+        let rows3 = Expect::Checks(ExpectChecks { rows: Some(3), ..Default::default() });
+        assert!(rows3.check(&result(3, Some("x"))).is_ok());
+        assert_eq!(rows3.check(&result(2, Some("x"))).unwrap_err(), "expected 3 rows, got 2");
+        let min = Expect::Checks(ExpectChecks { rows_min: Some(1), ..Default::default() });
+        assert_eq!(min.check(&result(0, None)).unwrap_err(), "expected at least 1 row, got 0");
+        let value = Expect::Checks(ExpectChecks { value: Some("ok".into()), ..Default::default() });
+        assert!(value.check(&result(1, Some("ok"))).is_ok());
+        assert!(value.check(&result(1, Some("nope"))).unwrap_err().contains("expected value `ok`"));
+        assert!(value.check(&result(1, None)).unwrap_err().ends_with("got NULL"));
+        assert!(Expect::Truth(true).check(&result(1, Some("true"))).is_ok());
+        assert!(Expect::Truth(true).check(&result(1, Some("5"))).is_ok());
+        assert!(Expect::Truth(true).check(&result(1, Some("0"))).is_err());
+        assert!(Expect::Truth(true).check(&result(0, None)).unwrap_err().ends_with("got no rows"));
+        assert!(Expect::Truth(false).check(&result(1, Some("f"))).is_ok());
+    }
+
+    #[test]
+    fn truthiness() {
+        for t in ["t", "TRUE", "1", "2.5", "-1", "on", "yes"] {
+            assert_eq!(truth(t), Some(true), "{t}");
+        }
+        for f in ["f", "false", "0", "0.0", "off", "no"] {
+            assert_eq!(truth(f), Some(false), "{f}");
+        }
+        assert_eq!(truth("maybe"), None);
+        assert_eq!(truth(""), None);
+    }
+
+    #[test]
+    fn summaries() {
+        assert_eq!(summary("\n  SELECT 1;\n"), "SELECT 1;");
+        assert_eq!(summary("SELECT 1;\nSELECT 2;"), "SELECT 1; …");
+        assert!(summary(&"x".repeat(300)).chars().count() <= 80);
+    }
+}

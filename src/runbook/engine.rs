@@ -1,0 +1,486 @@
+//! Runs a validated runbook: resolves parameters, then each step in order — condition,
+//! confirmation, interpolation, the action with timeout and retries — saving the journal and
+//! appending to the audit log after every step. Failure routing: `abort` runs only `always`
+//! steps afterwards, `continue` carries on, a list of ids runs those steps (and `always` ones).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::actions::{self, ActionCtx, ActionError, Interaction};
+use super::format::{ConfirmMode, FailureMode, OnFailure, ParamType, StepSpec};
+use super::interp::{self, Ref};
+use super::journal::{self, AuditEvent, RunJournal, RunStatus, StepRecord, StepStatus};
+use super::{validate, Runbook, RunbookError};
+use crate::config::Config;
+use crate::error::{Classify, ErrorClass};
+use crate::report::Reporter;
+
+/// How to run a runbook.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// `--param k=v` pairs.
+    pub params: Vec<(String, String)>,
+    pub dry_run: bool,
+    /// Continue the run with this id after its last successful step.
+    pub resume: Option<String>,
+    /// Start at this step (earlier ones are skipped).
+    pub from: Option<String>,
+    pub assume_yes: bool,
+    /// Manual steps acknowledged up front (`--ack STEP`).
+    pub acks: Vec<String>,
+}
+
+/// Live notifications for the terminal display.
+pub trait RunObserver: Send + Sync {
+    fn step_started(&self, _index: usize, _total: usize, _step: &StepRecord) {}
+    fn step_finished(&self, _index: usize, _total: usize, _step: &StepRecord) {}
+}
+
+/// A finished (or stopped) run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub journal: RunJournal,
+    /// The class of the failure that decided the run's outcome, if it failed.
+    pub failure: Option<ErrorClass>,
+}
+
+/// Parameter values: all of them for interpolation; the journal keeps the non-secret ones.
+struct Params {
+    all: BTreeMap<String, Value>,
+    recorded: BTreeMap<String, Value>,
+}
+
+fn param_error(name: &str, message: impl Into<String>) -> RunbookError {
+    RunbookError::Param { name: name.into(), message: message.into() }
+}
+
+fn resolve_params(
+    rb: &Runbook,
+    req: &RunRequest,
+    previous: Option<&RunJournal>,
+    interaction: &dyn Interaction,
+) -> Result<Params, RunbookError> {
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in &req.params {
+        if !rb.file.params.contains_key(k) {
+            let known: Vec<&str> = rb.file.params.keys().map(String::as_str).collect();
+            return Err(param_error(
+                k,
+                format!(
+                    "not declared by {} (its parameters: {})",
+                    rb.path.display(),
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            ));
+        }
+        given.insert(k, v);
+    }
+    let mut params = Params { all: BTreeMap::new(), recorded: BTreeMap::new() };
+    for (name, spec) in &rb.file.params {
+        let env_name = format!("OPSBOOK_PARAM_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let raw: Option<String> = given
+            .get(name.as_str())
+            .map(|v| v.to_string())
+            .or_else(|| std::env::var(&env_name).ok())
+            .or_else(|| previous.and_then(|p| p.params.get(name)).map(interp::as_text))
+            .or_else(|| {
+                spec.default.as_ref().map(|d| match d {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            })
+            .or_else(|| {
+                let secret = spec.kind == ParamType::Secret;
+                let prompt = spec.description.clone().unwrap_or_else(|| name.clone());
+                (interaction.can_prompt() && (spec.required || secret))
+                    .then(|| interaction.ask(&format!("{prompt} ({name})"), secret))
+                    .flatten()
+            });
+        let Some(raw) = raw else {
+            if spec.required || spec.kind == ParamType::Secret {
+                return Err(param_error(name, format!("required: pass --param {name}=VALUE or set {env_name}")));
+            }
+            // An optional parameter without a value is empty: false in `when`, null in inputs.
+            params.all.insert(name.clone(), Value::Null);
+            continue;
+        };
+        let value = validate::convert(spec, &raw).map_err(|e| param_error(name, e))?;
+        if spec.kind == ParamType::Secret {
+            crate::redact::register(&raw);
+        } else {
+            params.recorded.insert(name.clone(), value.clone());
+        }
+        params.all.insert(name.clone(), value);
+    }
+    Ok(params)
+}
+
+fn new_run_id() -> String {
+    format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u32>())
+}
+
+fn lookup<'a>(params: &'a Params, journal: &'a RunJournal) -> impl Fn(&Ref) -> Option<Value> + 'a {
+    move |r| match r {
+        Ref::Param(n) => params.all.get(n).cloned(),
+        Ref::Env(n) => std::env::var(n).ok().map(Value::from),
+        Ref::StepOutput { step, key } => {
+            journal.steps.iter().find(|s| &s.id == step).and_then(|s| s.outputs.get(key).cloned())
+        }
+        Ref::StepStatus(step) => {
+            journal.steps.iter().find(|s| &s.id == step).map(|s| serde_json::to_value(s.status).unwrap_or(Value::Null))
+        }
+        Ref::RunId => Some(Value::from(journal.run_id.clone())),
+    }
+}
+
+/// Runs `rb`. Errors are problems before any step ran (parameters, resume, lock); a failing
+/// step is an outcome with `failure` set.
+pub async fn execute(
+    rb: &Runbook,
+    req: &RunRequest,
+    config: &Config,
+    interaction: &dyn Interaction,
+    observer: &dyn RunObserver,
+    reporter: &dyn Reporter,
+) -> Result<RunOutcome, RunbookError> {
+    let previous = match &req.resume {
+        Some(id) => {
+            let j = RunJournal::load(id)?;
+            if j.sha256 != rb.sha256 {
+                return Err(RunbookError::Resume(format!(
+                    "{} changed since run {id} started; start a new run instead of --resume",
+                    rb.path.display()
+                )));
+            }
+            if j.status == RunStatus::Ok {
+                return Err(RunbookError::Resume(format!("run {id} already completed")));
+            }
+            if j.dry_run {
+                return Err(RunbookError::Resume(format!("run {id} was a dry run; start a new run")));
+            }
+            Some(j)
+        }
+        None => None,
+    };
+    let params = resolve_params(rb, req, previous.as_ref(), interaction)?;
+    let _lock = if rb.file.lock && !req.dry_run {
+        let resource = std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone());
+        Some(crate::lock::try_lock(
+            "runbook",
+            &resource.display().to_string(),
+            &format!("opsbook run {}", rb.path.display()),
+        )?)
+    } else {
+        None
+    };
+    let steps: Vec<&StepSpec> = rb.file.steps.iter().map(|s| s.get_ref()).collect();
+    let from_index = match &req.from {
+        Some(id) => Some(steps.iter().position(|s| s.id.get_ref() == id).ok_or_else(|| {
+            RunbookError::Resume(format!("--from {id}: no such step (steps: {})", rb.step_ids().join(", ")))
+        })?),
+        None => None,
+    };
+    let mut journal = match previous {
+        Some(mut j) => {
+            j.status = RunStatus::Running;
+            j.finished = None;
+            j.params = params.recorded.clone();
+            j
+        }
+        None => RunJournal {
+            run_id: new_run_id(),
+            runbook: rb.file.name.clone(),
+            path: std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()),
+            sha256: rb.sha256.clone(),
+            started: Utc::now(),
+            finished: None,
+            status: RunStatus::Running,
+            dry_run: req.dry_run,
+            params: params.recorded.clone(),
+            steps: steps
+                .iter()
+                .map(|s| StepRecord {
+                    id: s.id.get_ref().clone(),
+                    name: s.name.clone(),
+                    action: s.action.get_ref().clone(),
+                    status: StepStatus::Pending,
+                    started: None,
+                    duration_ms: None,
+                    attempts: 0,
+                    outputs: Default::default(),
+                    error: None,
+                    error_class: None,
+                    note: None,
+                })
+                .collect(),
+        },
+    };
+    journal.save()?;
+    audit(rb, &journal, "run_started", None)?;
+
+    let total = steps.len();
+    let mut failure: Option<ErrorClass> = None;
+    // After an abort: only `always` steps, plus the steps an on_failure list names.
+    let mut failing = false;
+    let mut rescue: HashSet<String> = HashSet::new();
+    for (index, step) in steps.iter().enumerate() {
+        let id = step.id.get_ref().clone();
+        if journal.steps[index].status == StepStatus::Ok {
+            continue;
+        }
+        let skip = |journal: &mut RunJournal, note: &str| {
+            let rec = &mut journal.steps[index];
+            rec.status = StepStatus::Skipped;
+            rec.note = Some(note.into());
+        };
+        let interrupted = crate::signal::is_interrupted();
+        if from_index.is_some_and(|f| index < f) {
+            skip(&mut journal, "before --from");
+        } else if (failing || interrupted) && !step.always && !rescue.contains(&id) {
+            skip(&mut journal, if interrupted { "interrupted" } else { "an earlier step failed" });
+        } else {
+            observer.step_started(index, total, &journal.steps[index]);
+            run_step(rb, req, config, interaction, reporter, &params, &mut journal, index, step).await;
+            let rec = &journal.steps[index];
+            if rec.status == StepStatus::Failed {
+                let class = rec_class(rec);
+                match step.on_failure.as_ref() {
+                    Some(OnFailure::Mode(FailureMode::Continue)) => {}
+                    Some(OnFailure::Goto(ids)) => {
+                        failing = true;
+                        failure.get_or_insert(class);
+                        rescue.extend(ids.iter().cloned());
+                    }
+                    _ => {
+                        failing = true;
+                        failure.get_or_insert(class);
+                    }
+                }
+            }
+        }
+        observer.step_finished(index, total, &journal.steps[index]);
+        journal.save()?;
+        audit(rb, &journal, "step_finished", Some(index))?;
+    }
+    journal.status = if crate::signal::is_interrupted() {
+        failure = Some(ErrorClass::Interrupted);
+        RunStatus::Interrupted
+    } else if failure.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    journal.finished = Some(Utc::now());
+    journal.save()?;
+    audit(rb, &journal, "run_finished", None)?;
+    Ok(RunOutcome { journal, failure })
+}
+
+/// The class recorded for a failed step.
+fn rec_class(rec: &StepRecord) -> ErrorClass {
+    match rec.error_class.as_deref() {
+        Some("usage") => ErrorClass::Usage,
+        Some("unavailable") => ErrorClass::Unavailable,
+        Some("busy") => ErrorClass::Busy,
+        Some("confirmation_required") => ErrorClass::ConfirmationRequired,
+        Some("interrupted") => ErrorClass::Interrupted,
+        _ => ErrorClass::Failed,
+    }
+}
+
+fn class_word(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Failed => "failed",
+        ErrorClass::Usage => "usage",
+        ErrorClass::Unavailable => "unavailable",
+        ErrorClass::Busy => "busy",
+        ErrorClass::ConfirmationRequired => "confirmation_required",
+        ErrorClass::Interrupted => "interrupted",
+    }
+}
+
+fn audit(rb: &Runbook, journal: &RunJournal, event: &str, step: Option<usize>) -> Result<(), RunbookError> {
+    journal::audit(&AuditEvent {
+        time: Utc::now(),
+        event,
+        run_id: &journal.run_id,
+        who: journal::actor(),
+        host: crate::lock::hostname(),
+        runbook: &journal.runbook,
+        path: &rb.path,
+        sha256: &journal.sha256,
+        params: (event == "run_started").then_some(&journal.params),
+        step: step.map(|i| &journal.steps[i]),
+        status: (event == "run_finished").then_some(journal.status),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    rb: &Runbook,
+    req: &RunRequest,
+    config: &Config,
+    interaction: &dyn Interaction,
+    reporter: &dyn Reporter,
+    params: &Params,
+    journal: &mut RunJournal,
+    index: usize,
+    step: &StepSpec,
+) {
+    let started = Instant::now();
+    journal.steps[index].started = Some(Utc::now());
+    journal.steps[index].status = StepStatus::Running;
+    let result = prepare_and_run(rb, req, config, interaction, reporter, params, journal, step).await;
+    let rec = &mut journal.steps[index];
+    rec.duration_ms = Some(started.elapsed().as_millis() as u64);
+    match result {
+        Ok(StepResult::Ran(outputs, attempts)) => {
+            rec.status = StepStatus::Ok;
+            rec.outputs = outputs;
+            rec.attempts = attempts;
+            rec.error = None;
+        }
+        Ok(StepResult::Skipped(note)) => {
+            rec.status = StepStatus::Skipped;
+            rec.note = Some(note);
+        }
+        Err((error, attempts)) => {
+            rec.status = StepStatus::Failed;
+            rec.attempts = attempts;
+            rec.error = Some(crate::redact::redact(&error.to_string()).into_owned());
+            rec.outputs = Default::default();
+            rec.error_class = Some(class_word(error.class()).into());
+        }
+    }
+}
+
+enum StepResult {
+    Ran(actions::Outputs, u32),
+    Skipped(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn prepare_and_run(
+    rb: &Runbook,
+    req: &RunRequest,
+    config: &Config,
+    interaction: &dyn Interaction,
+    reporter: &dyn Reporter,
+    params: &Params,
+    journal: &RunJournal,
+    step: &StepSpec,
+) -> Result<StepResult, (ActionError, u32)> {
+    let id = step.id.get_ref();
+    let look = lookup(params, journal);
+    let input_err = |e: interp::InterpError| (ActionError::Input(format!("step `{id}`: {}", e.message)), 0);
+    if let Some(when) = &step.when {
+        let rendered = interp::as_text(&interp::render(when.get_ref(), &look).map_err(input_err)?);
+        if !interp::truthy(&rendered) {
+            return Ok(StepResult::Skipped(format!("condition `{}` is false", when.get_ref())));
+        }
+    }
+    if step.destructive && !req.dry_run && !req.assume_yes {
+        let target = match &step.target {
+            Some(t) => interp::as_text(&interp::render(t, &look).map_err(input_err)?),
+            None => id.clone(),
+        };
+        confirm_destructive(interaction, step, id, &target).map_err(|e| (e, 0))?;
+    }
+    let with = match &step.with {
+        Some(table) => interp::render_value(&toml::Value::Table(table.get_ref().clone()), &look).map_err(input_err)?,
+        None => Value::Object(Default::default()),
+    };
+    let ctx = ActionCtx {
+        config,
+        dry_run: req.dry_run,
+        assume_yes: req.assume_yes,
+        acks: &req.acks,
+        reporter,
+        interaction,
+        base_dir: rb.base_dir(),
+        step_id: id,
+        run_id: &journal.run_id,
+    };
+    let action = step.action.get_ref();
+    let attempts = step.retry.as_ref().map_or(1, |r| r.attempts.max(1));
+    let mut delay = step
+        .retry
+        .as_ref()
+        .and_then(|r| r.delay.as_deref())
+        .and_then(|d| humantime::parse_duration(d).ok())
+        .unwrap_or(Duration::from_secs(1));
+    let backoff = step.retry.as_ref().and_then(|r| r.backoff).unwrap_or(1.0);
+    let timeout = step.timeout.as_ref().and_then(|t| humantime::parse_duration(t.get_ref()).ok());
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let run = actions::run(action, with.clone(), &ctx);
+        let outcome = run_bounded(run, timeout, step.always).await;
+        match outcome {
+            Ok(outputs) => return Ok(StepResult::Ran(outputs, attempt)),
+            Err(e) => {
+                // Only failures that may pass on their own are retried; bad input, a missing
+                // confirmation or an interrupt will not change by waiting.
+                let retriable = matches!(e.class(), ErrorClass::Failed | ErrorClass::Unavailable);
+                if attempt >= attempts || !retriable || crate::signal::is_interrupted() {
+                    return Err((e, attempt));
+                }
+                tracing::warn!(
+                    "step {id} attempt {attempt}/{attempts} failed: {e}; retrying in {}",
+                    humantime::format_duration(delay)
+                );
+                tokio::time::sleep(delay).await;
+                delay = delay.mul_f64(backoff);
+            }
+        }
+    }
+}
+
+/// The action, bounded by the step timeout and (except for cleanup steps) by Ctrl-C.
+async fn run_bounded(
+    run: impl std::future::Future<Output = Result<actions::Outputs, ActionError>>,
+    timeout: Option<Duration>,
+    cleanup: bool,
+) -> Result<actions::Outputs, ActionError> {
+    let timed = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
+                Err(ActionError::Failed(format!("timed out after {}", humantime::format_duration(t))))
+            }),
+            None => run.await,
+        }
+    };
+    if cleanup {
+        return timed.await;
+    }
+    tokio::select! {
+        r = timed => r,
+        _ = crate::signal::interrupted() => Err(ActionError::Failed("interrupted".into())),
+    }
+}
+
+fn confirm_destructive(
+    interaction: &dyn Interaction,
+    step: &StepSpec,
+    id: &str,
+    target: &str,
+) -> Result<(), ActionError> {
+    if !interaction.can_prompt() {
+        return Err(ActionError::NeedsConfirmation(format!(
+            "step `{id}` is destructive and there is no terminal to confirm it; pass --yes"
+        )));
+    }
+    let title = step.name.clone().unwrap_or_else(|| id.to_string());
+    let confirmed = tokio::task::block_in_place(|| match step.confirm {
+        Some(ConfirmMode::TypeName) => interaction.type_name(&format!("{title}: type `{target}` to confirm"), target),
+        _ => interaction.confirm(&format!("{title} is destructive. Continue?")),
+    });
+    if confirmed {
+        Ok(())
+    } else {
+        Err(ActionError::NeedsConfirmation(format!("step `{id}` was not confirmed")))
+    }
+}

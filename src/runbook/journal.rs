@@ -1,0 +1,149 @@
+//! The run journal (saved after every step, so a crash or Ctrl-C leaves a resumable run) and
+//! the append-only audit log. Both pass through secret redaction before they touch disk.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::actions::Outputs;
+use super::RunbookError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Ok,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub action: String,
+    pub status: StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub attempts: u32,
+    #[serde(default)]
+    pub outputs: Outputs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How the failure maps onto the exit codes: failed, usage, unavailable, busy, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// Why a step was skipped, or who confirmed a manual step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunJournal {
+    pub run_id: String,
+    pub runbook: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub started: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    /// Parameter values; secret ones are not stored and must be given again on --resume.
+    pub params: BTreeMap<String, Value>,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Where journals live: `<state dir>/runs/<run-id>.json`.
+pub fn runs_dir() -> PathBuf {
+    crate::lock::state_dir().join("runs")
+}
+
+pub fn journal_path(run_id: &str) -> PathBuf {
+    runs_dir().join(format!("{run_id}.json"))
+}
+
+impl RunJournal {
+    /// Writes the journal atomically (0600), secrets masked.
+    pub fn save(&self) -> Result<(), RunbookError> {
+        let path = journal_path(&self.run_id);
+        let text = serde_json::to_string_pretty(self).expect("journal serializes");
+        let text = crate::redact::redact(&text);
+        crate::notify::write_atomic(&path, text.as_bytes(), Some(0o600))
+            .map_err(|source| RunbookError::State { path, source })
+    }
+
+    pub fn load(run_id: &str) -> Result<RunJournal, RunbookError> {
+        if !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(RunbookError::Resume(format!("invalid run id `{run_id}`")));
+        }
+        let path = journal_path(run_id);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            RunbookError::Resume(format!(
+                "no journal for run {run_id} at {} ({e}); `opsbook run` prints run ids",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| RunbookError::Resume(format!("unreadable journal {}: {e}", path.display())))
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Serialize)]
+pub struct AuditEvent<'a> {
+    pub time: DateTime<Utc>,
+    pub event: &'a str,
+    pub run_id: &'a str,
+    pub who: String,
+    pub host: String,
+    pub runbook: &'a str,
+    pub path: &'a std::path::Path,
+    pub sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<&'a BTreeMap<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<&'a StepRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+}
+
+/// The user behind the run: $OPSBOOK_ACTOR (CI can name the pipeline), else $USER.
+pub fn actor() -> String {
+    ["OPSBOOK_ACTOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
+}
+
+/// Appends one event to `<state dir>/audit.jsonl` (or $OPSBOOK_AUDIT_LOG).
+pub fn audit(event: &AuditEvent<'_>) -> Result<(), RunbookError> {
+    let path = std::env::var_os("OPSBOOK_AUDIT_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::lock::state_dir().join("audit.jsonl"));
+    let line = crate::redact::redact(&serde_json::to_string(event).expect("audit event serializes")).into_owned();
+    let io = |source| RunbookError::State { path: path.clone(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io)?;
+    // One write per line keeps concurrent appenders from interleaving.
+    file.write_all(format!("{line}\n").as_bytes()).map_err(io)
+}

@@ -1,0 +1,332 @@
+//! Everything about a runbook that can be checked before it runs: ids, actions, inputs,
+//! references, durations, retry and failure routing, parameter specs.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use super::actions;
+use super::format::{ConfirmMode, OnFailure, ParamSpec, ParamType, RunbookFile};
+use super::interp::{self, Ref};
+use super::Diagnostic;
+
+struct Checker<'a> {
+    source: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = crate::config::line_col(self.source, span.start);
+        self.out.push(Diagnostic { line, column, message: message.into() });
+    }
+
+    /// The span of `key = ` inside the file, for problems with top-level tables like params.
+    fn find(&self, needle: &str) -> Range<usize> {
+        let start = self.source.find(needle).unwrap_or(0);
+        start..start
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// All problems, in file order.
+pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
+    let mut c = Checker { source, out: Vec::new() };
+    if file.name.trim().is_empty() {
+        c.at(c.find("name"), "`name` must not be empty");
+    }
+    if let Some(schedule) = &file.schedule {
+        if let Err(e) = check_cron(schedule) {
+            c.at(c.find("schedule"), format!("invalid schedule `{schedule}`: {e}"));
+        }
+    }
+    for (name, spec) in &file.params {
+        let span = c.find(&format!("params.{name}"));
+        if !valid_id(name) {
+            c.at(span.clone(), format!("invalid parameter name `{name}`: use letters, digits, '-' and '_'"));
+        }
+        if let Err(message) = check_param(name, spec) {
+            c.at(span, message);
+        }
+    }
+    if file.steps.is_empty() {
+        c.at(0..0, "the runbook has no steps: add at least one [[steps]] table");
+    }
+    let ids: Vec<&str> = file.steps.iter().map(|s| s.get_ref().id.get_ref().as_str()).collect();
+    let mut seen = HashSet::new();
+    for (index, spanned) in file.steps.iter().enumerate() {
+        let step = spanned.get_ref();
+        let id = step.id.get_ref().as_str();
+        if !valid_id(id) {
+            c.at(step.id.span(), format!("invalid step id `{id}`: use letters, digits, '-' and '_'"));
+        }
+        if !seen.insert(id) {
+            c.at(step.id.span(), format!("duplicate step id `{id}`"));
+        }
+        let action = step.action.get_ref().as_str();
+        let earlier: HashSet<&str> = ids[..index].iter().copied().collect();
+        match actions::fields(action) {
+            None => c.at(
+                step.action.span(),
+                format!("unknown action `{action}`; known actions: {}", actions::ACTIONS.join(", ")),
+            ),
+            Some((allowed, required)) => {
+                let (span, table) = match &step.with {
+                    Some(w) => (w.span(), Some(w.get_ref())),
+                    None => (spanned.span(), None),
+                };
+                let empty = toml::Table::new();
+                let table = table.unwrap_or(&empty);
+                for key in table.keys() {
+                    if !allowed.contains(key) {
+                        c.at(
+                            span.clone(),
+                            format!(
+                                "step `{id}`: action `{action}` has no input `{key}` (inputs: {})",
+                                if allowed.is_empty() { "none".into() } else { allowed.join(", ") }
+                            ),
+                        );
+                    }
+                }
+                for key in &required {
+                    if !table.contains_key(key) {
+                        c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
+                    }
+                }
+                for value in table.values() {
+                    check_refs(&mut c, span.clone(), id, interp::value_refs(value), file, &earlier);
+                }
+            }
+        }
+        if let Some(when) = &step.when {
+            check_refs(&mut c, when.span(), id, interp::refs(when.get_ref()), file, &earlier);
+        }
+        if let Some(target) = &step.target {
+            check_refs(&mut c, spanned.span(), id, interp::refs(target), file, &earlier);
+        }
+        if let Some(timeout) = &step.timeout {
+            if let Err(e) = humantime::parse_duration(timeout.get_ref()) {
+                c.at(
+                    timeout.span(),
+                    format!("step `{id}`: invalid timeout `{}`: {e} (e.g. 30s, 15m, 2h)", timeout.get_ref()),
+                );
+            }
+        }
+        if let Some(retry) = &step.retry {
+            if retry.attempts == 0 {
+                c.at(spanned.span(), format!("step `{id}`: retry.attempts must be at least 1"));
+            }
+            if let Some(delay) = &retry.delay {
+                if let Err(e) = humantime::parse_duration(delay) {
+                    c.at(spanned.span(), format!("step `{id}`: invalid retry.delay `{delay}`: {e}"));
+                }
+            }
+            if retry.backoff.is_some_and(|b| !(1.0..=10.0).contains(&b)) {
+                c.at(spanned.span(), format!("step `{id}`: retry.backoff must be between 1.0 and 10.0"));
+            }
+        }
+        if let Some(OnFailure::Goto(targets)) = &step.on_failure {
+            for target in targets {
+                if !ids[index + 1..].contains(&target.as_str()) {
+                    c.at(
+                        spanned.span(),
+                        format!("step `{id}`: on_failure names `{target}`, which is not a later step"),
+                    );
+                }
+            }
+        }
+        if step.confirm == Some(ConfirmMode::TypeName) && !step.destructive {
+            c.at(spanned.span(), format!("step `{id}`: confirm = \"type-name\" needs destructive = true"));
+        }
+    }
+    c.out
+}
+
+fn check_refs(
+    c: &mut Checker<'_>,
+    span: Range<usize>,
+    step: &str,
+    refs: Result<Vec<Ref>, interp::InterpError>,
+    file: &RunbookFile,
+    earlier: &HashSet<&str>,
+) {
+    let refs = match refs {
+        Ok(r) => r,
+        Err(e) => return c.at(span, format!("step `{step}`: {}", e.message)),
+    };
+    for r in refs {
+        match &r {
+            Ref::Param(name) if !file.params.contains_key(name) => {
+                c.at(span.clone(), format!("step `{step}`: {r} names an undeclared parameter; add [params.{name}]"))
+            }
+            Ref::StepOutput { step: other, .. } | Ref::StepStatus(other) if !earlier.contains(other.as_str()) => {
+                c.at(span.clone(), format!("step `{step}`: {r} refers to `{other}`, which is not an earlier step"))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_param(name: &str, spec: &ParamSpec) -> Result<(), String> {
+    if let Some(pattern) = &spec.pattern {
+        regex_lite::Regex::new(pattern).map_err(|e| format!("parameter `{name}`: invalid pattern: {e}"))?;
+    }
+    if let Some(default) = &spec.default {
+        let text = match default {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if spec.kind == ParamType::Secret {
+            return Err(format!("parameter `{name}`: a secret cannot have a default in the file"));
+        }
+        convert(spec, &text).map_err(|e| format!("parameter `{name}`: default {e}"))?;
+    }
+    Ok(())
+}
+
+/// Converts and checks a parameter value against its spec.
+pub fn convert(spec: &ParamSpec, raw: &str) -> Result<serde_json::Value, String> {
+    if let Some(allowed) = &spec.allowed {
+        if !allowed.iter().any(|a| a == raw) {
+            return Err(format!("`{raw}` is not one of: {}", allowed.join(", ")));
+        }
+    }
+    if let Some(pattern) = &spec.pattern {
+        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())?;
+        if !re.is_match(raw) {
+            return Err(format!("`{raw}` does not match the pattern {pattern}"));
+        }
+    }
+    Ok(match spec.kind {
+        ParamType::String | ParamType::Secret => raw.into(),
+        ParamType::Int => raw.trim().parse::<i64>().map_err(|_| format!("`{raw}` is not an integer"))?.into(),
+        ParamType::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => true.into(),
+            "false" | "no" | "0" | "off" => false.into(),
+            _ => return Err(format!("`{raw}` is not a boolean (true/false)")),
+        },
+        ParamType::Duration => {
+            humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration: {e}"))?;
+            raw.into()
+        }
+        ParamType::Url => {
+            url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+            raw.into()
+        }
+    })
+}
+
+/// A 5-field cron expression; each field `*`, numbers, ranges, lists and steps.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("expected 5 fields (minute hour day month weekday), found {}", fields.len()));
+    }
+    let limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+    for (field, (lo, hi)) in fields.iter().zip(limits) {
+        for part in field.split(',') {
+            let (range, step) = part.split_once('/').map_or((part, None), |(r, s)| (r, Some(s)));
+            if let Some(step) = step {
+                step.parse::<u32>().ok().filter(|s| *s > 0).ok_or(format!("bad step in `{field}`"))?;
+            }
+            if range == "*" {
+                continue;
+            }
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            for n in [a, b] {
+                let v: u32 = n.parse().map_err(|_| format!("`{field}` is not a number, range or *"))?;
+                if v < lo || v > hi {
+                    return Err(format!("{v} is outside {lo}-{hi} in `{field}`"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn errors(text: &str) -> Vec<String> {
+        match crate::runbook::parse(Path::new("t.toml"), text.to_string()) {
+            Ok(_) => Vec::new(),
+            Err(crate::runbook::RunbookError::Invalid { diagnostics, .. }) => {
+                diagnostics.iter().map(|d| format!("{}:{}: {}", d.line, d.column, d.message)).collect()
+            }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn valid_runbook_passes() {
+        let text = r#"
+name = "ok"
+schedule = "0 2 * * *"
+[params.set]
+type = "string"
+default = "shop"
+[[steps]]
+id = "a"
+action = "wait"
+[[steps]]
+id = "b"
+action = "notify"
+with = { url = "http://127.0.0.1:1/x", message = "done ${steps.a.outputs.waited_ms} ${params.set}" }
+"#;
+        assert_eq!(errors(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn positions_of_problems() {
+        let text = "name = \"x\"\n[[steps]]\nid = \"a\"\naction = \"frobnicate\"\n[[steps]]\nid = \"a\"\naction = \"wait\"\nwhen = \"${params.nope}\"\n";
+        let errs = errors(text);
+        assert!(errs.iter().any(|e| e.starts_with("4:10:") && e.contains("unknown action `frobnicate`")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("6:6:") && e.contains("duplicate step id")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("8:8:") && e.contains("undeclared parameter")), "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_and_unknown_fields_have_positions() {
+        let errs = errors("name = \"x\"\n[[steps]]\nid = \"a\"\nacton = \"wait\"\n");
+        assert!(errs.iter().any(|e| e.starts_with("4:1:") && e.contains("acton")), "{errs:?}");
+        let errs = errors("name = \"x\"\n[[steps]\n");
+        assert!(errs.iter().any(|e| e.starts_with("2:")), "{errs:?}");
+    }
+
+    #[test]
+    fn forward_references_and_bad_durations() {
+        let text = "name = \"x\"\n[[steps]]\nid = \"a\"\naction = \"wait\"\ntimeout = \"soon\"\nwhen = \"${steps.b.status}\"\n[[steps]]\nid = \"b\"\naction = \"wait\"\n";
+        let errs = errors(text);
+        assert!(errs.iter().any(|e| e.contains("invalid timeout `soon`")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("not an earlier step")), "{errs:?}");
+    }
+
+    #[test]
+    fn params_are_converted_and_checked() {
+        use super::super::format::{ParamSpec, ParamType};
+        let spec =
+            |kind| ParamSpec { kind, description: None, default: None, required: false, allowed: None, pattern: None };
+        assert_eq!(super::convert(&spec(ParamType::Int), "42").unwrap(), serde_json::json!(42));
+        assert!(super::convert(&spec(ParamType::Int), "x").is_err());
+        assert_eq!(super::convert(&spec(ParamType::Bool), "yes").unwrap(), serde_json::json!(true));
+        assert!(super::convert(&spec(ParamType::Url), "not a url").is_err());
+        let mut s = spec(ParamType::String);
+        s.allowed = Some(vec!["a".into(), "b".into()]);
+        assert!(super::convert(&s, "c").is_err());
+        s.allowed = None;
+        s.pattern = Some("[a-z]+".into());
+        assert!(super::convert(&s, "abc").is_ok());
+        assert!(super::convert(&s, "abc1").is_err());
+    }
+
+    #[test]
+    fn cron() {
+        assert!(super::check_cron("0 2 * * *").is_ok());
+        assert!(super::check_cron("*/15 1-5 1,15 * 0").is_ok());
+        assert!(super::check_cron("61 * * * *").is_err());
+        assert!(super::check_cron("* * *").is_err());
+    }
+}
