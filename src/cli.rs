@@ -32,6 +32,8 @@ pub enum Command {
     Runbook(cmd::runbook::RunbookArgs),
     /// A throwaway local Postgres cluster with an example database, plus a local store.
     Sandbox(cmd::sandbox::SandboxArgs),
+    /// Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule.
+    Schedule(cmd::schedule::ScheduleArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
     /// Write man pages (one per command) to a directory.
@@ -44,6 +46,7 @@ impl Command {
         match self {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
+            Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),
             Command::Runbook(r) => format!("runbook {}", r.command.name()),
             Command::Completions(_) => "completions".into(),

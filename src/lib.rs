@@ -16,6 +16,7 @@ pub mod redact;
 pub mod report;
 pub mod runbook;
 pub mod sandbox;
+pub mod schedule;
 pub mod signal;
 pub mod store;
 pub mod ui;

@@ -400,6 +400,10 @@ async fn shell_runs_and_captures() {
     assert_eq!(out["stdout"], json!("hello"));
     assert_eq!(out["stderr"], json!("warn\n"));
 
+    // The default working directory is the runbook's.
+    let out = env.ok("shell", json!({"command": "pwd -P"})).await;
+    assert_eq!(out["stdout"], json!(dir.path().canonicalize().unwrap().display().to_string()));
+
     // env and a cwd relative to the runbook directory.
     let out = env
         .ok("shell", json!({"command": "printf '%s:%s' \"$GREETING\" \"$(basename \"$PWD\")\"", "env": {"GREETING": "hi"}, "cwd": "work"}))

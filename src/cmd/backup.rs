@@ -300,7 +300,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     let results: Vec<(String, Result<JobReport>)> = stream::iter(sets)
         .map(|set| async move {
             let outcome = async {
-                let settings = job::resolve(&ctx.config, &overrides, &set, true)?;
+                let settings = job::resolve(&ctx.config, overrides, &set, true)?;
                 backup_set(ctx, &settings, args.prune, false).await
             }
             .await;

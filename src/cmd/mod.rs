@@ -6,6 +6,7 @@ pub mod completions;
 pub mod run;
 pub mod runbook;
 pub mod sandbox;
+pub mod schedule;
 
 use anyhow::Result;
 
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     match cli.command {
         Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
+        Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Runbook(args) => runbook::run(&ctx, args).await,
         Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),

@@ -41,8 +41,8 @@ pub struct Input {
     /// Extra environment variables; the rest of opsbook's environment is inherited.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory (relative paths resolve against the runbook's directory). Default:
-    /// the directory opsbook runs in.
+    /// Working directory; relative paths resolve against the runbook's directory. Default: the
+    /// runbook's directory, so `./scripts/x.sh` means the same wherever opsbook is started.
     #[serde(default)]
     pub cwd: Option<String>,
     /// The exit code (or list of codes) that counts as success. Default 0.
@@ -223,7 +223,10 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             return Err(ActionError::Input(format!("env: invalid variable name `{key}`")));
         }
     }
-    let cwd = input.cwd.as_deref().map(|c| ctx.resolve_path(c));
+    let cwd = match input.cwd.as_deref() {
+        Some(c) => Some(ctx.resolve_path(c)),
+        None => Some(ctx.base_dir.clone()).filter(|d| !d.as_os_str().is_empty()),
+    };
     let expect = input.expect_exit.clone().unwrap_or(ExitExpect::One(0));
     let shown = shown(&input);
 
