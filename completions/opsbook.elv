@@ -35,7 +35,10 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+            cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
+            cand schedule 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
             cand completions 'Print a shell completion script'
             cand man 'Write man pages (one per command) to a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -74,7 +77,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
             cand --metrics-file 'Prometheus textfile to update (last success, duration, bytes, rows)'
             cand --part-size 'Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2 requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts]'
-            cand --upload-concurrency 'Parts uploaded at once; memory use is about part size × (this + 2)'
+            cand --upload-concurrency 'Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB'
             cand --keep-last 'Keep the N newest backups'
             cand --keep-hourly 'Keep the newest backup of each of the last N hours that have one'
             cand --keep-daily 'Keep the newest backup of each of the last N days that have one'
@@ -196,6 +199,141 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;backup;help;help'= {
         }
+        &'opsbook;run'= {
+            cand --param 'A parameter value; repeat for several'
+            cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
+            cand --from 'Start at this step; earlier steps are skipped'
+            cand --ack 'Acknowledge a manual step without a terminal; repeat for several'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --dry-run 'Show what each step would do; built-in actions plan without side effects, shell steps are shown, not run'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;runbook'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List the runbooks in a directory with their description and schedule'
+            cand show 'Show a runbook''s parameters and steps'
+            cand validate 'Check runbooks without running them; every problem is reported with file, line and column'
+            cand schema 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;runbook;list'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;runbook;show'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;runbook;validate'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;runbook;schema'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;runbook;help'= {
+            cand list 'List the runbooks in a directory with their description and schedule'
+            cand show 'Show a runbook''s parameters and steps'
+            cand validate 'Check runbooks without running them; every problem is reported with file, line and column'
+            cand schema 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;runbook;help;list'= {
+        }
+        &'opsbook;runbook;help;show'= {
+        }
+        &'opsbook;runbook;help;validate'= {
+        }
+        &'opsbook;runbook;help;schema'= {
+        }
+        &'opsbook;runbook;help;help'= {
+        }
         &'opsbook;sandbox'= {
             cand --dir 'Sandbox directory'
             cand --config 'Configuration file [default: ./opsbook.toml when present]'
@@ -290,6 +428,106 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;sandbox;help;help'= {
         }
+        &'opsbook;schedule'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand crontab 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+            cand systemd 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+            cand k8s 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;schedule;crontab'= {
+            cand --workdir 'Directory the runs start in; runbook paths inside it are written relative to it [default: the current directory]'
+            cand --bin 'The opsbook executable to run [default: the absolute path of this executable]'
+            cand --env-file 'KEY=VALUE file with the runs'' settings and secrets (DATABASE_URL, OPSBOOK_STORE, ...), loaded at every run; its values are never copied into the schedule'
+            cand --log-dir 'Directory of the runs'' logs, one NAME.log per runbook'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;schedule;systemd'= {
+            cand --workdir 'Directory the runs start in; runbook paths inside it are written relative to it [default: the current directory]'
+            cand --bin 'The opsbook executable to run [default: the absolute path of this executable]'
+            cand --env-file 'KEY=VALUE file with the runs'' settings and secrets (DATABASE_URL, OPSBOOK_STORE, ...), loaded at every run; its values are never copied into the schedule'
+            cand --out 'Write the unit files into this directory (created when missing) instead of printing them'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;schedule;k8s'= {
+            cand --image 'Container image with the opsbook binary'
+            cand --secret 'Secret whose keys become the container''s environment (DATABASE_URL, OPSBOOK_STORE, ...)'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;schedule;help'= {
+            cand crontab 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+            cand systemd 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+            cand k8s 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;schedule;help;crontab'= {
+        }
+        &'opsbook;schedule;help;systemd'= {
+        }
+        &'opsbook;schedule;help;k8s'= {
+        }
+        &'opsbook;schedule;help;help'= {
+        }
         &'opsbook;completions'= {
             cand --config 'Configuration file [default: ./opsbook.toml when present]'
             cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
@@ -328,7 +566,10 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;help'= {
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+            cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
+            cand schedule 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
             cand completions 'Print a shell completion script'
             cand man 'Write man pages (one per command) to a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -347,6 +588,22 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;help;backup;prune'= {
         }
+        &'opsbook;help;run'= {
+        }
+        &'opsbook;help;runbook'= {
+            cand list 'List the runbooks in a directory with their description and schedule'
+            cand show 'Show a runbook''s parameters and steps'
+            cand validate 'Check runbooks without running them; every problem is reported with file, line and column'
+            cand schema 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
+        }
+        &'opsbook;help;runbook;list'= {
+        }
+        &'opsbook;help;runbook;show'= {
+        }
+        &'opsbook;help;runbook;validate'= {
+        }
+        &'opsbook;help;runbook;schema'= {
+        }
         &'opsbook;help;sandbox'= {
             cand up 'Create (or restart) the sandbox and print the environment to export'
             cand down 'Stop the sandbox and delete its cluster, store and env file'
@@ -357,6 +614,17 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;sandbox;down'= {
         }
         &'opsbook;help;sandbox;status'= {
+        }
+        &'opsbook;help;schedule'= {
+            cand crontab 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+            cand systemd 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+            cand k8s 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'
+        }
+        &'opsbook;help;schedule;crontab'= {
+        }
+        &'opsbook;help;schedule;systemd'= {
+        }
+        &'opsbook;help;schedule;k8s'= {
         }
         &'opsbook;help;completions'= {
         }

@@ -40,7 +40,10 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -s q -l quiet -d 'Less out
 complete -c opsbook -n "__fish_opsbook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opsbook -n "__fish_opsbook_needs_command" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "man" -d 'Write man pages (one per command) to a directory'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -76,7 +79,7 @@ off\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l metrics-file -d 'Prometheus textfile to update (last success, duration, bytes, rows)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l part-size -d 'Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2 requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts]' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; memory use is about part size × (this + 2)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-last -d 'Keep the N newest backups' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-hourly -d 'Keep the newest backup of each of the last N hours that have one' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-daily -d 'Keep the newest backup of each of the last N days that have one' -r
@@ -175,6 +178,111 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l param -d 'A parameter value; repeat for several' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l resume -d 'Continue run RUN_ID after its last successful step, with the same parameters' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l from -d 'Start at this step; earlier steps are skipped' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l ack -d 'Acknowledge a manual step without a terminal; repeat for several' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l dry-run -d 'Show what each step would do; built-in actions plan without side effects, shell steps are shown, not run'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand run" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -f -a "show" -d 'Show a runbook\'s parameters and steps'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -f -a "schema" -d 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and not __fish_seen_subcommand_from list show validate schema help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from schema" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a runbook\'s parameters and steps'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from help" -f -a "schema" -d 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand runbook; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l dir -d 'Sandbox directory' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and not __fish_seen_subcommand_from up down status help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
@@ -247,6 +355,84 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the sandbox and delete its cluster, store and env file'
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show whether the sandbox exists and runs'
 complete -c opsbook -n "__fish_opsbook_using_subcommand sandbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -f -a "crontab" -d 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -f -a "systemd" -d 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -f -a "k8s" -d 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and not __fish_seen_subcommand_from crontab systemd k8s help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l workdir -d 'Directory the runs start in; runbook paths inside it are written relative to it [default: the current directory]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l bin -d 'The opsbook executable to run [default: the absolute path of this executable]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l env-file -d 'KEY=VALUE file with the runs\' settings and secrets (DATABASE_URL, OPSBOOK_STORE, ...), loaded at every run; its values are never copied into the schedule' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l log-dir -d 'Directory of the runs\' logs, one NAME.log per runbook' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from crontab" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l workdir -d 'Directory the runs start in; runbook paths inside it are written relative to it [default: the current directory]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l bin -d 'The opsbook executable to run [default: the absolute path of this executable]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l env-file -d 'KEY=VALUE file with the runs\' settings and secrets (DATABASE_URL, OPSBOOK_STORE, ...), loaded at every run; its values are never copied into the schedule' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l out -d 'Write the unit files into this directory (created when missing) instead of printing them' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from systemd" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l image -d 'Container image with the opsbook binary' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l secret -d 'Secret whose keys become the container\'s environment (DATABASE_URL, OPSBOOK_STORE, ...)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from k8s" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "crontab" -d 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "systemd" -d 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "k8s" -d 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'
+complete -c opsbook -n "__fish_opsbook_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand completions" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
@@ -277,15 +463,25 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup sandbox completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "show" -d 'Show a runbook\'s parameters and steps'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "schema" -d 'Print the JSON Schema of the runbook format (action inputs under x-opsbook-actions)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "up" -d 'Create (or restart) the sandbox and print the environment to export'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "down" -d 'Stop the sandbox and delete its cluster, store and env file'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from sandbox" -f -a "status" -d 'Show whether the sandbox exists and runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "crontab" -d 'Crontab entries: one commented line per scheduled runbook, logging to --log-dir'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "systemd" -d 'systemd units: a oneshot opsbook-NAME.service and an opsbook-NAME.timer per runbook'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "k8s" -d 'Kubernetes manifests: a ConfigMap with the runbooks and a batch/v1 CronJob per runbook'

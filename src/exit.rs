@@ -100,6 +100,9 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::backup::BackupError,
         crate::backup::retention::RetentionError,
         crate::config::ConfigError,
+        crate::runbook::RunbookError,
+        crate::runbook::actions::ActionError,
+        crate::lock::LockError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

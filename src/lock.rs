@@ -39,6 +39,15 @@ pub enum LockError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+impl crate::error::Classify for LockError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            LockError::Busy { .. } => crate::error::ErrorClass::Busy,
+            LockError::Io { .. } => crate::error::ErrorClass::Failed,
+        }
+    }
+}
+
 /// Held while the value lives.
 #[derive(Debug)]
 pub struct LockGuard {

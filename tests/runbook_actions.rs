@@ -619,3 +619,12 @@ fn input_schemas_describe_every_field() {
         }
     }
 }
+
+/// The engine may run steps on spawned tasks: an action's future must be Send.
+#[test]
+fn action_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let env = Env::new();
+    let future = env.run("sql", json!({"query": "SELECT 1"}));
+    assert_send(&future);
+}
