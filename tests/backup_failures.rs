@@ -144,22 +144,10 @@ fn concurrent_run_on_same_set_exits_4_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let store = store.to_str().unwrap().to_string();
-    let first = {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opsbook"));
-        let template = opsbook(dir.path());
-        for (k, v) in template.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        cmd.current_dir(dir.path())
-            .args(["backup", "run", "--database-url", &db, "--store", &store, "--notify-url", &peer.url("/ping/abc")])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let first = support::cmd::background(dir.path())
+        .args(["backup", "run", "--database-url", &db, "--store", &store, "--notify-url", &peer.url("/ping/abc")])
+        .spawn()
+        .unwrap();
     // Wait until the first run holds the lock (its /start ping arrived).
     let deadline = Instant::now() + Duration::from_secs(30);
     while !peer.received().iter().any(|r| r.path == "/ping/abc/start") {
@@ -228,19 +216,9 @@ fn interrupt_mid_upload_exits_130_and_aborts() {
     let db = big_db(pg);
     let dir = tempfile::tempdir().unwrap();
     let url = s3.url("interrupted");
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opsbook"));
-    for (k, v) in opsbook(dir.path()).get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.envs(s3.env());
-    let child = cmd
-        .current_dir(dir.path())
+    let child = support::cmd::background(dir.path())
+        .envs(s3.env())
         .args(["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Interrupt once the multipart upload is under way.

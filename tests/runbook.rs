@@ -283,20 +283,7 @@ fn locked_runbook_refuses_a_second_run() {
         "locked.toml",
         "name = \"locked\"\nlock = true\n[[steps]]\nid = \"slow\"\naction = \"shell\"\nwith = { command = \"touch started; sleep 3\" }\n",
     );
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opsbook"));
-    for (k, v) in opsbook(dir.path()).get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let first = cmd
-        .current_dir(dir.path())
-        .args(["run", rb.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = support::cmd::background(dir.path()).args(["run", rb.to_str().unwrap()]).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !dir.path().join("started").exists() {
         assert!(std::time::Instant::now() < deadline, "first run never started");

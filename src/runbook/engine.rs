@@ -221,6 +221,7 @@ pub async fn execute(
     journal.save()?;
     audit(rb, &journal, "run_started", None)?;
 
+    let env = StepEnv { rb, req, config, interaction, reporter, params: &params };
     let total = steps.len();
     let mut failure: Option<ErrorClass> = None;
     // After an abort: only `always` steps, plus the steps an on_failure list names.
@@ -243,7 +244,7 @@ pub async fn execute(
             skip(&mut journal, if interrupted { "interrupted" } else { "an earlier step failed" });
         } else {
             observer.step_started(index, total, &journal.steps[index]);
-            run_step(rb, req, config, interaction, reporter, &params, &mut journal, index, step).await;
+            run_step(&env, &mut journal, index, step).await;
             let rec = &journal.steps[index];
             if rec.status == StepStatus::Failed {
                 let class = rec_class(rec);
@@ -318,22 +319,21 @@ fn audit(rb: &Runbook, journal: &RunJournal, event: &str, step: Option<usize>) -
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_step(
-    rb: &Runbook,
-    req: &RunRequest,
-    config: &Config,
-    interaction: &dyn Interaction,
-    reporter: &dyn Reporter,
-    params: &Params,
-    journal: &mut RunJournal,
-    index: usize,
-    step: &StepSpec,
-) {
+/// What every step of one run shares.
+struct StepEnv<'a> {
+    rb: &'a Runbook,
+    req: &'a RunRequest,
+    config: &'a Config,
+    interaction: &'a dyn Interaction,
+    reporter: &'a dyn Reporter,
+    params: &'a Params,
+}
+
+async fn run_step(env: &StepEnv<'_>, journal: &mut RunJournal, index: usize, step: &StepSpec) {
     let started = Instant::now();
     journal.steps[index].started = Some(Utc::now());
     journal.steps[index].status = StepStatus::Running;
-    let result = prepare_and_run(rb, req, config, interaction, reporter, params, journal, step).await;
+    let result = prepare_and_run(env, journal, step).await;
     let rec = &mut journal.steps[index];
     rec.duration_ms = Some(started.elapsed().as_millis() as u64);
     match result {
@@ -362,17 +362,12 @@ enum StepResult {
     Skipped(String),
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn prepare_and_run(
-    rb: &Runbook,
-    req: &RunRequest,
-    config: &Config,
-    interaction: &dyn Interaction,
-    reporter: &dyn Reporter,
-    params: &Params,
+    env: &StepEnv<'_>,
     journal: &RunJournal,
     step: &StepSpec,
 ) -> Result<StepResult, (ActionError, u32)> {
+    let StepEnv { rb, req, config, interaction, reporter, params } = *env;
     let id = step.id.get_ref();
     let look = lookup(params, journal);
     let input_err = |e: interp::InterpError| (ActionError::Input(format!("step `{id}`: {}", e.message)), 0);

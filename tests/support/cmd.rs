@@ -57,3 +57,18 @@ pub fn all_output(output: &std::process::Output) -> String {
 pub fn code(output: &std::process::Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
+
+/// The same isolated environment as `opsbook`, as a std Command for runs started in the
+/// background (spawn, then inspect while it runs).
+pub fn background(state_dir: &Path) -> std::process::Command {
+    let template = opsbook(state_dir);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("opsbook"));
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.current_dir(state_dir).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd
+}

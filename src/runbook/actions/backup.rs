@@ -12,6 +12,17 @@ use crate::backup::retention::RetentionPolicy;
 use crate::backup::verify::{self as verify_lib, VerifyOptions};
 use crate::backup::{codec, Catalog};
 
+/// The set name and its store, for the actions that read or change a set.
+async fn open_set(
+    ctx: &ActionCtx<'_>,
+    store: Option<&str>,
+    set: Option<&str>,
+) -> Result<(String, crate::store::Store), ActionError> {
+    let set = job::set_name(set)?;
+    let store = job::open_store(&ctx.config.store_url(store, ctx.config.set(&set))?).await?;
+    Ok((set, store))
+}
+
 /// Retention rules shared by `backup` (with prune = true) and `backup-prune`. (Inputs that
 /// flatten these cannot deny unknown fields in serde; runbook validation rejects unknown keys.)
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -150,9 +161,8 @@ pub mod prune {
     }
 
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-        let set = job::set_name(input.set.as_deref())?;
+        let (set, store) = open_set(ctx, input.store.as_deref(), input.set.as_deref()).await?;
         let cfg = ctx.config.set(&set);
-        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), cfg)?).await?;
         let opts = PruneOptions {
             policy: job::policy(&input.keep.policy()?, cfg)?,
             tz: ctx.config.time_zone(input.tz.as_deref())?,
@@ -214,8 +224,7 @@ pub mod verify {
     }
 
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-        let set = job::set_name(input.set.as_deref())?;
-        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), ctx.config.set(&set))?).await?;
+        let (set, store) = open_set(ctx, input.store.as_deref(), input.set.as_deref()).await?;
         let identities = match &input.identity {
             Some(path) => codec::read_identities(&ctx.resolve_path(path)).map_err(ActionError::Input)?,
             None => Vec::new(),
@@ -268,8 +277,7 @@ pub mod list {
     }
 
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-        let set = job::set_name(input.set.as_deref())?;
-        let store = job::open_store(&ctx.config.store_url(input.store.as_deref(), ctx.config.set(&set))?).await?;
+        let (set, store) = open_set(ctx, input.store.as_deref(), input.set.as_deref()).await?;
         let catalog = Catalog::load(&store, Some(&set)).await?;
         let mut out = Outputs::new();
         out.insert("count".into(), catalog.backups.len().into());

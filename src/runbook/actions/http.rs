@@ -159,14 +159,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     if input.body.is_some() && input.json.is_some() {
         return Err(ActionError::Input("give `body` or `json`, not both".into()));
     }
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &input.headers {
-        let n = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ActionError::Input(format!("invalid header name `{name}`")))?;
-        let v = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| ActionError::Input(format!("invalid value for header `{name}`")))?;
-        headers.append(n, v);
-    }
+    let mut headers = request_headers(&input.headers)?;
     if let Some(var) = &input.bearer_token_env {
         let token = std::env::var(var)
             .ok()
@@ -267,6 +260,19 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
 }
 
 /// An HTTP client with an overall request timeout and the opsbook user agent.
+/// Request headers from a step's `headers` table, naming a bad one.
+pub(crate) fn request_headers(given: &BTreeMap<String, String>) -> Result<reqwest::header::HeaderMap, ActionError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in given {
+        let n = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| ActionError::Input(format!("invalid header name `{name}`")))?;
+        let v = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| ActionError::Input(format!("invalid value for header `{name}`")))?;
+        headers.append(n, v);
+    }
+    Ok(headers)
+}
+
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ActionError> {
     reqwest::Client::builder()
         .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))

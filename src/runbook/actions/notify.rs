@@ -53,14 +53,7 @@ fn redact_strings(value: Value) -> Value {
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
     let url = parse_url("url", &input.url)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &input.headers {
-        let n = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ActionError::Input(format!("invalid header name `{name}`")))?;
-        let v = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| ActionError::Input(format!("invalid value for header `{name}`")))?;
-        headers.append(n, v);
-    }
+    let mut headers = super::http::request_headers(&input.headers)?;
     let payload = payload(&input, ctx);
     let shown = format!("POST {}", display_url(&url));
 
