@@ -329,4 +329,25 @@ with = { url = "http://127.0.0.1:1/x", message = "done ${steps.a.outputs.waited_
         assert!(super::check_cron("61 * * * *").is_err());
         assert!(super::check_cron("* * *").is_err());
     }
+
+    proptest::proptest! {
+        /// The parser and validator never panic: arbitrary text and single-byte mutations of a
+        /// valid runbook either load or yield diagnostics with in-range positions.
+        #[test]
+        fn parser_never_panics(text in "\\PC{0,200}", cut in 0usize..400, byte in proptest::num::u8::ANY) {
+            let _ = crate::runbook::parse(Path::new("fuzz.toml"), text);
+            let valid = "name = \"x\"\n[params.p]\ntype = \"int\"\ndefault = 2\n[[steps]]\nid = \"a\"\naction = \"shell\"\nwith = { command = \"echo ${params.p}\" }\nretry = { attempts = 2, delay = \"1s\" }\n[[steps]]\nid = \"b\"\naction = \"wait\"\nwhen = \"${steps.a.status} == ok\"\n";
+            let mut bytes = valid.as_bytes().to_vec();
+            let at = cut % bytes.len();
+            bytes[at] = byte;
+            if let Ok(mutated) = String::from_utf8(bytes) {
+                let lines = mutated.lines().count() + 1;
+                if let Err(crate::runbook::RunbookError::Invalid { diagnostics, .. }) =
+                    crate::runbook::parse(Path::new("fuzz.toml"), mutated)
+                {
+                    proptest::prop_assert!(diagnostics.iter().all(|d| d.line >= 1 && d.line <= lines && d.column >= 1));
+                }
+            }
+        }
+    }
 }
