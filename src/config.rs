@@ -229,12 +229,14 @@ impl Config {
         self.pick(given, configured, key, fix)
     }
 
-    /// The application database URL (flag/env > set > profile).
+    /// The application database URL: flag > DATABASE_URL > set > profile > sandbox.
     pub fn database_url(&self, given: Option<&str>, set: Option<&SetConfig>) -> Result<String, ConfigError> {
         let configured = set.and_then(|s| s.database_url.as_deref()).or(self.profile.database_url.as_deref());
         let sandbox = self.sandbox.as_ref().and_then(|s| s.database_url.as_deref());
+        // Commands get DATABASE_URL through clap; runbook steps read it here.
+        let from_env = env_value("DATABASE_URL");
         self.pick_or_sandbox(
-            given,
+            given.or(from_env.as_deref()),
             configured,
             sandbox,
             "database URL",
@@ -245,12 +247,13 @@ impl Config {
         )
     }
 
-    /// The backup store URL (flag/env > set > profile).
+    /// The backup store URL: flag > OPSBOOK_STORE > set > profile > sandbox.
     pub fn store_url(&self, given: Option<&str>, set: Option<&SetConfig>) -> Result<String, ConfigError> {
         let configured = set.and_then(|s| s.store.as_deref()).or(self.profile.store.as_deref());
         let sandbox = self.sandbox.as_ref().and_then(|s| s.store.as_deref());
+        let from_env = env_value("OPSBOOK_STORE");
         self.pick_or_sandbox(
-            given,
+            given.or(from_env.as_deref()),
             configured,
             sandbox,
             "store",
@@ -277,6 +280,10 @@ impl Config {
     pub fn set(&self, name: &str) -> Option<&SetConfig> {
         self.profile.sets.get(name)
     }
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {

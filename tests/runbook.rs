@@ -329,3 +329,32 @@ fn schema_is_json_schema_with_actions() {
         assert!(schema["x-opsbook-actions"][action].is_object(), "{action}");
     }
 }
+
+#[test]
+fn nightly_backup_runs_against_a_real_database() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("nightly");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = opsbook(dir.path())
+        .env("DATABASE_URL", &db)
+        .env("OPSBOOK_STORE", &store)
+        .args(["run"])
+        .arg(repo().join("runbooks/nightly-backup.toml"))
+        .args(["--param", "set=nightly", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert!(report["steps"].as_array().unwrap().iter().all(|s| s["status"] == "ok"), "{report}");
+    assert_eq!(report["steps"][1]["outputs"]["kept"], 1);
+    assert_eq!(report["steps"][2]["outputs"]["ok"], true);
+    let list = json(&run(
+        dir.path(),
+        &["backup", "list", "--store", store.to_str().unwrap(), "--set", "nightly", "--output", "json"],
+    ));
+    let backup = &list["backups"][0];
+    assert_eq!(backup["id"], report["steps"][0]["outputs"]["backup_id"]);
+    assert_eq!(backup["verified"]["ok"], true, "the runbook's verify is recorded in the store");
+}

@@ -78,17 +78,17 @@ pub async fn open_store(url: &str) -> Result<Store, BackupError> {
 /// database_url/store are more specific than a global override or environment variable.
 pub fn resolve(config: &Config, o: &JobOverrides, set: &str, per_set: bool) -> Result<JobSettings, BackupError> {
     let cfg = config.set(set);
-    let pick = |own: Option<&String>, given: &Option<String>| {
-        if per_set && own.is_some() {
-            None
-        } else {
-            given.clone()
-        }
+    let own_db = cfg.and_then(|c| c.database_url.as_deref()).filter(|_| per_set);
+    let own_store = cfg.and_then(|c| c.store.as_deref()).filter(|_| per_set);
+    let database_url = match own_db {
+        Some(own) => config.pick(None, Some(own), "database URL", "")?,
+        None => config.database_url(o.database_url.as_deref(), cfg)?,
     };
-    let db_given = pick(cfg.and_then(|c| c.database_url.as_ref()), &o.database_url);
-    let store_given = pick(cfg.and_then(|c| c.store.as_ref()), &o.store);
-    let database_url = DbUrl::parse_named("--database-url", &config.database_url(db_given.as_deref(), cfg)?)?;
-    let store_url = config.store_url(store_given.as_deref(), cfg)?;
+    let database_url = DbUrl::parse_named("--database-url", &database_url)?;
+    let store_url = match own_store {
+        Some(own) => config.pick(None, Some(own), "store", "")?,
+        None => config.store_url(o.store.as_deref(), cfg)?,
+    };
     let compression =
         o.compression.clone().or_else(|| cfg.and_then(|c| c.compression.clone())).unwrap_or_else(|| "zstd".into());
     let codec = codec::Codec::parse(&compression).map_err(|e| input(format!("--compression: {e}")))?;

@@ -95,8 +95,20 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
                         c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
                     }
                 }
+                let mut has_refs = false;
                 for value in table.values() {
-                    check_refs(&mut c, span.clone(), id, interp::value_refs(value), file, &earlier);
+                    let refs = interp::value_refs(value);
+                    has_refs |= refs.as_ref().map_or(true, |r| !r.is_empty());
+                    check_refs(&mut c, span.clone(), id, refs, file, &earlier);
+                }
+                // Without references the inputs are final: check their types now, not mid-run.
+                if !has_refs && c.out.is_empty() {
+                    let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
+                    if let Ok(value) = literal {
+                        if let Err(e) = actions::check_literal(action, value) {
+                            c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
+                        }
+                    }
                 }
             }
         }
@@ -320,6 +332,14 @@ with = { url = "http://127.0.0.1:1/x", message = "done ${steps.a.outputs.waited_
         s.pattern = Some("[a-z]+".into());
         assert!(super::convert(&s, "abc").is_ok());
         assert!(super::convert(&s, "abc1").is_err());
+    }
+
+    #[test]
+    fn literal_inputs_are_type_checked() {
+        let errs = errors(
+            "name = \"x\"\n[[steps]]\nid = \"a\"\naction = \"backup-prune\"\nwith = { keep_daily = \"thirty\" }\n",
+        );
+        assert!(errs.iter().any(|e| e.starts_with("5:8:") && e.contains("invalid input")), "{errs:?}");
     }
 
     #[test]

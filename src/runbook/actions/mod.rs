@@ -131,6 +131,14 @@ macro_rules! actions {
             }
         }
 
+        /// Checks literal inputs (a `with` table without references) against the action's type.
+        pub fn check_literal(action: &str, with: Value) -> Result<(), String> {
+            match action {
+                $($name => serde_json::from_value::<$module::Input>(with).map(drop).map_err(|e| e.to_string()),)*
+                other => Err(format!("unknown action `{other}`")),
+            }
+        }
+
         /// JSON Schema of every action's input, keyed by action name.
         pub fn input_schemas() -> serde_json::Value {
             let mut map = Map::new();
