@@ -878,7 +878,7 @@ mod tests {
     fn crontab_quotes_and_escapes() {
         let h = Host { workdir: "/srv/my app".into(), bin: "/opt/ops%book".into(), env_file: None };
         let plan = crontab(&[job("x", Some("0 2 * * *"))], &h, Path::new("/var/log")).unwrap();
-        assert!(plan.text.contains("cd '/srv/my app' && /opt/ops\\%book run"), "{}", plan.text);
+        assert!(plan.text.contains("cd '/srv/my app' && '/opt/ops\\%book' run"), "{}", plan.text);
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn crontab_has_the_cron_line_and_skips_runbooks_without_schedule() {
     let text = stdout(&out);
     assert!(text.contains("# nightly: Nightly wait\n"), "{text}");
     // The runbooks are outside --workdir here, so their paths are absolute.
-    let path = dir.path().join("runbooks/nightly.toml");
+    let path = dir.path().canonicalize().unwrap().join("runbooks/nightly.toml");
     let line = format!(
         "30 2 * * * cd /srv/app && /usr/local/bin/opsbook run {} >> /var/log/ops/nightly.log 2>&1",
         path.display()

@@ -175,7 +175,7 @@ fn jobs(list: &RunbookList, workdir: &Path) -> Result<Vec<Job>> {
     };
     let mut jobs = Vec::new();
     for path in paths {
-        let rb = runbook::load(&path).map_err(|e| ClassifiedError::new(e.class(), e.to_string()))?;
+        let rb = runbook::load(&path)?;
         let absolute = std::path::absolute(&path)?;
         let run_path = absolute.strip_prefix(workdir).map_or_else(|_| absolute.clone(), Path::to_path_buf);
         jobs.push(Job::new(&rb, run_path));
