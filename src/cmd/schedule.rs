@@ -100,7 +100,7 @@ pub struct K8sArgs {
 pub async fn run(ctx: &Ctx<'_>, args: ScheduleArgs) -> Result<ExitStatus> {
     let p = ctx.printer;
     let cwd = std::env::current_dir()?;
-    let (plan, out) = match args.command {
+    let (mut plan, out) = match args.command {
         ScheduleCommand::Crontab(a) => {
             let host = host(&a.host, &cwd)?;
             let jobs = jobs(&a.runbooks, &host.workdir)?;
@@ -117,7 +117,6 @@ pub async fn run(ctx: &Ctx<'_>, args: ScheduleArgs) -> Result<ExitStatus> {
             (schedule::k8s(&jobs, &settings).map_err(classified)?, None)
         }
     };
-    let mut plan = plan;
     if let Some(dir) = &out {
         schedule::write_files(&mut plan, dir).map_err(classified)?;
     }
