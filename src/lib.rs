@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exit;
 pub mod lock;
+pub mod migrate;
 pub mod notify;
 pub mod pg;
 pub mod redact;
