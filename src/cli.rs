@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Streaming database backups to S3/R2 or a local directory: run, list, verify, prune.
     Backup(Box<cmd::backup::BackupArgs>),
+    /// Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint,
+    /// new, baseline.
+    Migrate(cmd::migrate::MigrateArgs),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -45,6 +48,7 @@ impl Command {
     pub fn name(&self) -> String {
         match self {
             Command::Backup(b) => format!("backup {}", b.command.name()),
+            Command::Migrate(m) => format!("migrate {}", m.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

@@ -59,6 +59,28 @@ pub struct Profile {
     /// Backup sets (`[profiles.NAME.sets.SET]`).
     #[serde(default)]
     pub sets: BTreeMap<String, SetConfig>,
+    /// Migration settings (`[profiles.NAME.migrate]`).
+    #[serde(default)]
+    pub migrate: MigrateConfig,
+}
+
+/// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateConfig {
+    /// Migrations directory (relative to the working directory) [default: ./migrations].
+    pub dir: Option<PathBuf>,
+    /// How long to wait for the migration lock, e.g. "60s".
+    pub lock_wait: Option<String>,
+    /// lock_timeout for every migration, e.g. "5s".
+    pub lock_timeout: Option<String>,
+    /// statement_timeout for every migration, e.g. "15min" [default: the server's].
+    pub statement_timeout: Option<String>,
+    /// Retries after a lock timeout.
+    pub retries: Option<u32>,
+    /// Lint rules and severities (`[profiles.NAME.migrate.lint]`).
+    #[serde(default)]
+    pub lint: crate::migrate::LintConfig,
 }
 
 /// One backup set: what to dump, where, how, and how long to keep it.

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod completions;
+pub mod migrate;
 pub mod run;
 pub mod runbook;
 pub mod sandbox;
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     let ctx = Ctx { printer, global: &cli.global, config };
     match cli.command {
         Command::Backup(args) => backup::run(&ctx, *args).await,
+        Command::Migrate(args) => migrate::run(&ctx, args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,

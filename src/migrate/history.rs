@@ -173,7 +173,11 @@ pub struct SideEntry<'a> {
 
 /// Who is applying: `os-user@host as db-role`, and the host.
 pub fn actor() -> (String, String) {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .unwrap_or_else(|| "unknown".into());
     let host = crate::lock::hostname();
     (user, host)
 }

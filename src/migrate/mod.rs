@@ -11,6 +11,7 @@ pub mod source;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::{Config, ConfigError};
 use crate::error::{Classify, ErrorClass};
 use crate::pg::{DbUrl, PgError};
 
@@ -40,6 +41,47 @@ impl Settings {
     pub const DEFAULT_RETRIES: u32 = 3;
 }
 
+/// Values given on the command line or in a runbook step; they win over `[profiles.X.migrate]`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub lock_wait: Option<Duration>,
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+}
+
+/// The migrations directory: override > profile > ./migrations.
+pub fn dir(config: &Config, given: Option<&std::path::Path>) -> PathBuf {
+    given.map(PathBuf::from).or_else(|| config.profile.migrate.dir.clone()).unwrap_or_else(|| PathBuf::from("migrations"))
+}
+
+fn duration(key: &str, raw: Option<&str>) -> Result<Option<Duration>, MigrateError> {
+    raw.map(|r| {
+        humantime::parse_duration(r.trim())
+            .map_err(|e| MigrateError::Input(format!("invalid migrate.{key} `{r}` in opsbook.toml: {e} (use e.g. 5s or 2min)")))
+    })
+    .transpose()
+}
+
+/// Settings from overrides, the profile's `[migrate]` table and defaults.
+pub fn resolve(config: &Config, o: &Overrides) -> Result<Settings, MigrateError> {
+    let c = &config.profile.migrate;
+    let url = config.database_url(o.database_url.as_deref(), None)?;
+    Ok(Settings {
+        database_url: DbUrl::parse_named("database URL", &url)?,
+        dir: dir(config, o.dir.as_deref()),
+        lock_wait: o.lock_wait.or(duration("lock_wait", c.lock_wait.as_deref())?).unwrap_or(Settings::DEFAULT_LOCK_WAIT),
+        lock_timeout: o
+            .lock_timeout
+            .or(duration("lock_timeout", c.lock_timeout.as_deref())?)
+            .unwrap_or(Settings::DEFAULT_LOCK_TIMEOUT),
+        statement_timeout: o.statement_timeout.or(duration("statement_timeout", c.statement_timeout.as_deref())?),
+        retries: c.retries.unwrap_or(Settings::DEFAULT_RETRIES),
+        lint: c.lint.clone(),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// A migration file or the directory is unusable (exit 2).
@@ -60,6 +102,9 @@ pub enum MigrateError {
 
     #[error(transparent)]
     Pg(#[from] PgError),
+
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 
     /// Another session holds the migration lock (exit 4).
     #[error(
@@ -134,6 +179,7 @@ impl Classify for MigrateError {
         match self {
             MigrateError::Source { .. } | MigrateError::Input(_) => ErrorClass::Usage,
             MigrateError::Pg(e) => e.class(),
+            MigrateError::Config(e) => e.class(),
             MigrateError::Busy { .. } => ErrorClass::Busy,
             MigrateError::Io { .. }
             | MigrateError::Dirty { .. }

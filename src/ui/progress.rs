@@ -70,3 +70,37 @@ impl Reporter for BarReporter {
         }
     }
 }
+
+/// A spinner that shows the library's latest note ("applying 2026… add tags") with the elapsed
+/// time; for step-wise work where bytes mean nothing.
+pub struct StepReporter {
+    bar: ProgressBar,
+}
+
+/// The step reporter fit for this invocation: a spinner on a terminal, nothing otherwise.
+pub fn steps(printer: &Printer, prefix: &str) -> Box<dyn Reporter> {
+    if !printer.show_progress() {
+        return Box::new(Silent);
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Box::new(StepReporter { bar })
+}
+
+impl Reporter for StepReporter {
+    fn note(&self, message: &str) {
+        self.bar.set_message(message.to_string());
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for StepReporter {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

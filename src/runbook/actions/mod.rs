@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod control;
 pub mod http;
+pub mod migrate;
 pub mod notify;
 pub mod shell;
 pub mod sql;
@@ -85,6 +86,8 @@ pub enum ActionError {
     Pg(#[from] crate::pg::PgError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
 }
 
 impl Classify for ActionError {
@@ -98,6 +101,7 @@ impl Classify for ActionError {
             ActionError::Store(e) => e.class(),
             ActionError::Pg(e) => e.class(),
             ActionError::Config(e) => e.class(),
+            ActionError::Migrate(e) => e.class(),
         }
     }
 }
@@ -162,6 +166,7 @@ actions! {
     "backup-prune" => backup_prune,
     "backup-verify" => backup_verify,
     "backup-list" => backup_list,
+    "migrate" => migrate,
     "sql" => sql,
     "http" => http,
     "shell" => shell,
