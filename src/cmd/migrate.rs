@@ -155,7 +155,8 @@ pub struct NewArgs {
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// Every migration with a version up to this one is recorded as applied.
-    pub version: i64,
+    #[arg(value_name = "VERSION")]
+    pub upto: i64,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -454,7 +455,7 @@ fn new(ctx: &Ctx<'_>, args: NewArgs) -> Result<ExitStatus> {
 
 async fn baseline(ctx: &Ctx<'_>, args: BaselineArgs) -> Result<ExitStatus> {
     let settings = args.conn.settings(ctx)?;
-    let report = migrate::baseline(&settings, args.version).await?;
+    let report = migrate::baseline(&settings, args.upto).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &report)?;
     } else {

@@ -27,11 +27,18 @@ pub struct StatementDiff {
     pub added: Vec<String>,
 }
 
-/// Statements of a script with comments removed and whitespace collapsed, one string each.
-pub fn statements(text: &str) -> Vec<String> {
+/// One statement: its significant tokens (for comparing) and a one-line rendering (for showing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Statement {
+    tokens: Vec<String>,
+    text: String,
+}
+
+/// Statements of a script with comments removed and whitespace collapsed.
+fn statements(text: &str) -> Vec<Statement> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
-    let mut current = String::new();
+    let mut current = Statement { tokens: Vec::new(), text: String::new() };
     let mut pending_space = false;
     let mut pos = 0usize;
     for token in squawk_lexer::tokenize(text) {
@@ -40,26 +47,28 @@ pub fn statements(text: &str) -> Vec<String> {
         pos = end;
         match token.kind {
             TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. } => {
-                pending_space = !current.is_empty();
+                pending_space = !current.tokens.is_empty();
             }
             TokenKind::Semi => {
-                if !current.is_empty() {
-                    out.push(std::mem::take(&mut current));
+                if !current.tokens.is_empty() {
+                    out.push(std::mem::replace(&mut current, Statement { tokens: Vec::new(), text: String::new() }));
                 }
                 pending_space = false;
             }
             _ => {
                 if pending_space {
-                    current.push(' ');
+                    current.text.push(' ');
                     pending_space = false;
                 }
                 // Inside literals (strings, dollar-quoted bodies) line endings are data; normalize
                 // CRLF so a file re-saved on Windows still reads the same.
-                current.push_str(&piece.replace("\r\n", "\n"));
+                let piece = piece.replace("\r\n", "\n");
+                current.text.push_str(&piece);
+                current.tokens.push(piece);
             }
         }
     }
-    if !current.is_empty() {
+    if !current.tokens.is_empty() {
         out.push(current);
     }
     out
@@ -69,11 +78,12 @@ pub fn statements(text: &str) -> Vec<String> {
 pub fn classify(applied: &str, current: &str) -> (DriftKind, StatementDiff) {
     let before = statements(applied);
     let after = statements(current);
-    if before == after {
+    let same = |a: &Statement, b: &Statement| a.tokens == b.tokens;
+    if before.len() == after.len() && before.iter().zip(&after).all(|(a, b)| same(a, b)) {
         return (DriftKind::Cosmetic, StatementDiff::default());
     }
-    let removed = before.iter().filter(|s| !after.contains(s)).cloned().collect();
-    let added = after.iter().filter(|s| !before.contains(s)).cloned().collect();
+    let removed = before.iter().filter(|s| !after.iter().any(|a| same(a, s))).map(|s| s.text.clone()).collect();
+    let added = after.iter().filter(|s| !before.iter().any(|b| same(b, s))).map(|s| s.text.clone()).collect();
     (DriftKind::Semantic, StatementDiff { removed, added })
 }
 
@@ -83,8 +93,8 @@ mod tests {
 
     #[test]
     fn whitespace_comments_bom_and_crlf_are_cosmetic() {
-        let a = "-- add tags\nALTER TABLE products ADD COLUMN tags text[];\n";
-        let b = "\u{feff}/* tags */\r\nALTER TABLE  products\r\n  ADD COLUMN tags text[];   \r\n";
+        let a = "-- add tags\nALTER TABLE products ADD COLUMN tags text[];\nCREATE TABLE t (id int);";
+        let b = "\u{feff}/* tags */\r\nALTER TABLE  products\r\n  ADD COLUMN tags text[];   \r\nCREATE TABLE t (\r\n  id int\r\n);";
         assert_eq!(classify(a, b).0, DriftKind::Cosmetic);
     }
 
