@@ -35,6 +35,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -198,6 +199,250 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;backup;help;prune'= {
         }
         &'opsbook;backup;help;help'= {
+        }
+        &'opsbook;migrate'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand up 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+            cand status 'Applied, pending, changed and missing migrations, and other tools'' history tables'
+            cand check 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+            cand validate 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+            cand dry-run 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+            cand lint 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+            cand new 'Create the next timestamped migration file'
+            cand baseline 'Record migrations up to VERSION as applied without running them (existing schemas)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;migrate;up'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --target 'Apply up to and including this version'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --allow-unsafe 'Apply even when pending migrations have lint errors'
+            cand --ignore-missing 'Go on when applied migrations have no file (e.g. deploying an older branch)'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;status'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;check'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;validate'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --repair-cosmetic 'Record the new checksum of files whose change is only cosmetic (whitespace, line endings, BOM, comments), so sqlx and opsbook accept them again'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;dry-run'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --target 'Dry-run up to and including this version'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;lint'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --pending 'Lint only the migrations the database has not applied yet'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;new'= {
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --reversible 'Create an .up.sql/.down.sql pair'
+            cand --flyway 'Use a Flyway name (V<version>__<name>.sql) [default: the directory''s style]'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;baseline'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
+            cand --lock-wait 'How long to wait for the migration lock before exiting 4 [default: 60s]'
+            cand --lock-timeout 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]'
+            cand --statement-timeout 'statement_timeout set for every migration [default: the server''s]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;migrate;help'= {
+            cand up 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+            cand status 'Applied, pending, changed and missing migrations, and other tools'' history tables'
+            cand check 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+            cand validate 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+            cand dry-run 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+            cand lint 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+            cand new 'Create the next timestamped migration file'
+            cand baseline 'Record migrations up to VERSION as applied without running them (existing schemas)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;migrate;help;up'= {
+        }
+        &'opsbook;migrate;help;status'= {
+        }
+        &'opsbook;migrate;help;check'= {
+        }
+        &'opsbook;migrate;help;validate'= {
+        }
+        &'opsbook;migrate;help;dry-run'= {
+        }
+        &'opsbook;migrate;help;lint'= {
+        }
+        &'opsbook;migrate;help;new'= {
+        }
+        &'opsbook;migrate;help;baseline'= {
+        }
+        &'opsbook;migrate;help;help'= {
         }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
@@ -566,6 +811,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;help'= {
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+            cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -587,6 +833,32 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;backup;verify'= {
         }
         &'opsbook;help;backup;prune'= {
+        }
+        &'opsbook;help;migrate'= {
+            cand up 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+            cand status 'Applied, pending, changed and missing migrations, and other tools'' history tables'
+            cand check 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+            cand validate 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+            cand dry-run 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+            cand lint 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+            cand new 'Create the next timestamped migration file'
+            cand baseline 'Record migrations up to VERSION as applied without running them (existing schemas)'
+        }
+        &'opsbook;help;migrate;up'= {
+        }
+        &'opsbook;help;migrate;status'= {
+        }
+        &'opsbook;help;migrate;check'= {
+        }
+        &'opsbook;help;migrate;validate'= {
+        }
+        &'opsbook;help;migrate;dry-run'= {
+        }
+        &'opsbook;help;migrate;lint'= {
+        }
+        &'opsbook;help;migrate;new'= {
+        }
+        &'opsbook;help;migrate;baseline'= {
         }
         &'opsbook;help;run'= {
         }

@@ -40,6 +40,7 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -s q -l quiet -d 'Less out
 complete -c opsbook -n "__fish_opsbook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c opsbook -n "__fish_opsbook_needs_command" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -178,6 +179,203 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "up" -d 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "status" -d 'Applied, pending, changed and missing migrations, and other tools\' history tables'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "check" -d 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "validate" -d 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "dry-run" -d 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "lint" -d 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "new" -d 'Create the next timestamped migration file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l target -d 'Apply up to and including this version' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l allow-unsafe -d 'Apply even when pending migrations have lint errors'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l ignore-missing -d 'Go on when applied migrations have no file (e.g. deploying an older branch)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l repair-cosmetic -d 'Record the new checksum of files whose change is only cosmetic (whitespace, line endings, BOM, comments), so sqlx and opsbook accept them again'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l target -d 'Dry-run up to and including this version' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from dry-run" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l pending -d 'Lint only the migrations the database has not applied yet'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from lint" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l reversible -d 'Create an .up.sql/.down.sql pair'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l flyway -d 'Use a Flyway name (V<version>__<name>.sql) [default: the directory\'s style]'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from new" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l lock-wait -d 'How long to wait for the migration lock before exiting 4 [default: 60s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l lock-timeout -d 'lock_timeout set for every migration; a timeout is retried with backoff [default: 5s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l statement-timeout -d 'statement_timeout set for every migration [default: the server\'s]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from baseline" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "up" -d 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "status" -d 'Applied, pending, changed and missing migrations, and other tools\' history tables'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "check" -d 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "dry-run" -d 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "lint" -d 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "new" -d 'Create the next timestamped migration file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l param -d 'A parameter value; repeat for several' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l resume -d 'Continue run RUN_ID after its last successful step, with the same parameters' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l from -d 'Start at this step; earlier steps are skipped' -r
@@ -463,18 +661,27 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "up" -d 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "status" -d 'Applied, pending, changed and missing migrations, and other tools\' history tables'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "check" -d 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "validate" -d 'Classify changes to applied migration files as cosmetic or semantic; exit 1 on any drift'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "dry-run" -d 'Run pending migrations inside a transaction, report the locks each takes and its time, then roll back. Exit 1 when one fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "lint" -d 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "new" -d 'Create the next timestamped migration file'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "show" -d 'Show a runbook\'s parameters and steps'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'

@@ -45,7 +45,8 @@ fn up_applies_in_order_records_like_sqlx_and_is_idempotent() {
     let out = migrate(tmp.path(), &url, &["up", "--output", "json"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let report = json(&out);
-    let versions: Vec<i64> = report["applied"].as_array().unwrap().iter().map(|a| a["version"].as_i64().unwrap()).collect();
+    let versions: Vec<i64> =
+        report["applied"].as_array().unwrap().iter().map(|a| a["version"].as_i64().unwrap()).collect();
     assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(report["head"], 3);
 
@@ -209,7 +210,9 @@ fn dry_run_reports_locks_and_leaves_the_schema_unchanged() {
     assert_eq!(first["outcome"], "ok");
     let locks = first["locks"].as_array().unwrap();
     assert!(
-        locks.iter().any(|l| l["relation"] == "products" && l["mode"] == "AccessExclusiveLock" && l["new_object"] == false),
+        locks
+            .iter()
+            .any(|l| l["relation"] == "products" && l["mode"] == "AccessExclusiveLock" && l["new_object"] == false),
         "{locks:?}"
     );
     let second = doc["migrations"][1]["locks"].as_array().unwrap();
@@ -265,7 +268,8 @@ fn lint_catches_the_classic_zero_downtime_mistakes() {
         let out = opsbook(tmp.path()).args(["migrate", "lint", file, "--output", "json"]).output().unwrap();
         assert_eq!(code(&out), 1, "{file}: {}", all_output(&out));
         let doc = json(&out);
-        let rules: Vec<&str> = doc["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+        let rules: Vec<&str> =
+            doc["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
         assert!(rules.contains(&rule), "{file}: expected {rule}, got {rules:?}");
         assert_eq!(doc["findings"][0]["line"], 1);
     }
@@ -366,7 +370,10 @@ fn flyway_names_and_repeatables() {
     assert_eq!(code(&migrate(tmp.path(), &url, &["check"])), 1, "a changed repeatable is pending");
     let out = migrate(tmp.path(), &url, &["up"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'product_names'"), 2);
+    assert_eq!(
+        pg.query_i64(&url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'product_names'"),
+        2
+    );
 
     // `new` follows the directory's style.
     let out = opsbook(tmp.path()).args(["migrate", "new", "Add SKU"]).output().unwrap();
@@ -586,11 +593,8 @@ fn status_reports_other_tools_history() {
 fn lint_config_in_the_profile_changes_severity() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("drop.sql"), "ALTER TABLE products DROP COLUMN legacy;\n").unwrap();
-    std::fs::write(
-        tmp.path().join("opsbook.toml"),
-        "[profiles.default.migrate.lint]\nwarn = [\"ban-drop-column\"]\n",
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("opsbook.toml"), "[profiles.default.migrate.lint]\nwarn = [\"ban-drop-column\"]\n")
+        .unwrap();
     let out = opsbook(tmp.path()).args(["migrate", "lint", "drop.sql"]).output().unwrap();
     assert_eq!(code(&out), 0, "a warning does not fail: {}", all_output(&out));
     assert!(all_output(&out).contains("warning[ban-drop-column]"), "{}", all_output(&out));

@@ -310,12 +310,59 @@ fn quickstart_runs_end_to_end() {
     let report = json(&out);
     let steps = report["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["status"] == "ok"), "{report}");
-    let backup_id = report["steps"][2]["outputs"]["backup_id"].as_str().unwrap();
-    assert_eq!(report["steps"][3]["outputs"]["latest"], backup_id);
-    assert_eq!(report["steps"][4]["outputs"]["ok"], true);
+    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}: {report}"));
+    assert_eq!(step("lint")["outputs"]["files"], 2);
+    assert_eq!(step("migrate")["outputs"]["applied"], 2);
+    assert_eq!(step("migrate")["outputs"]["head"], 20260102000000i64);
+    let backup_id = step("backup")["outputs"]["backup_id"].as_str().unwrap();
+    assert_eq!(step("list")["outputs"]["latest"], backup_id);
+    assert_eq!(step("verify")["outputs"]["ok"], true);
     assert!(!sandbox.join("pg").exists(), "teardown removed the sandbox");
     // The password of the sandbox never reached the report.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("postgres:postgres@"));
+}
+
+#[test]
+fn deploy_checks_lints_dry_runs_confirms_and_applies() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("deploy");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("1_notes.sql"), "ALTER TABLE products ADD COLUMN notes text;\n").unwrap();
+    let deploy = |extra: &[&str]| {
+        opsbook(dir.path())
+            .env("DATABASE_URL", &db)
+            .args(["run"])
+            .arg(repo().join("runbooks/deploy.toml"))
+            .args(["--param", &format!("migrations={}", migrations.display()), "--output", "json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // No terminal and no --yes: stops at the confirmation (exit 5) with nothing applied.
+    let out = deploy(&[]);
+    assert_eq!(code(&out), 5, "{}", all_output(&out));
+    assert_eq!(pg.query_i64(&db, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'notes'"), 0);
+
+    let out = deploy(&["--yes"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    let steps = report["steps"].as_array().unwrap();
+    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}: {report}"));
+    assert_eq!(step("check")["outputs"]["pending"], 1);
+    assert!(step("dry-run")["outputs"]["locks"][0].as_str().unwrap().contains("AccessExclusiveLock on products"));
+    assert_eq!(step("up")["outputs"]["applied"], 1);
+    assert_eq!(step("verify")["outputs"]["pending"], 0);
+    assert_eq!(pg.query_i64(&db, "SELECT count(*) FROM _sqlx_migrations"), 1);
+
+    // An unsafe migration stops the deploy at the lint step, before anything runs.
+    std::fs::write(migrations.join("2_idx.sql"), "CREATE INDEX products_notes ON products (notes);\n").unwrap();
+    let out = deploy(&["--yes"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("require-concurrent-index-creation"), "{}", all_output(&out));
+    assert_eq!(pg.query_i64(&db, "SELECT count(*) FROM _sqlx_migrations"), 1);
 }
 
 #[test]
@@ -325,7 +372,7 @@ fn schema_is_json_schema_with_actions() {
     assert_eq!(code(&out), 0);
     let schema = json(&out);
     assert!(schema["properties"]["steps"].is_object(), "{schema}");
-    for action in ["backup", "backup-prune", "sql", "http", "shell", "manual", "sandbox"] {
+    for action in ["backup", "backup-prune", "sql", "http", "shell", "manual", "sandbox", "migrate"] {
         assert!(schema["x-opsbook-actions"][action].is_object(), "{action}");
     }
 }

@@ -246,8 +246,7 @@ async fn status(ctx: &Ctx<'_>, args: ConnArgs, check: bool) -> Result<ExitStatus
         ctx.printer.report(code, &status)?;
         return Ok(code);
     }
-    let shown: Vec<&engine::Entry> =
-        if check { status.problems().collect() } else { status.entries.iter().collect() };
+    let shown: Vec<&engine::Entry> = if check { status.problems().collect() } else { status.entries.iter().collect() };
     if !shown.is_empty() {
         let mut t = table::new(&["version", "description", "state", "installed", "by", "note"]);
         for e in shown {
@@ -299,7 +298,9 @@ async fn validate(ctx: &Ctx<'_>, args: ValidateArgs) -> Result<ExitStatus> {
     }
     for d in &report.drift {
         let what = match d.kind.as_str() {
-            "cosmetic" if d.repaired => "cosmetic change (whitespace, line endings, BOM or comments): new checksum recorded",
+            "cosmetic" if d.repaired => {
+                "cosmetic change (whitespace, line endings, BOM or comments): new checksum recorded"
+            }
             "cosmetic" => "cosmetic change only (whitespace, line endings, BOM or comments)",
             "semantic" => "semantic change: the SQL differs from what was applied",
             "missing" => "the file is missing",
@@ -420,9 +421,8 @@ async fn lint_cmd(ctx: &Ctx<'_>, args: LintArgs) -> Result<ExitStatus> {
     } else {
         files = args.files.len();
         for path in &args.files {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                crate::error::ClassifiedError::usage(format!("cannot read {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| crate::error::ClassifiedError::usage(format!("cannot read {}: {e}", path.display())))?;
             findings.extend(rules.lint(path, &text, !source::is_no_tx(&text)));
         }
     }

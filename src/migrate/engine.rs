@@ -611,7 +611,9 @@ async fn dry_run_locked(
                             entry.locks.push(LockTaken { relation, kind, mode, new_object: !existing.contains(&oid) });
                         }
                     }
-                    entry.locks.sort_by(|a, b| (a.new_object, &a.relation, &a.mode).cmp(&(b.new_object, &b.relation, &b.mode)));
+                    entry.locks.sort_by(|a, b| {
+                        (a.new_object, &a.relation, &a.mode).cmp(&(b.new_object, &b.relation, &b.mode))
+                    });
                 }
                 Err(f) => {
                     failed = true;
@@ -682,7 +684,8 @@ pub async fn validate(settings: &Settings, repair_cosmetic: bool) -> Result<Vali
         if file.checksum == row.checksum {
             continue;
         }
-        let original = history.side_for(row.version).filter(|s| s.checksum == row.checksum).and_then(|s| s.script.clone());
+        let original =
+            history.side_for(row.version).filter(|s| s.checksum == row.checksum).and_then(|s| s.script.clone());
         let (kind, diff) = match &original {
             Some(text) => drift::classify(text, &file.sql),
             None => (DriftKind::Unknown, drift::StatementDiff::default()),
@@ -729,7 +732,8 @@ pub struct BaselineReport {
 /// it (for a database whose schema already exists).
 pub async fn baseline(settings: &Settings, version: i64) -> Result<BaselineReport, MigrateError> {
     let (source, mut conn) = open(settings).await?;
-    let upto: Vec<&MigrationFile> = source.versioned.iter().filter(|m| m.version.is_some_and(|v| v <= version)).collect();
+    let upto: Vec<&MigrationFile> =
+        source.versioned.iter().filter(|m| m.version.is_some_and(|v| v <= version)).collect();
     if upto.is_empty() {
         return Err(MigrateError::Input(format!(
             "baseline {version}: no migration in {} has a version at or below it",
@@ -796,7 +800,11 @@ mod tests {
     fn compare_classifies_every_state() {
         let source = Source {
             dir: "m".into(),
-            versioned: vec![file(Some(1), "1_a.sql", "a"), file(Some(2), "2_b.sql", "b2"), file(Some(4), "4_d.sql", "d")],
+            versioned: vec![
+                file(Some(1), "1_a.sql", "a"),
+                file(Some(2), "2_b.sql", "b2"),
+                file(Some(4), "4_d.sql", "d"),
+            ],
             repeatable: vec![file(None, "R__v.sql", "v")],
         };
         let history = History { applied: vec![row(1, "a"), row(2, "b"), row(3, "c")], ..Default::default() };

@@ -91,7 +91,9 @@ impl Rules {
         let error = parse_rules("error", &config.error)?;
         let pg_version = match &config.pg_version {
             Some(v) => Some(squawk_linter::Version::from_str(v).map_err(|e| {
-                MigrateError::Input(format!("invalid migrate.lint.pg_version `{v}`: {e:?}; use e.g. \"15\" or \"16.2\""))
+                MigrateError::Input(format!(
+                    "invalid migrate.lint.pg_version `{v}`: {e:?}; use e.g. \"15\" or \"16.2\""
+                ))
             })?),
             None => None,
         };
@@ -137,10 +139,8 @@ impl Rules {
             })
             .collect();
         let mut linter = Linter::from(self.rules.iter().copied());
-        linter.settings = LinterSettings {
-            pg_version: self.pg_version.unwrap_or_default(),
-            assume_in_transaction: in_transaction,
-        };
+        linter.settings =
+            LinterSettings { pg_version: self.pg_version.unwrap_or_default(), assume_in_transaction: in_transaction };
         for v in linter.lint(&parse, text) {
             let (line, column) = crate::config::line_col(text, usize::from(v.text_range.start()));
             findings.push(Finding {
@@ -191,7 +191,9 @@ mod tests {
         assert!(rules_hit("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (p) REFERENCES products (id);")
             .iter()
             .any(|r| r == "adding-foreign-key-constraint" || r == "constraint-missing-not-valid"));
-        assert!(rules_hit("ALTER TABLE products ALTER COLUMN price TYPE numeric;").contains(&"changing-column-type".into()));
+        assert!(
+            rules_hit("ALTER TABLE products ALTER COLUMN price TYPE numeric;").contains(&"changing-column-type".into())
+        );
         assert!(rules_hit("ALTER TABLE products DROP COLUMN legacy;").contains(&"ban-drop-column".into()));
         assert!(rules_hit("ALTER TABLE products RENAME COLUMN a TO b;").contains(&"renaming-column".into()));
     }

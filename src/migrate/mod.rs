@@ -53,13 +53,17 @@ pub struct Overrides {
 
 /// The migrations directory: override > profile > ./migrations.
 pub fn dir(config: &Config, given: Option<&std::path::Path>) -> PathBuf {
-    given.map(PathBuf::from).or_else(|| config.profile.migrate.dir.clone()).unwrap_or_else(|| PathBuf::from("migrations"))
+    given
+        .map(PathBuf::from)
+        .or_else(|| config.profile.migrate.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("migrations"))
 }
 
 fn duration(key: &str, raw: Option<&str>) -> Result<Option<Duration>, MigrateError> {
     raw.map(|r| {
-        humantime::parse_duration(r.trim())
-            .map_err(|e| MigrateError::Input(format!("invalid migrate.{key} `{r}` in opsbook.toml: {e} (use e.g. 5s or 2min)")))
+        humantime::parse_duration(r.trim()).map_err(|e| {
+            MigrateError::Input(format!("invalid migrate.{key} `{r}` in opsbook.toml: {e} (use e.g. 5s or 2min)"))
+        })
     })
     .transpose()
 }
@@ -71,7 +75,10 @@ pub fn resolve(config: &Config, o: &Overrides) -> Result<Settings, MigrateError>
     Ok(Settings {
         database_url: DbUrl::parse_named("database URL", &url)?,
         dir: dir(config, o.dir.as_deref()),
-        lock_wait: o.lock_wait.or(duration("lock_wait", c.lock_wait.as_deref())?).unwrap_or(Settings::DEFAULT_LOCK_WAIT),
+        lock_wait: o
+            .lock_wait
+            .or(duration("lock_wait", c.lock_wait.as_deref())?)
+            .unwrap_or(Settings::DEFAULT_LOCK_WAIT),
         lock_timeout: o
             .lock_timeout
             .or(duration("lock_timeout", c.lock_timeout.as_deref())?)
@@ -142,14 +149,7 @@ pub enum MigrateError {
             String::new()
         }
     )]
-    Execute {
-        label: String,
-        file: String,
-        line: Option<usize>,
-        message: String,
-        attempts: u32,
-        applied_before: usize,
-    },
+    Execute { label: String, file: String, line: Option<usize>, message: String, attempts: u32, applied_before: usize },
 }
 
 fn unsafe_message(findings: &[Finding]) -> String {

@@ -104,7 +104,8 @@ fn parse_name(name: &str) -> Result<Parsed, String> {
         return Ok(Parsed::Repeatable { description: desc.replace('_', " ") });
     }
     if let Some(rest) = stem.strip_prefix('V').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
-        let (version, desc) = rest.split_once("__").ok_or("a Flyway-style name needs `__` between version and description")?;
+        let (version, desc) =
+            rest.split_once("__").ok_or("a Flyway-style name needs `__` between version and description")?;
         let version = parse_version(version)?;
         if desc.trim_matches('_').is_empty() {
             return Err("the description after `__` is empty".into());
@@ -150,7 +151,10 @@ pub fn load(dir: &Path) -> Result<Source, MigrateError> {
         } else {
             ""
         };
-        MigrateError::Source { path: dir.to_path_buf(), message: format!("cannot read the migrations directory: {e}{hint}") }
+        MigrateError::Source {
+            path: dir.to_path_buf(),
+            message: format!("cannot read the migrations directory: {e}{hint}"),
+        }
     })?;
     let mut versioned: BTreeMap<i64, MigrationFile> = BTreeMap::new();
     let mut downs: BTreeMap<i64, PathBuf> = BTreeMap::new();
@@ -183,7 +187,10 @@ pub fn load(dir: &Path) -> Result<Source, MigrateError> {
                 if let Some(other) = versioned.get(&version) {
                     return Err(MigrateError::Source {
                         path,
-                        message: format!("version {version} is also used by {}; versions must be unique", other.file_name),
+                        message: format!(
+                            "version {version} is also used by {}; versions must be unique",
+                            other.file_name
+                        ),
                     });
                 }
                 versioned.insert(version, file);

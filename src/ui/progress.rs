@@ -82,9 +82,8 @@ pub fn steps(printer: &Printer, prefix: &str) -> Box<dyn Reporter> {
     if !printer.show_progress() {
         return Box::new(Silent);
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-        ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}").expect("valid template"),
-    );
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        .with_style(ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}").expect("valid template"));
     bar.set_prefix(prefix.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     Box::new(StepReporter { bar })

@@ -40,8 +40,8 @@ pub struct Input {
     pub mode: Mode,
     /// Database URL [default: DATABASE_URL / profile / sandbox].
     pub database_url: Option<String>,
-    /// Migrations directory, relative to the runbook [default: profile's migrate.dir, else
-    /// ./migrations relative to the working directory].
+    /// Migrations directory; a relative path resolves against the runbook's directory. Empty or
+    /// absent: the profile's migrate.dir, else ./migrations in the working directory.
     pub migrations: Option<String>,
     /// up / dry-run: stop at this version.
     pub target: Option<i64>,
@@ -51,6 +51,9 @@ pub struct Input {
     /// lint: pending (default) or all files.
     #[serde(default)]
     pub scope: Scope,
+    /// check: only fail on drift (changed, missing or failed migrations), not on pending ones.
+    #[serde(default)]
+    pub allow_pending: bool,
     /// Wait for the migration lock this long (e.g. "60s").
     pub lock_wait: Option<String>,
     /// lock_timeout per migration (e.g. "5s").
@@ -68,7 +71,8 @@ fn settings(input: &Input, ctx: &ActionCtx<'_>) -> Result<Settings, ActionError>
         ctx.config,
         &Overrides {
             database_url: input.database_url.clone(),
-            dir: input.migrations.as_deref().map(|d| ctx.resolve_path(d)),
+            // An empty value (an unset runbook param) means the default directory.
+            dir: input.migrations.as_deref().filter(|d| !d.trim().is_empty()).map(|d| ctx.resolve_path(d)),
             lock_wait: duration("lock_wait", input.lock_wait.as_deref())?,
             lock_timeout: duration("lock_timeout", input.lock_timeout.as_deref())?,
             statement_timeout: duration("statement_timeout", input.statement_timeout.as_deref())?,
@@ -102,6 +106,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         Mode::Check => {
             let problems: Vec<String> = status
                 .problems()
+                .filter(|e| !(input.allow_pending && e.state == engine::State::Pending))
                 .map(|e| format!("{} {} ({})", e.version.unwrap_or_default(), e.description, e.state.as_str()))
                 .collect();
             if !problems.is_empty() {
@@ -118,7 +123,10 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             let findings: Vec<lint::Finding> =
                 engine::lint_files(&rules, &files).into_iter().flat_map(|(_, f)| f).collect();
             out.insert("files".into(), files.len().into());
-            out.insert("warnings".into(), findings.iter().filter(|f| f.severity == lint::Severity::Warning).count().into());
+            out.insert(
+                "warnings".into(),
+                findings.iter().filter(|f| f.severity == lint::Severity::Warning).count().into(),
+            );
             if lint::has_errors(&findings) {
                 return Err(ActionError::Failed(format!("lint errors: {}", finding_lines(&findings))));
             }
@@ -133,9 +141,10 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                 .migrations
                 .iter()
                 .flat_map(|m| {
-                    m.locks.iter().filter(|l| !l.new_object).map(move |l| {
-                        format!("{}: {} on {}", m.version.unwrap_or_default(), l.mode, l.relation)
-                    })
+                    m.locks
+                        .iter()
+                        .filter(|l| !l.new_object)
+                        .map(move |l| format!("{}: {} on {}", m.version.unwrap_or_default(), l.mode, l.relation))
                 })
                 .collect();
             out.insert("locks".into(), locks.into());
