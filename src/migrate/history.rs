@@ -341,7 +341,7 @@ impl MigrationLock {
                 return Ok(MigrationLock { key, waited: start.elapsed() });
             }
             if start.elapsed() >= wait {
-                let holder = lock_holder(conn, key).await;
+                let holder = lock_holder(conn, key).await.map(Box::new);
                 return Err(MigrateError::Busy { database, key, waited: wait, holder });
             }
             tokio::time::sleep(pause.min(wait.saturating_sub(start.elapsed()))).await;

@@ -120,7 +120,7 @@ pub enum MigrateError {
         holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default(),
         waited.as_secs()
     )]
-    Busy { database: String, key: i64, waited: Duration, holder: Option<history::LockHolder> },
+    Busy { database: String, key: i64, waited: Duration, holder: Option<Box<history::LockHolder>> },
 
     /// `_sqlx_migrations` has a row with success = false (exit 1).
     #[error(
