@@ -29,6 +29,10 @@ pub enum Command {
     /// Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint,
     /// new, baseline.
     Migrate(cmd::migrate::MigrateArgs),
+    /// Prove a backup restores: download and check it, restore into a scratch database or a
+    /// throwaway cluster, compare row counts, run checks and migrations, sample the media bucket,
+    /// measure RTO/RPO, clean up.
+    RestoreDrill(Box<cmd::restore_drill::RestoreDrillArgs>),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -49,6 +53,7 @@ impl Command {
         match self {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Migrate(m) => format!("migrate {}", m.command.name()),
+            Command::RestoreDrill(_) => "restore-drill".into(),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

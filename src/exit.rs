@@ -104,6 +104,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::runbook::actions::ActionError,
         crate::lock::LockError,
         crate::migrate::MigrateError,
+        crate::drill::DrillError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

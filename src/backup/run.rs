@@ -377,7 +377,7 @@ async fn read_tail(mut stderr: tokio::process::ChildStderr) -> String {
 
 /// Tables pg_dump dumps data for: ordinary tables outside system schemas, not temporary, not
 /// owned by an extension.
-const TABLES_SQL: &str = "
+pub(crate) const TABLES_SQL: &str = "
     SELECT format('%I.%I', n.nspname, c.relname) AS name, greatest(c.reltuples, 0)::bigint AS estimate
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND c.relpersistence <> 't'

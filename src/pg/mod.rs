@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod query;
 pub mod tools;
 
 use std::path::PathBuf;

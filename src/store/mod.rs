@@ -128,6 +128,17 @@ impl Store {
     }
 
     /// The object's metadata, or `None` when it does not exist.
+    /// A presigned GET URL (S3/R2 only; a local store has none).
+    pub async fn presign_get(&self, key: &str, expires: std::time::Duration) -> Result<String, StoreError> {
+        match self {
+            Store::Local(_) => Err(StoreError::InvalidConfig {
+                url: self.url().to_string(),
+                reason: "presigned URLs exist only for S3/R2 stores".into(),
+            }),
+            Store::S3(s) => s.presign_get(key, expires).await,
+        }
+    }
+
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         match self {
             Store::Local(store) => store.head(key).await,

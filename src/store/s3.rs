@@ -391,6 +391,23 @@ impl S3Store {
         Ok(Box::new(Box::pin(body.into_async_read())))
     }
 
+    /// A presigned GET URL for `key`, valid for `expires`.
+    pub(crate) async fn presign_get(&self, key: &str, expires: std::time::Duration) -> Result<String, StoreError> {
+        let full = self.full_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| {
+            StoreError::InvalidConfig { url: self.resource(&full), reason: format!("presigning: {e}") }
+        })?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error("PresignGetObject", self.resource(&full), key, e))?;
+        Ok(request.uri().to_string())
+    }
+
     pub(crate) async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
         if len == 0 {
             // S3 has no empty range; still report a missing object as missing.

@@ -8,14 +8,12 @@
 //! outputs and the expectation describe is that of the last statement that returned or changed
 //! rows (a trailing `COMMIT` does not hide the `UPDATE` before it).
 
-use futures::TryStreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
-use sqlx::{Column, Either, Row, TypeInfo, ValueRef};
 
 use super::{ActionCtx, ActionError, Outputs};
+use crate::pg::query::{describe_sql_error, execute, truth, QueryResult};
 use crate::pg::DbUrl;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -160,105 +158,6 @@ fn plural(n: u64) -> &'static str {
         "row"
     } else {
         "rows"
-    }
-}
-
-/// Whether a value in PostgreSQL's text form is true (`t`, `true`, `yes`, `on`, non-zero number)
-/// or false (`f`, `false`, `no`, `off`, zero); None for anything else.
-pub(crate) fn truth(text: &str) -> Option<bool> {
-    let t = text.trim().to_ascii_lowercase();
-    match t.as_str() {
-        "t" | "true" | "y" | "yes" | "on" => Some(true),
-        "f" | "false" | "n" | "no" | "off" => Some(false),
-        _ => t.parse::<f64>().ok().filter(|n| !n.is_nan()).map(|n| n != 0.0),
-    }
-}
-
-/// What a batch of statements produced: the last statement that returned or changed rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryResult {
-    /// Rows returned, or changed when the statement returned none (INSERT/UPDATE/DELETE).
-    pub rows: u64,
-    /// Column names of the returned rows (empty when none were returned).
-    pub columns: Vec<String>,
-    /// The first column of the first row as text; None without rows or for NULL.
-    pub value: Option<String>,
-}
-
-/// Runs one or more statements over the simple query protocol.
-pub(crate) async fn execute(conn: &mut PgConnection, sql: &str) -> Result<QueryResult, sqlx::Error> {
-    let mut stream = sqlx::Executor::fetch_many(&mut *conn, sqlx::raw_sql(sql));
-    let mut result = QueryResult::default();
-    let mut first: Option<PgRow> = None;
-    let mut returned: u64 = 0;
-    while let Some(item) = stream.try_next().await? {
-        match item {
-            Either::Right(row) => {
-                if first.is_none() {
-                    first = Some(row);
-                }
-                returned += 1;
-            }
-            Either::Left(done) => {
-                // One statement finished.
-                if returned > 0 || done.rows_affected() > 0 {
-                    result = QueryResult {
-                        rows: if returned > 0 { returned } else { done.rows_affected() },
-                        columns: first
-                            .as_ref()
-                            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
-                            .unwrap_or_default(),
-                        value: first.as_ref().and_then(first_value),
-                    };
-                }
-                first = None;
-                returned = 0;
-            }
-        }
-    }
-    Ok(result)
-}
-
-/// The first column of a text-format row; booleans as `true`/`false`.
-fn first_value(row: &PgRow) -> Option<String> {
-    let raw = row.try_get_raw(0).ok()?;
-    if raw.is_null() {
-        return None;
-    }
-    let is_bool = raw.type_info().name() == "BOOL";
-    let text = raw
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|_| String::from_utf8_lossy(raw.as_bytes().unwrap_or_default()).into_owned());
-    if is_bool {
-        return Some(match text.as_str() {
-            "t" => "true".into(),
-            "f" => "false".into(),
-            _ => text,
-        });
-    }
-    Some(text)
-}
-
-/// A database error with SQLSTATE, detail and hint.
-pub(crate) fn describe_sql_error(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(db) => {
-            let mut text = db.message().to_string();
-            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
-                if let Some(detail) = pg.detail() {
-                    text.push_str(&format!("; detail: {detail}"));
-                }
-                if let Some(hint) = pg.hint() {
-                    text.push_str(&format!("; hint: {hint}"));
-                }
-            }
-            if let Some(code) = db.code() {
-                text.push_str(&format!(" (SQLSTATE {code})"));
-            }
-            text
-        }
-        other => other.to_string(),
     }
 }
 

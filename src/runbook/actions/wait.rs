@@ -226,8 +226,8 @@ async fn sql_ready(db: &crate::pg::DbUrl, query: &str) -> Poll {
         Ok(c) => c,
         Err(e) => return Poll::NotYet(e.to_string()),
     };
-    match super::sql::execute(&mut conn, query).await {
-        Ok(result) => match result.value.as_deref().and_then(super::sql::truth) {
+    match crate::pg::query::execute(&mut conn, query).await {
+        Ok(result) => match result.value.as_deref().and_then(crate::pg::query::truth) {
             Some(true) => Poll::Ready,
             _ => Poll::NotYet(match result.value {
                 Some(v) => format!("returned `{}`", super::http::redacted_excerpt(&v)),
@@ -241,10 +241,10 @@ async fn sql_ready(db: &crate::pg::DbUrl, query: &str) -> Poll {
                 "`{}` on {}: {}",
                 super::sql::summary(query),
                 db.redacted(),
-                super::sql::describe_sql_error(&sqlx::Error::Database(db_err))
+                crate::pg::query::describe_sql_error(&sqlx::Error::Database(db_err))
             )))
         }
-        Err(e) => Poll::NotYet(super::sql::describe_sql_error(&e)),
+        Err(e) => Poll::NotYet(crate::pg::query::describe_sql_error(&e)),
     }
 }
 

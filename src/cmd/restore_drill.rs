@@ -1,0 +1,173 @@
+//! `opsbook restore-drill`: restore a backup somewhere harmless and prove it works.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+
+use super::Ctx;
+use crate::cli::StoreArgs;
+use crate::drill::{self, render, Options, Outcome};
+use crate::exit::ExitStatus;
+use crate::ui::{progress, table};
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["target_url", "ephemeral"])))]
+pub struct RestoreDrillArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Backup set [default: main].
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
+    /// latest, random, or a backup id (or unique prefix).
+    #[arg(long, value_name = "WHICH", default_value = "latest")]
+    pub backup: String,
+    /// Seed for --backup random and object sampling (reported, so a drill can be repeated).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards;
+    /// it never touches a database it did not create.
+    #[arg(long, value_name = "URL")]
+    pub target_url: Option<String>,
+    /// Restore into a throwaway local cluster (initdb; runs as `postgres` when root).
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// With --ephemeral: also restore the backup's globals (roles), keeping owners and grants.
+    #[arg(long)]
+    pub globals: bool,
+    /// Apply these migrations to the restored database: newer ones must apply cleanly.
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// SQL assertions; every statement must return true or a non-zero count.
+    #[arg(long, value_name = "FILE")]
+    pub check_sql: Option<PathBuf>,
+    /// Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key.
+    #[arg(long, value_name = "URL")]
+    pub objects: Option<String>,
+    /// How many objects to sample [default: 20].
+    #[arg(long, value_name = "N", requires = "objects")]
+    pub sample: Option<usize>,
+    /// Take keys from this query over the restored database (first column) instead of a
+    /// listing, e.g. "SELECT image_key FROM products".
+    #[arg(long, value_name = "SQL", requires = "objects")]
+    pub objects_query: Option<String>,
+    /// Read sampled objects through presigned URLs.
+    #[arg(long, requires = "objects")]
+    pub presign: bool,
+    /// Fail when the newest backup's snapshot is older than this (e.g. 26h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rpo_target: Option<Duration>,
+    /// Fail when download + restore + verify takes longer than this (e.g. 30m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rto_target: Option<Duration>,
+    /// pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local
+    /// file first (parallel restore needs a seekable file).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Where to spool the archive with --jobs > 1 [default: the system temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Leave the restored database or cluster in place (the report says where).
+    #[arg(long)]
+    pub keep: bool,
+    /// Write a Markdown report here.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML here (one test case per step).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// age identity file for encrypted backups.
+    #[arg(long, value_name = "AGE_IDENTITY_FILE", env = "OPSBOOK_AGE_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the failures.
+    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+    /// Prometheus textfile to update (last run, success, RTO, RPO).
+    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl RestoreDrillArgs {
+    fn options(&self) -> Options {
+        Options {
+            store: self.store.store.clone(),
+            set: self.set.clone(),
+            backup: Some(self.backup.clone()),
+            seed: self.seed,
+            target_url: self.target_url.clone(),
+            ephemeral: self.ephemeral,
+            globals: self.globals,
+            migrations: self.migrations.clone(),
+            check_sql: self.check_sql.clone(),
+            objects: self.objects.clone(),
+            sample: self.sample,
+            objects_query: self.objects_query.clone(),
+            presign: self.presign,
+            rpo_target: self.rpo_target,
+            rto_target: self.rto_target,
+            jobs: Some(self.jobs),
+            spool_dir: self.spool_dir.clone(),
+            keep: self.keep,
+            identity: self.identity.clone(),
+            notify_url: self.notify_url.clone(),
+            metrics_file: self.metrics_file.clone(),
+        }
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
+    let request = drill::resolve(&ctx.config, &args.options())?;
+    let reporter = progress::reporter(ctx.printer, "drill");
+    let report = drill::drill(&request, reporter.as_ref())
+        .await
+        .with_context(|| format!("restore drill of set '{}' from {}", request.set, request.store_url))?;
+    let status = if report.ok { ExitStatus::Success } else { ExitStatus::Failure };
+    if let Some(path) = &args.report {
+        crate::notify::write_atomic(path, render::markdown(&report).as_bytes(), None)
+            .with_context(|| format!("write the Markdown report {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        crate::notify::write_atomic(path, render::junit(&report).as_bytes(), None)
+            .with_context(|| format!("write the JUnit report {}", path.display()))?;
+    }
+    if ctx.printer.is_json() {
+        ctx.printer.report(status, &report)?;
+        return Ok(status);
+    }
+    let mut t = table::new(&["step", "result", "time", "detail"]);
+    for s in &report.steps {
+        let result = match s.outcome {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => "skipped",
+        };
+        t.add_row(vec![s.name.clone(), result.into(), format!("{:.1}s", s.seconds), s.detail.clone()]);
+    }
+    ctx.printer.line(t.to_string())?;
+    if !report.tables.is_empty() {
+        let mut rows = table::new(&["table", "in backup", "restored", ""]);
+        for c in &report.tables {
+            rows.add_row(vec![
+                c.table.clone(),
+                c.expected.to_string(),
+                c.restored.map_or_else(|| "missing".into(), |n| n.to_string()),
+                if c.ok { "ok".into() } else { "MISMATCH".into() },
+            ]);
+        }
+        ctx.printer.line(rows.to_string())?;
+    }
+    if let Some(kept) = &report.kept {
+        ctx.printer.line(format!("kept: {kept}"))?;
+    }
+    ctx.printer.line(format!(
+        "drill {} of backup {}: {} (RTO {:.1}s, RPO {:.0}s, seed {})",
+        report.drill_id,
+        report.backup_id,
+        if report.ok { "passed" } else { "FAILED" },
+        report.rto.seconds,
+        report.rpo.seconds,
+        report.seed
+    ))?;
+    Ok(status)
+}

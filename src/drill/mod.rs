@@ -1,0 +1,358 @@
+//! Restore drills: prove a backup restores, count its rows, re-apply migrations, sample the
+//! media bucket, and measure RTO and RPO — then clean up, whatever happened.
+
+pub mod objects;
+pub mod render;
+pub mod restore;
+pub mod run;
+pub mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backup::BackupError;
+use crate::error::{Classify, ErrorClass};
+use crate::migrate::MigrateError;
+use crate::pg::{DbUrl, PgError};
+use crate::store::StoreError;
+
+pub use run::drill;
+
+/// Which backup to drill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    Latest,
+    /// A random complete backup of the set; the seed makes the pick reproducible.
+    Random,
+    /// An id or unique prefix.
+    Id(String),
+}
+
+impl Which {
+    pub fn parse(text: &str) -> Which {
+        match text {
+            "latest" => Which::Latest,
+            "random" => Which::Random,
+            id => Which::Id(id.to_string()),
+        }
+    }
+}
+
+/// Where the restore goes.
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    /// A server on which the drill creates (and later drops) `opsbook_drill_<id>`.
+    Server(DbUrl),
+    /// A throwaway local cluster (initdb + pg_ctl) under this directory.
+    Ephemeral { parent: PathBuf },
+}
+
+/// Where sampled objects come from.
+#[derive(Debug, Clone)]
+pub struct ObjectsSpec {
+    /// The media bucket (`s3://bucket[/prefix]` or a local store URL).
+    pub url: String,
+    pub sample: usize,
+    /// SQL run on the restored database; the first column of each row is an object key.
+    pub query: Option<String>,
+    /// Read through presigned URLs, as browsers do.
+    pub presign: bool,
+}
+
+/// Everything a drill needs.
+#[derive(Clone)]
+pub struct DrillRequest {
+    pub store_url: String,
+    pub set: String,
+    pub which: Which,
+    /// Seed for `random` and for object sampling; drawn and reported when not given.
+    pub seed: Option<u64>,
+    pub target: TargetSpec,
+    /// Also restore the globals object (roles) when the backup has one (ephemeral targets only).
+    pub globals: bool,
+    /// Migrations to apply to the restored database (the migration engine's settings; its
+    /// database URL is replaced by the restored database's).
+    pub migrations: Option<crate::migrate::Settings>,
+    /// `--check-sql`: the file and its text.
+    pub check_sql: Option<(PathBuf, String)>,
+    pub objects: Option<ObjectsSpec>,
+    pub rpo_target: Option<Duration>,
+    pub rto_target: Option<Duration>,
+    /// pg_restore jobs: 1 streams the archive into pg_restore; more spools it to a local file
+    /// first (parallel restore needs a seekable archive).
+    pub jobs: usize,
+    /// Where spooled archives go [default: the system temp dir].
+    pub spool_dir: Option<PathBuf>,
+    pub keep: bool,
+    pub identities: Vec<age::x25519::Identity>,
+    pub notify_url: Option<String>,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// How one step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    pub table: String,
+    pub expected: i64,
+    /// None when the table is missing from the restore.
+    pub restored: Option<i64>,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlCheck {
+    pub line: usize,
+    pub statement: String,
+    pub value: Option<String>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationCheck {
+    /// Applied in the backup (head at backup time).
+    pub head_in_backup: Option<i64>,
+    /// Applied by the drill: migrations newer than the backup.
+    pub applied: Vec<String>,
+    pub head_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectProblem {
+    pub key: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectCheck {
+    pub source: String,
+    /// "listing" or "query".
+    pub sampled_from: String,
+    pub candidates: usize,
+    pub sampled: usize,
+    pub readable: usize,
+    pub missing: Vec<String>,
+    pub unreadable: Vec<ObjectProblem>,
+    pub presigned: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_seconds: Option<f64>,
+    pub ok: bool,
+}
+
+/// The drill's result; also the drill record stored beside the backup (`drill-<time>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub tool: String,
+    pub drill_id: String,
+    /// When the drill ended (the record's time).
+    pub time: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    pub ok: bool,
+    pub store: String,
+    pub set: String,
+    pub backup_id: String,
+    pub backup_snapshot: DateTime<Utc>,
+    pub seed: u64,
+    pub target: String,
+    /// pg_restore mode: "stream" or "spool -j N".
+    pub restore_mode: String,
+    pub restored_bytes: u64,
+    pub steps: Vec<Step>,
+    pub tables: Vec<TableCheck>,
+    pub row_count_method: Option<String>,
+    pub sql_checks: Vec<SqlCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectCheck>,
+    /// Download + restore + verify wall time.
+    pub rto: Measure,
+    /// RTO per GiB of restored archive.
+    pub rto_seconds_per_gib: Option<f64>,
+    /// Now minus the snapshot time of the set's newest complete backup.
+    pub rpo: Measure,
+    /// What was left in place with --keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
+    /// Where the record was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_key: Option<String>,
+}
+
+impl DrillReport {
+    pub fn failed_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.outcome == Outcome::Failed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interrupted; the drill's scratch database or cluster was removed")]
+    Interrupted,
+}
+
+impl Classify for DrillError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            DrillError::Input(_) => ErrorClass::Usage,
+            DrillError::Backup(e) => e.class(),
+            DrillError::Store(e) => e.class(),
+            DrillError::Pg(e) => e.class(),
+            DrillError::Migrate(e) => e.class(),
+            DrillError::Io { .. } => ErrorClass::Failed,
+            DrillError::Interrupted => ErrorClass::Interrupted,
+        }
+    }
+}
+
+/// Drill settings as given on the command line or in a runbook step, before resolution.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub store: Option<String>,
+    pub set: Option<String>,
+    pub backup: Option<String>,
+    pub seed: Option<u64>,
+    pub target_url: Option<String>,
+    pub ephemeral: bool,
+    pub globals: bool,
+    pub migrations: Option<PathBuf>,
+    pub check_sql: Option<PathBuf>,
+    pub objects: Option<String>,
+    pub sample: Option<usize>,
+    pub objects_query: Option<String>,
+    pub presign: bool,
+    pub rpo_target: Option<Duration>,
+    pub rto_target: Option<Duration>,
+    pub jobs: Option<usize>,
+    pub spool_dir: Option<PathBuf>,
+    pub keep: bool,
+    pub identity: Option<PathBuf>,
+    pub notify_url: Option<String>,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Default number of objects sampled with --objects.
+pub const DEFAULT_SAMPLE: usize = 20;
+
+/// Turns options into a request: store and set from the profile when not given, files read and
+/// checked, URLs parsed.
+pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillRequest, DrillError> {
+    let set = crate::backup::job::set_name(o.set.as_deref())?;
+    let store_url = config.store_url(o.store.as_deref(), config.set(&set)).map_err(BackupError::from)?;
+    let target = match (&o.target_url, o.ephemeral) {
+        (Some(_), true) => return Err(DrillError::Input("give --target-url or --ephemeral, not both".into())),
+        (None, false) => {
+            return Err(DrillError::Input(
+                "say where to restore: --target-url URL (a server where the drill creates a scratch database) \
+                 or --ephemeral (a throwaway local cluster)"
+                    .into(),
+            ))
+        }
+        (Some(url), false) => {
+            crate::redact::register_url_password(url);
+            TargetSpec::Server(DbUrl::parse_named("--target-url", url)?)
+        }
+        (None, true) => TargetSpec::Ephemeral { parent: crate::lock::state_dir().join("drills") },
+    };
+    let migrations = match &o.migrations {
+        None => None,
+        Some(dir) => {
+            let mut settings = crate::migrate::resolve(
+                config,
+                &crate::migrate::Overrides {
+                    // Replaced by the restored database's URL; any valid URL will do here.
+                    database_url: Some("postgres://localhost/placeholder".into()),
+                    dir: Some(dir.clone()),
+                    ..Default::default()
+                },
+            )?;
+            crate::migrate::source::load(&settings.dir)?;
+            settings.lock_wait = Duration::from_secs(5);
+            Some(settings)
+        }
+    };
+    let check_sql = match &o.check_sql {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| DrillError::Input(format!("cannot read --check-sql {}: {e}", path.display())))?;
+            if crate::pg::query::split_statements(&text).is_empty() {
+                return Err(DrillError::Input(format!("--check-sql {} holds no SQL statement", path.display())));
+            }
+            Some((path.clone(), text))
+        }
+    };
+    if o.objects.is_none() && (o.objects_query.is_some() || o.sample.is_some() || o.presign) {
+        return Err(DrillError::Input("--sample, --objects-query and --presign need --objects s3://bucket[/prefix]".into()));
+    }
+    let objects = o.objects.as_ref().map(|url| ObjectsSpec {
+        url: url.clone(),
+        sample: o.sample.unwrap_or(DEFAULT_SAMPLE),
+        query: o.objects_query.clone(),
+        presign: o.presign,
+    });
+    let identities = match &o.identity {
+        None => Vec::new(),
+        Some(path) => crate::backup::codec::read_identities(path).map_err(DrillError::Input)?,
+    };
+    Ok(DrillRequest {
+        store_url,
+        set,
+        which: Which::parse(o.backup.as_deref().unwrap_or("latest")),
+        seed: o.seed,
+        target,
+        globals: o.globals,
+        migrations,
+        check_sql,
+        objects,
+        rpo_target: o.rpo_target,
+        rto_target: o.rto_target,
+        jobs: o.jobs.unwrap_or(1).max(1),
+        spool_dir: o.spool_dir.clone(),
+        keep: o.keep,
+        identities,
+        notify_url: o.notify_url.clone(),
+        metrics_file: o.metrics_file.clone(),
+    })
+}

@@ -1,0 +1,277 @@
+//! Download (size + SHA-256 against the manifest), decrypt, decompress and `pg_restore`.
+//!
+//! With one job the decoded archive streams straight into `pg_restore` (no disk, download and
+//! restore overlap). With more, it is spooled to a local file first, because parallel restore
+//! needs a seekable archive; the checksum is then known before anything is restored.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::DrillError;
+use crate::backup::codec::{self, ChannelReader};
+use crate::backup::manifest::StoredObject;
+use crate::pg::DbUrl;
+use crate::report::Reporter;
+use crate::store::Store;
+
+/// How a phase went: passed, with a detail, or failed with the reason.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub ok: bool,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+/// The download (with checksum) and the restore, reported separately.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub download: Phase,
+    /// None when the restore did not run (download failed in spool mode).
+    pub restore: Option<Phase>,
+    pub mode: String,
+    pub raw_bytes: u64,
+}
+
+pub struct RestoreJob<'a> {
+    pub store: &'a Store,
+    pub object: &'a StoredObject,
+    pub pg_restore: PathBuf,
+    pub target: &'a DbUrl,
+    pub jobs: usize,
+    pub spool_dir: PathBuf,
+    pub drill_id: &'a str,
+    pub identities: &'a [age::x25519::Identity],
+    /// Restore owners and privileges (only when the roles exist, i.e. globals were restored).
+    pub keep_owners: bool,
+}
+
+fn io_err(op: &str) -> impl FnOnce(io::Error) -> DrillError + '_ {
+    move |source| DrillError::Io { op: op.to_string(), source }
+}
+
+fn pg_restore_command(job: &RestoreJob<'_>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&job.pg_restore);
+    cmd.arg("--exit-on-error");
+    if !job.keep_owners {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    cmd.arg("--dbname").arg(job.target.libpq_dsn_without_password());
+    cmd.envs(job.target.child_env());
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd
+}
+
+/// Reads the object, hashing every byte and feeding the decoder; returns (bytes, sha256).
+async fn pump(
+    mut stream: Box<dyn AsyncRead + Send + Unpin>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    key: &str,
+    reporter: &dyn Reporter,
+) -> Result<(u64, String), DrillError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut decoder_gone = false;
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|source| DrillError::Io { op: format!("reading {key}"), source })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        reporter.advance(n as u64);
+        if !decoder_gone && tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+            decoder_gone = true;
+        }
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+fn check_sums(object: &StoredObject, size: u64, sha256: &str) -> Result<String, String> {
+    if size != object.size {
+        return Err(format!("size mismatch: read {size} bytes, manifest says {}", object.size));
+    }
+    if sha256 != object.sha256 {
+        return Err(format!("checksum mismatch: the stored bytes hash to {sha256}, manifest says {}", object.sha256));
+    }
+    Ok(format!("{size} bytes, sha256 {}…", &sha256[..12]))
+}
+
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+pub async fn run(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restored, DrillError> {
+    if job.jobs > 1 {
+        spooled(job, reporter).await
+    } else {
+        streamed(job, reporter).await
+    }
+}
+
+async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restored, DrillError> {
+    let start = Instant::now();
+    let mut child = pg_restore_command(job)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(io_err("start pg_restore"))?;
+    let stdin: OwnedFd = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .into_owned_fd()
+        .map_err(io_err("take pg_restore's stdin"))?;
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let identities = job.identities.to_vec();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let out = std::fs::File::from(stdin);
+        codec::decode(ChannelReader::new(rx), &identities, io::BufWriter::with_capacity(1 << 20, out))
+    });
+    reporter.phase("download + restore", Some(job.object.size));
+    let stream = job.store.get_stream(&job.object.key).await?;
+    let pumped = pump(stream, tx, &job.object.key, reporter).await;
+    let download_seconds = start.elapsed().as_secs_f64();
+    let decoded = decoder.await.map_err(|e| DrillError::Io { op: "decode".into(), source: io::Error::other(e) })?;
+    let output = child.wait_with_output().await.map_err(io_err("wait for pg_restore"))?;
+    reporter.finish();
+    let (size, sha) = pumped?;
+    let sums = check_sums(job.object, size, &sha);
+    let raw_bytes = *decoded.as_ref().unwrap_or(&0);
+    let download = match (&sums, &decoded) {
+        (Err(e), _) => Phase { ok: false, seconds: download_seconds, detail: e.clone() },
+        (Ok(_), Err(e)) if output.status.success() => {
+            Phase { ok: false, seconds: download_seconds, detail: format!("cannot decode: {e}") }
+        }
+        (Ok(s), _) => Phase { ok: true, seconds: download_seconds, detail: s.clone() },
+    };
+    let restore = if !download.ok {
+        Phase {
+            ok: false,
+            seconds: start.elapsed().as_secs_f64(),
+            detail: "not trusted: the archive failed its checksum".into(),
+        }
+    } else if !output.status.success() {
+        Phase {
+            ok: false,
+            seconds: start.elapsed().as_secs_f64(),
+            detail: format!("pg_restore failed ({}): {}", output.status, tail(&output.stderr)),
+        }
+    } else {
+        Phase { ok: true, seconds: start.elapsed().as_secs_f64(), detail: format!("{raw_bytes} bytes restored") }
+    };
+    Ok(Restored { download, restore: Some(restore), mode: "stream".into(), raw_bytes })
+}
+
+/// Removes the spool file however the drill ends.
+struct SpoolFile(PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn spooled(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restored, DrillError> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&job.spool_dir).map_err(io_err("create the spool directory"))?;
+    let spool = SpoolFile(job.spool_dir.join(format!("opsbook-drill-{}.dump", job.drill_id)));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&spool.0)
+        .map_err(|source| DrillError::Io { op: format!("create {}", spool.0.display()), source })?;
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let identities = job.identities.to_vec();
+    let decoder = tokio::task::spawn_blocking(move || {
+        codec::decode(ChannelReader::new(rx), &identities, io::BufWriter::with_capacity(1 << 20, file))
+    });
+    reporter.phase("download", Some(job.object.size));
+    let stream = job.store.get_stream(&job.object.key).await?;
+    let pumped = pump(stream, tx, &job.object.key, reporter).await;
+    let decoded = decoder.await.map_err(|e| DrillError::Io { op: "decode".into(), source: io::Error::other(e) })?;
+    reporter.finish();
+    let (size, sha) = pumped?;
+    let seconds = start.elapsed().as_secs_f64();
+    let download = match (check_sums(job.object, size, &sha), &decoded) {
+        (Err(e), _) => Phase { ok: false, seconds, detail: e },
+        (Ok(_), Err(e)) => Phase { ok: false, seconds, detail: format!("cannot decode: {e}") },
+        (Ok(s), Ok(raw)) => Phase { ok: true, seconds, detail: format!("{s}; {raw} bytes spooled") },
+    };
+    let raw_bytes = *decoded.as_ref().unwrap_or(&0);
+    let mode = format!("spool -j {}", job.jobs);
+    if !download.ok {
+        return Ok(Restored { download, restore: None, mode, raw_bytes });
+    }
+    reporter.phase("restore", None);
+    let restore_start = Instant::now();
+    let output = pg_restore_command(job)
+        .arg("--jobs")
+        .arg(job.jobs.to_string())
+        .arg(&spool.0)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(io_err("run pg_restore"))?;
+    reporter.finish();
+    let seconds = restore_start.elapsed().as_secs_f64();
+    let restore = if output.status.success() {
+        Phase { ok: true, seconds, detail: format!("{raw_bytes} bytes restored with {} jobs", job.jobs) }
+    } else {
+        Phase { ok: false, seconds, detail: format!("pg_restore failed ({}): {}", output.status, tail(&output.stderr)) }
+    };
+    Ok(Restored { download, restore: Some(restore), mode, raw_bytes })
+}
+
+/// Restores the globals object (roles, tablespaces) with psql; errors about roles that already
+/// exist are expected on a fresh cluster (the bootstrap superuser) and do not fail the drill.
+pub async fn restore_globals(
+    store: &Store,
+    object: &StoredObject,
+    psql: &Path,
+    target: &DbUrl,
+    identities: &[age::x25519::Identity],
+) -> Result<Result<String, String>, DrillError> {
+    let stored = store.get_bytes(&object.key).await?;
+    let sha = hex::encode(Sha256::digest(&stored));
+    if let Err(e) = check_sums(object, stored.len() as u64, &sha) {
+        return Ok(Err(format!("globals: {e}")));
+    }
+    let mut script = Vec::new();
+    if let Err(e) = codec::decode(&stored[..], identities, &mut script) {
+        return Ok(Err(format!("globals: cannot decode: {e}")));
+    }
+    let mut child = tokio::process::Command::new(psql)
+        .args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0", "--dbname"])
+        .arg(target.libpq_dsn_without_password())
+        .envs(target.child_env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_err("start psql"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &script).await.map_err(io_err("feed psql"))?;
+    drop(stdin);
+    let output = child.wait_with_output().await.map_err(io_err("wait for psql"))?;
+    let errors: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+        .map(str::to_string)
+        .collect();
+    if errors.is_empty() {
+        Ok(Ok(format!("{} bytes of globals applied", script.len())))
+    } else {
+        Ok(Err(format!("globals: {}", errors.join(" | "))))
+    }
+}

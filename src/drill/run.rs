@@ -1,0 +1,477 @@
+//! The drill, step by step. Every step is timed and reported; the target is cleaned up on every
+//! path (success, failed step, error, Ctrl-C) unless `keep`.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+
+use super::restore::{self, RestoreJob};
+use super::target::Target;
+use super::{
+    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, Outcome, SqlCheck, Step, TableCheck,
+    Which,
+};
+use crate::backup::catalog::{self, BackupEntry, Catalog};
+use crate::backup::manifest::RowCountMethod;
+use crate::backup::{job, BackupError};
+use crate::migrate::engine::UpOptions;
+use crate::pg::{self, DbUrl};
+use crate::report::Reporter;
+use crate::store::Store;
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+struct Steps {
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    fn push(&mut self, name: &str, outcome: Outcome, since: Instant, detail: impl Into<String>) {
+        self.steps.push(Step {
+            name: name.into(),
+            outcome,
+            seconds: since.elapsed().as_secs_f64(),
+            detail: detail.into(),
+        });
+    }
+    fn skip(&mut self, name: &str, why: &str) {
+        self.steps.push(Step { name: name.into(), outcome: Outcome::Skipped, seconds: 0.0, detail: why.into() });
+    }
+    fn passed_or_failed(ok: bool) -> Outcome {
+        if ok {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+fn new_drill_id() -> String {
+    format!("{}-{:04x}", Utc::now().format("%Y%m%dt%H%M%S"), rand::rng().random::<u16>())
+}
+
+/// Picks the backup to drill.
+fn select<'a>(
+    catalog: &'a Catalog,
+    set: &str,
+    which: &Which,
+    rng: &mut StdRng,
+) -> Result<&'a BackupEntry, BackupError> {
+    match which {
+        Which::Latest => catalog.find(set, "latest"),
+        Which::Id(id) => catalog.find(set, id),
+        Which::Random => {
+            let in_set: Vec<&BackupEntry> = catalog.backups.iter().filter(|b| b.set == set).collect();
+            in_set.choose(rng).copied().ok_or_else(|| BackupError::NotFound {
+                set: set.into(),
+                id: "random".into(),
+                hint: "; the set has no complete backup yet (run `opsbook backup run`)".into(),
+            })
+        }
+    }
+}
+
+/// Runs a drill and stores its record beside the backup.
+pub async fn drill(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillReport, DrillError> {
+    let started = Utc::now();
+    let drill_id = new_drill_id();
+    let seed = req.seed.unwrap_or_else(|| rand::rng().random());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let heartbeat = crate::notify::Heartbeat::new(req.notify_url.clone());
+    heartbeat.start().await;
+    let mut steps = Steps { steps: Vec::new() };
+
+    let t = Instant::now();
+    let store = job::open_store(&req.store_url).await?;
+    let catalog = Catalog::load(&store, Some(&req.set)).await?;
+    let entry = select(&catalog, &req.set, &req.which, &mut rng)?;
+    let newest_snapshot = catalog.backups.iter().filter(|b| b.set == req.set).map(|b| b.manifest.snapshot_time).max();
+    let manifest = &entry.manifest;
+    if manifest.encryption.is_some() && req.identities.is_empty() {
+        return Err(DrillError::Input(format!(
+            "backup {} is age-encrypted: pass --identity FILE with a matching AGE-SECRET-KEY",
+            entry.id
+        )));
+    }
+    manifest
+        .data()
+        .ok_or_else(|| DrillError::Input(format!("backup {} has no data object in its manifest", entry.id)))?;
+    steps.push(
+        "select",
+        Outcome::Passed,
+        t,
+        format!("backup {} of set {} (snapshot {})", entry.id, req.set, manifest.snapshot_time.to_rfc3339()),
+    );
+
+    // pg_restore at least as new as the pg_dump that wrote the archive.
+    let dump_major = manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let tools = pg::discover(dump_major)?;
+
+    let t = Instant::now();
+    let target = Target::create(&req.target, &drill_id).await?;
+    steps.push("target", Outcome::Passed, t, target.describe());
+    let target_desc = target.describe();
+
+    let mut report = DrillReport {
+        tool: crate::backup::run::tool_name(),
+        drill_id: drill_id.clone(),
+        time: started,
+        started,
+        ok: false,
+        store: store.url().to_string(),
+        set: req.set.clone(),
+        backup_id: entry.id.clone(),
+        backup_snapshot: manifest.snapshot_time,
+        seed,
+        target: target_desc,
+        restore_mode: String::new(),
+        restored_bytes: 0,
+        steps: Vec::new(),
+        tables: Vec::new(),
+        row_count_method: None,
+        sql_checks: Vec::new(),
+        migrations: None,
+        objects: None,
+        rto: Measure { seconds: 0.0, target_seconds: req.rto_target.map(|d| d.as_secs_f64()), ok: true },
+        rto_seconds_per_gib: None,
+        rpo: Measure { seconds: 0.0, target_seconds: req.rpo_target.map(|d| d.as_secs_f64()), ok: true },
+        kept: None,
+        record_key: None,
+    };
+
+    let outcome = tokio::select! {
+        r = body(req, &store, entry, &tools, &target, &drill_id, &mut rng, &mut steps, &mut report, reporter) => Some(r),
+        _ = crate::signal::interrupted() => None,
+    };
+    let t = Instant::now();
+    let cleanup = target.cleanup(req.keep).await;
+    match &cleanup {
+        Ok(kept) => {
+            report.kept = kept.clone();
+            let what = if req.keep { "kept (--keep)" } else { "scratch database or cluster removed" };
+            steps.push("cleanup", Outcome::Passed, t, what);
+        }
+        Err(e) => steps.push("cleanup", Outcome::Failed, t, e.to_string()),
+    }
+    match outcome {
+        None => return Err(DrillError::Interrupted),
+        Some(Err(e)) => {
+            heartbeat.fail(e.to_string()).await;
+            return Err(e);
+        }
+        Some(Ok(())) => {}
+    }
+    cleanup?;
+
+    // RPO: how old the newest restorable state is.
+    if let Some(newest) = newest_snapshot {
+        report.rpo.seconds = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
+    }
+    report.rpo.ok = report.rpo.target_seconds.is_none_or(|t| report.rpo.seconds <= t);
+    let t = Instant::now();
+    steps.push(
+        "rpo",
+        Steps::passed_or_failed(report.rpo.ok),
+        t,
+        format!(
+            "{:.0}s since the newest backup's snapshot{}",
+            report.rpo.seconds,
+            report.rpo.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
+        ),
+    );
+    report.steps = steps.steps;
+    report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
+    report.time = Utc::now();
+    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &report).await?);
+    if report.ok {
+        heartbeat.success(format!("drill of {} passed", report.backup_id)).await;
+    } else {
+        let failed: Vec<String> = report.failed_steps().map(|s| format!("{}: {}", s.name, s.detail)).collect();
+        heartbeat.fail(failed.join("; ")).await;
+    }
+    if let Some(path) = &req.metrics_file {
+        write_metrics(path, &report);
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn body(
+    req: &DrillRequest,
+    store: &Store,
+    entry: &BackupEntry,
+    tools: &pg::PgTools,
+    target: &Target,
+    drill_id: &str,
+    rng: &mut StdRng,
+    steps: &mut Steps,
+    report: &mut DrillReport,
+    reporter: &dyn Reporter,
+) -> Result<(), DrillError> {
+    let manifest = &entry.manifest;
+    let url = target.url();
+    let rto_start = Instant::now();
+
+    let mut owners = false;
+    match (manifest.globals(), req.globals, target.is_ephemeral()) {
+        (Some(globals), true, true) => {
+            let t = Instant::now();
+            match restore::restore_globals(store, globals, &tools.psql(), url, &req.identities).await? {
+                Ok(detail) => {
+                    owners = true;
+                    steps.push("globals", Outcome::Passed, t, detail);
+                }
+                Err(e) => steps.push("globals", Outcome::Failed, t, e),
+            }
+        }
+        (Some(_), true, false) => steps.skip("globals", "roles are cluster-wide: restored only into --ephemeral targets"),
+        (None, true, _) => steps.skip("globals", "the backup has no globals object"),
+        _ => {}
+    }
+
+    let job = RestoreJob {
+        store,
+        object: manifest.data().expect("checked by the caller"),
+        pg_restore: tools.pg_restore(),
+        target: url,
+        jobs: req.jobs.max(1),
+        spool_dir: req.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        drill_id,
+        identities: &req.identities,
+        keep_owners: owners,
+    };
+    let restored = restore::run(&job, reporter).await?;
+    report.restore_mode = restored.mode.clone();
+    report.restored_bytes = restored.raw_bytes;
+    let d = &restored.download;
+    steps.steps.push(Step {
+        name: "download".into(),
+        outcome: Steps::passed_or_failed(d.ok),
+        seconds: d.seconds,
+        detail: d.detail.clone(),
+    });
+    let restore_ok = match &restored.restore {
+        Some(r) => {
+            steps.steps.push(Step {
+                name: "restore".into(),
+                outcome: if d.ok { Steps::passed_or_failed(r.ok) } else { Outcome::Skipped },
+                seconds: r.seconds,
+                detail: r.detail.clone(),
+            });
+            r.ok && d.ok
+        }
+        None => {
+            steps.skip("restore", "the archive failed its checksum");
+            false
+        }
+    };
+    if !restore_ok {
+        for name in ["row counts", "check sql", "migrations", "objects"] {
+            steps.skip(name, "the restore did not succeed");
+        }
+        finish_rto(req, report, steps, rto_start);
+        return Ok(());
+    }
+
+    let mut conn = pg::connect(url).await?;
+    row_counts(entry, &mut conn, steps, report).await;
+    check_sql(req, &mut conn, steps, report).await;
+    migrations(req, manifest.migration_head.as_deref(), url, steps, report).await;
+    finish_rto(req, report, steps, rto_start);
+
+    match &req.objects {
+        None => {}
+        Some(spec) => {
+            let t = Instant::now();
+            let keys = match &spec.query {
+                Some(q) => match objects::keys_from_query(&mut conn, q).await {
+                    Ok(keys) => Some(keys),
+                    Err(e) => {
+                        steps.push("objects", Outcome::Failed, t, format!("--objects-query failed: {e}"));
+                        return Ok(());
+                    }
+                },
+                None => None,
+            };
+            let media = job::open_store(&spec.url).await?;
+            let check = objects::check(spec, &media, keys, rng).await?;
+            let ok = check.missing.is_empty() && check.unreadable.is_empty() && (check.sampled > 0 || check.candidates == 0);
+            let mut detail = format!(
+                "{}/{} sampled objects readable (from {} {} keys)",
+                check.readable, check.sampled, check.candidates, check.sampled_from
+            );
+            if !check.missing.is_empty() {
+                detail.push_str(&format!("; missing: {}", check.missing.join(", ")));
+            }
+            if !check.unreadable.is_empty() {
+                let list: Vec<String> = check.unreadable.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
+                detail.push_str(&format!("; unreadable: {}", list.join(", ")));
+            }
+            steps.push("objects", Steps::passed_or_failed(ok), t, detail);
+            report.objects = Some(check);
+        }
+    }
+    Ok(())
+}
+
+fn finish_rto(req: &DrillRequest, report: &mut DrillReport, steps: &mut Steps, since: Instant) {
+    let seconds = since.elapsed().as_secs_f64();
+    report.rto.seconds = seconds;
+    report.rto.ok = req.rto_target.is_none_or(|t| seconds <= t.as_secs_f64());
+    if report.restored_bytes > 0 {
+        report.rto_seconds_per_gib = Some(seconds / (report.restored_bytes as f64 / GIB));
+    }
+    steps.steps.push(Step {
+        name: "rto".into(),
+        outcome: Steps::passed_or_failed(report.rto.ok),
+        seconds,
+        detail: format!(
+            "{seconds:.1}s download + restore + verify{}{}",
+            report.rto_seconds_per_gib.map(|g| format!(" ({g:.1}s per GiB)")).unwrap_or_default(),
+            report.rto.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
+        ),
+    });
+}
+
+async fn row_counts(entry: &BackupEntry, conn: &mut sqlx::PgConnection, steps: &mut Steps, report: &mut DrillReport) {
+    let t = Instant::now();
+    let Some(counts) = &entry.manifest.row_counts else {
+        steps.skip("row counts", "the backup recorded no row counts (--row-counts off)");
+        return;
+    };
+    let exact = counts.method == RowCountMethod::Exact;
+    report.row_count_method = Some(if exact { "exact" } else { "estimate" }.into());
+    for (table, expected) in &counts.tables {
+        // Table names come from format('%I.%I') at backup time: already quoted identifiers.
+        let restored = sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await
+            .ok();
+        let ok = restored.is_some_and(|r| !exact || r == *expected);
+        report.tables.push(TableCheck { table: table.clone(), expected: *expected, restored, ok });
+    }
+    let bad: Vec<String> = report
+        .tables
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| match c.restored {
+            None => format!("{} is missing", c.table),
+            Some(r) => format!("{} has {r} rows, the backup's snapshot had {}", c.table, c.expected),
+        })
+        .collect();
+    let total: i64 = report.tables.iter().filter_map(|c| c.restored).sum();
+    let detail = if bad.is_empty() {
+        format!(
+            "{} tables, {total} rows{}",
+            report.tables.len(),
+            if exact { ", equal to the snapshot's counts" } else { " (the backup recorded estimates)" }
+        )
+    } else {
+        bad.join("; ")
+    };
+    steps.push("row counts", Steps::passed_or_failed(bad.is_empty()), t, detail);
+}
+
+async fn check_sql(req: &DrillRequest, conn: &mut sqlx::PgConnection, steps: &mut Steps, report: &mut DrillReport) {
+    let Some((path, text)) = &req.check_sql else { return };
+    let t = Instant::now();
+    for (line, statement) in pg::query::split_statements(text) {
+        let (value, ok, error) = match pg::query::execute(conn, &statement).await {
+            Ok(result) => {
+                let ok = result.value.as_deref().and_then(pg::query::truth) == Some(true);
+                (result.value, ok, None)
+            }
+            Err(e) => (None, false, Some(pg::query::describe_sql_error(&e))),
+        };
+        report.sql_checks.push(SqlCheck { line, statement, value, ok, error });
+    }
+    let bad: Vec<String> = report
+        .sql_checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "{}:{}: {}",
+                path.display(),
+                c.line,
+                c.error.clone().unwrap_or_else(|| format!("returned {}", c.value.as_deref().unwrap_or("no value")))
+            )
+        })
+        .collect();
+    let detail = if bad.is_empty() {
+        format!("{} assertions held", report.sql_checks.len())
+    } else {
+        format!("failed: {}", bad.join("; "))
+    };
+    steps.push("check sql", Steps::passed_or_failed(bad.is_empty()), t, detail);
+}
+
+async fn migrations(
+    req: &DrillRequest,
+    head_in_manifest: Option<&str>,
+    url: &DbUrl,
+    steps: &mut Steps,
+    report: &mut DrillReport,
+) {
+    let Some(base) = &req.migrations else { return };
+    let t = Instant::now();
+    let mut settings = base.clone();
+    settings.database_url = url.clone();
+    let head_in_backup = head_in_manifest.and_then(|h| h.parse().ok());
+    // The drill checks that migrations apply, not whether they are lint-clean.
+    let opts = UpOptions { target: None, allow_unsafe: true, ignore_missing: false };
+    match crate::migrate::up(&settings, opts, &crate::report::Silent).await {
+        Ok(up) => {
+            let applied: Vec<String> = up
+                .applied
+                .iter()
+                .map(|a| format!("{} {}", a.version.map_or_else(|| "R".into(), |v| v.to_string()), a.description))
+                .collect();
+            let detail = format!(
+                "backup at {}; {} newer migration(s) applied cleanly{}",
+                head_in_manifest.unwrap_or("no recorded head"),
+                applied.len(),
+                if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) }
+            );
+            report.migrations = Some(MigrationCheck { head_in_backup, applied, head_after: up.head });
+            steps.push("migrations", Outcome::Passed, t, detail);
+        }
+        Err(e) => {
+            report.migrations = Some(MigrationCheck { head_in_backup, applied: Vec::new(), head_after: None });
+            steps.push("migrations", Outcome::Failed, t, e.to_string());
+        }
+    }
+}
+
+fn write_metrics(path: &std::path::Path, report: &DrillReport) {
+    use crate::notify::Sample;
+    let labels = vec![("set", report.set.clone())];
+    let sample = |name, help, value| Sample { name, help, labels: labels.clone(), value };
+    let mut samples = vec![
+        sample(
+            "opsbook_drill_last_run_timestamp_seconds",
+            "Unix time the last restore drill ended.",
+            report.time.timestamp() as f64,
+        ),
+        sample(
+            "opsbook_drill_last_run_success",
+            "1 when the last restore drill passed, else 0.",
+            if report.ok { 1.0 } else { 0.0 },
+        ),
+        sample("opsbook_drill_rto_seconds", "Download + restore + verify time of the last drill.", report.rto.seconds),
+        sample("opsbook_drill_rpo_seconds", "Age of the newest backup's snapshot at the last drill.", report.rpo.seconds),
+    ];
+    if report.ok {
+        samples.push(sample(
+            "opsbook_drill_last_success_timestamp_seconds",
+            "Unix time of the last passing restore drill.",
+            report.time.timestamp() as f64,
+        ));
+    }
+    if let Err(e) = crate::notify::update_textfile(path, &samples) {
+        tracing::warn!("cannot write metrics file {}: {e}", path.display());
+    }
+}

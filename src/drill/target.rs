@@ -1,0 +1,135 @@
+//! The drill's restore target: a scratch database the drill creates on a server, or a throwaway
+//! local cluster. Only what the drill created is ever dropped.
+
+use std::path::PathBuf;
+
+use sqlx::Executor;
+
+use super::{DrillError, TargetSpec};
+use crate::pg::{self, quote_ident, DbUrl, LocalCluster, PgError};
+
+pub enum Target {
+    Scratch { admin: DbUrl, name: String, url: DbUrl },
+    Ephemeral { cluster: Box<LocalCluster>, dir: PathBuf, url: DbUrl },
+}
+
+/// `opsbook_drill_<id>` with the id reduced to what an unquoted identifier allows.
+pub fn scratch_name(drill_id: &str) -> String {
+    let clean: String =
+        drill_id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let mut name = format!("opsbook_drill_{clean}");
+    name.truncate(63);
+    name
+}
+
+fn blocking_error(e: tokio::task::JoinError) -> DrillError {
+    DrillError::Io { op: "local cluster task".into(), source: std::io::Error::other(e) }
+}
+
+impl Target {
+    pub async fn create(spec: &TargetSpec, drill_id: &str) -> Result<Target, DrillError> {
+        match spec {
+            TargetSpec::Server(admin) => {
+                let name = scratch_name(drill_id);
+                let mut conn = pg::connect(admin).await?;
+                let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+                conn.execute(sqlx::raw_sql(&sql)).await.map_err(|e| {
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") {
+                        DrillError::Input(format!(
+                            "database {name} already exists on {}; the drill only restores into a database it \
+                             creates, so it will not touch it",
+                            admin.redacted()
+                        ))
+                    } else {
+                        DrillError::Pg(PgError::query(format!("create scratch database {name}"), admin.redacted(), e))
+                    }
+                })?;
+                let url = admin.with_database(&name);
+                Ok(Target::Scratch { admin: admin.clone(), name, url })
+            }
+            TargetSpec::Ephemeral { parent } => {
+                let dir = parent.join(format!("drill-{drill_id}"));
+                let d = dir.clone();
+                let cluster = tokio::task::spawn_blocking(move || {
+                    let mut cluster = LocalCluster::create(&d)?;
+                    if let Err(e) = cluster.start() {
+                        let _ = cluster.destroy();
+                        return Err(e);
+                    }
+                    Ok::<_, PgError>(cluster)
+                })
+                .await
+                .map_err(blocking_error)??;
+                let url = match cluster.create_database("drill").await {
+                    Ok(url) => url,
+                    Err(e) => {
+                        let _ = tokio::task::spawn_blocking(move || cluster.destroy()).await;
+                        return Err(e.into());
+                    }
+                };
+                crate::redact::register(cluster.password());
+                Ok(Target::Ephemeral { cluster: Box::new(cluster), dir, url })
+            }
+        }
+    }
+
+    /// The restored database.
+    pub fn url(&self) -> &DbUrl {
+        match self {
+            Target::Scratch { url, .. } | Target::Ephemeral { url, .. } => url,
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self, Target::Ephemeral { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Scratch { url, .. } => format!("scratch database on {}", url.redacted()),
+            Target::Ephemeral { dir, url, .. } => {
+                format!("ephemeral cluster in {} ({})", dir.display(), url.redacted())
+            }
+        }
+    }
+
+    /// Drops the scratch database or removes the cluster; with `keep`, leaves it and says where.
+    pub async fn cleanup(self, keep: bool) -> Result<Option<String>, DrillError> {
+        if keep {
+            return Ok(Some(match &self {
+                Target::Scratch { name, admin, .. } => {
+                    format!("database {name} on {} (drop it with DROP DATABASE {name})", admin.redacted())
+                }
+                Target::Ephemeral { dir, url, .. } => format!(
+                    "cluster in {} serving {} (password in {}/cluster.json; stop it with `pg_ctl -D {}/data stop`)",
+                    dir.display(),
+                    url.redacted(),
+                    dir.display(),
+                    dir.display()
+                ),
+            }));
+        }
+        match self {
+            Target::Scratch { admin, name, .. } => {
+                let mut conn = pg::connect(&admin).await?;
+                let force = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                if conn.execute(sqlx::raw_sql(&force)).await.is_err() {
+                    // Servers before 13 have no WITH (FORCE): end the sessions, then drop.
+                    let _ = sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                        .bind(&name)
+                        .execute(&mut conn)
+                        .await;
+                    let plain = format!("DROP DATABASE IF EXISTS {}", quote_ident(&name));
+                    conn.execute(sqlx::raw_sql(&plain))
+                        .await
+                        .map_err(|e| PgError::query(format!("drop scratch database {name}"), admin.redacted(), e))?;
+                }
+                Ok(None)
+            }
+            Target::Ephemeral { cluster, .. } => {
+                tokio::task::spawn_blocking(move || cluster.destroy()).await.map_err(blocking_error)??;
+                Ok(None)
+            }
+        }
+    }
+}
