@@ -166,7 +166,7 @@ cat >"$WORK/bin/reset-scratch" <<EOF
 # Drops and recreates the scratch database $SCRATCH_DB of the sandbox.
 set -euo pipefail
 . $(printf %q "$WORK/pgenv")
-exec $(printf %q "$PSQL") -XqAt -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS $SCRATCH_DB WITH (FORCE)' -c 'CREATE DATABASE $SCRATCH_DB' >/dev/null
+PGOPTIONS='-c client_min_messages=warning' exec $(printf %q "$PSQL") -XqAt -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS $SCRATCH_DB WITH (FORCE)' -c 'CREATE DATABASE $SCRATCH_DB' >/dev/null
 EOF
 chmod 700 "$WORK/bin/reset-scratch"
 RESET=$WORK/bin/reset-scratch
@@ -199,7 +199,8 @@ MDIR=$WORK/migrations
 TABLES=$(python3 -c "import sys; n=int(sys.argv[1]); print(sum(1 for i in range(1, n + 1) if i % 3))" "$MIGRATIONS")
 "$OPSBOOK" migrate lint --migrations "$MDIR" --output json >"$WORK/logs/lint.json" 2>"$WORK/logs/lint.stderr" ||
     die "opsbook migrate lint reports errors in the generated migrations: $(head -c 2000 "$WORK/logs/lint.json") $(tail -n 5 "$WORK/logs/lint.stderr")"
-LINT=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d=d.get("data", d); print(f"{d[\"files\"]} files, {d[\"errors\"]} errors, {d[\"warnings\"]} warnings")' "$WORK/logs/lint.json" 2>/dev/null || echo "see logs/lint.json")
+LINT=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%d files, %d errors, %d warnings" % (d["files"], d["errors"], d["warnings"]))' "$WORK/logs/lint.json") ||
+    die "unexpected output of opsbook migrate lint --output json: $(head -c 2000 "$WORK/logs/lint.json")"
 log "lint: $LINT"
 
 # ---------------------------------------------------------------- commands
@@ -368,8 +369,8 @@ print(f"- `opsbook migrate check` median **{cm:.1f} ms** — target < {target:g}
 sr, orr = float(e["SQLX_RUN_SECS"]), float(e["OPS_UP_SECS"])
 se, oe = float(e["SQLX_EXEC_SECS"]), float(e["OPS_EXEC_SECS"])
 print(f"- where the time goes (the one /usr/bin/time run of each): sum of `_sqlx_migrations.execution_time` "
-      f"(each migration's transaction incl. its history rows and commit) sqlx {se:.2f} s of {sr:.2f} s wall, "
-      f"opsbook {oe:.2f} s of {orr:.2f} s wall; the rest is start-up, reading/checksumming (opsbook: and linting) "
+      f"(each migration's transaction incl. its history rows and commit) sqlx {se:.3f} s of {sr:.3f} s wall, "
+      f"opsbook {oe:.3f} s of {orr:.3f} s wall; the rest is start-up, reading/checksumming (opsbook: and linting) "
       f"the files, connecting, locking and reading the history")
 print(f"- compatibility: `opsbook migrate check` accepts the history `sqlx migrate run` wrote: {e['COMPAT_OPS']}; "
       f"`sqlx migrate info` shows all {n} installed, same checksums, after `opsbook migrate up`: {e['COMPAT_SQLX']} "

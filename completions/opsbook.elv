@@ -36,6 +36,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --version 'Print version'
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+            cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -444,6 +445,47 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;migrate;help;help'= {
         }
+        &'opsbook;restore-drill'= {
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set [default: main]'
+            cand --backup 'latest, random, or a backup id (or unique prefix)'
+            cand --seed 'Seed for --backup random and object sampling (reported, so a drill can be repeated)'
+            cand --target-url 'Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards; it never touches a database it did not create'
+            cand --migrations 'Apply these migrations to the restored database: newer ones must apply cleanly'
+            cand --check-sql 'SQL assertions; every statement must return true or a non-zero count'
+            cand --objects 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key'
+            cand --sample 'How many objects to sample [default: 20]'
+            cand --objects-query 'Take keys from this query over the restored database (first column) instead of a listing, e.g. "SELECT image_key FROM products"'
+            cand --rpo-target 'Fail when the newest backup''s snapshot is older than this (e.g. 26h)'
+            cand --rto-target 'Fail when download + restore + verify takes longer than this (e.g. 30m)'
+            cand --jobs 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)'
+            cand --spool-dir 'Where to spool the archive with --jobs > 1 [default: the system temp dir]'
+            cand --report 'Write a Markdown report here'
+            cand --junit 'Write JUnit XML here (one test case per step)'
+            cand --identity 'age identity file for encrypted backups'
+            cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the failures'
+            cand --metrics-file 'Prometheus textfile to update (last run, success, RTO, RPO)'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --ephemeral 'Restore into a throwaway local cluster (initdb; runs as `postgres` when root)'
+            cand --globals 'With --ephemeral: also restore the backup''s globals (roles), keeping owners and grants'
+            cand --presign 'Read sampled objects through presigned URLs'
+            cand --keep 'Leave the restored database or cluster in place (the report says where)'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
             cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
@@ -812,6 +854,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help'= {
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+            cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -859,6 +902,8 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;migrate;new'= {
         }
         &'opsbook;help;migrate;baseline'= {
+        }
+        &'opsbook;help;restore-drill'= {
         }
         &'opsbook;help;run'= {
         }

@@ -41,6 +41,7 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -s h -l help -d 'Print hel
 complete -c opsbook -n "__fish_opsbook_needs_command" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -376,6 +377,44 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "new" -d 'Create the next timestamped migration file'
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l set -d 'Backup set [default: main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l backup -d 'latest, random, or a backup id (or unique prefix)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l seed -d 'Seed for --backup random and object sampling (reported, so a drill can be repeated)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l target-url -d 'Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards; it never touches a database it did not create' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l migrations -d 'Apply these migrations to the restored database: newer ones must apply cleanly' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l check-sql -d 'SQL assertions; every statement must return true or a non-zero count' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects -d 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l sample -d 'How many objects to sample [default: 20]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects-query -d 'Take keys from this query over the restored database (first column) instead of a listing, e.g. "SELECT image_key FROM products"' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l rpo-target -d 'Fail when the newest backup\'s snapshot is older than this (e.g. 26h)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l rto-target -d 'Fail when download + restore + verify takes longer than this (e.g. 30m)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l jobs -d 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l spool-dir -d 'Where to spool the archive with --jobs > 1 [default: the system temp dir]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l report -d 'Write a Markdown report here' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l junit -d 'Write JUnit XML here (one test case per step)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l identity -d 'age identity file for encrypted backups' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the failures' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l metrics-file -d 'Prometheus textfile to update (last run, success, RTO, RPO)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l ephemeral -d 'Restore into a throwaway local cluster (initdb; runs as `postgres` when root)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l globals -d 'With --ephemeral: also restore the backup\'s globals (roles), keeping owners and grants'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l presign -d 'Read sampled objects through presigned URLs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l keep -d 'Leave the restored database or cluster in place (the report says where)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l param -d 'A parameter value; repeat for several' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l resume -d 'Continue run RUN_ID after its last successful step, with the same parameters' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l from -d 'Start at this step; earlier steps are skipped' -r
@@ -661,15 +700,16 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'

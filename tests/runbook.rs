@@ -317,6 +317,9 @@ fn quickstart_runs_end_to_end() {
     let backup_id = step("backup")["outputs"]["backup_id"].as_str().unwrap();
     assert_eq!(step("list")["outputs"]["latest"], backup_id);
     assert_eq!(step("verify")["outputs"]["ok"], true);
+    assert_eq!(step("drill")["outputs"]["ok"], true);
+    assert_eq!(step("drill")["outputs"]["backup_id"], backup_id);
+    assert!(step("drill")["outputs"]["rows"].as_i64().unwrap() > 8000);
     assert!(!sandbox.join("pg").exists(), "teardown removed the sandbox");
     // The password of the sandbox never reached the report.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("postgres:postgres@"));
@@ -372,7 +375,7 @@ fn schema_is_json_schema_with_actions() {
     assert_eq!(code(&out), 0);
     let schema = json(&out);
     assert!(schema["properties"]["steps"].is_object(), "{schema}");
-    for action in ["backup", "backup-prune", "sql", "http", "shell", "manual", "sandbox", "migrate"] {
+    for action in ["backup", "backup-prune", "sql", "http", "shell", "manual", "sandbox", "migrate", "restore-drill"] {
         assert!(schema["x-opsbook-actions"][action].is_object(), "{action}");
     }
 }

@@ -293,7 +293,9 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
             crate::redact::register_url_password(url);
             TargetSpec::Server(DbUrl::parse_named("--target-url", url)?)
         }
-        (None, true) => TargetSpec::Ephemeral { parent: crate::lock::state_dir().join("drills") },
+        // The temp dir, not the state dir: the server runs as `postgres` when we are root and
+        // must be able to enter the cluster directory.
+        (None, true) => TargetSpec::Ephemeral { parent: std::env::temp_dir().join("opsbook-drills") },
     };
     let migrations = match &o.migrations {
         None => None,
@@ -324,7 +326,9 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
         }
     };
     if o.objects.is_none() && (o.objects_query.is_some() || o.sample.is_some() || o.presign) {
-        return Err(DrillError::Input("--sample, --objects-query and --presign need --objects s3://bucket[/prefix]".into()));
+        return Err(DrillError::Input(
+            "--sample, --objects-query and --presign need --objects s3://bucket[/prefix]".into(),
+        ));
     }
     let objects = o.objects.as_ref().map(|url| ObjectsSpec {
         url: url.clone(),

@@ -12,11 +12,7 @@ fn cell(text: &str) -> String {
 
 pub fn markdown(r: &DrillReport) -> String {
     let mut out = String::new();
-    out.push_str(&format!(
-        "# Restore drill {} — {}\n\n",
-        r.drill_id,
-        if r.ok { "passed" } else { "FAILED" }
-    ));
+    out.push_str(&format!("# Restore drill {} — {}\n\n", r.drill_id, if r.ok { "passed" } else { "FAILED" }));
     out.push_str(&format!(
         "- Backup: `{}` of set `{}` in `{}` (snapshot {})\n- Target: {}\n- Restore: {}, {} bytes\n- Started: {}; finished: {}\n- Seed: {}\n",
         r.backup_id,

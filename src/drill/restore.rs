@@ -81,7 +81,8 @@ async fn pump(
     let mut total = 0u64;
     let mut decoder_gone = false;
     loop {
-        let n = stream.read(&mut buf).await.map_err(|source| DrillError::Io { op: format!("reading {key}"), source })?;
+        let n =
+            stream.read(&mut buf).await.map_err(|source| DrillError::Io { op: format!("reading {key}"), source })?;
         if n == 0 {
             break;
         }
@@ -121,16 +122,9 @@ pub async fn run(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restor
 
 async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restored, DrillError> {
     let start = Instant::now();
-    let mut child = pg_restore_command(job)
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(io_err("start pg_restore"))?;
-    let stdin: OwnedFd = child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .into_owned_fd()
-        .map_err(io_err("take pg_restore's stdin"))?;
+    let mut child = pg_restore_command(job).stdin(Stdio::piped()).spawn().map_err(io_err("start pg_restore"))?;
+    let stdin: OwnedFd =
+        child.stdin.take().expect("piped stdin").into_owned_fd().map_err(io_err("take pg_restore's stdin"))?;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let identities = job.identities.to_vec();
     let decoder = tokio::task::spawn_blocking(move || {

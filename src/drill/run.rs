@@ -11,8 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::restore::{self, RestoreJob};
 use super::target::Target;
 use super::{
-    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, Outcome, SqlCheck, Step, TableCheck,
-    Which,
+    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, Outcome, SqlCheck, Step, TableCheck, Which,
 };
 use crate::backup::catalog::{self, BackupEntry, Catalog};
 use crate::backup::manifest::RowCountMethod;
@@ -227,7 +226,9 @@ async fn body(
                 Err(e) => steps.push("globals", Outcome::Failed, t, e),
             }
         }
-        (Some(_), true, false) => steps.skip("globals", "roles are cluster-wide: restored only into --ephemeral targets"),
+        (Some(_), true, false) => {
+            steps.skip("globals", "roles are cluster-wide: restored only into --ephemeral targets")
+        }
         (None, true, _) => steps.skip("globals", "the backup has no globals object"),
         _ => {}
     }
@@ -298,7 +299,8 @@ async fn body(
             };
             let media = job::open_store(&spec.url).await?;
             let check = objects::check(spec, &media, keys, rng).await?;
-            let ok = check.missing.is_empty() && check.unreadable.is_empty() && (check.sampled > 0 || check.candidates == 0);
+            let ok =
+                check.missing.is_empty() && check.unreadable.is_empty() && (check.sampled > 0 || check.candidates == 0);
             let mut detail = format!(
                 "{}/{} sampled objects readable (from {} {} keys)",
                 check.readable, check.sampled, check.candidates, check.sampled_from
@@ -346,10 +348,8 @@ async fn row_counts(entry: &BackupEntry, conn: &mut sqlx::PgConnection, steps: &
     report.row_count_method = Some(if exact { "exact" } else { "estimate" }.into());
     for (table, expected) in &counts.tables {
         // Table names come from format('%I.%I') at backup time: already quoted identifiers.
-        let restored = sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&mut *conn)
-            .await
-            .ok();
+        let restored =
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await.ok();
         let ok = restored.is_some_and(|r| !exact || r == *expected);
         report.tables.push(TableCheck { table: table.clone(), expected: *expected, restored, ok });
     }
@@ -462,7 +462,11 @@ fn write_metrics(path: &std::path::Path, report: &DrillReport) {
             if report.ok { 1.0 } else { 0.0 },
         ),
         sample("opsbook_drill_rto_seconds", "Download + restore + verify time of the last drill.", report.rto.seconds),
-        sample("opsbook_drill_rpo_seconds", "Age of the newest backup's snapshot at the last drill.", report.rpo.seconds),
+        sample(
+            "opsbook_drill_rpo_seconds",
+            "Age of the newest backup's snapshot at the last drill.",
+            report.rpo.seconds,
+        ),
     ];
     if report.ok {
         samples.push(sample(

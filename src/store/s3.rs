@@ -394,9 +394,8 @@ impl S3Store {
     /// A presigned GET URL for `key`, valid for `expires`.
     pub(crate) async fn presign_get(&self, key: &str, expires: std::time::Duration) -> Result<String, StoreError> {
         let full = self.full_key(key)?;
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| {
-            StoreError::InvalidConfig { url: self.resource(&full), reason: format!("presigning: {e}") }
-        })?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| StoreError::InvalidConfig { url: self.resource(&full), reason: format!("presigning: {e}") })?;
         let request = self
             .client
             .get_object()

@@ -7,6 +7,7 @@ pub mod control;
 pub mod http;
 pub mod migrate;
 pub mod notify;
+pub mod restore_drill;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -88,6 +89,8 @@ pub enum ActionError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Migrate(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Drill(Box<crate::drill::DrillError>),
 }
 
 impl Classify for ActionError {
@@ -102,6 +105,7 @@ impl Classify for ActionError {
             ActionError::Pg(e) => e.class(),
             ActionError::Config(e) => e.class(),
             ActionError::Migrate(e) => e.class(),
+            ActionError::Drill(e) => e.class(),
         }
     }
 }
@@ -167,6 +171,7 @@ actions! {
     "backup-verify" => backup_verify,
     "backup-list" => backup_list,
     "migrate" => migrate,
+    "restore-drill" => restore_drill,
     "sql" => sql,
     "http" => http,
     "shell" => shell,

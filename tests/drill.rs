@@ -1,0 +1,323 @@
+//! `opsbook restore-drill` against real PostgreSQL and the in-process S3 server: healthy drills,
+//! tampered archives, wrong manifests, missing media objects, migrations newer than the backup,
+//! ephemeral clusters, and cleanup after failures.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::cmd::{all_output, code, json, opsbook};
+use support::pg::TestPg;
+use support::s3::S3Server;
+
+struct Drill {
+    dir: tempfile::TempDir,
+    db: String,
+    store: String,
+    envs: Vec<(String, String)>,
+}
+
+impl Drill {
+    /// The example shop database, backed up once into a fresh S3 prefix.
+    fn new(name: &str) -> Drill {
+        let pg = TestPg::shared();
+        let s3 = S3Server::shared();
+        let db = pg.fresh_db(name);
+        pg.load_example(&db);
+        let dir = tempfile::tempdir().unwrap();
+        // Ephemeral clusters go to TMPDIR; the server (as `postgres` when root) must reach it.
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path().join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let store = s3.url(&format!("drills-{name}-{}", std::process::id()));
+        let mut envs = s3.env();
+        envs.push(("TMPDIR".into(), dir.path().join("tmp").display().to_string()));
+        let d = Drill { dir, db, store, envs };
+        d.backup();
+        d
+    }
+
+    fn backup(&self) -> Value {
+        let out = self.run(&["backup", "run", "--database-url", &self.db, "--store", &self.store, "--output", "json"]);
+        assert_eq!(code(&out), 0, "{}", all_output(&out));
+        json(&out)
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        opsbook(self.dir.path()).args(args).envs(self.envs.iter().map(|(k, v)| (k, v))).output().unwrap()
+    }
+
+    /// restore-drill onto the test server (a scratch database) with extra flags, as JSON.
+    fn drill(&self, extra: &[&str]) -> std::process::Output {
+        let pg = TestPg::shared();
+        let mut args = vec!["restore-drill", "--store", &self.store, "--output", "json"];
+        let admin = pg.admin_url();
+        if !extra.contains(&"--ephemeral") {
+            args.extend(["--target-url", &admin]);
+        }
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {report:#}"))
+}
+
+/// Whether the scratch database named in a drill report still exists (tests run in parallel,
+/// so only this drill's own database is looked for).
+fn scratch_left(pg: &TestPg, report: &Value) -> bool {
+    let target = report["target"].as_str().unwrap();
+    let name = target.rsplit('/').next().unwrap();
+    assert!(name.starts_with("opsbook_drill_"), "{target}");
+    pg.query_i64(&pg.admin_url(), &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")) > 0
+}
+
+#[test]
+fn a_healthy_drill_passes_with_row_counts_and_records_itself() {
+    let pg = TestPg::shared();
+    let d = Drill::new("healthy");
+    let out = d.drill(&["--report", "drill.md", "--junit", "drill.xml", "--rpo-target", "1h", "--rto-target", "10m"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["ok"], true);
+    for name in ["select", "target", "download", "restore", "row counts", "rto", "rpo", "cleanup"] {
+        assert_eq!(step(&report, name)["outcome"], "passed", "{name}: {report:#}");
+    }
+    let tables = report["tables"].as_array().unwrap();
+    let orders = tables.iter().find(|t| t["table"] == "public.orders").unwrap();
+    assert_eq!(orders["expected"], 2000);
+    assert_eq!(orders["restored"], 2000);
+    assert!(report["rto"]["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["restore_mode"], "stream");
+    assert!(!scratch_left(pg, &report), "the scratch database was dropped");
+
+    let md = std::fs::read_to_string(d.path().join("drill.md")).unwrap();
+    assert!(md.contains("passed") && md.contains("public.orders | 2000 | 2000"), "{md}");
+    let xml = std::fs::read_to_string(d.path().join("drill.xml")).unwrap();
+    assert!(xml.contains("<testsuite") && xml.contains("name=\"row counts\"") && !xml.contains("<failure"), "{xml}");
+
+    // The record beside the backup makes it list as drilled.
+    let list = d.run(&["backup", "list", "--store", &d.store, "--output", "json"]);
+    assert_eq!(code(&list), 0, "{}", all_output(&list));
+    assert_eq!(json(&list)["backups"][0]["drilled"]["ok"], true, "{}", all_output(&list));
+
+    // Human output: the step table and the row counts.
+    let out = d.run(&["restore-drill", "--store", &d.store, "--target-url", &pg.admin_url()]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("row counts") && text.contains("public.customers") && text.contains("passed"), "{text}");
+    assert!(!all_output(&out).contains(pg.password()), "no password in the output");
+}
+
+#[test]
+fn a_tampered_archive_fails_at_the_checksum_step_and_leaves_nothing_behind() {
+    let pg = TestPg::shared();
+    let s3 = S3Server::shared();
+    let d = Drill::new("tampered");
+    let manifest = d.backup();
+    let key = manifest["backup"]["objects"].as_array().unwrap().iter().find(|o| o["role"] == "data").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prefix = d.store.trim_start_matches("s3://").split_once('/').unwrap().1.to_string();
+    let path = s3.object_path(&format!("{prefix}/{key}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    for jobs in ["1", "2"] {
+        let out = d.drill(&["--jobs", jobs]);
+        assert_eq!(code(&out), 1, "{}", all_output(&out));
+        let report = json(&out);
+        assert_eq!(report["ok"], false);
+        assert_eq!(step(&report, "download")["outcome"], "failed");
+        assert!(step(&report, "download")["detail"].as_str().unwrap().contains("checksum mismatch"), "{report:#}");
+        assert_ne!(step(&report, "restore")["outcome"], "passed");
+        assert_eq!(step(&report, "row counts")["outcome"], "skipped");
+        assert_eq!(step(&report, "cleanup")["outcome"], "passed");
+        assert!(!scratch_left(pg, &report), "jobs={jobs}: no scratch database left after a failed step");
+    }
+}
+
+#[test]
+fn a_manifest_whose_counts_disagree_fails_verification() {
+    let s3 = S3Server::shared();
+    let d = Drill::new("counts");
+    let report = d.backup();
+    let id = report["backup"]["id"].as_str().unwrap().to_string();
+    let prefix = d.store.trim_start_matches("s3://").split_once('/').unwrap().1.to_string();
+    let manifest_key =
+        s3.list(&format!("{prefix}/")).into_iter().find(|k| k.contains(&id) && k.ends_with("manifest.json")).unwrap();
+    let path = s3.object_path(&manifest_key);
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["row_counts"]["tables"]["public.orders"] = 1999.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let out = d.drill(&["--backup", &id]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    let counts = step(&report, "row counts");
+    assert_eq!(counts["outcome"], "failed");
+    assert!(counts["detail"].as_str().unwrap().contains("public.orders has 2000 rows, the backup's snapshot had 1999"));
+    assert_eq!(step(&report, "download")["outcome"], "passed");
+}
+
+#[test]
+fn missing_media_objects_are_named() {
+    let s3 = S3Server::shared();
+    let d = Drill::new("objects");
+    let media_prefix = format!("media-{}", std::process::id());
+    let keys: Vec<String> = (1..=200).filter(|g| g % 10 != 0).map(|g| format!("products/SKU-{g:05}.jpg")).collect();
+    for key in &keys {
+        let path = s3.object_path(&format!("{media_prefix}/{key}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![0xAB; 3000]).unwrap();
+    }
+    let media = s3.url(&media_prefix);
+    let query = "SELECT image_key FROM products";
+    let all = keys.len().to_string();
+    let out = d.drill(&["--objects", &media, "--objects-query", query, "--sample", &all, "--seed", "7"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(json(&out)["objects"]["readable"], keys.len());
+
+    for gone in ["products/SKU-00007.jpg", "products/SKU-00123.jpg"] {
+        std::fs::remove_file(s3.object_path(&format!("{media_prefix}/{gone}"))).unwrap();
+    }
+    let out = d.drill(&["--objects", &media, "--objects-query", query, "--sample", &all, "--presign"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["objects"]["missing"], serde_json::json!(["products/SKU-00007.jpg", "products/SKU-00123.jpg"]));
+    assert_eq!(report["objects"]["presigned"], true);
+    let detail = step(&report, "objects")["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("SKU-00007.jpg") && detail.contains("SKU-00123.jpg"), "{detail}");
+
+    // Sampling from a listing, reproducible with the seed.
+    let a = json(&d.drill(&["--objects", &media, "--sample", "5", "--seed", "42"]));
+    let b = json(&d.drill(&["--objects", &media, "--sample", "5", "--seed", "42"]));
+    assert_eq!(a["objects"]["sampled_from"], "listing");
+    assert_eq!(a["objects"]["sampled"], 5);
+    assert_eq!(a["seed"], 42);
+    assert_eq!(a["objects"], b["objects"]);
+}
+
+#[test]
+fn migrations_newer_than_the_backup_apply_during_the_drill() {
+    let pg = TestPg::shared();
+    let d = Drill::new("migrations");
+    let dir = d.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1_tags.sql"), "ALTER TABLE products ADD COLUMN tags text[];\n").unwrap();
+    let out = d.run(&["migrate", "up", "--migrations", dir.to_str().unwrap(), "--database-url", &d.db]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    d.backup();
+    std::fs::write(dir.join("2_notes.sql"), "ALTER TABLE products ADD COLUMN notes text;\n").unwrap();
+    std::fs::write(
+        d.path().join("checks.sql"),
+        "-- every product has a price\nSELECT count(*) = 0 FROM products WHERE price_cents IS NULL;\nSELECT count(*) FROM orders;\n",
+    )
+    .unwrap();
+    let out = d.drill(&["--migrations", dir.to_str().unwrap(), "--check-sql", "checks.sql"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["migrations"]["head_in_backup"], 1);
+    assert_eq!(report["migrations"]["applied"], serde_json::json!(["2 notes"]));
+    assert_eq!(report["sql_checks"].as_array().unwrap().len(), 2);
+    assert_eq!(report["sql_checks"][0]["line"], 2);
+    // The source database is untouched: the migration ran only on the restored copy.
+    assert_eq!(pg.query_i64(&d.db, "SELECT count(*) FROM _sqlx_migrations"), 1);
+
+    // A failing assertion and a migration that cannot apply both fail the drill, named.
+    std::fs::write(d.path().join("bad.sql"), "SELECT count(*) FROM orders WHERE false;\n").unwrap();
+    std::fs::write(dir.join("3_broken.sql"), "ALTER TABLE nope ADD COLUMN x int;\n").unwrap();
+    let out = d.drill(&["--migrations", dir.to_str().unwrap(), "--check-sql", "bad.sql"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(step(&report, "check sql")["outcome"], "failed");
+    assert!(step(&report, "check sql")["detail"].as_str().unwrap().contains("bad.sql:1"));
+    assert_eq!(step(&report, "migrations")["outcome"], "failed");
+    assert!(step(&report, "migrations")["detail"].as_str().unwrap().contains("3_broken.sql"));
+    assert!(!scratch_left(pg, &report));
+}
+
+fn clusters_left(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp.join("opsbook-drills")).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn ephemeral_drills_start_and_remove_their_own_cluster() {
+    let d = Drill::new("ephemeral");
+    let out = d.drill(&["--ephemeral", "--jobs", "2"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert!(report["target"].as_str().unwrap().contains("ephemeral cluster"));
+    assert_eq!(report["restore_mode"], "spool -j 2");
+    assert_eq!(step(&report, "row counts")["outcome"], "passed");
+    assert!(clusters_left(&d.path().join("tmp")).is_empty(), "cluster removed");
+
+    // A failing step still removes the cluster.
+    std::fs::write(d.path().join("bad.sql"), "SELECT false;\n").unwrap();
+    let out = d.drill(&["--ephemeral", "--check-sql", "bad.sql"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(clusters_left(&d.path().join("tmp")).is_empty(), "cluster removed after a failed step");
+    let spool: Vec<_> = std::fs::read_dir(d.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+        .collect();
+    assert!(spool.is_empty(), "spool file removed");
+}
+
+#[test]
+fn bad_input_is_a_usage_error_and_no_backup_is_a_failure() {
+    let pg = TestPg::shared();
+    let d = Drill::new("input");
+    let out = d.run(&["restore-drill", "--store", &d.store]);
+    assert_eq!(code(&out), 2, "a target is required: {}", all_output(&out));
+    let out = d.run(&["restore-drill", "--store", &d.store, "--target-url", &pg.admin_url(), "--set", "empty"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("no complete backup"), "{}", all_output(&out));
+    let out = d.run(&["restore-drill", "--store", &d.store, "--target-url", "postgres://u:p@127.0.0.1:1/x"]);
+    assert_eq!(code(&out), 3, "server unavailable: {}", all_output(&out));
+}
+
+#[test]
+fn ctrl_c_mid_drill_drops_the_scratch_database_and_exits_130() {
+    let pg = TestPg::shared();
+    let d = Drill::new("interrupt");
+    std::fs::write(d.path().join("slow.sql"), "SELECT pg_sleep(60) IS NULL;\n").unwrap();
+    let admin = pg.admin_url();
+    let child = support::cmd::background(d.path())
+        .args(["restore-drill", "--store", &d.store, "--target-url", &admin, "--check-sql", "slow.sql"])
+        .envs(d.envs.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the drill is inside the slow assertion on its scratch database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'opsbook\\_drill\\_%' AND query LIKE '%pg_sleep(60)%'";
+    while pg.query_i64(&admin, busy) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the drill never reached the slow check");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let name = pg.query_string(
+        &admin,
+        "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'opsbook\\_drill\\_%' AND query LIKE '%pg_sleep(60)%' LIMIT 1",
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    assert_eq!(pg.query_i64(&admin, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")), 0);
+}
