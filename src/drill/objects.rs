@@ -36,41 +36,58 @@ pub async fn keys_from_query(conn: &mut sqlx::PgConnection, query: &str) -> Resu
     Ok(keys)
 }
 
-async fn probe(store: &Store, key: &str, presign: bool, http: &reqwest::Client) -> Result<(), (bool, String)> {
+/// Why a sampled object failed: gone, or there but unreadable.
+enum ProbeError {
+    Missing,
+    Unreadable(String),
+}
+
+fn unreadable(e: impl std::fmt::Display) -> ProbeError {
+    ProbeError::Unreadable(e.to_string())
+}
+
+async fn probe(store: &Store, key: &str, presign: bool, http: &reqwest::Client) -> Result<(), ProbeError> {
     let meta = match store.head(key).await {
         Ok(Some(meta)) => meta,
-        Ok(None) => return Err((true, "no such object".into())),
-        Err(e) if e.is_not_found() => return Err((true, "no such object".into())),
-        Err(e) => return Err((false, e.to_string())),
+        Ok(None) => return Err(ProbeError::Missing),
+        Err(e) if e.is_not_found() => return Err(ProbeError::Missing),
+        Err(e) => return Err(unreadable(e)),
     };
     if meta.size == 0 {
         return Ok(());
     }
     let len = meta.size.min(PROBE_BYTES);
     if presign {
-        let url = store.presign_get(key, Duration::from_secs(300)).await.map_err(|e| (false, e.to_string()))?;
+        let url = store.presign_get(key, Duration::from_secs(300)).await.map_err(unreadable)?;
         let response = http
             .get(&url)
             .header(reqwest::header::RANGE, format!("bytes=0-{}", len - 1))
             .send()
             .await
-            .map_err(|e| (false, format!("presigned GET: {}", e.without_url())))?;
+            .map_err(|e| unreadable(format!("presigned GET: {}", e.without_url())))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err((true, "presigned GET: 404".into()));
+            return Err(ProbeError::Missing);
         }
         if !status.is_success() {
-            return Err((false, format!("presigned GET: HTTP {status}")));
+            return Err(unreadable(format!("presigned GET: HTTP {status}")));
         }
-        let body = response.bytes().await.map_err(|e| (false, format!("presigned GET body: {}", e.without_url())))?;
+        let body =
+            response.bytes().await.map_err(|e| unreadable(format!("presigned GET body: {}", e.without_url())))?;
         if body.len() as u64 != len {
-            return Err((false, format!("presigned GET returned {} bytes, expected {len}", body.len())));
+            return Err(unreadable(format!("presigned GET returned {} bytes, expected {len}", body.len())));
         }
         return Ok(());
     }
-    let body = store.get_range(key, 0, len).await.map_err(|e| (e.is_not_found(), e.to_string()))?;
+    let body = store.get_range(key, 0, len).await.map_err(|e| {
+        if e.is_not_found() {
+            ProbeError::Missing
+        } else {
+            unreadable(e)
+        }
+    })?;
     if body.len() as u64 != len {
-        return Err((false, format!("ranged GET returned {} bytes, expected {len}", body.len())));
+        return Err(unreadable(format!("ranged GET returned {} bytes, expected {len}", body.len())));
     }
     Ok(())
 }
@@ -95,7 +112,7 @@ pub async fn check(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| DrillError::Io { op: "build HTTP client".into(), source: std::io::Error::other(e) })?;
-    let results: Vec<(String, Result<(), (bool, String)>)> = stream::iter(sample.iter().cloned())
+    let results: Vec<(String, Result<(), ProbeError>)> = stream::iter(sample.iter().cloned())
         .map(|key| {
             let http = &http;
             async move {
@@ -107,17 +124,17 @@ pub async fn check(
         .collect()
         .await;
     let mut missing = Vec::new();
-    let mut unreadable = Vec::new();
+    let mut problems = Vec::new();
     let mut readable = 0;
     for (key, result) in results {
         match result {
             Ok(()) => readable += 1,
-            Err((true, _)) => missing.push(key),
-            Err((false, error)) => unreadable.push(ObjectProblem { key, error }),
+            Err(ProbeError::Missing) => missing.push(key),
+            Err(ProbeError::Unreadable(error)) => problems.push(ObjectProblem { key, error }),
         }
     }
     missing.sort();
-    unreadable.sort_by(|a, b| a.key.cmp(&b.key));
+    problems.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(ObjectCheck {
         source: store.url().to_string(),
         sampled_from: sampled_from.into(),
@@ -125,7 +142,7 @@ pub async fn check(
         sampled: sample.len(),
         readable,
         missing,
-        unreadable,
+        unreadable: problems,
         presigned: spec.presign,
     })
 }
