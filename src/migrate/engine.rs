@@ -353,27 +353,21 @@ async fn apply_one(
             exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
             ran.map_err(|f| fail(f, attempt))?;
             let elapsed = start.elapsed();
-            if let Some(v) = m.version {
-                history::insert_applied(conn, v, &m.description, &m.checksum, elapsed.as_nanos() as i64).await?;
-            }
-            history::log(conn, &side_entry(m, kind_of(m), lint, Some(elapsed))).await?;
+            let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
+            history::record(conn, &m.description, elapsed.as_nanos() as i64, &entry).await?;
             return Ok(applied(m, elapsed, attempt, lint));
         }
-        exec(conn, "BEGIN", "begin").await?;
-        exec(conn, &timeouts_sql(s, true), "set timeouts").await?;
+        // One round trip opens the transaction and sets its timeouts.
+        exec(conn, &format!("BEGIN; {}", timeouts_sql(s, true)), "begin").await?;
         match run_script(conn, m, s).await {
             Ok(()) => {
+                // Unlike sqlx (insert with -1, UPDATE after COMMIT), the time is written inside
+                // the transaction: one commit per migration instead of two.
                 let elapsed = start.elapsed();
-                if let Some(v) = m.version {
-                    history::insert_applied(conn, v, &m.description, &m.checksum, -1).await?;
-                }
-                history::log(conn, &side_entry(m, kind_of(m), lint, Some(elapsed))).await?;
+                let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
+                history::record(conn, &m.description, elapsed.as_nanos() as i64, &entry).await?;
                 exec(conn, "COMMIT", "commit").await?;
-                let elapsed = start.elapsed();
-                if let Some(v) = m.version {
-                    history::set_execution_time(conn, v, elapsed.as_nanos() as i64).await?;
-                }
-                return Ok(applied(m, elapsed, attempt, lint));
+                return Ok(applied(m, start.elapsed(), attempt, lint));
             }
             Err(f) => {
                 let _ = exec(conn, "ROLLBACK", "rollback").await;
@@ -748,9 +742,7 @@ pub async fn baseline(settings: &Settings, version: i64) -> Result<BaselineRepor
         exec(&mut conn, "BEGIN", "begin").await?;
         let mut recorded = Vec::new();
         for m in upto.iter().filter(|m| !applied.contains(&m.version.unwrap_or_default())) {
-            let v = m.version.expect("versioned");
-            history::insert_applied(&mut conn, v, &m.description, &m.checksum, 0).await?;
-            history::log(&mut conn, &side_entry(m, "baseline", "not-linted", None)).await?;
+            history::record(&mut conn, &m.description, 0, &side_entry(m, "baseline", "not-linted", None)).await?;
             recorded.push(self::applied(m, Duration::ZERO, 0, "not-linted"));
         }
         exec(&mut conn, "COMMIT", "commit").await?;

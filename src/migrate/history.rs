@@ -205,36 +205,39 @@ pub async fn log(conn: &mut PgConnection, entry: &SideEntry<'_>) -> Result<(), M
     Ok(())
 }
 
-/// Records a versioned migration in `_sqlx_migrations` exactly as sqlx does: success, checksum,
-/// execution time -1 until it is updated after commit.
-pub async fn insert_applied(
+/// Records an applied migration in one round trip: the `_sqlx_migrations` row (versioned ones
+/// only; same columns and values sqlx writes, with the execution time measured before COMMIT)
+/// and the side-log row.
+pub async fn record(
     conn: &mut PgConnection,
-    version: i64,
     description: &str,
-    checksum: &[u8],
-    execution_time: i64,
+    execution_nanos: i64,
+    entry: &SideEntry<'_>,
 ) -> Result<(), MigrateError> {
+    let (user, host) = actor();
     sqlx::query(
-        "INSERT INTO _sqlx_migrations ( version, description, success, checksum, execution_time ) \
-         VALUES ( $1, $2, TRUE, $3, $4 )",
+        "WITH sqlx_row AS ( \
+           INSERT INTO _sqlx_migrations ( version, description, success, checksum, execution_time ) \
+           SELECT $1, $11, TRUE, $4, $12 WHERE $1 IS NOT NULL) \
+         INSERT INTO _opsbook_migrations \
+           (version, name, kind, checksum, script, applied_by, host, tool_version, lint, execution_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6 || ' as ' || current_user, $7, $8, $9, $10)",
     )
-    .bind(version)
+    .bind(entry.version)
+    .bind(entry.name)
+    .bind(entry.kind)
+    .bind(entry.checksum)
+    .bind(entry.script)
+    .bind(user)
+    .bind(host)
+    .bind(env!("CARGO_PKG_VERSION"))
+    .bind(entry.lint)
+    .bind(entry.execution_ms)
     .bind(description)
-    .bind(checksum)
-    .bind(execution_time)
+    .bind(execution_nanos)
     .execute(&mut *conn)
     .await
-    .map_err(|e| q("record migration in _sqlx_migrations", e))?;
-    Ok(())
-}
-
-pub async fn set_execution_time(conn: &mut PgConnection, version: i64, nanos: i64) -> Result<(), MigrateError> {
-    sqlx::query("UPDATE _sqlx_migrations SET execution_time = $1 WHERE version = $2")
-        .bind(nanos)
-        .bind(version)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| q("update execution_time", e))?;
+    .map_err(|e| q("record the migration in _sqlx_migrations and _opsbook_migrations", e))?;
     Ok(())
 }
 

@@ -124,6 +124,17 @@ impl DbUrl {
         DbUrl { url }
     }
 
+    /// The same server and database as another role: user and password replaced (and removed
+    /// from the query string).
+    pub fn with_credentials(&self, user: &str, password: &str) -> DbUrl {
+        let mut url = self.url.clone();
+        let pairs = query_pairs(&url).into_iter().filter(|(k, _)| k != "user" && k != "password").collect::<Vec<_>>();
+        set_query(&mut url, &pairs);
+        let _ = url.set_username(&percent_encode(user));
+        let _ = url.set_password(Some(&percent_encode(password)));
+        DbUrl { url }
+    }
+
     /// A libpq connection URI for child tools (pg_dump, pg_restore, psql): the password removed,
     /// query parameters kept (sslmode, sslrootcert, ...). sqlx-only spellings are translated to
     /// libpq's (`ssl-mode` → `sslmode`, `options[k]=v` → `options=-c k=v`) and sqlx-only

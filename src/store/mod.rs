@@ -4,6 +4,7 @@
 //! Small objects (manifests) go through `put_bytes`/`get_bytes`; large ones are written with
 //! `begin_upload` in equal parts and read back with `get_stream` or `get_range`.
 
+pub mod bucket;
 mod error;
 mod key;
 mod local;

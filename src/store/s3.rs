@@ -216,7 +216,7 @@ fn classify(failure: Failure, code: Option<&str>, status: Option<u16>) -> Outcom
 
 /// Turns an SDK error into a `StoreError` that names the operation and the object, with the
 /// service's code and message (never the request, so never credentials).
-fn sdk_error<E>(op: &'static str, resource: String, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
+pub(crate) fn sdk_error<E>(op: &'static str, resource: String, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -318,6 +318,10 @@ impl S3Store {
 
     pub(crate) fn url(&self) -> &StoreUrl {
         &self.url
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     fn full_key(&self, key: &str) -> Result<String, StoreError> {
