@@ -33,6 +33,9 @@ pub enum Command {
     /// throwaway cluster, compare row counts, run checks and migrations, sample the media bucket,
     /// measure RTO/RPO, clean up.
     RestoreDrill(Box<cmd::restore_drill::RestoreDrillArgs>),
+    /// Plan and apply a new environment from the profile's [provision] table: database, roles,
+    /// grants, extensions, bucket, secrets in the .env file, migrations, seeds.
+    Provision(cmd::provision::ProvisionArgs),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -54,6 +57,7 @@ impl Command {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Migrate(m) => format!("migrate {}", m.command.name()),
             Command::RestoreDrill(_) => "restore-drill".into(),
+            Command::Provision(p) => format!("provision {}", p.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

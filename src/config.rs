@@ -62,6 +62,8 @@ pub struct Profile {
     /// Migration settings (`[profiles.NAME.migrate]`).
     #[serde(default)]
     pub migrate: MigrateConfig,
+    /// Desired state of the environment (`[profiles.NAME.provision]`).
+    pub provision: Option<crate::provision::ProvisionConfig>,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.

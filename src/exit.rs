@@ -105,6 +105,8 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::lock::LockError,
         crate::migrate::MigrateError,
         crate::drill::DrillError,
+        crate::secrets::SecretsError,
+        crate::provision::ProvisionError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod completions;
 pub mod migrate;
+pub mod provision;
 pub mod restore_drill;
 pub mod run;
 pub mod runbook;
@@ -44,6 +45,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Migrate(args) => migrate::run(&ctx, args).await,
         Command::RestoreDrill(args) => restore_drill::run(&ctx, *args).await,
+        Command::Provision(args) => provision::run(&ctx, args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,

@@ -35,6 +35,19 @@ fn unsupported(e: &StoreError) -> Option<String> {
     }
 }
 
+/// "Nothing configured": S3 answers a missing lifecycle, CORS or public-access-block
+/// configuration with 404 and a `NoSuch…Configuration` code.
+fn absent(e: &StoreError) -> bool {
+    match e {
+        StoreError::NotFound { .. } => true,
+        StoreError::S3 { code, status, .. } => {
+            code.as_deref().is_some_and(|c| c.starts_with("NoSuch") && c.ends_with("Configuration"))
+                || (*status == Some(404) && code.as_deref() != Some("NoSuchBucket"))
+        }
+        _ => false,
+    }
+}
+
 /// Lifecycle settings opsbook manages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lifecycle {
@@ -99,7 +112,7 @@ impl S3Store {
         match self.client().get_bucket_lifecycle_configuration().bucket(self.bucket()).send().await {
             Ok(out) => Ok(Support::Supported(out.rules().to_vec())),
             Err(e) => match sdk_error("GetBucketLifecycleConfiguration", self.bucket_resource(), "", e) {
-                StoreError::NotFound { .. } => Ok(Support::Supported(Vec::new())),
+                e if absent(&e) => Ok(Support::Supported(Vec::new())),
                 e => unsupported(&e).map(Support::Unsupported).ok_or(e),
             },
         }
@@ -188,7 +201,7 @@ impl S3Store {
                 Ok(Support::Supported(origins))
             }
             Err(e) => match sdk_error("GetBucketCors", self.bucket_resource(), "", e) {
-                StoreError::NotFound { .. } => Ok(Support::Supported(Vec::new())),
+                e if absent(&e) => Ok(Support::Supported(Vec::new())),
                 e => unsupported(&e).map(Support::Unsupported).ok_or(e),
             },
         }
@@ -228,7 +241,7 @@ impl S3Store {
                     && c.restrict_public_buckets() == Some(true)
             }))),
             Err(e) => match sdk_error("GetPublicAccessBlock", self.bucket_resource(), "", e) {
-                StoreError::NotFound { .. } => Ok(Support::Supported(false)),
+                e if absent(&e) => Ok(Support::Supported(false)),
                 e => unsupported(&e).map(Support::Unsupported).ok_or(e),
             },
         }
