@@ -6,6 +6,7 @@ pub mod backup;
 pub mod control;
 pub mod http;
 pub mod migrate;
+pub mod provision;
 pub mod notify;
 pub mod restore_drill;
 pub mod shell;
@@ -91,6 +92,8 @@ pub enum ActionError {
     Migrate(#[from] crate::migrate::MigrateError),
     #[error(transparent)]
     Drill(Box<crate::drill::DrillError>),
+    #[error(transparent)]
+    Provision(Box<crate::provision::ProvisionError>),
 }
 
 impl Classify for ActionError {
@@ -106,6 +109,7 @@ impl Classify for ActionError {
             ActionError::Config(e) => e.class(),
             ActionError::Migrate(e) => e.class(),
             ActionError::Drill(e) => e.class(),
+            ActionError::Provision(e) => e.class(),
         }
     }
 }
@@ -172,6 +176,7 @@ actions! {
     "backup-list" => backup_list,
     "migrate" => migrate,
     "restore-drill" => restore_drill,
+    "provision" => provision,
     "sql" => sql,
     "http" => http,
     "shell" => shell,
