@@ -37,6 +37,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+            cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -486,6 +487,76 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'opsbook;provision'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand plan 'Compare the profile''s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
+            cand apply 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;provision;plan'= {
+            cand --admin-database-url 'Superuser/admin connection used to create roles and the database [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;provision;apply'= {
+            cand --admin-database-url 'Superuser/admin connection used to create roles and the database [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;provision;help'= {
+            cand plan 'Compare the profile''s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
+            cand apply 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;provision;help;plan'= {
+        }
+        &'opsbook;provision;help;apply'= {
+        }
+        &'opsbook;provision;help;help'= {
+        }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
             cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
@@ -855,6 +926,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+            cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -904,6 +976,14 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;migrate;baseline'= {
         }
         &'opsbook;help;restore-drill'= {
+        }
+        &'opsbook;help;provision'= {
+            cand plan 'Compare the profile''s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
+            cand apply 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
+        }
+        &'opsbook;help;provision;plan'= {
+        }
+        &'opsbook;help;provision;apply'= {
         }
         &'opsbook;help;run'= {
         }

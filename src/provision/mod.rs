@@ -342,11 +342,25 @@ pub async fn plan(t: &Target) -> Result<Plan, ProvisionError> {
         class: e.class,
     })?;
     if let Some(store) = &t.store {
-        items.extend(bucket::plan(t, store).await.map_err(|e| ProvisionError::Inspect {
-            what: format!("inspect bucket {}", store.url()),
-            message: e.message,
-            class: e.class,
-        })?);
+        match bucket::plan(t, store).await {
+            Ok(bucket_items) => items.extend(bucket_items),
+            // An unreachable provider does not hide the rest of the plan: the bucket shows as
+            // unknown, and apply fails there after doing everything before it.
+            Err(e) if e.class == ErrorClass::Unavailable => items.push(Item {
+                resource: format!("bucket {}", store.url()),
+                current: format!("unknown: {}", e.message),
+                desired: "exists, configured".into(),
+                action: Action::Update,
+                op: Op::Bucket,
+            }),
+            Err(e) => {
+                return Err(ProvisionError::Inspect {
+                    what: format!("inspect bucket {}", store.url()),
+                    message: e.message,
+                    class: e.class,
+                })
+            }
+        }
     }
     items.extend(secret_items(t));
     items.extend(postgres::plan_data(t).await.map_err(|e| ProvisionError::Inspect {

@@ -4,5 +4,6 @@
 
 pub mod cmd;
 pub mod http;
+pub mod moto;
 pub mod pg;
 pub mod s3;
