@@ -53,7 +53,7 @@ WAIT_OTHERS=${WAIT_OTHERS:-1}
 WAIT_POLL=${WAIT_POLL:-10}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
 [[ $RESULTS == /* ]] || RESULTS=$PWD/$RESULTS # the script changes directory later
-INVOKED="SCALE=$SCALE RUNS=$RUNS${SKIP_BUILD:+ SKIP_BUILD=$SKIP_BUILD} bench/drill.sh${*:+ $*}"
+INVOKED="SCALE=$SCALE RUNS=$RUNS${SKIP_BUILD:+ SKIP_BUILD=$SKIP_BUILD}$([[ $KEEP_WORK == 1 ]] && echo ' KEEP_WORK=1') bench/drill.sh${*:+ $*}"
 RESTORE_DB=bench_restore
 TARGET_RATIO=1.15
 
@@ -220,11 +220,12 @@ pgq -c 'select 1' >/dev/null || die "cannot connect to the sandbox ($PGHOST:$PGP
 SERVER_VERSION=$(pgq -c 'show server_version')
 SANDBOX_SETTINGS=$(pgq -c "select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings where name in ('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'maintenance_work_mem', 'full_page_writes')")
 
-# The hyperfine --prepare steps (not timed): drop the target, optionally recreate it, checkpoint so
-# one run's dirty buffers are not written during the next.
+# The hyperfine --prepare steps (not timed): drop the target, optionally recreate it, CHECKPOINT
+# and sync, so one run's dirty buffers and page cache (the sandbox runs with fsync=off) are not
+# written back during the next.
 cat >"$WORK/bin/prepare" <<EOF
 #!/usr/bin/env bash
-# prepare [create]: drops $RESTORE_DB (and leftover drill databases), recreates it with 'create', CHECKPOINT.
+# prepare [create]: drops $RESTORE_DB (and leftover drill databases), recreates it with 'create', CHECKPOINT, sync.
 set -euo pipefail
 . $(printf %q "$WORK/pgenv")
 export PGOPTIONS='-c client_min_messages=warning'
@@ -235,6 +236,7 @@ for db in \$(\$psql -XqAt -d postgres -c "select datname from pg_database where 
 done
 if [[ \${1:-} == create ]]; then \$psql -XqAt -v ON_ERROR_STOP=1 -d postgres -c 'CREATE DATABASE $RESTORE_DB' >/dev/null; fi
 \$psql -XqAt -v ON_ERROR_STOP=1 -d postgres -c CHECKPOINT >/dev/null
+sync
 EOF
 chmod 700 "$WORK/bin/prepare"
 PREPARE=$WORK/bin/prepare
@@ -262,14 +264,18 @@ log "base.dump: $(pretty_bytes "$BASE_BYTES")"
 
 # ---------------------------------------------------------------- timed runs
 wait_for_quiet "timing"
-# Watch for other benchmarks starting while we time (reported, not prevented).
+# Watch for other benchmarks starting while we time, and for compiler processes (cargo build or
+# test elsewhere) — reported, not prevented.
 : >"$WORK/logs/interference.log"
+: >"$WORK/logs/compilers.log"
 (
     trap - EXIT INT TERM
     while sleep "$WAIT_POLL"; do
         for pid in $(foreign_bench_pids); do
             echo "$(date -u +%H:%M:%S) $(ps -o args= -p "$pid" 2>/dev/null | cut -c1-120)"
         done >>"$WORK/logs/interference.log"
+        n=$(pgrep -c -x 'rustc|rust-lld|cc|ld|cargo' 2>/dev/null || true)
+        if ((n > 0)); then echo "$(date -u +%H:%M:%S) $n compiler/cargo processes, load $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/logs/compilers.log"; fi
     done
 ) &
 MONITOR_PID=$!
@@ -340,7 +346,7 @@ cp "$WORK"/reports/*.json "$WORK/rss-jobs1.json" "$WORK/rss-jobs2.json" "$WORK/b
 summary=$WORK/summary.md
 HF_JSON=$HF_JSON REPORTS=$WORK/reports BACKUP=$WORK/backup.json RUNS=$RUNS SCALE=$SCALE DB_BYTES=$DB_BYTES \
     BASE_BYTES=$BASE_BYTES RSS_BASE=$RSS_BASE OWN_BASE=$OWN_BASE RSS_J1=$RSS_J1 OWN_J1=$OWN_J1 RSS_J2=$RSS_J2 \
-    OWN_J2=$OWN_J2 TARGET_RATIO=$TARGET_RATIO INTERFERENCE=$WORK/logs/interference.log \
+    OWN_J2=$OWN_J2 TARGET_RATIO=$TARGET_RATIO INTERFERENCE=$WORK/logs/interference.log COMPILERS=$WORK/logs/compilers.log POLL=$WAIT_POLL \
     HF_NAME="bench/.work/$(basename "$HF_JSON")" REPORTS_NAME="bench/.work/drill-reports-$STAMP/" python3 >"$summary" <<'EOF'
 import glob, json, os, statistics, sys
 e = os.environ
@@ -433,7 +439,13 @@ lines = [l for l in open(e["INTERFERENCE"]).read().splitlines() if l.strip()]
 if lines:
     print(f"- **warning**: other benchmark processes ran while timing ({len(lines)} samples, first: `{lines[0]}`)")
 else:
-    print("- no other hyperfine or bench/migrate.sh process seen while timing (polled every 10 s)")
+    print(f"- no other hyperfine or bench/migrate.sh process seen while timing (polled every {e['POLL']} s)")
+comp = [l for l in open(e["COMPILERS"]).read().splitlines() if l.strip()]
+if comp:
+    print(f"- **note**: cargo/rustc/linker processes (other work on the machine) were running in {len(comp)} of the "
+          f"{e['POLL']} s samples while timing (e.g. `{comp[0]}`): the timings are skewed by that much")
+else:
+    print("- no cargo/rustc/linker process seen while timing")
 print()
 print(f"Raw hyperfine results: `{e['HF_NAME']}`; drill reports: `{e['REPORTS_NAME']}`")
 EOF
