@@ -27,7 +27,7 @@
 # sandbox database, `opsbook backup run --set bench` (default zstd), and once
 # `pg_dump -Fc -Z0 -f WORK/base.dump` of the same database.
 #
-# Compared (hyperfine --runs RUNS; every --prepare drops bench_restore and CHECKPOINTs, not timed):
+# Compared (hyperfine --runs RUNS; every --prepare drops bench_restore, CHECKPOINTs and syncs, not timed):
 #   pg_restore -j2     pg_restore -j2 --no-owner --no-privileges --exit-on-error -d <bench_restore>
 #                      WORK/base.dump  (--prepare also creates bench_restore; password in PGPASSWORD)
 #   opsbook --jobs 1   opsbook restore-drill --store $OPSBOOK_STORE --set bench --target-url <admin
@@ -388,12 +388,14 @@ def size(n): return f"{n / 2**20:,.1f} MiB"
 
 backup = json.load(open(e["BACKUP"]))["backup"]
 data = [o for o in backup["objects"] if o["role"] == "data"][0]
+c = backup.get("compression") or {}
+comp = f"{c.get('algorithm', '?')}:{c['level']}" if "level" in c else c.get("algorithm", "?")
 print(f"Data: pgbench scale {e['SCALE']} (+ the sandbox's small `shop` example schema) in one database of "
       f"{size(int(e['DB_BYTES']))}. `opsbook backup run --set bench` (local directory store, default "
-      f"compression {data.get('compression', 'zstd')}): archive {size(data['size'])} of {size(data['raw_size'])} raw "
+      f"compression {comp}): archive {size(data['size'])} of {size(data['raw_size'])} raw "
       f"pg_dump output; baseline `pg_dump -Fc -Z0` file {size(int(e['BASE_BYTES']))}. {runs} runs per command in one "
       f"hyperfine session; each run restores into a fresh database of the same sandbox server "
-      f"(hyperfine --prepare drops it and CHECKPOINTs, not timed).")
+      f"(hyperfine --prepare drops it, CHECKPOINTs and syncs, not timed).")
 print()
 print("Restore phase (seconds): pg_restore -j2 = its wall time; opsbook --jobs 1 (stream) = the report's "
       "\"restore\" step (download and restore overlap; it spans from the start of the download to pg_restore's exit); "

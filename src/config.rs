@@ -64,6 +64,9 @@ pub struct Profile {
     pub migrate: MigrateConfig,
     /// Desired state of the environment (`[profiles.NAME.provision]`).
     pub provision: Option<crate::provision::ProvisionConfig>,
+    /// Secrets to rotate (`[[profiles.NAME.secrets]]`).
+    #[serde(default)]
+    pub secrets: Vec<crate::secrets::rotate::SecretSpec>,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.

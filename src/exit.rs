@@ -107,6 +107,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::drill::DrillError,
         crate::secrets::SecretsError,
         crate::provision::ProvisionError,
+        crate::secrets::rotate::RotateError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

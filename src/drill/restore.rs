@@ -146,7 +146,11 @@ async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Resto
         (Ok(_), Err(e)) if output.status.success() => {
             Phase { ok: false, seconds: download_seconds, detail: format!("cannot decode: {e}") }
         }
-        (Ok(s), _) => Phase { ok: true, seconds: download_seconds, detail: s.clone() },
+        (Ok(s), _) => Phase {
+            ok: true,
+            seconds: download_seconds,
+            detail: format!("{s}; streamed, so read at pg_restore's pace (the restore step includes it)"),
+        },
     };
     let restore = if !download.ok {
         Phase {

@@ -14,6 +14,8 @@ pub trait SecretStore {
     fn get(&self, key: &str) -> Option<String>;
     /// Stages a value; nothing is written before [`SecretStore::save`].
     fn set(&mut self, key: &str, value: &str);
+    /// Stages a removal.
+    fn remove(&mut self, key: &str);
     /// Writes the staged values. Returns false when nothing changed.
     fn save(&mut self) -> Result<bool, SecretsError>;
 }
@@ -180,17 +182,33 @@ impl SecretStore for EnvFile {
         self.lines.push(Line::Entry { export: false, key: key.to_string(), value: value.to_string() });
     }
 
+    fn remove(&mut self, key: &str) {
+        let before = self.lines.len();
+        self.lines.retain(|l| !matches!(l, Line::Entry { key: k, .. } if k == key));
+        self.dirty |= self.lines.len() != before;
+    }
+
     fn save(&mut self) -> Result<bool, SecretsError> {
         if !self.dirty {
             return Ok(false);
         }
         let io = |op: &str, source| SecretsError::Io { op: op.into(), path: self.path.clone(), source };
+        // Writers of the same file take turns (a sidecar lock, held until the rename is done).
+        let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("open the lock file of", e))?;
+        lock.lock().map_err(|e| io("lock", e))?;
         if self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
             crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
-        } else if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
         }
         crate::notify::write_atomic(&self.path, self.render().as_bytes(), Some(0o600)).map_err(|e| io("write", e))?;
         self.dirty = false;

@@ -2,6 +2,7 @@
 //! argon2id for application passwords), and the stores they are written to.
 
 pub mod envfile;
+pub mod rotate;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use rand::distr::Alphanumeric;
