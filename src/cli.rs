@@ -36,6 +36,9 @@ pub enum Command {
     /// Plan and apply a new environment from the profile's [provision] table: database, roles,
     /// grants, extensions, bucket, secrets in the .env file, migrations, seeds.
     Provision(cmd::provision::ProvisionArgs),
+    /// Rotate secrets with a journaled create → set → test → finish → revoke protocol:
+    /// PostgreSQL passwords (single or alternating logins), random keys, password hashes.
+    RotateSecrets(cmd::rotate_secrets::RotateSecretsArgs),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -58,6 +61,7 @@ impl Command {
             Command::Migrate(m) => format!("migrate {}", m.command.name()),
             Command::RestoreDrill(_) => "restore-drill".into(),
             Command::Provision(p) => format!("provision {}", p.command.name()),
+            Command::RotateSecrets(r) => format!("rotate-secrets {}", r.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod migrate;
 pub mod provision;
 pub mod restore_drill;
+pub mod rotate_secrets;
 pub mod run;
 pub mod runbook;
 pub mod sandbox;
@@ -46,6 +47,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         Command::Migrate(args) => migrate::run(&ctx, args).await,
         Command::RestoreDrill(args) => restore_drill::run(&ctx, *args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
+        Command::RotateSecrets(args) => rotate_secrets::run(&ctx, args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,

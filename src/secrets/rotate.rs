@@ -520,7 +520,9 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     // finish: pending becomes current, current becomes previous (one atomic file replace).
     let grace = parse_duration("grace", &spec.name, &spec.grace).map_err(|e| e.to_string())?.unwrap_or_default();
     if let Some(old) = &current {
-        if spec.kind != Kind::PasswordHash && *old != pending {
+        // A single-user password's old value is dead once set: nothing to keep.
+        let keep = spec.kind == Kind::Random || spec.strategy == Strategy::Alternating;
+        if keep && *old != pending {
             store.set(&spec.previous_key(), old);
         }
     }

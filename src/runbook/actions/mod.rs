@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod notify;
 pub mod provision;
 pub mod restore_drill;
+pub mod rotate_secrets;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -94,6 +95,8 @@ pub enum ActionError {
     Drill(Box<crate::drill::DrillError>),
     #[error(transparent)]
     Provision(Box<crate::provision::ProvisionError>),
+    #[error(transparent)]
+    Rotate(Box<crate::secrets::rotate::RotateError>),
 }
 
 impl Classify for ActionError {
@@ -110,6 +113,7 @@ impl Classify for ActionError {
             ActionError::Migrate(e) => e.class(),
             ActionError::Drill(e) => e.class(),
             ActionError::Provision(e) => e.class(),
+            ActionError::Rotate(e) => e.class(),
         }
     }
 }
@@ -177,6 +181,7 @@ actions! {
     "migrate" => migrate,
     "restore-drill" => restore_drill,
     "provision" => provision,
+    "rotate-secrets" => rotate_secrets,
     "sql" => sql,
     "http" => http,
     "shell" => shell,

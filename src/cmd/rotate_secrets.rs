@@ -1,0 +1,188 @@
+//! `opsbook rotate-secrets plan | run | status | rollback`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::exit::ExitStatus;
+use crate::secrets::rotate::{self, Selection, Standing};
+use crate::ui::table;
+
+#[derive(Debug, Args)]
+pub struct RotateSecretsArgs {
+    #[command(subcommand)]
+    pub command: RotateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotateCommand {
+    /// Which secrets are due (no value yet, never rotated, or older than max_age).
+    Plan(AdminArgs),
+    /// Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each
+    /// step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs.
+    Run(RunArgs),
+    /// Age, last rotation, next due, strategy and fingerprint of every secret.
+    Status(AdminArgs),
+    /// Put the previous value back (random values; alternating logins within their grace).
+    Rollback(RollbackArgs),
+}
+
+impl RotateCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RotateCommand::Plan(_) => "plan",
+            RotateCommand::Run(_) => "run",
+            RotateCommand::Status(_) => "status",
+            RotateCommand::Rollback(_) => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Admin connection for postgres-password secrets [default: the profile's
+    /// admin_database_url].
+    #[arg(long, env = "ADMIN_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub admin_database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Secrets to rotate (their names in the profile).
+    #[arg(value_name = "NAME", conflicts_with_all = ["due", "resume"])]
+    pub names: Vec<String>,
+    /// Rotate every secret that is due.
+    #[arg(long, conflicts_with = "resume")]
+    pub due: bool,
+    /// Finish rotations a crash or failure left part-way.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The secret to roll back.
+    pub name: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+pub async fn run(ctx: &Ctx<'_>, args: RotateSecretsArgs) -> Result<ExitStatus> {
+    match args.command {
+        RotateCommand::Plan(a) => show(ctx, a, true),
+        RotateCommand::Status(a) => show(ctx, a, false),
+        RotateCommand::Run(a) => run_cmd(ctx, a).await,
+        RotateCommand::Rollback(a) => rollback(ctx, a).await,
+    }
+}
+
+fn age(seconds: Option<i64>) -> String {
+    seconds.map(table::age).unwrap_or_else(|| "never rotated".into())
+}
+
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    profile: &'a str,
+    secrets: &'a [Standing],
+    state_file: String,
+}
+
+fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
+    let rc = rotate::context(&ctx.config, args.admin_database_url.as_deref())?;
+    let standings = rotate::status(&rc)?;
+    let shown: Vec<Standing> = standings.into_iter().filter(|s| !plan_only || s.due || s.in_progress.is_some()).collect();
+    if ctx.printer.is_json() {
+        let report = StatusReport { profile: &rc.profile, secrets: &shown, state_file: rotate::state_file(&rc.profile).display().to_string() };
+        ctx.printer.report(ExitStatus::Success, &report)?;
+        return Ok(ExitStatus::Success);
+    }
+    if shown.is_empty() {
+        ctx.printer.line("nothing is due")?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut t = table::new(&["secret", "kind", "strategy", "age", "next due", "fingerprint", "state"]);
+    for s in &shown {
+        let state = match (s.in_progress, s.due, s.revoke_pending) {
+            (Some(step), _, _) => format!("interrupted after {step:?}; run --resume").to_lowercase(),
+            (None, true, _) if !s.present => "missing: due".into(),
+            (None, true, _) => "due".into(),
+            (None, false, Some(at)) => format!("previous valid until {}", at.format("%Y-%m-%d %H:%M UTC")),
+            (None, false, None) => "ok".into(),
+        };
+        t.add_row(vec![
+            s.name.clone(),
+            serde_json::to_value(s.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(s.strategy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            age(s.age_seconds),
+            s.next_due.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "-".into()),
+            s.fingerprint.clone().unwrap_or_else(|| "-".into()),
+            state,
+        ]);
+    }
+    ctx.printer.line(t.to_string())?;
+    Ok(ExitStatus::Success)
+}
+
+async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
+    let rc = rotate::context(&ctx.config, args.admin.admin_database_url.as_deref())?;
+    let selection = if args.resume {
+        Selection::Resume
+    } else if args.due || args.names.is_empty() {
+        Selection::Due
+    } else {
+        Selection::Names(args.names.clone())
+    };
+    let outcomes = rotate::run(&rc, selection).await?;
+    for o in &outcomes {
+        if let Some(plaintext) = &o.plaintext {
+            // Once, to the terminal only: never stdout, a log or JSON.
+            let _ = writeln!(std::io::stderr().lock(), "{} plaintext (shown once): {plaintext}", o.name);
+        }
+    }
+    let status = if outcomes.iter().all(|o| o.ok) { ExitStatus::Success } else { ExitStatus::Failure };
+    if ctx.printer.is_json() {
+        ctx.printer.report(status, &serde_json::json!({ "profile": rc.profile, "secrets": outcomes }))?;
+        return Ok(status);
+    }
+    if outcomes.is_empty() {
+        ctx.printer.line("nothing to rotate")?;
+        return Ok(status);
+    }
+    let mut t = table::new(&["secret", "result", "steps", "fingerprint", "detail"]);
+    for o in &outcomes {
+        t.add_row(vec![
+            o.name.clone(),
+            if o.ok { "ok".into() } else { "FAILED".into() },
+            o.steps.join(" → "),
+            match (&o.previous_fingerprint, &o.fingerprint) {
+                (Some(a), Some(b)) => format!("{a} → {b}"),
+                (None, Some(b)) => b.clone(),
+                _ => "-".into(),
+            },
+            o.error.clone().unwrap_or_default(),
+        ]);
+    }
+    ctx.printer.line(t.to_string())?;
+    Ok(status)
+}
+
+async fn rollback(ctx: &Ctx<'_>, args: RollbackArgs) -> Result<ExitStatus> {
+    let rc = rotate::context(&ctx.config, args.admin.admin_database_url.as_deref())?;
+    let o = rotate::rollback(&rc, &args.name).await?;
+    if ctx.printer.is_json() {
+        ctx.printer.report(ExitStatus::Success, &o)?;
+    } else {
+        ctx.printer.line(format!(
+            "{}: rolled back ({} → {})",
+            o.name,
+            o.previous_fingerprint.as_deref().unwrap_or("-"),
+            o.fingerprint.as_deref().unwrap_or("-")
+        ))?;
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,65 @@
+//! The `rotate-secrets` action: `opsbook rotate-secrets run` (or `plan`) as a step. Password-hash
+//! secrets need a plaintext_file here: a runbook has no place to show a password once.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ActionCtx, ActionError, Outputs};
+use crate::secrets::rotate::{self, Kind, Selection};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Secrets to rotate; empty: the due ones.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Only finish rotations left part-way.
+    #[serde(default)]
+    pub resume: bool,
+    /// Admin connection for postgres-password secrets [default: ADMIN_DATABASE_URL / profile].
+    pub admin_database_url: Option<String>,
+}
+
+fn err(e: rotate::RotateError) -> ActionError {
+    ActionError::Rotate(Box::new(e))
+}
+
+pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let admin = input.admin_database_url.clone().or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()));
+    let rc = rotate::context(ctx.config, admin.as_deref()).map_err(err)?;
+    let due: Vec<String> = rotate::status(&rc).map_err(err)?.into_iter().filter(|s| s.due).map(|s| s.name).collect();
+    let mut out = Outputs::new();
+    out.insert("due".into(), due.iter().cloned().map(Value::from).collect::<Vec<_>>().into());
+    if ctx.dry_run {
+        return Ok(out);
+    }
+    let targets: Vec<&String> = if input.names.is_empty() { due.iter().collect() } else { input.names.iter().collect() };
+    for spec in rc.specs.iter().filter(|s| targets.contains(&&s.name)) {
+        if spec.kind == Kind::PasswordHash && spec.plaintext_file.is_none() {
+            return Err(ActionError::Input(format!(
+                "secret {} is a password hash without plaintext_file: in a runbook the one-time plaintext has nowhere to go",
+                spec.name
+            )));
+        }
+    }
+    let selection = if input.resume {
+        Selection::Resume
+    } else if input.names.is_empty() {
+        Selection::Due
+    } else {
+        Selection::Names(input.names.clone())
+    };
+    let outcomes = rotate::run(&rc, selection).await.map_err(err)?;
+    out.insert("rotated".into(), outcomes.iter().filter(|o| o.ok).count().into());
+    out.insert(
+        "fingerprints".into(),
+        outcomes.iter().filter_map(|o| o.fingerprint.as_ref().map(|f| Value::from(format!("{}={f}", o.name)))).collect::<Vec<_>>().into(),
+    );
+    let failed: Vec<String> =
+        outcomes.iter().filter(|o| !o.ok).map(|o| format!("{}: {}", o.name, o.error.as_deref().unwrap_or("failed"))).collect();
+    if !failed.is_empty() {
+        return Err(ActionError::Failed(format!("rotation failed for {}", failed.join("; "))));
+    }
+    Ok(out)
+}
