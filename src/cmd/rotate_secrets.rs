@@ -95,9 +95,14 @@ struct StatusReport<'a> {
 fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
     let rc = rotate::context(&ctx.config, args.admin_database_url.as_deref())?;
     let standings = rotate::status(&rc)?;
-    let shown: Vec<Standing> = standings.into_iter().filter(|s| !plan_only || s.due || s.in_progress.is_some()).collect();
+    let shown: Vec<Standing> =
+        standings.into_iter().filter(|s| !plan_only || s.due || s.in_progress.is_some()).collect();
     if ctx.printer.is_json() {
-        let report = StatusReport { profile: &rc.profile, secrets: &shown, state_file: rotate::state_file(&rc.profile).display().to_string() };
+        let report = StatusReport {
+            profile: &rc.profile,
+            secrets: &shown,
+            state_file: rotate::state_file(&rc.profile).display().to_string(),
+        };
         ctx.printer.report(ExitStatus::Success, &report)?;
         return Ok(ExitStatus::Success);
     }

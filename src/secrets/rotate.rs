@@ -112,9 +112,12 @@ impl SecretSpec {
         match self.kind {
             Kind::PostgresPassword => {
                 let Some(role) = &self.role else { return bad("kind postgres-password needs role".into()) };
-                crate::provision::check_identifier("role", role, false).map_err(|e| RotateError::Config(e.to_string()))?;
+                crate::provision::check_identifier("role", role, false)
+                    .map_err(|e| RotateError::Config(e.to_string()))?;
                 if !admin {
-                    return bad("kind postgres-password needs admin_database_url in the profile (or ADMIN_DATABASE_URL)".into());
+                    return bad(
+                        "kind postgres-password needs admin_database_url in the profile (or ADMIN_DATABASE_URL)".into(),
+                    );
                 }
             }
             Kind::Random => {
@@ -199,11 +202,18 @@ fn load_state(profile: &str) -> Result<State, RotateError> {
 fn save_state(profile: &str, state: &State) -> Result<(), RotateError> {
     let path = state_path(profile);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| SecretsError::Io { op: "create".into(), path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| SecretsError::Io {
+            op: "create".into(),
+            path: dir.into(),
+            source,
+        })?;
     }
     let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-    crate::notify::write_atomic(&path, &bytes, Some(0o600))
-        .map_err(|source| SecretsError::Io { op: "write".into(), path, source })?;
+    crate::notify::write_atomic(&path, &bytes, Some(0o600)).map_err(|source| SecretsError::Io {
+        op: "write".into(),
+        path,
+        source,
+    })?;
     Ok(())
 }
 
@@ -402,7 +412,12 @@ async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &str) -> Result<(
 }
 
 /// Undoes `set_target` after a failed test: the old credential keeps working.
-async fn roll_back_target(ctx: &Context, spec: &SecretSpec, pending: &str, current: Option<&str>) -> Result<(), String> {
+async fn roll_back_target(
+    ctx: &Context,
+    spec: &SecretSpec,
+    pending: &str,
+    current: Option<&str>,
+) -> Result<(), String> {
     if spec.kind != Kind::PostgresPassword {
         return Ok(());
     }
@@ -481,7 +496,8 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
             }
             store.set(&spec.pending_key(), &value);
             store.save().map_err(|e| e.to_string())?;
-            entry.in_progress = Some(Progress { step: Step::Created, pending_fingerprint: fingerprint(&value), started: Utc::now() });
+            entry.in_progress =
+                Some(Progress { step: Step::Created, pending_fingerprint: fingerprint(&value), started: Utc::now() });
             journal(state, &entry)?;
             out.steps.push("created".into());
             crash_point("created");
@@ -561,7 +577,9 @@ async fn revoke_due(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &m
         return Ok(());
     }
     if let Some(login) = revoke.what.strip_prefix("login ") {
-        admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(login))).await.map_err(|e| format!("revoke: {e}"))?;
+        admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(login)))
+            .await
+            .map_err(|e| format!("revoke: {e}"))?;
     } else {
         let mut store = EnvFile::load(&spec.store_path()).map_err(|e| e.to_string())?;
         store.remove(&spec.previous_key());
@@ -605,18 +623,20 @@ pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, Ro
             .iter()
             .filter(|s| standings.iter().any(|st| st.name == s.name && (st.due || st.in_progress.is_some())))
             .collect(),
-        Selection::Resume => ctx
-            .specs
-            .iter()
-            .filter(|s| state.secrets.get(&s.name).is_some_and(|e| e.in_progress.is_some()))
-            .collect(),
+        Selection::Resume => {
+            ctx.specs.iter().filter(|s| state.secrets.get(&s.name).is_some_and(|e| e.in_progress.is_some())).collect()
+        }
     };
     let mut outcomes = Vec::new();
     for spec in &ctx.specs {
         let rotate = chosen.iter().any(|c| c.name == spec.name);
         if rotate {
             outcomes.push(rotate_one(ctx, spec, &mut state).await);
-        } else if state.secrets.get(&spec.name).is_some_and(|e| e.revoke.as_ref().is_some_and(|r| r.after <= Utc::now())) {
+        } else if state
+            .secrets
+            .get(&spec.name)
+            .is_some_and(|e| e.revoke.as_ref().is_some_and(|r| r.after <= Utc::now()))
+        {
             let mut o = Outcome {
                 name: spec.name.clone(),
                 ok: true,
@@ -639,7 +659,8 @@ pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, Ro
 /// Puts the previous value back as current (random values, and alternating logins still inside
 /// their grace period).
 pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError> {
-    let _lock = crate::lock::try_lock("rotate-secrets", &format!("profile {}", ctx.profile), "rotate-secrets rollback")?;
+    let _lock =
+        crate::lock::try_lock("rotate-secrets", &format!("profile {}", ctx.profile), "rotate-secrets rollback")?;
     let spec = ctx
         .specs
         .iter()
@@ -667,7 +688,9 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
     if spec.kind == Kind::PostgresPassword {
         let user = DbUrl::parse(&previous).ok().and_then(|u| u.username()).unwrap_or_default();
         admin_exec(ctx, &format!("ALTER ROLE {} LOGIN", quote_ident(&user))).await.map_err(RotateError::Failed)?;
-        login_works(&previous).await.map_err(|e| RotateError::Failed(format!("the previous login does not work: {e}")))?;
+        login_works(&previous)
+            .await
+            .map_err(|e| RotateError::Failed(format!("the previous login does not work: {e}")))?;
     }
     store.set(&spec.name, &previous);
     match &current {

@@ -26,7 +26,8 @@ fn err(e: rotate::RotateError) -> ActionError {
 }
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let admin = input.admin_database_url.clone().or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()));
+    let admin =
+        input.admin_database_url.clone().or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()));
     let rc = rotate::context(ctx.config, admin.as_deref()).map_err(err)?;
     let due: Vec<String> = rotate::status(&rc).map_err(err)?.into_iter().filter(|s| s.due).map(|s| s.name).collect();
     let mut out = Outputs::new();
@@ -34,7 +35,8 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     if ctx.dry_run {
         return Ok(out);
     }
-    let targets: Vec<&String> = if input.names.is_empty() { due.iter().collect() } else { input.names.iter().collect() };
+    let targets: Vec<&String> =
+        if input.names.is_empty() { due.iter().collect() } else { input.names.iter().collect() };
     for spec in rc.specs.iter().filter(|s| targets.contains(&&s.name)) {
         if spec.kind == Kind::PasswordHash && spec.plaintext_file.is_none() {
             return Err(ActionError::Input(format!(
@@ -54,10 +56,17 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     out.insert("rotated".into(), outcomes.iter().filter(|o| o.ok).count().into());
     out.insert(
         "fingerprints".into(),
-        outcomes.iter().filter_map(|o| o.fingerprint.as_ref().map(|f| Value::from(format!("{}={f}", o.name)))).collect::<Vec<_>>().into(),
+        outcomes
+            .iter()
+            .filter_map(|o| o.fingerprint.as_ref().map(|f| Value::from(format!("{}={f}", o.name))))
+            .collect::<Vec<_>>()
+            .into(),
     );
-    let failed: Vec<String> =
-        outcomes.iter().filter(|o| !o.ok).map(|o| format!("{}: {}", o.name, o.error.as_deref().unwrap_or("failed"))).collect();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("{}: {}", o.name, o.error.as_deref().unwrap_or("failed")))
+        .collect();
     if !failed.is_empty() {
         return Err(ActionError::Failed(format!("rotation failed for {}", failed.join("; "))));
     }
