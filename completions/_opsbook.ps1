@@ -41,6 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
+            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
             [CompletionResult]::new('sandbox', 'sandbox', [CompletionResultType]::ParameterValue, 'A throwaway local Postgres cluster with an example database, plus a local store')
@@ -599,6 +600,135 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
         'opsbook;provision;help;help' {
             break
         }
+        'opsbook;rotate-secrets' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;rotate-secrets;plan' {
+            [CompletionResult]::new('--admin-database-url', '--admin-database-url', [CompletionResultType]::ParameterName, 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;rotate-secrets;run' {
+            [CompletionResult]::new('--admin-database-url', '--admin-database-url', [CompletionResultType]::ParameterName, 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--due', '--due', [CompletionResultType]::ParameterName, 'Rotate every secret that is due')
+            [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Finish rotations a crash or failure left part-way')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;rotate-secrets;status' {
+            [CompletionResult]::new('--admin-database-url', '--admin-database-url', [CompletionResultType]::ParameterName, 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;rotate-secrets;rollback' {
+            [CompletionResult]::new('--admin-database-url', '--admin-database-url', [CompletionResultType]::ParameterName, 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;rotate-secrets;help' {
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;rotate-secrets;help;plan' {
+            break
+        }
+        'opsbook;rotate-secrets;help;run' {
+            break
+        }
+        'opsbook;rotate-secrets;help;status' {
+            break
+        }
+        'opsbook;rotate-secrets;help;rollback' {
+            break
+        }
+        'opsbook;rotate-secrets;help;help' {
+            break
+        }
         'opsbook;run' {
             [CompletionResult]::new('--param', '--param', [CompletionResultType]::ParameterName, 'A parameter value; repeat for several')
             [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue run RUN_ID after its last successful step, with the same parameters')
@@ -1001,6 +1131,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
+            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
             [CompletionResult]::new('sandbox', 'sandbox', [CompletionResultType]::ParameterValue, 'A throwaway local Postgres cluster with an example database, plus a local store')
@@ -1076,6 +1207,25 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;help;provision;apply' {
+            break
+        }
+        'opsbook;help;rotate-secrets' {
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            break
+        }
+        'opsbook;help;rotate-secrets;plan' {
+            break
+        }
+        'opsbook;help;rotate-secrets;run' {
+            break
+        }
+        'opsbook;help;rotate-secrets;status' {
+            break
+        }
+        'opsbook;help;rotate-secrets;rollback' {
             break
         }
         'opsbook;help;run' {

@@ -37,6 +37,9 @@ _opsbook() {
             opsbook,restore-drill)
                 cmd="opsbook__subcmd__restore__subcmd__drill"
                 ;;
+            opsbook,rotate-secrets)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets"
+                ;;
             opsbook,run)
                 cmd="opsbook__subcmd__run"
                 ;;
@@ -100,6 +103,9 @@ _opsbook() {
             opsbook__subcmd__help,restore-drill)
                 cmd="opsbook__subcmd__help__subcmd__restore__subcmd__drill"
                 ;;
+            opsbook__subcmd__help,rotate-secrets)
+                cmd="opsbook__subcmd__help__subcmd__rotate__subcmd__secrets"
+                ;;
             opsbook__subcmd__help,run)
                 cmd="opsbook__subcmd__help__subcmd__run"
                 ;;
@@ -153,6 +159,18 @@ _opsbook() {
                 ;;
             opsbook__subcmd__help__subcmd__provision,plan)
                 cmd="opsbook__subcmd__help__subcmd__provision__subcmd__plan"
+                ;;
+            opsbook__subcmd__help__subcmd__rotate__subcmd__secrets,plan)
+                cmd="opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__plan"
+                ;;
+            opsbook__subcmd__help__subcmd__rotate__subcmd__secrets,rollback)
+                cmd="opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__rollback"
+                ;;
+            opsbook__subcmd__help__subcmd__rotate__subcmd__secrets,run)
+                cmd="opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__run"
+                ;;
+            opsbook__subcmd__help__subcmd__rotate__subcmd__secrets,status)
+                cmd="opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__status"
                 ;;
             opsbook__subcmd__help__subcmd__runbook,list)
                 cmd="opsbook__subcmd__help__subcmd__runbook__subcmd__list"
@@ -256,6 +274,36 @@ _opsbook() {
             opsbook__subcmd__provision__subcmd__help,plan)
                 cmd="opsbook__subcmd__provision__subcmd__help__subcmd__plan"
                 ;;
+            opsbook__subcmd__rotate__subcmd__secrets,help)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets,plan)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__plan"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets,rollback)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__rollback"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets,run)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__run"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets,status)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__status"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets__subcmd__help,help)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__help"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets__subcmd__help,plan)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__plan"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets__subcmd__help,rollback)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__rollback"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets__subcmd__help,run)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__run"
+                ;;
+            opsbook__subcmd__rotate__subcmd__secrets__subcmd__help,status)
+                cmd="opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__status"
+                ;;
             opsbook__subcmd__runbook,help)
                 cmd="opsbook__subcmd__runbook__subcmd__help"
                 ;;
@@ -341,7 +389,7 @@ _opsbook() {
 
     case "${cmd}" in
         opsbook)
-            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version backup migrate restore-drill provision run runbook sandbox schedule completions man help"
+            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -807,7 +855,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__help)
-            opts="backup migrate restore-drill provision run runbook sandbox schedule completions man help"
+            opts="backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1103,6 +1151,76 @@ _opsbook() {
         opsbook__subcmd__help__subcmd__restore__subcmd__drill)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__rotate__subcmd__secrets)
+            opts="plan run status rollback"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__rotate__subcmd__secrets__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2188,6 +2306,276 @@ _opsbook() {
                     return 0
                     ;;
                 --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets)
+            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version plan run status rollback help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help)
+            opts="plan run status rollback help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__plan)
+            opts="-y -v -q -h -V --admin-database-url --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin-database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__rollback)
+            opts="-y -v -q -h -V --admin-database-url --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin-database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__run)
+            opts="-y -v -q -h -V --due --resume --admin-database-url --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin-database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__rotate__subcmd__secrets__subcmd__status)
+            opts="-y -v -q -h -V --admin-database-url --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --admin-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -38,6 +38,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -557,6 +558,124 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;provision;help;help'= {
         }
+        &'opsbook;rotate-secrets'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+            cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+            cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
+            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;rotate-secrets;plan'= {
+            cand --admin-database-url 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;rotate-secrets;run'= {
+            cand --admin-database-url 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --due 'Rotate every secret that is due'
+            cand --resume 'Finish rotations a crash or failure left part-way'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;rotate-secrets;status'= {
+            cand --admin-database-url 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;rotate-secrets;rollback'= {
+            cand --admin-database-url 'Admin connection for postgres-password secrets [default: the profile''s admin_database_url]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;rotate-secrets;help'= {
+            cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+            cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+            cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
+            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;rotate-secrets;help;plan'= {
+        }
+        &'opsbook;rotate-secrets;help;run'= {
+        }
+        &'opsbook;rotate-secrets;help;status'= {
+        }
+        &'opsbook;rotate-secrets;help;rollback'= {
+        }
+        &'opsbook;rotate-secrets;help;help'= {
+        }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
             cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
@@ -927,6 +1046,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -984,6 +1104,20 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;provision;plan'= {
         }
         &'opsbook;help;provision;apply'= {
+        }
+        &'opsbook;help;rotate-secrets'= {
+            cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+            cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+            cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
+            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+        }
+        &'opsbook;help;rotate-secrets;plan'= {
+        }
+        &'opsbook;help;rotate-secrets;run'= {
+        }
+        &'opsbook;help;rotate-secrets;status'= {
+        }
+        &'opsbook;help;rotate-secrets;rollback'= {
         }
         &'opsbook;help;run'= {
         }

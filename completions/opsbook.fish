@@ -43,6 +43,7 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streami
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -469,6 +470,97 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand provision; and __fish_se
 complete -c opsbook -n "__fish_opsbook_using_subcommand provision; and __fish_seen_subcommand_from help" -f -a "plan" -d 'Compare the profile\'s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
 complete -c opsbook -n "__fish_opsbook_using_subcommand provision; and __fish_seen_subcommand_from help" -f -a "apply" -d 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
 complete -c opsbook -n "__fish_opsbook_using_subcommand provision; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -f -a "plan" -d 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -f -a "run" -d 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -f -a "status" -d 'Age, last rotation, next due, strategy and fingerprint of every secret'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -f -a "rollback" -d 'Put the previous value back (random values; alternating logins within their grace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and not __fish_seen_subcommand_from plan run status rollback help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l admin-database-url -d 'Admin connection for postgres-password secrets [default: the profile\'s admin_database_url]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from plan" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l admin-database-url -d 'Admin connection for postgres-password secrets [default: the profile\'s admin_database_url]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l due -d 'Rotate every secret that is due'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l resume -d 'Finish rotations a crash or failure left part-way'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l admin-database-url -d 'Admin connection for postgres-password secrets [default: the profile\'s admin_database_url]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l admin-database-url -d 'Admin connection for postgres-password secrets [default: the profile\'s admin_database_url]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from help" -f -a "plan" -d 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from help" -f -a "run" -d 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from help" -f -a "status" -d 'Age, last rotation, next due, strategy and fingerprint of every secret'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Put the previous value back (random values; alternating logins within their grace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand rotate-secrets; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l param -d 'A parameter value; repeat for several' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l resume -d 'Continue run RUN_ID after its last successful step, with the same parameters' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l from -d 'Start at this step; earlier steps are skipped' -r
@@ -754,17 +846,18 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
@@ -779,6 +872,10 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_su
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from provision" -f -a "plan" -d 'Compare the profile\'s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from provision" -f -a "apply" -d 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "plan" -d 'Which secrets are due (no value yet, never rotated, or older than max_age)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "run" -d 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "status" -d 'Age, last rotation, next due, strategy and fingerprint of every secret'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "rollback" -d 'Put the previous value back (random values; alternating logins within their grace)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "show" -d 'Show a runbook\'s parameters and steps'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'
