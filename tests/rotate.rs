@@ -272,3 +272,25 @@ fn bad_configuration_is_a_usage_error() {
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("dotenv:PATH"), "{}", all_output(&out));
 }
+
+#[test]
+fn the_rotate_quarterly_runbook_rotates_what_is_due() {
+    let e = Env::new("runbook", "alternating");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = opsbook(e.path())
+        .arg("run")
+        .arg(repo.join("runbooks/rotate-quarterly.toml"))
+        .args(["--ack", "restart", "--output", "json"])
+        .env("ADMIN_DATABASE_URL", TestPg::shared().admin_url())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    let rotate = report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "rotate").unwrap();
+    assert_eq!(rotate["outputs"]["rotated"], 2);
+    login(&e.value("DATABASE_URL").unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&e.value("JWT_SECRET").unwrap()));
+    // Nothing is due any more.
+    let plan = e.run(&["plan"]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("nothing is due"), "{}", all_output(&plan));
+}
