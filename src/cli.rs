@@ -39,6 +39,9 @@ pub enum Command {
     /// Rotate secrets with a journaled create → set → test → finish → revoke protocol:
     /// PostgreSQL passwords (single or alternating logins), random keys, password hashes.
     RotateSecrets(cmd::rotate_secrets::RotateSecretsArgs),
+    /// The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry,
+    /// rate limits, backups, migrations, health and metrics — concurrently, with waivers.
+    PromoteCheck(Box<cmd::promote_check::PromoteCheckArgs>),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -62,6 +65,7 @@ impl Command {
             Command::RestoreDrill(_) => "restore-drill".into(),
             Command::Provision(p) => format!("provision {}", p.command.name()),
             Command::RotateSecrets(r) => format!("rotate-secrets {}", r.command.name()),
+            Command::PromoteCheck(_) => "promote-check".into(),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

@@ -67,6 +67,8 @@ pub struct Profile {
     /// Secrets to rotate (`[[profiles.NAME.secrets]]`).
     #[serde(default)]
     pub secrets: Vec<crate::secrets::rotate::SecretSpec>,
+    /// Promotion checklist settings (`[profiles.NAME.promote]`).
+    pub promote: Option<crate::promote::PromoteConfig>,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.

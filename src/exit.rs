@@ -108,6 +108,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::secrets::SecretsError,
         crate::provision::ProvisionError,
         crate::secrets::rotate::RotateError,
+        crate::promote::PromoteError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod migrate;
 pub mod notify;
 pub mod pg;
+pub mod promote;
 pub mod provision;
 pub mod redact;
 pub mod report;

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod completions;
 pub mod migrate;
+pub mod promote_check;
 pub mod provision;
 pub mod restore_drill;
 pub mod rotate_secrets;
@@ -48,6 +49,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         Command::RestoreDrill(args) => restore_drill::run(&ctx, *args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::RotateSecrets(args) => rotate_secrets::run(&ctx, args).await,
+        Command::PromoteCheck(args) => promote_check::run(&ctx, *args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,

@@ -188,7 +188,8 @@ impl DbUrl {
         self.url.as_str()
     }
 
-    fn query_value(&self, key: &str) -> Option<String> {
+    /// The percent-decoded value of a query parameter (`sslmode`, `dbname`…).
+    pub fn query_value(&self, key: &str) -> Option<String> {
         query_pairs(&self.url).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 }

@@ -44,6 +44,8 @@ struct State {
     delay: Arc<Mutex<Option<(String, Duration)>>>,
     /// Requests whose path equals the key get that answer.
     answers: Arc<Mutex<std::collections::HashMap<String, Answer>>>,
+    /// Requests for the key beyond this many get 429 with Retry-After.
+    limits: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 pub struct HttpPeer {
@@ -94,8 +96,15 @@ impl HttpPeer {
         self.received().into_iter().filter(|r| r.path == path).collect()
     }
 
+    /// Answers `429 Too Many Requests` with `Retry-After: 1` to requests for `path` beyond the
+    /// first `n`.
+    pub fn rate_limit(&self, path: &str, n: usize) {
+        self.state.limits.lock().unwrap().insert(path.to_string(), n);
+    }
+
     /// Answers requests for exactly `path` with this status, headers and body (replacing any
-    /// earlier answer for it; may be changed while a client is polling).
+    /// earlier answer for it; may be changed while a client is polling). A header value
+    /// `$ORIGIN` is replaced by the request's Origin header (a server that reflects origins).
     pub fn respond(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
         let answer = Answer {
             status,
@@ -114,13 +123,23 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<By
         .iter()
         .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
+    let origin = req.headers().get("origin").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    state.received.lock().unwrap().push(Received {
-        method,
-        path: path.clone(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        headers,
-    });
+    let seen = {
+        let mut received = state.received.lock().unwrap();
+        received.push(Received {
+            method,
+            path: path.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            headers,
+        });
+        received.iter().filter(|r| r.path == path).count()
+    };
+    let limit = state.limits.lock().unwrap().get(&path).copied();
+    if limit.is_some_and(|n| seen > n) {
+        let response = Response::builder().status(429).header("retry-after", "1");
+        return Ok(response.body(Full::new(Bytes::from_static(b"slow down"))).unwrap());
+    }
     let delay = state.delay.lock().unwrap().clone();
     if let Some((suffix, by)) = delay {
         if path.ends_with(&suffix) {
@@ -133,6 +152,7 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<By
     };
     let mut response = Response::builder().status(answer.status);
     for (k, v) in &answer.headers {
+        let v = if v == "$ORIGIN" { origin.clone().unwrap_or_default() } else { v.clone() };
         response = response.header(k.as_str(), v.as_str());
     }
     Ok(response.body(Full::new(Bytes::from(answer.body))).unwrap())

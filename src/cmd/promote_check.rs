@@ -1,0 +1,99 @@
+//! `opsbook promote-check`: the promotion checklist.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::Ctx;
+use crate::exit::ExitStatus;
+use crate::promote::{self, Options, Status};
+use crate::ui::table;
+
+#[derive(Debug, Args)]
+pub struct PromoteCheckArgs {
+    /// The API's base URL (health, metrics, CORS, rate limits).
+    #[arg(long, value_name = "URL")]
+    pub app_url: Option<String>,
+    /// The website's URL (CSP, HSTS, security headers) [default: --app-url].
+    #[arg(long, value_name = "URL")]
+    pub web_url: Option<String>,
+    #[command(flatten)]
+    pub db: crate::cli::DatabaseArgs,
+    /// The environment's .env file (JWT_SECRET, required variables, OTLP endpoint).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: crate::cli::StoreArgs,
+    /// Backup set for backup-retention [default: main].
+    #[arg(long, value_name = "NAME")]
+    pub set: Option<String>,
+    /// Migrations directory for migrations-applied [default: profile's migrate.dir].
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// Only these checks (comma-separated ids).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these checks (comma-separated ids).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Extra CA certificate (PEM) trusted for HTTPS checks.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Per-check timeout.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub timeout: Duration,
+    /// Write JUnit XML here (one test case per check).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+}
+
+pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
+    let options = Options {
+        app_url: args.app_url.clone(),
+        web_url: args.web_url.clone(),
+        database_url: args.db.database_url.clone(),
+        env_file: args.env_file.clone(),
+        store: args.store.store.clone(),
+        set: args.set.clone(),
+        migrations: args.migrations.clone(),
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        ca_file: args.ca_file.clone(),
+        timeout: Some(args.timeout),
+    };
+    let request = promote::resolve(&ctx.config, &options)?;
+    let mut results = promote::run(&request).await?;
+    results.sort_by_key(|r| r.status);
+    let failed = results.iter().filter(|r| r.status == Status::Fail).count();
+    let status = if failed > 0 { ExitStatus::Failure } else { ExitStatus::Success };
+    if let Some(path) = &args.junit {
+        crate::notify::write_atomic(path, promote::junit(&request.profile, &results).as_bytes(), None)
+            .with_context(|| format!("write the JUnit report {}", path.display()))?;
+    }
+    if ctx.printer.is_json() {
+        ctx.printer.report(status, &serde_json::json!({ "profile": request.profile, "checks": results }))?;
+        return Ok(status);
+    }
+    let mut t = table::new(&["status", "check", "evidence", "fix"]);
+    for r in &results {
+        let evidence = match &r.waiver {
+            Some(w) => format!("{} (waived until {}: {})", r.evidence, w.expires, w.reason),
+            None => r.evidence.clone(),
+        };
+        t.add_row(vec![r.status.as_str().to_uppercase(), r.id.clone(), evidence, r.fix.clone()]);
+    }
+    ctx.printer.line(t.to_string())?;
+    let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+    ctx.printer.line(format!(
+        "profile '{}': {} failed, {} warnings, {} waived, {} passed, {} skipped",
+        request.profile,
+        failed,
+        count(Status::Warn),
+        count(Status::Waived),
+        count(Status::Pass),
+        count(Status::Skip)
+    ))?;
+    Ok(status)
+}

@@ -1,0 +1,402 @@
+//! Checks against the application's and the website's HTTP responses.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::{Finding, Request};
+
+fn client(req: &Request, follow_redirects: bool) -> Result<reqwest::Client, Finding> {
+    // The check's own timeout reports a hang; the client's is only a backstop behind it.
+    let mut b =
+        reqwest::Client::builder().timeout(req.timeout + Duration::from_secs(5)).user_agent("opsbook promote-check");
+    if !follow_redirects {
+        b = b.redirect(reqwest::redirect::Policy::none());
+    }
+    if let Some(path) = &req.ca_file {
+        let pem = std::fs::read(path).map_err(|e| Finding::fail(format!("--ca-file {}: {e}", path.display()), ""))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| Finding::fail(format!("--ca-file {}: {e}", path.display()), "give a PEM certificate"))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| Finding::fail(format!("HTTP client: {e}"), ""))
+}
+
+fn web_url(req: &Request) -> Option<&str> {
+    req.config.web_url.as_deref().or(req.config.app_url.as_deref())
+}
+
+fn join(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+async fn get(req: &Request, url: &str) -> Result<reqwest::Response, Finding> {
+    let c = client(req, true)?;
+    c.get(url).send().await.map_err(|e| Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Directives of a CSP header, lowercase names → source lists.
+fn directives(policy: &str) -> Vec<(String, Vec<String>)> {
+    policy
+        .split(';')
+        .filter_map(|d| {
+            let mut parts = d.split_whitespace();
+            let name = parts.next()?.to_ascii_lowercase();
+            Some((name, parts.map(|s| s.to_string()).collect()))
+        })
+        .collect()
+}
+
+/// Problems of a Content-Security-Policy, by directive.
+pub(super) fn csp_problems(policy: &str) -> Vec<String> {
+    let d = directives(policy);
+    let get = |name: &str| d.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let default = get("default-src");
+    let mut problems = Vec::new();
+    let script = get("script-src").or_else(|| default.clone());
+    match &script {
+        None => problems.push("no script-src or default-src: scripts from anywhere".to_string()),
+        Some(src) => {
+            let has_nonce_or_hash = src.iter().any(|s| {
+                s.starts_with("'nonce-")
+                    || s.starts_with("'sha256-")
+                    || s.starts_with("'sha384-")
+                    || s.starts_with("'sha512-")
+            });
+            if src.iter().any(|s| s == "'unsafe-inline'") && !has_nonce_or_hash {
+                problems.push("script-src allows 'unsafe-inline' without a nonce or hash".into());
+            }
+            if src.iter().any(|s| s == "'unsafe-eval'") {
+                problems.push("script-src allows 'unsafe-eval'".into());
+            }
+            if src.iter().any(|s| s == "*") {
+                problems.push("script-src allows * (any host)".into());
+            }
+            for scheme in ["http:", "https:", "data:", "blob:"] {
+                if src.iter().any(|s| s == scheme) {
+                    problems.push(format!("script-src allows the whole scheme {scheme}"));
+                }
+            }
+        }
+    }
+    let default_none = default.as_ref().is_some_and(|v| v.iter().any(|s| s == "'none'"));
+    if get("object-src").is_none() && !default_none {
+        problems.push("object-src is missing (set object-src 'none')".into());
+    }
+    if get("base-uri").is_none() {
+        problems.push("base-uri is missing (set base-uri 'self' or 'none')".into());
+    }
+    problems
+}
+
+pub(super) async fn csp(req: &Request) -> Finding {
+    let Some(url) = web_url(req) else { return Finding::skip("no --web-url or --app-url") };
+    let resp = match get(req, url).await {
+        Ok(r) => r,
+        Err(f) => return f,
+    };
+    let h = resp.headers();
+    let Some(policy) = header(h, "content-security-policy") else {
+        if header(h, "content-security-policy-report-only").is_some() {
+            return Finding::fail(
+                "only Content-Security-Policy-Report-Only is sent: nothing is enforced",
+                "send the policy as Content-Security-Policy once the reports are clean",
+            );
+        }
+        return Finding::fail(
+            format!("{url} sends no Content-Security-Policy"),
+            "send a CSP with script-src, object-src 'none' and base-uri",
+        );
+    };
+    let problems = csp_problems(policy);
+    if problems.is_empty() {
+        Finding::pass(format!("enforced: {policy}"))
+    } else {
+        Finding::fail(
+            problems.join("; "),
+            "use nonces or hashes instead of 'unsafe-inline', drop 'unsafe-eval' and wildcards, add object-src 'none' and base-uri 'self'",
+        )
+    }
+}
+
+pub(super) async fn hsts(req: &Request) -> Finding {
+    let Some(url) = web_url(req) else { return Finding::skip("no --web-url or --app-url") };
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return Finding::fail(format!("{url}: {e}"), "give a full URL"),
+    };
+    let c = match client(req, false) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    if parsed.scheme() == "http" {
+        // Served over plain HTTP: it must at least redirect to HTTPS on the same host.
+        let resp = match c.get(url).send().await {
+            Ok(r) => r,
+            Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"),
+        };
+        let location = header(resp.headers(), "location").and_then(|l| url::Url::parse(l).ok());
+        let redirects = resp.status().is_redirection()
+            && location.as_ref().is_some_and(|l| l.scheme() == "https" && l.host_str() == parsed.host_str());
+        if !redirects {
+            return Finding::fail(
+                format!(
+                    "{url} is served without HTTPS (HTTP {} and no redirect to https://{})",
+                    resp.status().as_u16(),
+                    parsed.host_str().unwrap_or("")
+                ),
+                "serve the site over HTTPS and redirect plain HTTP to it",
+            );
+        }
+        let mut https = parsed.clone();
+        let _ = https.set_scheme("https");
+        https.set_port(None).ok();
+        return hsts_header(&c, https.as_str()).await;
+    }
+    hsts_header(&c, url).await
+}
+
+async fn hsts_header(c: &reqwest::Client, url: &str) -> Finding {
+    let resp = match c.get(url).send().await {
+        Ok(r) => r,
+        Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make HTTPS reachable"),
+    };
+    let Some(value) = header(resp.headers(), "strict-transport-security") else {
+        return Finding::fail(
+            format!("{url} sends no Strict-Transport-Security"),
+            "send Strict-Transport-Security: max-age=31536000; includeSubDomains; preload",
+        );
+    };
+    let lower = value.to_ascii_lowercase();
+    let max_age = lower
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("max-age=").and_then(|v| v.trim_matches('"').parse::<u64>().ok()))
+        .unwrap_or(0);
+    if max_age < 31_536_000 || !lower.contains("includesubdomains") {
+        return Finding::fail(
+            format!("Strict-Transport-Security: {value}"),
+            "use max-age ≥ 31536000 with includeSubDomains",
+        );
+    }
+    if !lower.contains("preload") {
+        return Finding::warn(
+            format!("Strict-Transport-Security: {value} (no preload)"),
+            "add preload and submit the domain to hstspreload.org",
+        );
+    }
+    Finding::pass(format!("Strict-Transport-Security: {value}"))
+}
+
+const FOREIGN_ORIGIN: &str = "https://promote-check.invalid";
+
+pub(super) async fn cors(req: &Request) -> Finding {
+    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
+    let c = match client(req, true) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    let mut problems = Vec::new();
+    let mut evidence = Vec::new();
+    let simple = c.get(app).header("Origin", FOREIGN_ORIGIN).send().await;
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, app)
+        .header("Origin", FOREIGN_ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type, authorization")
+        .send()
+        .await;
+    for (what, resp) in [("GET", simple), ("preflight", preflight)] {
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Finding::fail(format!("{what} {app}: {}", e.without_url()), "make the app reachable"),
+        };
+        let allow = header(resp.headers(), "access-control-allow-origin").unwrap_or("").to_string();
+        let creds =
+            header(resp.headers(), "access-control-allow-credentials").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        evidence.push(format!("{what}: Allow-Origin '{allow}'{}", if creds { ", credentials" } else { "" }));
+        if allow == FOREIGN_ORIGIN {
+            problems.push(format!("{what} reflects a foreign Origin"));
+        }
+        if allow == "*" && creds {
+            problems.push(format!("{what} combines Allow-Origin * with credentials"));
+        }
+    }
+    if let Some(origin) = req.config.cors_allowlist.first() {
+        if let Ok(r) = c.get(app).header("Origin", origin.as_str()).send().await {
+            let allow = header(r.headers(), "access-control-allow-origin").unwrap_or("");
+            if allow != origin && allow != "*" {
+                evidence.push(format!("allowlisted {origin} is not allowed (got '{allow}')"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Finding::pass(evidence.join("; "))
+    } else {
+        Finding::fail(
+            format!("{} ({})", problems.join("; "), evidence.join("; ")),
+            "answer only origins on an explicit allowlist",
+        )
+    }
+}
+
+pub(super) async fn security_headers(req: &Request) -> Finding {
+    let Some(url) = web_url(req) else { return Finding::skip("no --web-url or --app-url") };
+    let resp = match get(req, url).await {
+        Ok(r) => r,
+        Err(f) => return f,
+    };
+    let h = resp.headers();
+    let mut missing = Vec::new();
+    if !header(h, "x-content-type-options").is_some_and(|v| v.eq_ignore_ascii_case("nosniff")) {
+        missing.push("X-Content-Type-Options: nosniff");
+    }
+    let frame_ancestors =
+        header(h, "content-security-policy").is_some_and(|p| p.to_ascii_lowercase().contains("frame-ancestors"));
+    let xfo =
+        header(h, "x-frame-options").is_some_and(|v| ["deny", "sameorigin"].contains(&v.to_ascii_lowercase().as_str()));
+    if !frame_ancestors && !xfo {
+        missing.push("CSP frame-ancestors or X-Frame-Options");
+    }
+    match header(h, "referrer-policy") {
+        None => missing.push("Referrer-Policy"),
+        Some(v) if v.eq_ignore_ascii_case("unsafe-url") => missing.push("a Referrer-Policy other than unsafe-url"),
+        Some(_) => {}
+    }
+    if missing.is_empty() {
+        Finding::pass("X-Content-Type-Options, framing protection and Referrer-Policy present")
+    } else {
+        Finding::fail(
+            format!("missing: {}", missing.join(", ")),
+            "send the missing headers from the app or the proxy in front of it",
+        )
+    }
+}
+
+pub(super) async fn otel(req: &Request) -> Finding {
+    if req.env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Finding::pass("disabled (OTEL_SDK_DISABLED=true)");
+    }
+    let endpoint =
+        req.env("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::from).or_else(|| req.config.otel_endpoint.clone());
+    let Some(endpoint) = endpoint else { return Finding::pass("disabled (no OTLP endpoint configured)") };
+    let c = match client(req, false) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    match c.get(&endpoint).send().await {
+        // Any HTTP answer (OTLP collectors say 404/405 to GET) means it is up.
+        Ok(r) => Finding::pass(format!("{endpoint} answers (HTTP {})", r.status().as_u16())),
+        Err(e) => Finding::fail(
+            format!("{endpoint}: {}", e.without_url()),
+            "start the collector, or set OTEL_SDK_DISABLED=true",
+        ),
+    }
+}
+
+pub(super) async fn rate_limits(req: &Request) -> Finding {
+    let (Some(app), Some(path)) = (req.config.app_url.as_deref(), req.config.rate_limit_path.as_deref()) else {
+        return Finding::skip("no rate_limit_path in the profile's [promote] table");
+    };
+    let burst = req.config.rate_limit_burst.unwrap_or(100);
+    let c = match client(req, true) {
+        Ok(c) => c,
+        Err(f) => return f,
+    };
+    let url = join(app, path);
+    for n in 1..=burst {
+        match c.get(&url).send().await {
+            Ok(r) if r.status().as_u16() == 429 => {
+                let h = r.headers();
+                let hint = header(h, "retry-after")
+                    .map(|v| format!("Retry-After: {v}"))
+                    .or_else(|| header(h, "ratelimit-reset").map(|v| format!("RateLimit-Reset: {v}")));
+                return match hint {
+                    Some(hint) => Finding::pass(format!("429 after {n} requests, {hint}")),
+                    None => Finding::warn(
+                        format!("429 after {n} requests without Retry-After"),
+                        "send Retry-After or RateLimit headers with 429",
+                    ),
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make the app reachable"),
+        }
+    }
+    Finding::fail(
+        format!("{burst} requests to {url} and no 429"),
+        "rate-limit the endpoint (and size the limit for production)",
+    )
+}
+
+pub(super) async fn health(req: &Request) -> Finding {
+    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
+    let url = join(app, req.config.health_path.as_deref().unwrap_or("/health"));
+    let resp = match get(req, &url).await {
+        Ok(r) => r,
+        Err(f) => return f,
+    };
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    if status != 200 {
+        return Finding::fail(
+            format!("{url}: HTTP {status}"),
+            "make the health endpoint answer 200 when the app is ready",
+        );
+    }
+    if let Some(want) = &req.config.health_body {
+        if !body.contains(want.as_str()) {
+            return Finding::fail(
+                format!("{url}: body does not contain '{want}'"),
+                "check what the health endpoint reports",
+            );
+        }
+    }
+    Finding::pass(format!("{url}: HTTP 200"))
+}
+
+pub(super) async fn metrics(req: &Request) -> Finding {
+    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
+    let url = join(app, req.config.metrics_path.as_deref().unwrap_or("/metrics"));
+    let resp = match get(req, &url).await {
+        Ok(r) => r,
+        Err(f) => return f,
+    };
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    let samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter(|l| l.rsplit_once(' ').is_some_and(|(_, v)| v.trim().parse::<f64>().is_ok()))
+        .count();
+    if status == 200 && samples > 0 {
+        Finding::pass(format!("{url}: {samples} samples"))
+    } else {
+        Finding::fail(
+            format!("{url}: HTTP {status}, {samples} Prometheus samples"),
+            "serve Prometheus text format at the metrics path",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csp_problems;
+
+    #[test]
+    fn csp_rules() {
+        assert!(csp_problems("default-src 'self'; script-src 'self' 'nonce-abc'; object-src 'none'; base-uri 'self'")
+            .is_empty());
+        let p = csp_problems("script-src 'self' 'unsafe-inline' 'unsafe-eval' https:");
+        assert!(p.iter().any(|x| x.contains("unsafe-inline")));
+        assert!(p.iter().any(|x| x.contains("unsafe-eval")));
+        assert!(p.iter().any(|x| x.contains("https:")));
+        assert!(p.iter().any(|x| x.contains("object-src")));
+        assert!(p.iter().any(|x| x.contains("base-uri")));
+        assert!(csp_problems("default-src 'none'; script-src 'self' 'unsafe-inline' 'sha256-xyz'; base-uri 'none'")
+            .is_empty());
+    }
+}

@@ -1,0 +1,315 @@
+//! `opsbook promote-check` against real HTTP peers on 127.0.0.1 and a real PostgreSQL cluster:
+//! a passing and a failing case per check where the harness can produce both, waivers (valid
+//! and expired), JSON and JUnit shapes, and concurrency.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::cmd::{all_output, code, json, opsbook};
+use support::http::HttpPeer;
+use support::pg::TestPg;
+
+const GOOD_CSP: &str =
+    "default-src 'self'; script-src 'self' 'nonce-r4nd0m'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'";
+
+fn good_app() -> HttpPeer {
+    let peer = HttpPeer::start();
+    peer.respond(
+        "/",
+        200,
+        &[
+            ("content-security-policy", GOOD_CSP),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+        ],
+        "<html></html>",
+    );
+    peer.respond("/health", 200, &[], "{\"status\":\"ok\"}");
+    peer.respond(
+        "/metrics",
+        200,
+        &[("content-type", "text/plain; version=0.0.4")],
+        "# HELP up Up.\n# TYPE up gauge\nup 1\n",
+    );
+    peer.rate_limit("/api/ping", 5);
+    peer
+}
+
+fn bad_app() -> HttpPeer {
+    let peer = HttpPeer::start();
+    peer.respond(
+        "/",
+        200,
+        &[
+            ("content-security-policy-report-only", "script-src *"),
+            ("access-control-allow-origin", "$ORIGIN"),
+            ("access-control-allow-credentials", "true"),
+        ],
+        "<html></html>",
+    );
+    peer.respond("/health", 503, &[], "down");
+    peer.respond("/metrics", 404, &[], "not here");
+    peer
+}
+
+fn write_env(dir: &Path, jwt: &str) {
+    std::fs::write(
+        dir.join(".env"),
+        format!("JWT_SECRET={jwt}\nAPI_URL=https://api.shop.example\nSMTP_PASSWORD=changeme\n"),
+    )
+    .unwrap();
+}
+
+fn config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("opsbook.toml"),
+        format!(
+            "[profiles.default.promote]\nenvironment = \"staging\"\nrequired_env = [\"API_URL\"]\nrate_limit_path = \"/api/ping\"\nrate_limit_burst = 20\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+fn check(dir: &Path, args: &[&str]) -> (i32, Value) {
+    let out =
+        opsbook(dir).args(["promote-check", "--env-file", ".env", "--output", "json"]).args(args).output().unwrap();
+    let c = code(&out);
+    assert!(c == 0 || c == 1, "{}", all_output(&out));
+    (c, json(&out))
+}
+
+fn status_of(doc: &Value, id: &str) -> String {
+    doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}: {doc:#}"))
+        ["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const GOOD_JWT: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+const WEB: &str = "jwt-secret,csp,cors,security-headers,health,metrics,rate-limits,otel,required-env";
+
+#[test]
+fn a_good_application_passes_the_web_and_secret_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = good_app();
+    let otlp = HttpPeer::start();
+    write_env(dir.path(), GOOD_JWT);
+    config(dir.path(), "");
+    let (c, doc) = check(dir.path(), &["--app-url", &app.url(""), "--only", WEB, "--skip", "otel"]);
+    for id in ["jwt-secret", "csp", "cors", "security-headers", "health", "metrics", "rate-limits", "required-env"] {
+        assert_eq!(status_of(&doc, id), "pass", "{id}: {doc:#}");
+    }
+    assert_eq!(c, 0, "{doc:#}");
+    // An OTLP endpoint that answers passes; none configured passes as disabled.
+    let out = opsbook(dir.path())
+        .args(["promote-check", "--only", "otel", "--output", "json"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url("/v1/traces"))
+        .output()
+        .unwrap();
+    assert_eq!(status_of(&json(&out), "otel"), "pass");
+    let (_, doc) = check(dir.path(), &["--only", "otel"]);
+    assert!(doc["checks"][0]["evidence"].as_str().unwrap().contains("disabled"));
+}
+
+#[test]
+fn a_bad_application_fails_each_check_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = bad_app();
+    write_env(dir.path(), "changeme");
+    config(dir.path(), "required_env = [\"API_URL\", \"SMTP_PASSWORD\", \"MISSING_ONE\"]\n");
+    // (required_env is overridden by the later key; TOML keeps the last one)
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        "[profiles.default.promote]\nrequired_env = [\"API_URL\", \"SMTP_PASSWORD\", \"MISSING_ONE\"]\nrate_limit_path = \"/api/ping\"\nrate_limit_burst = 10\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = opsbook(dir.path())
+        .args(["promote-check", "--env-file", ".env", "--output", "json", "--app-url", &app.url(""), "--only", WEB])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{closed}"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let doc = json(&out);
+    for id in WEB.split(',') {
+        assert_eq!(status_of(&doc, id), "fail", "{id}: {doc:#}");
+    }
+    let evidence = |id: &str| {
+        doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["evidence"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(evidence("csp").contains("Report-Only"));
+    assert!(evidence("cors").contains("reflects a foreign Origin"));
+    assert!(evidence("required-env").contains("SMTP_PASSWORD holds a placeholder"));
+    assert!(evidence("required-env").contains("MISSING_ONE is missing"));
+    assert!(evidence("rate-limits").contains("no 429"));
+    assert!(!all_output(&out).contains("changeme"), "secret values never printed");
+    // HTTP only, no redirect to HTTPS: HSTS fails.
+    let (_, doc) = check(dir.path(), &["--app-url", &app.url(""), "--only", "hsts"]);
+    assert_eq!(status_of(&doc, "hsts"), "fail");
+    assert!(doc["checks"][0]["evidence"].as_str().unwrap().contains("without HTTPS"));
+}
+
+#[test]
+fn unsafe_csp_directives_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let app = HttpPeer::start();
+    app.respond(
+        "/",
+        200,
+        &[("content-security-policy", "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' https:")],
+        "",
+    );
+    let (_, doc) = check(dir.path(), &["--web-url", &app.url(""), "--only", "csp"]);
+    let evidence = doc["checks"][0]["evidence"].as_str().unwrap();
+    for needle in ["'unsafe-inline'", "'unsafe-eval'", "https:", "object-src", "base-uri"] {
+        assert!(evidence.contains(needle), "{needle}: {evidence}");
+    }
+}
+
+#[test]
+fn database_checks_against_a_server_without_tls() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("promote");
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("1_t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    let args = [
+        "--database-url",
+        &db,
+        "--migrations",
+        migrations.to_str().unwrap(),
+        "--only",
+        "db-ssl,pg-stat-statements,migrations-applied",
+    ];
+    let (c, doc) = check(dir.path(), &args);
+    assert_eq!(c, 1);
+    assert_eq!(status_of(&doc, "db-ssl"), "fail");
+    assert!(doc.to_string().contains("ssl = off"));
+    assert_eq!(status_of(&doc, "pg-stat-statements"), "fail");
+    assert_eq!(status_of(&doc, "migrations-applied"), "fail", "pending migration");
+    let out = opsbook(dir.path())
+        .args(["migrate", "up", "--migrations", migrations.to_str().unwrap(), "--database-url", &db])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let (_, doc) = check(dir.path(), &args);
+    assert_eq!(status_of(&doc, "migrations-applied"), "pass");
+    assert!(!doc.to_string().contains(pg.password()));
+}
+
+#[test]
+fn backup_retention_needs_a_fresh_retained_drilled_backup() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("promote_backups");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
+    assert_eq!(status_of(&doc, "backup-retention"), "fail");
+    assert!(doc.to_string().contains("no complete backup"));
+    std::fs::write(dir.path().join("opsbook.toml"), "[profiles.default.sets.main]\nkeep_daily = 7\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = opsbook(dir.path()).args(args).output().unwrap();
+        assert_eq!(code(&out), 0, "{}", all_output(&out));
+    };
+    run(&["backup", "run", "--database-url", &db, "--store", store]);
+    let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
+    assert!(doc.to_string().contains("no backup has passed a restore drill"), "{doc:#}");
+    run(&["restore-drill", "--store", store, "--target-url", &pg.admin_url()]);
+    let (c, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
+    assert_eq!(status_of(&doc, "backup-retention"), "pass", "{doc:#}");
+    assert_eq!(c, 0);
+}
+
+#[test]
+fn waivers_apply_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), "changeme");
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        "[[profiles.default.promote.waivers]]\ncheck = \"jwt-secret\"\nreason = \"legacy tokens until the migration\"\nexpires = \"2999-01-01\"\n",
+    )
+    .unwrap();
+    let (c, doc) = check(dir.path(), &["--only", "jwt-secret"]);
+    assert_eq!(c, 0, "{doc:#}");
+    assert_eq!(status_of(&doc, "jwt-secret"), "waived");
+    assert_eq!(doc["checks"][0]["waiver"]["reason"], "legacy tokens until the migration");
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        "[[profiles.default.promote.waivers]]\ncheck = \"jwt-secret\"\nreason = \"old\"\nexpires = \"2020-01-01\"\n",
+    )
+    .unwrap();
+    let (c, doc) = check(dir.path(), &["--only", "jwt-secret"]);
+    assert_eq!(c, 1, "an expired waiver no longer waives");
+    assert_eq!(status_of(&doc, "jwt-secret"), "fail");
+}
+
+#[test]
+fn checks_run_concurrently_and_report_as_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = good_app();
+    app.delay("/health", Duration::from_secs(3));
+    write_env(dir.path(), GOOD_JWT);
+    config(dir.path(), "");
+    let start = std::time::Instant::now();
+    let out = opsbook(dir.path())
+        .args([
+            "promote-check",
+            "--env-file",
+            ".env",
+            "--app-url",
+            &app.url(""),
+            "--only",
+            "health,metrics,csp,cors,security-headers",
+            "--junit",
+            "checks.xml",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let total = start.elapsed();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let doc = json(&out);
+    let secs = |id: &str| {
+        doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["seconds"].as_f64().unwrap()
+    };
+    assert!(secs("health") >= 3.0);
+    assert!(secs("csp") < 2.0 && secs("metrics") < 2.0, "the slow check did not delay the others: {doc:#}");
+    assert!(total < Duration::from_secs(8), "total ≈ the slowest check, not the sum: {total:?}");
+    for c in doc["checks"].as_array().unwrap() {
+        for key in ["id", "title", "status", "evidence", "seconds"] {
+            assert!(c.get(key).is_some(), "{key} in {c}");
+        }
+    }
+    let xml = std::fs::read_to_string(dir.path().join("checks.xml")).unwrap();
+    assert!(xml.contains("<testsuite") && xml.contains("name=\"health\"") && xml.contains("tests=\"5\""), "{xml}");
+    // A per-check timeout turns a hanging dependency into a failure.
+    let out = opsbook(dir.path())
+        .args(["promote-check", "--app-url", &app.url(""), "--only", "health", "--timeout", "1s", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(json(&out)["checks"][0]["evidence"].as_str().unwrap().contains("no answer within"));
+}
+
+#[test]
+fn unknown_check_ids_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = opsbook(dir.path()).args(["promote-check", "--only", "no-such-check"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("no-such-check"));
+}
