@@ -39,6 +39,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
+            cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -676,6 +677,36 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;rotate-secrets;help;help'= {
         }
+        &'opsbook;promote-check'= {
+            cand --app-url 'The API''s base URL (health, metrics, CORS, rate limits)'
+            cand --web-url 'The website''s URL (CSP, HSTS, security headers) [default: --app-url]'
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --env-file 'The environment''s .env file (JWT_SECRET, required variables, OTLP endpoint)'
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set for backup-retention [default: main]'
+            cand --migrations 'Migrations directory for migrations-applied [default: profile''s migrate.dir]'
+            cand --only 'Only these checks (comma-separated ids)'
+            cand --skip 'Skip these checks (comma-separated ids)'
+            cand --ca-file 'Extra CA certificate (PEM) trusted for HTTPS checks'
+            cand --timeout 'Per-check timeout'
+            cand --junit 'Write JUnit XML here (one test case per check)'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
             cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
@@ -1047,6 +1078,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
+            cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -1118,6 +1150,8 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;rotate-secrets;status'= {
         }
         &'opsbook;help;rotate-secrets;rollback'= {
+        }
+        &'opsbook;help;promote-check'= {
         }
         &'opsbook;help;run'= {
         }

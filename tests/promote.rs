@@ -313,3 +313,37 @@ fn unknown_check_ids_are_usage_errors() {
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("no-such-check"));
 }
+
+#[test]
+fn the_promote_runbook_stops_at_a_failed_checklist() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("promote_runbook");
+    let dir = tempfile::tempdir().unwrap();
+    let app = good_app();
+    write_env(dir.path(), GOOD_JWT);
+    std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = opsbook(dir.path())
+        .arg("run")
+        .arg(repo.join("runbooks/promote.toml"))
+        .args(["--param", &format!("app_url={}", app.url(""))])
+        .args(["--param", &format!("env_file={}", dir.path().join(".env").display())])
+        .args(["--param", &format!("migrations={}", dir.path().join("migrations").display())])
+        .args(["--yes", "--ack", "deploy", "--output", "json"])
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    let steps = report["steps"].as_array().unwrap();
+    let checklist = steps.iter().find(|s| s["id"] == "checklist").unwrap();
+    assert_eq!(checklist["status"], "failed", "{report:#}");
+    assert!(
+        checklist["error"].as_str().unwrap_or_default().contains("db-ssl") || report.to_string().contains("db-ssl"),
+        "{report:#}"
+    );
+    assert!(
+        steps.iter().all(|s| s["id"] != "deploy" || s["status"] != "ok"),
+        "nothing deployed after a failed checklist"
+    );
+}

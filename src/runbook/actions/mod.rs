@@ -7,6 +7,7 @@ pub mod control;
 pub mod http;
 pub mod migrate;
 pub mod notify;
+pub mod promote_check;
 pub mod provision;
 pub mod restore_drill;
 pub mod rotate_secrets;
@@ -182,6 +183,7 @@ actions! {
     "restore-drill" => restore_drill,
     "provision" => provision,
     "rotate-secrets" => rotate_secrets,
+    "promote-check" => promote_check,
     "sql" => sql,
     "http" => http,
     "shell" => shell,
