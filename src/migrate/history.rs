@@ -182,27 +182,9 @@ pub fn actor() -> (String, String) {
     (user, host)
 }
 
+/// Writes only the side-log row (e.g. a checksum repair, which changes no `_sqlx_migrations` row).
 pub async fn log(conn: &mut PgConnection, entry: &SideEntry<'_>) -> Result<(), MigrateError> {
-    let (user, host) = actor();
-    sqlx::query(
-        "INSERT INTO _opsbook_migrations \
-           (version, name, kind, checksum, script, applied_by, host, tool_version, lint, execution_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6 || ' as ' || current_user, $7, $8, $9, $10)",
-    )
-    .bind(entry.version)
-    .bind(entry.name)
-    .bind(entry.kind)
-    .bind(entry.checksum)
-    .bind(entry.script)
-    .bind(user)
-    .bind(host)
-    .bind(env!("CARGO_PKG_VERSION"))
-    .bind(entry.lint)
-    .bind(entry.execution_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| q("write _opsbook_migrations", e))?;
-    Ok(())
+    write(conn, None, entry).await
 }
 
 /// Records an applied migration in one round trip: the `_sqlx_migrations` row (versioned ones
@@ -214,11 +196,22 @@ pub async fn record(
     execution_nanos: i64,
     entry: &SideEntry<'_>,
 ) -> Result<(), MigrateError> {
+    write(conn, Some((description, execution_nanos)), entry).await
+}
+
+/// The side-log row, plus the `_sqlx_migrations` row when `sqlx_row` is given and the entry has
+/// a version, in one statement.
+async fn write(
+    conn: &mut PgConnection,
+    sqlx_row: Option<(&str, i64)>,
+    entry: &SideEntry<'_>,
+) -> Result<(), MigrateError> {
     let (user, host) = actor();
+    let (description, execution_nanos) = sqlx_row.unwrap_or(("", 0));
     sqlx::query(
         "WITH sqlx_row AS ( \
            INSERT INTO _sqlx_migrations ( version, description, success, checksum, execution_time ) \
-           SELECT $1, $11, TRUE, $4, $12 WHERE $1 IS NOT NULL) \
+           SELECT $1, $11, TRUE, $4, $12 WHERE $1 IS NOT NULL AND $13) \
          INSERT INTO _opsbook_migrations \
            (version, name, kind, checksum, script, applied_by, host, tool_version, lint, execution_ms) \
          VALUES ($1, $2, $3, $4, $5, $6 || ' as ' || current_user, $7, $8, $9, $10)",
@@ -235,6 +228,7 @@ pub async fn record(
     .bind(entry.execution_ms)
     .bind(description)
     .bind(execution_nanos)
+    .bind(sqlx_row.is_some())
     .execute(&mut *conn)
     .await
     .map_err(|e| q("record the migration in _sqlx_migrations and _opsbook_migrations", e))?;

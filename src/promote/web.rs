@@ -332,15 +332,20 @@ pub(super) async fn rate_limits(req: &Request) -> Finding {
     )
 }
 
+/// GET an app path (or its default): (url, status, body), or the finding that says why not.
+async fn fetch(req: &Request, path: Option<&str>, default: &str) -> Result<(String, u16, String), Finding> {
+    let Some(app) = req.config.app_url.as_deref() else { return Err(Finding::skip("no --app-url")) };
+    let url = join(app, path.unwrap_or(default));
+    let resp = get(req, &url).await?;
+    let status = resp.status().as_u16();
+    Ok((url, status, resp.text().await.unwrap_or_default()))
+}
+
 pub(super) async fn health(req: &Request) -> Finding {
-    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
-    let url = join(app, req.config.health_path.as_deref().unwrap_or("/health"));
-    let resp = match get(req, &url).await {
+    let (url, status, body) = match fetch(req, req.config.health_path.as_deref(), "/health").await {
         Ok(r) => r,
         Err(f) => return f,
     };
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap_or_default();
     if status != 200 {
         return Finding::fail(
             format!("{url}: HTTP {status}"),
@@ -359,14 +364,10 @@ pub(super) async fn health(req: &Request) -> Finding {
 }
 
 pub(super) async fn metrics(req: &Request) -> Finding {
-    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
-    let url = join(app, req.config.metrics_path.as_deref().unwrap_or("/metrics"));
-    let resp = match get(req, &url).await {
+    let (url, status, body) = match fetch(req, req.config.metrics_path.as_deref(), "/metrics").await {
         Ok(r) => r,
         Err(f) => return f,
     };
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap_or_default();
     let samples = body
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
