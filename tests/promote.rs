@@ -287,9 +287,10 @@ fn checks_run_concurrently_and_report_as_junit() {
     let secs = |id: &str| {
         doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["seconds"].as_f64().unwrap()
     };
+    // The slow check took its 3 s; the others finished well before it instead of after it.
     assert!(secs("health") >= 3.0);
-    assert!(secs("csp") < 2.0 && secs("metrics") < 2.0, "the slow check did not delay the others: {doc:#}");
-    assert!(total < Duration::from_secs(8), "total ≈ the slowest check, not the sum: {total:?}");
+    assert!(secs("csp") + 1.0 < secs("health") && secs("metrics") + 1.0 < secs("health"), "{doc:#}");
+    assert!(total.as_secs_f64() < secs("health") * 2.0, "checks ran concurrently, not one after another: {total:?}");
     for c in doc["checks"].as_array().unwrap() {
         for key in ["id", "title", "status", "evidence", "seconds"] {
             assert!(c.get(key).is_some(), "{key} in {c}");

@@ -462,9 +462,13 @@ pub(super) async fn apply(t: &mut Target, op: &Op) -> Result<(), StepError> {
                 .fetch_one(&mut conn)
                 .await
                 .map_err(|e| q("read pg_roles", &admin, e))?;
-            let verb = if exists { "ALTER" } else { "CREATE" };
-            let sql = format!("{verb} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", quote_ident(role));
-            exec(&mut conn, &admin, &sql, &format!("{} role {role}", verb.to_lowercase())).await
+            // An existing role only gains LOGIN: its other attributes are someone's decision.
+            let sql = if exists {
+                format!("ALTER ROLE {} LOGIN", quote_ident(role))
+            } else {
+                format!("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", quote_ident(role))
+            };
+            exec(&mut conn, &admin, &sql, &format!("create or alter role {role}")).await
         }
         Op::RoleSettings(kind) => {
             let role = c.role(*kind).expect("planned roles exist");
