@@ -296,3 +296,39 @@ fn the_rotate_quarterly_runbook_rotates_what_is_due() {
     let plan = e.run(&["plan"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("nothing is due"), "{}", all_output(&plan));
 }
+
+#[test]
+fn the_decommission_runbook_backs_up_archives_and_revokes() {
+    let pg = TestPg::shared();
+    let e = Env::new("decom", "single");
+    pg.load_example(&e.db);
+    let store = e.path().join("store");
+    let archive = e.path().join("archive");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = opsbook(e.path())
+        .arg("run")
+        .arg(repo.join("runbooks/decommission.toml"))
+        .args(["--param", &format!("env_file={}", e.path().join(".env").display())])
+        .args(["--param", &format!("archive_dir={}", archive.display())])
+        .args(["--param", &format!("roles={}", e.role)])
+        .args(["--yes", "--ack", "revoke-keys", "--output", "json"])
+        .env("OPSBOOK_PARAM_ADMIN_DATABASE_URL", pg.admin_url())
+        .env("DATABASE_URL", &e.db)
+        .env("OPSBOOK_STORE", &store)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    let steps = report["steps"].as_array().unwrap();
+    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap();
+    assert_eq!(step("verify")["outputs"]["ok"], true);
+    let archives: Vec<_> = std::fs::read_dir(&archive).unwrap().flatten().collect();
+    assert_eq!(archives.len(), 1, "one configuration archive");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(archives[0].metadata().unwrap().permissions().mode() & 0o077, 0, "archive is private");
+    assert_eq!(
+        pg.query_string(&pg.admin_url(), &format!("SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}'", e.role)),
+        "false"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(pg.password()));
+}
