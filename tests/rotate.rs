@@ -168,7 +168,6 @@ fn alternating_rotation_keeps_connected_clients_working() {
     );
     // New logins act as the group role, so what they create belongs to it.
     let url = e.value("DATABASE_URL").unwrap();
-    let _ = &e.db;
     let u = opsbook::pg::DbUrl::parse(&url).unwrap();
     let who = block_on(async move {
         let mut conn = opsbook::pg::connect(&u).await.unwrap();

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::cli::DatabaseArgs;
 use crate::exit::ExitStatus;
+use crate::migrate::drift::DriftKind;
 use crate::migrate::engine::{self, DryOutcome, State, UpOptions};
 use crate::migrate::{self, lint, source, Finding, Overrides, Rules, Settings};
 use crate::ui::{progress, table};
@@ -297,14 +298,16 @@ async fn validate(ctx: &Ctx<'_>, args: ValidateArgs) -> Result<ExitStatus> {
         return Ok(code);
     }
     for d in &report.drift {
-        let what = match d.kind.as_str() {
-            "cosmetic" if d.repaired => {
+        let what = match d.kind {
+            DriftKind::Cosmetic if d.repaired => {
                 "cosmetic change (whitespace, line endings, BOM or comments): new checksum recorded"
             }
-            "cosmetic" => "cosmetic change only (whitespace, line endings, BOM or comments)",
-            "semantic" => "semantic change: the SQL differs from what was applied",
-            "missing" => "the file is missing",
-            _ => "changed; the applied text was not recorded (applied by another tool), so it cannot be classified",
+            DriftKind::Cosmetic => "cosmetic change only (whitespace, line endings, BOM or comments)",
+            DriftKind::Semantic => "semantic change: the SQL differs from what was applied",
+            DriftKind::Missing => "the file is missing",
+            DriftKind::Unknown => {
+                "changed; the applied text was not recorded (applied by another tool), so it cannot be classified"
+            }
         };
         ctx.printer.line(format!("{} {} ({}): {what}", d.version, d.description, d.file.as_deref().unwrap_or("-")))?;
         for s in &d.removed {
@@ -314,7 +317,7 @@ async fn validate(ctx: &Ctx<'_>, args: ValidateArgs) -> Result<ExitStatus> {
             ctx.printer.line(format!("  + {s}"))?;
         }
     }
-    let unrepaired_cosmetic = report.drift.iter().any(|d| d.kind == "cosmetic" && !d.repaired);
+    let unrepaired_cosmetic = report.drift.iter().any(|d| d.kind == DriftKind::Cosmetic && !d.repaired);
     ctx.printer.line(format!(
         "{} applied migration(s) checked, {} drifted{}",
         report.checked,

@@ -121,8 +121,8 @@ fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
         };
         t.add_row(vec![
             s.name.clone(),
-            serde_json::to_value(s.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-            serde_json::to_value(s.strategy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            s.kind.as_str().to_string(),
+            s.strategy.as_str().to_string(),
             age(s.age_seconds),
             s.next_due.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "-".into()),
             s.fingerprint.clone().unwrap_or_else(|| "-".into()),

@@ -300,15 +300,10 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
     let migrations = match &o.migrations {
         None => None,
         Some(dir) => {
-            let mut settings = crate::migrate::resolve(
-                config,
-                &crate::migrate::Overrides {
-                    // Replaced by the restored database's URL; any valid URL will do here.
-                    database_url: Some("postgres://localhost/placeholder".into()),
-                    dir: Some(dir.clone()),
-                    ..Default::default()
-                },
-            )?;
+            // The database URL is replaced by the restored database's when the drill runs.
+            let placeholder = DbUrl::parse("postgres://localhost/restored")?;
+            let overrides = crate::migrate::Overrides { dir: Some(dir.clone()), ..Default::default() };
+            let mut settings = crate::migrate::settings_for(config, placeholder, &overrides)?;
             crate::migrate::source::load(&settings.dir)?;
             settings.lock_wait = Duration::from_secs(5);
             Some(settings)

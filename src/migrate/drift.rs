@@ -18,6 +18,8 @@ pub enum DriftKind {
     /// The applied text was not recorded (applied by another tool), so only the checksum says it
     /// changed.
     Unknown,
+    /// No file has this applied version any more.
+    Missing,
 }
 
 /// The statements that differ, normalized to one line each.

@@ -633,8 +633,7 @@ pub struct Drift {
     pub version: i64,
     pub description: String,
     pub file: Option<String>,
-    /// cosmetic, semantic, unknown (text not recorded) or missing (no file).
-    pub kind: String,
+    pub kind: DriftKind,
     pub removed: Vec<String>,
     pub added: Vec<String>,
     pub repaired: bool,
@@ -668,7 +667,7 @@ pub async fn validate(settings: &Settings, repair_cosmetic: bool) -> Result<Vali
                 version: row.version,
                 description: row.description.clone(),
                 file: None,
-                kind: "missing".into(),
+                kind: DriftKind::Missing,
                 removed: Vec::new(),
                 added: Vec::new(),
                 repaired: false,
@@ -688,13 +687,13 @@ pub async fn validate(settings: &Settings, repair_cosmetic: bool) -> Result<Vali
             version: row.version,
             description: file.description.clone(),
             file: Some(file.file_name.clone()),
-            kind: serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            kind,
             removed: diff.removed,
             added: diff.added,
             repaired: false,
         });
     }
-    if repair_cosmetic && drift.iter().any(|d| d.kind == "cosmetic") {
+    if repair_cosmetic && drift.iter().any(|d| d.kind == DriftKind::Cosmetic) {
         let lock = MigrationLock::acquire(&mut conn, settings.lock_wait).await?;
         let result = repair(&mut conn, &source, &mut drift).await;
         lock.release(&mut conn).await;
@@ -705,7 +704,7 @@ pub async fn validate(settings: &Settings, repair_cosmetic: bool) -> Result<Vali
 
 async fn repair(conn: &mut PgConnection, source: &Source, drift: &mut [Drift]) -> Result<(), MigrateError> {
     exec(conn, "BEGIN", "begin").await?;
-    for d in drift.iter_mut().filter(|d| d.kind == "cosmetic") {
+    for d in drift.iter_mut().filter(|d| d.kind == DriftKind::Cosmetic) {
         let file = source.find(d.version).expect("drift entries with a kind have a file");
         history::set_checksum(conn, d.version, &file.checksum).await?;
         history::log(conn, &side_entry(file, "repair", "not-linted", None)).await?;

@@ -70,10 +70,16 @@ fn duration(key: &str, raw: Option<&str>) -> Result<Option<Duration>, MigrateErr
 
 /// Settings from overrides, the profile's `[migrate]` table and defaults.
 pub fn resolve(config: &Config, o: &Overrides) -> Result<Settings, MigrateError> {
-    let c = &config.profile.migrate;
     let url = config.database_url(o.database_url.as_deref(), None)?;
+    settings_for(config, DbUrl::parse_named("database URL", &url)?, o)
+}
+
+/// Settings for a database the caller already holds (a restored copy, a role's own URL): the
+/// profile's `[migrate]` table and defaults, with `o`'s directory and timeouts.
+pub fn settings_for(config: &Config, database_url: DbUrl, o: &Overrides) -> Result<Settings, MigrateError> {
+    let c = &config.profile.migrate;
     Ok(Settings {
-        database_url: DbUrl::parse_named("database URL", &url)?,
+        database_url,
         dir: dir(config, o.dir.as_deref()),
         lock_wait: o
             .lock_wait

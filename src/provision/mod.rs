@@ -363,7 +363,8 @@ pub async fn plan(t: &Target) -> Result<Plan, ProvisionError> {
         }
     }
     items.extend(secret_items(t));
-    items.extend(postgres::plan_data(t).await.map_err(|e| ProvisionError::Inspect {
+    let db_exists = items.iter().any(|i| matches!(i.op, Op::Database) && i.action != Action::Create);
+    items.extend(postgres::plan_data(t, db_exists).await.map_err(|e| ProvisionError::Inspect {
         what: "inspect migrations and seeds".into(),
         message: e.message,
         class: e.class,

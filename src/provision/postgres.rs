@@ -351,31 +351,17 @@ fn seed_files(t: &Target) -> Result<Vec<(String, String)>, StepError> {
 const SEEDS_DDL: &str = "CREATE TABLE IF NOT EXISTS _opsbook_seeds (name text PRIMARY KEY, checksum bytea NOT NULL, \
      applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL DEFAULT current_user)";
 
-pub(super) async fn plan_data(t: &Target) -> Result<Vec<Item>, StepError> {
+/// Migrations and seeds; `db_exists` comes from [`plan`], which already looked.
+pub(super) async fn plan_data(t: &Target, db_exists: bool) -> Result<Vec<Item>, StepError> {
     let c = &t.config;
     let mut items = Vec::new();
     let in_db = t.admin.with_database(&c.database);
-    let db_exists: bool = {
-        let mut conn = pg::connect(&t.admin).await?;
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&c.database)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| q("read pg_database", &t.admin, e))?
-    };
     if let Some(dir) = migrations_dir(t) {
         let source = crate::migrate::source::load(&dir)?;
         let total = source.versioned.len() + source.repeatable.len();
         let (current, pending) = if db_exists {
-            let mut settings = crate::migrate::resolve(
-                &t.migrate_config,
-                &crate::migrate::Overrides {
-                    database_url: Some(in_db.expose().to_string()),
-                    dir: Some(dir.clone()),
-                    ..Default::default()
-                },
-            )?;
-            settings.database_url = in_db.clone();
+            let overrides = crate::migrate::Overrides { dir: Some(dir.clone()), ..Default::default() };
+            let settings = crate::migrate::settings_for(&t.migrate_config, in_db.clone(), &overrides)?;
             let status = crate::migrate::status(&settings).await?;
             let pending = status.problems().count();
             (
@@ -570,15 +556,8 @@ pub(super) async fn apply(t: &mut Target, op: &Op) -> Result<(), StepError> {
         Op::Migrations => {
             let dir = migrations_dir(t).expect("planned with a migrations directory");
             let owner_url = stored_url(t, RoleKind::Owner)?;
-            let mut settings = crate::migrate::resolve(
-                &t.migrate_config,
-                &crate::migrate::Overrides {
-                    database_url: Some(owner_url.expose().to_string()),
-                    dir: Some(dir),
-                    ..Default::default()
-                },
-            )?;
-            settings.database_url = owner_url;
+            let overrides = crate::migrate::Overrides { dir: Some(dir), ..Default::default() };
+            let settings = crate::migrate::settings_for(&t.migrate_config, owner_url, &overrides)?;
             // A new environment has no traffic to protect: lint findings are recorded, not enforced.
             let opts = crate::migrate::engine::UpOptions { target: None, allow_unsafe: true, ignore_missing: false };
             crate::migrate::up(&settings, opts, &crate::report::Silent).await?;

@@ -58,6 +58,25 @@ pub enum Strategy {
     Alternating,
 }
 
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PostgresPassword => "postgres-password",
+            Kind::Random => "random",
+            Kind::PasswordHash => "password-hash",
+        }
+    }
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Single => "single",
+            Strategy::Alternating => "alternating",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     #[error("{0}")]
