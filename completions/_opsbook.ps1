@@ -41,7 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
-            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes')
+            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
             [CompletionResult]::new('promote-check', 'promote-check', [CompletionResultType]::ParameterValue, 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
@@ -621,7 +621,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
-            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -711,7 +711,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
-            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1163,7 +1163,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
-            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes')
+            [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
             [CompletionResult]::new('promote-check', 'promote-check', [CompletionResultType]::ParameterValue, 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
@@ -1246,7 +1246,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Which secrets are due (no value yet, never rotated, or older than max_age)')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Age, last rotation, next due, strategy and fingerprint of every secret')
-            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values; alternating logins within their grace)')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)')
             break
         }
         'opsbook;help;rotate-secrets;plan' {

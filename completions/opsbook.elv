@@ -38,7 +38,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
-            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
+            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
             cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
@@ -579,7 +579,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
             cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
             cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
-            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+            cand rollback 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'opsbook;rotate-secrets;plan'= {
@@ -664,7 +664,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
             cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
             cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
-            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+            cand rollback 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'opsbook;rotate-secrets;help;plan'= {
@@ -1077,7 +1077,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
-            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes'
+            cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
             cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
@@ -1141,7 +1141,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand plan 'Which secrets are due (no value yet, never rotated, or older than max_age)'
             cand run 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
             cand status 'Age, last rotation, next due, strategy and fingerprint of every secret'
-            cand rollback 'Put the previous value back (random values; alternating logins within their grace)'
+            cand rollback 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)'
         }
         &'opsbook;help;rotate-secrets;plan'= {
         }

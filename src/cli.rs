@@ -37,7 +37,8 @@ pub enum Command {
     /// grants, extensions, bucket, secrets in the .env file, migrations, seeds.
     Provision(cmd::provision::ProvisionArgs),
     /// Rotate secrets with a journaled create → set → test → finish → revoke protocol:
-    /// PostgreSQL passwords (single or alternating logins), random keys, password hashes.
+    /// PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3
+    /// access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault.
     RotateSecrets(cmd::rotate_secrets::RotateSecretsArgs),
     /// The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry,
     /// rate limits, backups, migrations, health and metrics — concurrently, with waivers.

@@ -266,12 +266,24 @@ fn bad_configuration_is_a_usage_error() {
     let e = Env::new("badcfg", "single");
     std::fs::write(
         e.path().join("opsbook.toml"),
-        "[[profiles.default.secrets]]\nname = \"X\"\nkind = \"random\"\nstore = \"vault:secret/x\"\n",
+        "[[profiles.default.secrets]]\nname = \"X\"\nkind = \"random\"\nstore = \"gcp-sm:x\"\n",
     )
     .unwrap();
     let out = e.run(&["status"]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
-    assert!(all_output(&out).contains("dotenv:PATH"), "{}", all_output(&out));
+    assert!(all_output(&out).contains("dotenv:PATH, aws-sm:SECRET_ID or vault:MOUNT/PATH"), "{}", all_output(&out));
+    for (extra, message) in [
+        ("kind = \"s3-access-key\"\nstore = \"dotenv:.env\"\n", "needs user"),
+        ("kind = \"random\"\nstore = \"vault:secret\"\n", "vault:MOUNT/PATH"),
+        ("kind = \"random\"\nstore = \"dotenv:.env\"\nuser = \"u\"\n", "user applies to kind s3-access-key only"),
+        ("kind = \"http-credential\"\nstore = \"dotenv:.env\"\n", "needs a create call and a test call"),
+    ] {
+        std::fs::write(e.path().join("opsbook.toml"), format!("[[profiles.default.secrets]]\nname = \"X\"\n{extra}"))
+            .unwrap();
+        let out = e.run(&["plan"]);
+        assert_eq!(code(&out), 2, "{}", all_output(&out));
+        assert!(all_output(&out).contains(message), "{message}: {}", all_output(&out));
+    }
 }
 
 #[test]
@@ -330,4 +342,324 @@ fn the_decommission_runbook_backs_up_archives_and_revokes() {
         "false"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(pg.password()));
+}
+
+// ----- other stores and kinds: Vault KV v2 (local server), Secrets Manager and IAM (moto), a
+// gateway issuing credentials over HTTP -----
+
+/// A directory with opsbook.toml and .env, and the extra environment every run gets.
+struct Plain {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Plain {
+    fn new(toml: &str, dotenv: &str, env: Vec<(String, String)>) -> Plain {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("opsbook.toml"), toml).unwrap();
+        std::fs::write(dir.path().join(".env"), dotenv).unwrap();
+        Plain { dir, env }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        opsbook(self.dir.path()).arg("rotate-secrets").args(args).envs(self.env.clone()).output().unwrap()
+    }
+
+    fn value(&self, key: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join(".env"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(|v| v.trim_matches('\'').to_string()))
+    }
+}
+
+fn moto_sdk_config() -> aws_config::SdkConfig {
+    let moto = support::moto::Moto::shared();
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new(support::moto::REGION))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .build()
+}
+
+#[test]
+fn vault_store_keeps_other_keys_writes_with_cas_and_stamps_rotated_at() {
+    let vault = support::vault::Vault::start();
+    vault.write(
+        "secret/shop/prod",
+        [("JWT_SECRET", "old-jwt-0123456789abcdef0123456789abcdef"), ("SMTP_HOST", "mail.internal")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let toml = r#"[[profiles.default.secrets]]
+name = "JWT_SECRET"
+kind = "random"
+store = "vault:secret/shop/prod"
+max_age = "90d"
+grace = "1h"
+"#;
+    let env = vec![("VAULT_ADDR".to_string(), vault.addr.clone()), ("VAULT_TOKEN".to_string(), vault.token.clone())];
+    let p = Plain::new(toml, "", env);
+    let out = p.run(&["run", "JWT_SECRET"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let data = vault.latest("secret/shop/prod");
+    let new = data["JWT_SECRET"].clone();
+    assert_eq!(new.len(), 64, "256 bits as hex");
+    assert_eq!(data["JWT_SECRET_PREVIOUS"], "old-jwt-0123456789abcdef0123456789abcdef");
+    assert_eq!(data["SMTP_HOST"], "mail.internal", "other keys are kept");
+    assert!(!data.contains_key("JWT_SECRET_PENDING"));
+    let secret = vault.secret("secret/shop/prod").unwrap();
+    assert_eq!(
+        secret.versions.len(),
+        3,
+        "one write for pending, one for finish, each checked against the version read"
+    );
+    assert_eq!(secret.versions[1]["JWT_SECRET_PENDING"], new, "the pending value was written before it became current");
+    let stamped = chrono::DateTime::parse_from_rfc3339(&secret.custom_metadata["rotated_at"]).unwrap();
+    assert!((chrono::Utc::now() - stamped.to_utc()).num_seconds().abs() < 120);
+    for text in [all_output(&out), all_output(&p.run(&["status", "--output", "json"]))] {
+        assert!(!text.contains(&new) && !text.contains(&vault.token), "a value or the token in output: {text}");
+    }
+
+    let no_token = Plain::new(toml, "", vec![("VAULT_ADDR".to_string(), vault.addr.clone())]);
+    let out = no_token.run(&["run", "JWT_SECRET"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("VAULT_TOKEN is not set"), "{}", all_output(&out));
+    let wrong = Plain::new(
+        toml,
+        "",
+        vec![("VAULT_ADDR".to_string(), vault.addr.clone()), ("VAULT_TOKEN".to_string(), "hvs.wrong".to_string())],
+    );
+    let out = wrong.run(&["status"]);
+    assert_ne!(code(&out), 0);
+    assert!(all_output(&out).contains("403"), "{}", all_output(&out));
+    assert_eq!(vault.secret("secret/shop/prod").unwrap().versions.len(), 3, "nothing written without access");
+}
+
+#[test]
+fn secrets_manager_labels_follow_the_protocol_through_a_crash_and_a_rollback() {
+    let moto = support::moto::Moto::shared();
+    let sm = aws_sdk_secretsmanager::Client::new(&moto_sdk_config());
+    let id = format!("shop/prod/jwt-{}", rand::random::<u32>());
+    block_on(sm.create_secret().name(&id).secret_string("old-jwt-0123456789abcdef0123456789abcdef").send()).unwrap();
+    let labelled = |label: &str| -> Option<String> {
+        block_on(sm.get_secret_value().secret_id(&id).version_stage(label).send())
+            .ok()
+            .and_then(|o| o.secret_string().map(String::from))
+    };
+    let toml = format!(
+        r#"[[profiles.default.secrets]]
+name = "JWT_SECRET"
+kind = "random"
+store = "aws-sm:{id}"
+grace = "1h"
+"#
+    );
+    let p = Plain::new(&toml, "", moto.env());
+
+    let out = p.run(&["run", "JWT_SECRET"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let first = labelled("AWSCURRENT").unwrap();
+    assert_eq!(first.len(), 64);
+    assert_eq!(labelled("AWSPREVIOUS").as_deref(), Some("old-jwt-0123456789abcdef0123456789abcdef"));
+    assert_eq!(labelled("AWSPENDING"), None, "no pending label after finish");
+
+    // A crash right after create: AWSPENDING holds the new value, AWSCURRENT is untouched.
+    let out = opsbook(p.dir.path())
+        .args(["rotate-secrets", "run", "JWT_SECRET"])
+        .envs(moto.env())
+        .env("OPSBOOK_ROTATE_CRASH_AFTER", "created")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 99, "{}", all_output(&out));
+    let pending = labelled("AWSPENDING").unwrap();
+    assert_eq!(labelled("AWSCURRENT").as_deref(), Some(first.as_str()));
+    let out = p.run(&["run", "--resume"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(labelled("AWSCURRENT").as_deref(), Some(pending.as_str()), "resume finishes the same pending value");
+    assert_eq!(labelled("AWSPREVIOUS").as_deref(), Some(first.as_str()));
+    assert_eq!(labelled("AWSPENDING"), None);
+
+    let out = p.run(&["rollback", "JWT_SECRET"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(labelled("AWSCURRENT").as_deref(), Some(first.as_str()));
+    assert_eq!(labelled("AWSPREVIOUS").as_deref(), Some(pending.as_str()));
+    let text = all_output(&out) + &all_output(&p.run(&["status", "--output", "json"]));
+    assert!(!text.contains(&first) && !text.contains(&pending), "a value in output: {text}");
+}
+
+#[test]
+fn s3_access_keys_are_created_probed_stored_and_the_old_one_deleted() {
+    let moto = support::moto::Moto::shared();
+    let config = moto_sdk_config();
+    let iam = aws_sdk_iam::Client::new(&config);
+    let user = format!("shop-media-{}", rand::random::<u32>());
+    let bucket = format!("media-keys-{}", rand::random::<u32>());
+    block_on(iam.create_user().user_name(&user).send()).unwrap();
+    block_on(moto.client().create_bucket().bucket(&bucket).send()).unwrap();
+    let k1 = block_on(iam.create_access_key().user_name(&user).send()).unwrap().access_key.unwrap();
+    let keys = || -> Vec<String> {
+        let out = block_on(iam.list_access_keys().user_name(&user).send()).unwrap();
+        let mut ids: Vec<String> =
+            out.access_key_metadata().iter().map(|k| k.access_key_id().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let toml = |grace: &str| {
+        format!(
+            r#"[[profiles.default.secrets]]
+name = "AWS_SECRET_ACCESS_KEY"
+kind = "s3-access-key"
+user = "{user}"
+bucket = "s3://{bucket}"
+store = "dotenv:.env"
+grace = "{grace}"
+"#
+        )
+    };
+    let dotenv = format!(
+        "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAPP=shop\n",
+        k1.access_key_id(),
+        k1.secret_access_key()
+    );
+    let p = Plain::new(&toml("0s"), &dotenv, moto.env());
+    let out = p.run(&["run", "AWS_SECRET_ACCESS_KEY", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let steps = json(&out)["secrets"][0]["steps"].clone();
+    assert_eq!(steps[4], format!("revoked key {}", k1.access_key_id()), "{steps}");
+    let k2 = p.value("AWS_ACCESS_KEY_ID").unwrap();
+    let s2 = p.value("AWS_SECRET_ACCESS_KEY").unwrap();
+    assert_ne!(k2, k1.access_key_id());
+    assert_eq!(keys(), vec![k2.clone()], "the old key is deleted once the (zero) grace is over");
+    assert_eq!(p.value("AWS_ACCESS_KEY_ID_PREVIOUS"), None);
+    assert_eq!(p.value("APP").as_deref(), Some("shop"));
+    let listed = block_on(moto.client().list_objects_v2().bucket(&bucket).send()).unwrap();
+    assert_eq!(listed.key_count(), Some(0), "the probe object is deleted");
+    assert!(!all_output(&out).contains(&s2));
+
+    // With a grace period both keys live until it ends; a third key would exceed IAM's two.
+    std::fs::write(p.dir.path().join("opsbook.toml"), toml("1h")).unwrap();
+    let out = p.run(&["run", "AWS_SECRET_ACCESS_KEY"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let k3 = p.value("AWS_ACCESS_KEY_ID").unwrap();
+    assert_eq!(p.value("AWS_ACCESS_KEY_ID_PREVIOUS").as_deref(), Some(k2.as_str()));
+    let mut both = vec![k2.clone(), k3.clone()];
+    both.sort();
+    assert_eq!(keys(), both);
+    let out = p.run(&["run", "AWS_SECRET_ACCESS_KEY"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("IAM allows two"), "{}", all_output(&out));
+    assert_eq!(keys(), both, "nothing created or deleted");
+
+    // Rolling back puts the previous key back and revokes the newer one on the next run.
+    let out = p.run(&["rollback", "AWS_SECRET_ACCESS_KEY"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(p.value("AWS_ACCESS_KEY_ID").as_deref(), Some(k2.as_str()));
+    let out = p.run(&["run", "--resume"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(keys(), vec![k2.clone()]);
+    assert_eq!(p.value("AWS_ACCESS_KEY_ID_PREVIOUS"), None);
+}
+
+/// A gateway issuing bearer credentials: POST /v1/keys (admin) creates one, GET /v1/me accepts
+/// an active one, DELETE /v1/keys/ID (admin) revokes. `reject` makes /v1/me refuse new keys.
+struct Gateway {
+    addr: std::net::SocketAddr,
+    admin: String,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
+    reject: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        use std::sync::atomic::Ordering;
+        let admin = format!("adm-{}", rand::random::<u64>());
+        let keys: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>> = Default::default();
+        keys.lock().unwrap().push(("k0".into(), "t0-original-token".into(), true));
+        let reject = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (k, a, r) = (keys.clone(), admin.clone(), reject.clone());
+        let addr = support::fnserver::serve(move |req| {
+            let bearer = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").to_string();
+            let mut keys = k.lock().unwrap();
+            match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/v1/keys") if bearer == a => {
+                    let id = format!("k{}", keys.len());
+                    let token = format!("tok-{}", rand::random::<u64>());
+                    keys.push((id.clone(), token.clone(), true));
+                    (201, serde_json::json!({ "data": { "id": id, "token": token } }).to_string())
+                }
+                ("GET", "/v1/me") => {
+                    let active = keys.iter().any(|(_, t, on)| *t == bearer && *on);
+                    let original = bearer == "t0-original-token";
+                    if active && (original || !r.load(Ordering::SeqCst)) {
+                        (200, "{\"ok\":true}".into())
+                    } else {
+                        (401, "{\"error\":\"bad token\"}".into())
+                    }
+                }
+                ("DELETE", path) if bearer == a && path.starts_with("/v1/keys/") => {
+                    let id = path.trim_start_matches("/v1/keys/");
+                    match keys.iter_mut().find(|(i, _, _)| i == id) {
+                        Some(key) => {
+                            key.2 = false;
+                            (204, String::new())
+                        }
+                        None => (404, "{}".into()),
+                    }
+                }
+                _ => (403, "{\"error\":\"forbidden\"}".into()),
+            }
+        });
+        Gateway { addr, admin, keys, reject }
+    }
+
+    fn active(&self) -> Vec<String> {
+        self.keys.lock().unwrap().iter().filter(|k| k.2).map(|k| k.0.clone()).collect()
+    }
+}
+
+#[test]
+fn http_credentials_rotate_through_configured_calls_and_a_failed_test_revokes_the_new_one() {
+    let gw = Gateway::start();
+    let base = format!("http://{}", gw.addr);
+    let toml = format!(
+        r#"[[profiles.default.secrets]]
+name = "GATEWAY_TOKEN"
+kind = "http-credential"
+store = "dotenv:.env"
+id_name = "GATEWAY_TOKEN_ID"
+grace = "0s"
+create = {{ url = "{base}/v1/keys", headers = {{ Authorization = "Bearer {{env:GATEWAY_ADMIN}}" }}, body = '{{"label": "opsbook"}}', value_path = "data.token", id_path = "$.data.id" }}
+test = {{ url = "{base}/v1/me", headers = {{ Authorization = "Bearer {{new}}" }} }}
+revoke = {{ url = "{base}/v1/keys/{{previous_id}}", headers = {{ Authorization = "Bearer {{env:GATEWAY_ADMIN}}" }} }}
+"#
+    );
+    let env = vec![("GATEWAY_ADMIN".to_string(), gw.admin.clone())];
+    let p = Plain::new(&toml, "GATEWAY_TOKEN=t0-original-token\nGATEWAY_TOKEN_ID=k0\n", env);
+    let out = p.run(&["run", "GATEWAY_TOKEN"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let token = p.value("GATEWAY_TOKEN").unwrap();
+    assert!(token.starts_with("tok-"));
+    assert_eq!(p.value("GATEWAY_TOKEN_ID").as_deref(), Some("k1"));
+    assert_eq!(gw.active(), vec!["k1".to_string()], "the old credential is revoked after the (zero) grace");
+    assert!(!all_output(&out).contains(&token) && !all_output(&out).contains(&gw.admin));
+
+    gw.reject.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = p.run(&["run", "GATEWAY_TOKEN"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("test failed"), "{}", all_output(&out));
+    assert!(all_output(&out).contains("401"), "{}", all_output(&out));
+    assert_eq!(p.value("GATEWAY_TOKEN").as_deref(), Some(token.as_str()), "the current value is untouched");
+    assert_eq!(p.value("GATEWAY_TOKEN_PENDING"), None);
+    assert_eq!(gw.active(), vec!["k1".to_string()], "the failed new credential (k2) is revoked");
+
+    let bad = toml.replace("{previous_id}", "{old_id}");
+    let b = Plain::new(&bad, "GATEWAY_TOKEN=x\n", vec![]);
+    let out = b.run(&["plan"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("unknown placeholder {old_id}"), "{}", all_output(&out));
 }

@@ -26,7 +26,8 @@ pub enum RotateCommand {
     Run(RunArgs),
     /// Age, last rotation, next due, strategy and fingerprint of every secret.
     Status(AdminArgs),
-    /// Put the previous value back (random values; alternating logins within their grace).
+    /// Put the previous value back (random values, access keys and gateway credentials, and
+    /// alternating logins, within their grace period).
     Rollback(RollbackArgs),
 }
 
@@ -74,8 +75,8 @@ pub struct RollbackArgs {
 
 pub async fn run(ctx: &Ctx<'_>, args: RotateSecretsArgs) -> Result<ExitStatus> {
     match args.command {
-        RotateCommand::Plan(a) => show(ctx, a, true),
-        RotateCommand::Status(a) => show(ctx, a, false),
+        RotateCommand::Plan(a) => show(ctx, a, true).await,
+        RotateCommand::Status(a) => show(ctx, a, false).await,
         RotateCommand::Run(a) => run_cmd(ctx, a).await,
         RotateCommand::Rollback(a) => rollback(ctx, a).await,
     }
@@ -92,9 +93,9 @@ struct StatusReport<'a> {
     state_file: String,
 }
 
-fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
+async fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
     let rc = rotate::context(&ctx.config, args.admin_database_url.as_deref())?;
-    let standings = rotate::status(&rc)?;
+    let standings = rotate::status(&rc).await?;
     let shown: Vec<Standing> =
         standings.into_iter().filter(|s| !plan_only || s.due || s.in_progress.is_some()).collect();
     if ctx.printer.is_json() {

@@ -58,7 +58,7 @@ pub(super) fn jwt_secret(req: &Request) -> Finding {
     Finding::pass(format!("about {bits} bits, fingerprint {}", crate::secrets::rotate::fingerprint(value)))
 }
 
-pub(super) fn credentials_rotated(req: &Request) -> Finding {
+pub(super) async fn credentials_rotated(req: &Request) -> Finding {
     let ctx = match crate::secrets::rotate::context(&req.app_config, None) {
         Ok(c) => c,
         Err(e) => {
@@ -67,7 +67,7 @@ pub(super) fn credentials_rotated(req: &Request) -> Finding {
             return if req.prod { Finding::fail(message, fix) } else { Finding::warn(message, fix) };
         }
     };
-    let standings = match crate::secrets::rotate::status(&ctx) {
+    let standings = match crate::secrets::rotate::status(&ctx).await {
         Ok(s) => s,
         Err(e) => return Finding::fail(format!("cannot read rotation status: {e}"), ""),
     };

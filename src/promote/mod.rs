@@ -259,7 +259,7 @@ pub async fn run(req: &Request) -> Result<Vec<CheckResult>, PromoteError> {
 async fn run_check(req: &Request, id: &str) -> Finding {
     match id {
         "jwt-secret" => checks::jwt_secret(req),
-        "db-credentials-rotated" => checks::credentials_rotated(req),
+        "db-credentials-rotated" => checks::credentials_rotated(req).await,
         "db-ssl" => checks::db_ssl(req).await,
         "csp" => web::csp(req).await,
         "hsts" => web::hsts(req).await,

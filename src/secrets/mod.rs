@@ -2,7 +2,10 @@
 //! argon2id for application passwords), and the stores they are written to.
 
 pub mod envfile;
+pub mod http;
+pub mod keys;
 pub mod rotate;
+pub mod store;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use rand::distr::Alphanumeric;
@@ -23,12 +26,22 @@ pub enum SecretsError {
     Parse { path: std::path::PathBuf, line: usize, message: String },
     #[error("{0}")]
     Hash(String),
+    /// A store or target setting that cannot work (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store answered with an error.
+    #[error("store {store}: {message}")]
+    Store { store: String, message: String },
+    /// The store could not be reached (exit 3).
+    #[error("store {store} is unreachable: {message}")]
+    Unreachable { store: String, message: String },
 }
 
 impl crate::error::Classify for SecretsError {
     fn class(&self) -> crate::error::ErrorClass {
         match self {
-            SecretsError::Parse { .. } => crate::error::ErrorClass::Usage,
+            SecretsError::Parse { .. } | SecretsError::Invalid(_) => crate::error::ErrorClass::Usage,
+            SecretsError::Unreachable { .. } => crate::error::ErrorClass::Unavailable,
             _ => crate::error::ErrorClass::Failed,
         }
     }

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Executor;
 
-use super::{EnvFile, SecretStore, SecretsError};
+use super::http::{self as http_call, HttpCall};
+use super::keys::{self, AccessKey, AwsIam, KeyProvider};
+use super::store::{Fields, Slot, Slots, StoreSpec};
+use super::SecretsError;
 use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
 use crate::pg::{self, quote_ident, quote_literal, DbUrl};
@@ -30,7 +33,7 @@ pub struct SecretSpec {
     pub role: Option<String>,
     #[serde(default)]
     pub strategy: Strategy,
-    /// `dotenv:PATH`.
+    /// `dotenv:PATH`, `aws-sm:SECRET_ID` or `vault:MOUNT/PATH`.
     pub store: String,
     /// Rotate when the current value is older than this (e.g. "90d").
     pub max_age: Option<String>,
@@ -40,6 +43,23 @@ pub struct SecretSpec {
     pub bits: Option<u32>,
     /// password-hash: where the one-time plaintext goes (mode 0600).
     pub plaintext_file: Option<PathBuf>,
+    /// s3-access-key, http-credential: the store key of the credential's id (e.g.
+    /// AWS_ACCESS_KEY_ID; derived from a NAME ending in SECRET_ACCESS_KEY).
+    pub id_name: Option<String>,
+    /// s3-access-key: the IAM user owning the keys.
+    pub user: Option<String>,
+    /// s3-access-key: `s3://BUCKET` the new key is tested on.
+    pub bucket: Option<String>,
+    /// s3-access-key: the S3 endpoint for that test [default: the environment's].
+    pub endpoint: Option<String>,
+    /// s3-access-key: the key provider [default: aws-iam].
+    pub provider: Option<String>,
+    /// http-credential: the call creating the new credential (needs value_path).
+    pub create: Option<HttpCall>,
+    /// http-credential: the call proving the new credential works.
+    pub test: Option<HttpCall>,
+    /// http-credential: the call revoking an old credential.
+    pub revoke: Option<HttpCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -48,6 +68,8 @@ pub enum Kind {
     PostgresPassword,
     Random,
     PasswordHash,
+    S3AccessKey,
+    HttpCredential,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -64,6 +86,8 @@ impl Kind {
             Kind::PostgresPassword => "postgres-password",
             Kind::Random => "random",
             Kind::PasswordHash => "password-hash",
+            Kind::S3AccessKey => "s3-access-key",
+            Kind::HttpCredential => "http-credential",
         }
     }
 }
@@ -123,9 +147,25 @@ impl SecretSpec {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return bad("name must be an environment variable name".into());
         }
-        if !self.store.starts_with("dotenv:") {
-            return bad(format!("store `{}` is not supported; use dotenv:PATH", self.store));
+        StoreSpec::parse(&self.store).map_err(|e| RotateError::Config(format!("secrets `{}`: {e}", self.name)))?;
+        if let Some(id) = &self.id_name {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || *id == self.name {
+                return bad(format!("id_name `{id}` must be an environment variable name other than name"));
+            }
         }
+        let only = |field: &str, set: bool, kind: Kind| -> Result<(), RotateError> {
+            if set && self.kind != kind {
+                return bad(format!("{field} applies to kind {} only", kind.as_str()));
+            }
+            Ok(())
+        };
+        only("user", self.user.is_some(), Kind::S3AccessKey)?;
+        only("bucket", self.bucket.is_some(), Kind::S3AccessKey)?;
+        only("endpoint", self.endpoint.is_some(), Kind::S3AccessKey)?;
+        only("provider", self.provider.is_some(), Kind::S3AccessKey)?;
+        only("create", self.create.is_some(), Kind::HttpCredential)?;
+        only("test", self.test.is_some(), Kind::HttpCredential)?;
+        only("revoke", self.revoke.is_some(), Kind::HttpCredential)?;
         parse_duration("max_age", &self.name, &self.max_age)?;
         parse_duration("grace", &self.name, &self.grace)?;
         match self.kind {
@@ -145,6 +185,49 @@ impl SecretSpec {
                 }
             }
             Kind::PasswordHash => {}
+            Kind::S3AccessKey => {
+                if self.user.is_none() {
+                    return bad("kind s3-access-key needs user (the IAM user owning the keys)".into());
+                }
+                match self.bucket.as_deref().map(crate::store::StoreUrl::parse) {
+                    Some(Ok(crate::store::StoreUrl::S3 { .. })) => {}
+                    Some(_) => return bad("bucket must be an s3://BUCKET URL".into()),
+                    None => {
+                        return bad("kind s3-access-key needs bucket (s3://BUCKET, where the new key is tested)".into())
+                    }
+                }
+                if let Some(p) = self.provider.as_deref().filter(|p| *p != "aws-iam") {
+                    return bad(format!("provider `{p}` is not supported; use aws-iam"));
+                }
+                if self.id_field().is_none() {
+                    return bad("kind s3-access-key needs id_name (the store key of the access key id)".into());
+                }
+            }
+            Kind::HttpCredential => {
+                let (Some(create), Some(test)) = (&self.create, &self.test) else {
+                    return bad("kind http-credential needs a create call and a test call".into());
+                };
+                let what = |step: &str| format!("secrets `{}`: {step}", self.name);
+                let cfg = |e: String| RotateError::Config(e);
+                http_call::validate(&what("create"), create, &["current", "current_id"]).map_err(cfg)?;
+                http_call::validate(&what("test"), test, &["new", "new_id", "current", "current_id"]).map_err(cfg)?;
+                if create.value_path.is_none() {
+                    return bad("create needs value_path (where the new value is in the JSON answer)".into());
+                }
+                if create.id_path.is_some() != self.id_name.is_some() {
+                    return bad(
+                        "create.id_path and id_name go together (the id is read from the answer and stored)".into()
+                    );
+                }
+                if let Some(revoke) = &self.revoke {
+                    http_call::validate(&what("revoke"), revoke, &["previous", "previous_id", "current", "current_id"])
+                        .map_err(cfg)?;
+                    let ids = http_call::used(revoke).iter().any(|n| n.ends_with("_id"));
+                    if ids && self.id_name.is_none() {
+                        return bad("revoke uses an id placeholder: set id_name and create.id_path".into());
+                    }
+                }
+            }
         }
         if self.strategy == Strategy::Alternating && self.kind != Kind::PostgresPassword {
             return bad("strategy alternating applies to postgres-password only".into());
@@ -152,16 +235,62 @@ impl SecretSpec {
         Ok(())
     }
 
-    fn store_path(&self) -> PathBuf {
-        PathBuf::from(self.store.trim_start_matches("dotenv:"))
+    /// The store key of the credential's id, for kinds that have one.
+    fn id_field(&self) -> Option<String> {
+        self.id_name.clone().or_else(|| {
+            (self.kind == Kind::S3AccessKey)
+                .then(|| self.name.strip_suffix("SECRET_ACCESS_KEY").map(|p| format!("{p}ACCESS_KEY_ID")))
+                .flatten()
+        })
     }
 
-    fn pending_key(&self) -> String {
-        format!("{}_PENDING", self.name)
+    /// The fields of a value in the store: the secret first, then its id.
+    fn fields(&self) -> Vec<String> {
+        std::iter::once(self.name.clone()).chain(self.id_field()).collect()
     }
 
     fn previous_key(&self) -> String {
         format!("{}_PREVIOUS", self.name)
+    }
+
+    async fn slots(&self) -> Result<Slots, SecretsError> {
+        Slots::open(&self.store, &self.fields()).await
+    }
+
+    async fn key_provider(&self) -> AwsIam {
+        AwsIam::new(self.user.as_deref().expect("validated")).await
+    }
+
+    fn primary<'a>(&self, value: &'a Fields) -> &'a str {
+        value.get(&self.name).map(String::as_str).unwrap_or_default()
+    }
+
+    fn id_of<'a>(&self, value: &'a Fields) -> Option<&'a str> {
+        self.id_field().and_then(|f| value.get(&f)).map(String::as_str)
+    }
+
+    fn access_key(&self, value: &Fields) -> AccessKey {
+        AccessKey { id: self.id_of(value).unwrap_or_default().to_string(), secret: self.primary(value).to_string() }
+    }
+
+    /// The template values for an HTTP call.
+    fn call_vars(&self, slots: [(&'static str, Option<&Fields>); 2]) -> BTreeMap<&'static str, String> {
+        let mut vars = BTreeMap::new();
+        for (name, value) in slots {
+            let Some(value) = value else { continue };
+            vars.insert(name, self.primary(value).to_string());
+            if let Some(id) = self.id_of(value) {
+                vars.insert(
+                    match name {
+                        "current" => "current_id",
+                        "new" => "new_id",
+                        _ => "previous_id",
+                    },
+                    id.to_string(),
+                );
+            }
+        }
+        vars
     }
 }
 
@@ -288,13 +417,13 @@ pub struct Standing {
     pub revoke_pending: Option<DateTime<Utc>>,
 }
 
-pub fn status(ctx: &Context) -> Result<Vec<Standing>, RotateError> {
+pub async fn status(ctx: &Context) -> Result<Vec<Standing>, RotateError> {
     let state = load_state(&ctx.profile)?;
     let now = Utc::now();
     let mut out = Vec::new();
     for spec in &ctx.specs {
-        let store = EnvFile::load(&spec.store_path())?;
-        let value = store.get(&spec.name);
+        let store = spec.slots().await?;
+        let value = store.primary(Slot::Current).map(String::from);
         let st = state.secrets.get(&spec.name).cloned().unwrap_or_default();
         let max_age = parse_duration("max_age", &spec.name, &spec.max_age)?;
         let next_due = match (st.rotated_at, max_age) {
@@ -366,20 +495,27 @@ async fn login_works(url: &str) -> Result<(), String> {
     sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn).await.map(drop).map_err(|e| e.to_string())
 }
 
-/// The pending value for a spec: a new password URL, random key or argon2id hash.
-fn new_value(spec: &SecretSpec, current: Option<&str>) -> Result<(String, Option<String>), String> {
+/// The pending value for a spec: a new password URL, random key, argon2id hash, access key or
+/// gateway credential (the last two are created at the provider here). The second part is a
+/// one-time plaintext for the terminal.
+async fn new_value(
+    spec: &SecretSpec,
+    current: Option<&Fields>,
+    store: &Slots,
+) -> Result<(Fields, Option<String>), String> {
+    let one = |v: String| Fields::from([(spec.name.clone(), v)]);
     match spec.kind {
         Kind::Random => {
             let bits = spec.bits.unwrap_or(256) as usize;
-            Ok((super::hex_key(bits.div_ceil(8)), None))
+            Ok((one(super::hex_key(bits.div_ceil(8))), None))
         }
         Kind::PasswordHash => {
             let plaintext = super::password(24);
             let hash = super::argon2id(&plaintext).map_err(|e| e.to_string())?;
-            Ok((hash, Some(plaintext)))
+            Ok((one(hash), Some(plaintext)))
         }
         Kind::PostgresPassword => {
-            let current = current.ok_or(format!(
+            let current = current.map(|c| spec.primary(c)).ok_or(format!(
                 "{} has no current value in {}: provision it first (the URL's host and database are reused)",
                 spec.name, spec.store
             ))?;
@@ -398,17 +534,62 @@ fn new_value(spec: &SecretSpec, current: Option<&str>) -> Result<(String, Option
                 }
             };
             let password = super::password(32);
-            Ok((url.with_credentials(&user, &password).expose().to_string(), None))
+            Ok((one(url.with_credentials(&user, &password).expose().to_string()), None))
+        }
+        Kind::S3AccessKey => {
+            let provider = spec.key_provider().await;
+            let existing = provider.list().await?;
+            // Providers cap keys per user (IAM: two); never delete a key we do not know about.
+            if existing.len() >= 2 {
+                let known = |id: &String| {
+                    [current, store.get(Slot::Previous)]
+                        .into_iter()
+                        .flatten()
+                        .any(|v| spec.id_of(v) == Some(id.as_str()))
+                };
+                let unknown: Vec<&String> = existing.iter().filter(|id| !known(id)).collect();
+                return Err(format!(
+                    "{} already has {} access keys ({}); IAM allows two. {}",
+                    provider.describe(),
+                    existing.len(),
+                    existing.join(", "),
+                    if unknown.is_empty() {
+                        "Wait for the previous key's revocation (rotate-secrets run --resume after its grace) first"
+                            .to_string()
+                    } else {
+                        format!(
+                            "Delete the key not in this store if nothing uses it ({}), then run again",
+                            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                ));
+            }
+            let key = provider.create().await?;
+            let id_field = spec.id_field().expect("validated");
+            Ok((Fields::from([(spec.name.clone(), key.secret), (id_field, key.id)]), None))
+        }
+        Kind::HttpCredential => {
+            let create = spec.create.as_ref().expect("validated");
+            let answer =
+                http_call::call("create", create, "POST", &spec.call_vars([("current", current), ("new", None)]))
+                    .await?;
+            let value = http_call::extract("create", &answer, create.value_path.as_deref().expect("validated"))?;
+            let mut fields = one(value);
+            if let (Some(path), Some(field)) = (&create.id_path, spec.id_field()) {
+                fields.insert(field, http_call::extract("create", &answer, path)?);
+            }
+            Ok((fields, None))
         }
     }
 }
 
 /// Applies the pending value to the target system.
-async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &str) -> Result<(), String> {
+/// (Access keys and gateway credentials are live from the moment they are created.)
+async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &Fields) -> Result<(), String> {
     if spec.kind != Kind::PostgresPassword {
         return Ok(());
     }
-    let url = DbUrl::parse(pending).map_err(|e| e.to_string())?;
+    let url = DbUrl::parse(spec.primary(pending)).map_err(|e| e.to_string())?;
     let user = url.username().unwrap_or_default();
     let password = url.password().unwrap_or_default();
     let verifier = super::scram_verifier(&password);
@@ -430,36 +611,69 @@ async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &str) -> Result<(
     admin_exec(ctx, &sql).await
 }
 
-/// Undoes `set_target` after a failed test: the old credential keeps working.
+/// Undoes `set_target` (or the creation) after a failed test: the old credential keeps working.
 async fn roll_back_target(
     ctx: &Context,
     spec: &SecretSpec,
-    pending: &str,
-    current: Option<&str>,
+    pending: &Fields,
+    current: Option<&Fields>,
 ) -> Result<(), String> {
-    if spec.kind != Kind::PostgresPassword {
-        return Ok(());
-    }
-    match spec.strategy {
-        Strategy::Alternating => {
-            let user = DbUrl::parse(pending).ok().and_then(|u| u.username()).unwrap_or_default();
+    match (spec.kind, spec.strategy) {
+        (Kind::PostgresPassword, Strategy::Alternating) => {
+            let user = DbUrl::parse(spec.primary(pending)).ok().and_then(|u| u.username()).unwrap_or_default();
             admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(&user))).await
         }
-        Strategy::Single => {
-            let old = current.and_then(|c| DbUrl::parse(c).ok()).and_then(|u| u.password()).ok_or("no old password")?;
+        (Kind::PostgresPassword, Strategy::Single) => {
+            let old = current
+                .and_then(|c| DbUrl::parse(spec.primary(c)).ok())
+                .and_then(|u| u.password())
+                .ok_or("no old password")?;
             let role = spec.role.as_deref().expect("validated");
             let verifier = super::scram_verifier(&old);
             admin_exec(ctx, &format!("ALTER ROLE {} PASSWORD {}", quote_ident(role), quote_literal(&verifier))).await
         }
+        (Kind::S3AccessKey, _) => match spec.id_of(pending) {
+            Some(id) => spec.key_provider().await.delete(id).await,
+            None => Err("the new key's id is not in the store".into()),
+        },
+        (Kind::HttpCredential, _) => match &spec.revoke {
+            Some(revoke) => http_call::call(
+                "revoke (roll back)",
+                revoke,
+                "DELETE",
+                &spec.call_vars([("previous", Some(pending)), ("current", current)]),
+            )
+            .await
+            .map(drop),
+            None => Err("no revoke call is configured: the new credential stays valid at the gateway".into()),
+        },
+        _ => Ok(()),
     }
 }
 
-async fn test_value(spec: &SecretSpec, pending: &str) -> Result<(), String> {
+async fn test_value(spec: &SecretSpec, pending: &Fields, current: Option<&Fields>) -> Result<(), String> {
+    let value = spec.primary(pending);
     match spec.kind {
-        Kind::PostgresPassword => login_works(pending).await,
-        Kind::Random => (pending.len() >= 32).then_some(()).ok_or_else(|| "generated value is too short".into()),
+        Kind::PostgresPassword => login_works(value).await,
+        Kind::Random => (value.len() >= 32).then_some(()).ok_or_else(|| "generated value is too short".into()),
         Kind::PasswordHash => {
-            pending.starts_with("$argon2id$").then_some(()).ok_or_else(|| "not an argon2id hash".into())
+            value.starts_with("$argon2id$").then_some(()).ok_or_else(|| "not an argon2id hash".into())
+        }
+        Kind::S3AccessKey => {
+            let settle = std::env::var("OPSBOOK_KEY_SETTLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+            keys::probe(
+                spec.bucket.as_deref().expect("validated"),
+                spec.endpoint.as_deref(),
+                &spec.access_key(pending),
+                Duration::from_secs(settle),
+            )
+            .await
+        }
+        Kind::HttpCredential => {
+            let test = spec.test.as_ref().expect("validated");
+            http_call::call("test", test, "GET", &spec.call_vars([("new", Some(pending)), ("current", current)]))
+                .await
+                .map(drop)
         }
     }
 }
@@ -483,14 +697,9 @@ async fn rotate_one(ctx: &Context, spec: &SecretSpec, state: &mut State) -> Outc
 }
 
 async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), String> {
-    let path = spec.store_path();
-    let mut store = EnvFile::load(&path).map_err(|e| e.to_string())?;
-    let current = store.get(&spec.name);
-    if let Some(c) = &current {
-        crate::redact::register(c);
-        crate::redact::register_url_password(c);
-    }
-    out.previous_fingerprint = current.as_deref().map(fingerprint);
+    let mut store = spec.slots().await.map_err(|e| e.to_string())?;
+    let current = store.get(Slot::Current).cloned();
+    out.previous_fingerprint = store.primary(Slot::Current).map(fingerprint);
     let mut entry = state.secrets.get(&spec.name).cloned().unwrap_or_default();
     let journal = |state: &mut State, entry: &SecretState| -> Result<(), String> {
         state.secrets.insert(spec.name.clone(), entry.clone());
@@ -499,27 +708,28 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
 
     // A crash between writing the store and the journal at finish: the store already holds the
     // pending value as current; only the bookkeeping is left.
-    if let (Some(p), None, Some(c)) = (&entry.in_progress, store.get(&spec.pending_key()), &current) {
+    if let (Some(p), None, Some(c)) = (&entry.in_progress, store.get(Slot::Pending), store.primary(Slot::Current)) {
         if p.pending_fingerprint == fingerprint(c) {
+            let fp = fingerprint(c);
             entry.in_progress = None;
             entry.rotated_at = Some(Utc::now());
-            entry.fingerprint = Some(fingerprint(c));
+            entry.fingerprint = Some(fp.clone());
             journal(state, &entry)?;
             out.steps.push("finished (recorded after a crash)".into());
-            out.fingerprint = Some(fingerprint(c));
+            out.fingerprint = Some(fp);
             return Ok(());
         }
     }
 
     // create: the pending value goes to the store first, so nothing is ever known only in memory.
-    let resumed = entry.in_progress.clone().filter(|_| store.get(&spec.pending_key()).is_some());
+    let resumed = entry.in_progress.clone().filter(|_| store.get(Slot::Pending).is_some());
     let pending = match &resumed {
         Some(p) => {
             out.steps.push(format!("resumed after {:?}", p.step).to_lowercase());
-            store.get(&spec.pending_key()).expect("checked")
+            store.get(Slot::Pending).cloned().expect("checked")
         }
         None => {
-            let (value, plaintext) = new_value(spec, current.as_deref())?;
+            let (value, plaintext) = new_value(spec, current.as_ref(), &store).await?;
             if let Some(plaintext) = plaintext {
                 match &spec.plaintext_file {
                     Some(file) => crate::notify::write_atomic(file, format!("{plaintext}\n").as_bytes(), Some(0o600))
@@ -527,18 +737,27 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
                     None => out.plaintext = Some(plaintext),
                 }
             }
-            store.set(&spec.pending_key(), &value);
-            store.save().map_err(|e| e.to_string())?;
-            entry.in_progress =
-                Some(Progress { step: Step::Created, pending_fingerprint: fingerprint(&value), started: Utc::now() });
+            if let Err(e) = store.put_pending(&value).await {
+                // A credential created at a provider but not stored would be orphaned.
+                let undo = roll_back_target(ctx, spec, &value, current.as_ref()).await;
+                return Err(match (spec.kind, undo) {
+                    (Kind::S3AccessKey | Kind::HttpCredential, Err(u)) => {
+                        format!("create: {e}; the new credential could not be removed either ({u})")
+                    }
+                    _ => format!("create: {e}"),
+                });
+            }
+            entry.in_progress = Some(Progress {
+                step: Step::Created,
+                pending_fingerprint: fingerprint(spec.primary(&value)),
+                started: Utc::now(),
+            });
             journal(state, &entry)?;
             out.steps.push("created".into());
             crash_point("created");
             value
         }
     };
-    crate::redact::register(&pending);
-    crate::redact::register_url_password(&pending);
     let reached = entry.in_progress.as_ref().map(|p| p.step).unwrap_or(Step::Created);
 
     if reached < Step::Set {
@@ -549,16 +768,19 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
         crash_point("set");
     }
     if reached < Step::Tested {
-        if let Err(e) = test_value(spec, &pending).await {
-            let rollback = roll_back_target(ctx, spec, &pending, current.as_deref()).await;
-            store.remove(&spec.pending_key());
-            let _ = store.save();
+        if let Err(e) = test_value(spec, &pending, current.as_ref()).await {
+            let rollback = roll_back_target(ctx, spec, &pending, current.as_ref()).await;
+            let dropped = store.drop_pending().await;
             entry.in_progress = None;
             journal(state, &entry)?;
-            return Err(match rollback {
+            let mut message = match rollback {
                 Ok(()) => format!("test failed ({e}); rolled back, the current value is unchanged"),
                 Err(r) => format!("test failed ({e}); ROLLBACK FAILED ({r}): check the target by hand"),
-            });
+            };
+            if let Err(d) = dropped {
+                message.push_str(&format!("; the pending value is still in the store ({d})"));
+            }
+            return Err(message);
         }
         entry.in_progress.as_mut().expect("in progress").step = Step::Tested;
         journal(state, &entry)?;
@@ -566,36 +788,39 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
         crash_point("tested");
     }
 
-    // finish: pending becomes current, current becomes previous (one atomic file replace).
+    // finish: pending becomes current, current becomes previous.
     let grace = parse_duration("grace", &spec.name, &spec.grace).map_err(|e| e.to_string())?.unwrap_or_default();
-    if let Some(old) = &current {
-        // A single-user password's old value is dead once set: nothing to keep.
-        let keep = spec.kind == Kind::Random || spec.strategy == Strategy::Alternating;
-        if keep && *old != pending {
-            store.set(&spec.previous_key(), old);
-        }
-    }
-    store.set(&spec.name, &pending);
-    store.remove(&spec.pending_key());
-    store.save().map_err(|e| e.to_string())?;
+    // A single-user password's old value is dead once set: nothing to keep.
+    let keep =
+        !matches!((spec.kind, spec.strategy), (Kind::PostgresPassword, Strategy::Single) | (Kind::PasswordHash, _));
+    let pending_fp = fingerprint(spec.primary(&pending));
+    store.finish(keep && current.as_ref() != Some(&pending)).await.map_err(|e| format!("finish: {e}"))?;
     crash_point("stored");
-    let revoke_what = match (spec.kind, spec.strategy, &current) {
-        (Kind::PostgresPassword, Strategy::Alternating, Some(old)) => DbUrl::parse(old)
-            .ok()
-            .and_then(|u| u.username())
-            .filter(|old_user| DbUrl::parse(&pending).ok().and_then(|p| p.username()).as_ref() != Some(old_user))
-            .map(|u| format!("login {u}")),
-        (Kind::Random, _, Some(_)) if spec.grace.is_some() => Some(format!("value {}", spec.previous_key())),
-        _ => None,
-    };
+    let revoke_what =
+        current.as_ref().filter(|old| **old != pending).and_then(|old| match (spec.kind, spec.strategy) {
+            (Kind::PostgresPassword, Strategy::Alternating) => DbUrl::parse(spec.primary(old))
+                .ok()
+                .and_then(|u| u.username())
+                .filter(|old_user| {
+                    DbUrl::parse(spec.primary(&pending)).ok().and_then(|p| p.username()).as_ref() != Some(old_user)
+                })
+                .map(|u| format!("login {u}")),
+            (Kind::Random, _) if spec.grace.is_some() => Some(format!("value {}", spec.previous_key())),
+            (Kind::S3AccessKey, _) => spec.id_of(old).map(|id| format!("key {id}")),
+            (Kind::HttpCredential, _) => Some(match spec.id_of(old) {
+                Some(id) => format!("credential {id}"),
+                None => format!("credential {}", fingerprint(spec.primary(old))),
+            }),
+            _ => None,
+        });
     entry.revoke = revoke_what
         .map(|what| Revoke { what, after: Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default() });
     entry.rotated_at = Some(Utc::now());
-    entry.fingerprint = Some(fingerprint(&pending));
+    entry.fingerprint = Some(pending_fp.clone());
     entry.in_progress = None;
     journal(state, &entry)?;
     out.steps.push("finished".into());
-    out.fingerprint = Some(fingerprint(&pending));
+    out.fingerprint = Some(pending_fp);
     crash_point("finished");
     if grace.is_zero() {
         revoke_due(ctx, spec, state, out).await?;
@@ -603,21 +828,28 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     Ok(())
 }
 
-/// Revokes the previous login or value once its grace period is over.
+/// Revokes the previous login, key, credential or value once its grace period is over.
 async fn revoke_due(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), String> {
     let Some(entry) = state.secrets.get(&spec.name).cloned() else { return Ok(()) };
     let Some(revoke) = entry.revoke.clone() else { return Ok(()) };
     if revoke.after > Utc::now() {
         return Ok(());
     }
+    let mut store = spec.slots().await.map_err(|e| e.to_string())?;
     if let Some(login) = revoke.what.strip_prefix("login ") {
         admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(login)))
             .await
             .map_err(|e| format!("revoke: {e}"))?;
-    } else {
-        let mut store = EnvFile::load(&spec.store_path()).map_err(|e| e.to_string())?;
-        store.remove(&spec.previous_key());
-        store.save().map_err(|e| e.to_string())?;
+    } else if let Some(id) = revoke.what.strip_prefix("key ") {
+        spec.key_provider().await.delete(id).await.map_err(|e| format!("revoke: {e}"))?;
+    } else if revoke.what.starts_with("credential ") {
+        if let Some(call) = &spec.revoke {
+            let vars = spec.call_vars([("previous", store.get(Slot::Previous)), ("current", store.get(Slot::Current))]);
+            http_call::call("revoke", call, "DELETE", &vars).await.map_err(|e| format!("revoke: {e}"))?;
+        }
+    }
+    if revoke.what.strip_prefix("login ").is_none() || store.get(Slot::Previous).is_some() {
+        store.drop_previous().await.map_err(|e| format!("revoke: {e}"))?;
     }
     let mut entry = entry;
     entry.revoke = None;
@@ -641,7 +873,7 @@ pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, Ro
         &format!("profile {}", ctx.profile),
         &format!("rotate-secrets run (profile {})", ctx.profile),
     )?;
-    let standings = status(ctx)?;
+    let standings = status(ctx).await?;
     let mut state = load_state(&ctx.profile)?;
     let chosen: Vec<&SecretSpec> = match &selection {
         Selection::Names(names) => {
@@ -700,49 +932,48 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| RotateError::Config(format!("no secret named `{name}` in profile '{}'", ctx.profile)))?;
-    let mut store = EnvFile::load(&spec.store_path())?;
-    let previous = store.get(&spec.previous_key()).ok_or_else(|| {
-        RotateError::Failed(format!(
-            "{name} has no previous value ({} is not in {}): nothing to roll back to{}",
-            spec.previous_key(),
-            spec.store,
-            if spec.strategy == Strategy::Single && spec.kind == Kind::PostgresPassword {
-                "; a single-user password rotation cannot be undone, rotate again instead"
-            } else {
-                ""
-            }
-        ))
-    })?;
-    if spec.kind == Kind::PostgresPassword && spec.strategy == Strategy::Single {
+    if spec.kind == Kind::PostgresPassword && spec.strategy == Strategy::Single || spec.kind == Kind::PasswordHash {
         return Err(RotateError::Failed(format!(
-            "{name}: a single-user password rotation cannot be undone (the old password is gone); rotate again instead"
+            "{name}: a {} rotation cannot be undone (the old value is gone); rotate again instead",
+            if spec.kind == Kind::PasswordHash { "password-hash" } else { "single-user password" }
         )));
     }
-    let current = store.get(&spec.name);
+    let mut store = spec.slots().await?;
+    let previous = store.get(Slot::Previous).cloned().ok_or_else(|| {
+        RotateError::Failed(format!(
+            "{name} has no previous value in {} (revoked after its grace period, or never rotated): nothing to roll back to",
+            spec.store
+        ))
+    })?;
+    let current = store.get(Slot::Current).cloned();
     if spec.kind == Kind::PostgresPassword {
-        let user = DbUrl::parse(&previous).ok().and_then(|u| u.username()).unwrap_or_default();
+        let user = DbUrl::parse(spec.primary(&previous)).ok().and_then(|u| u.username()).unwrap_or_default();
         admin_exec(ctx, &format!("ALTER ROLE {} LOGIN", quote_ident(&user))).await.map_err(RotateError::Failed)?;
-        login_works(&previous)
+        login_works(spec.primary(&previous))
             .await
             .map_err(|e| RotateError::Failed(format!("the previous login does not work: {e}")))?;
     }
-    store.set(&spec.name, &previous);
-    match &current {
-        Some(c) => store.set(&spec.previous_key(), c),
-        None => store.remove(&spec.previous_key()),
-    }
-    store.save()?;
+    store.swap_previous().await?;
     let mut state = load_state(&ctx.profile)?;
     let entry = state.secrets.entry(spec.name.clone()).or_default();
-    entry.fingerprint = Some(fingerprint(&previous));
-    entry.revoke = None;
+    entry.fingerprint = Some(fingerprint(spec.primary(&previous)));
+    // The rolled-back key or credential is revoked on the next run.
+    entry.revoke = match (spec.kind, &current) {
+        (Kind::S3AccessKey, Some(c)) => spec.id_of(c).map(|id| format!("key {id}")),
+        (Kind::HttpCredential, Some(c)) => Some(format!(
+            "credential {}",
+            spec.id_of(c).map(String::from).unwrap_or_else(|| fingerprint(spec.primary(c)))
+        )),
+        _ => None,
+    }
+    .map(|what| Revoke { what, after: Utc::now() });
     save_state(&ctx.profile, &state)?;
     Ok(Outcome {
         name: name.to_string(),
         ok: true,
         steps: vec!["rolled back".into()],
-        fingerprint: Some(fingerprint(&previous)),
-        previous_fingerprint: current.as_deref().map(fingerprint),
+        fingerprint: Some(fingerprint(spec.primary(&previous))),
+        previous_fingerprint: current.as_ref().map(|c| fingerprint(spec.primary(c))),
         error: None,
         plaintext: None,
     })

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod fnserver;
 pub mod http;
 pub mod moto;
 pub mod pg;
 pub mod s3;
+pub mod vault;

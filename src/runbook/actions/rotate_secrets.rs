@@ -29,7 +29,8 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let admin =
         input.admin_database_url.clone().or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()));
     let rc = rotate::context(ctx.config, admin.as_deref()).map_err(err)?;
-    let due: Vec<String> = rotate::status(&rc).map_err(err)?.into_iter().filter(|s| s.due).map(|s| s.name).collect();
+    let due: Vec<String> =
+        rotate::status(&rc).await.map_err(err)?.into_iter().filter(|s| s.due).map(|s| s.name).collect();
     let mut out = Outputs::new();
     out.insert("due".into(), due.iter().cloned().map(Value::from).collect::<Vec<_>>().into());
     if ctx.dry_run {

@@ -1,0 +1,199 @@
+//! Gateway credentials rotated through configured HTTP calls: one call creates the new
+//! credential (its value, and optionally its id, read from the JSON answer), one tests it, one
+//! revokes an old one. URLs, headers and bodies are templates:
+//!
+//! - `{current}`, `{current_id}`: the credential in use;
+//! - `{new}`, `{new_id}`: the one being rotated in (test and roll-back calls);
+//! - `{previous}`, `{previous_id}`: the one being revoked;
+//! - `{env:NAME}`: an environment variable (an admin token, say).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One configured HTTP call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCall {
+    /// [default: POST to create, GET to test, DELETE to revoke]
+    pub method: Option<String>,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// create: where the new value is in the JSON answer (`/data/token`, `data.token` or
+    /// `$.data.token`).
+    pub value_path: Option<String>,
+    /// create: where the new credential's id is, when revoking needs it.
+    pub id_path: Option<String>,
+    /// The status that means success [default: any 2xx].
+    pub expect_status: Option<u16>,
+}
+
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: &[&str] = &["current", "current_id", "new", "new_id", "previous", "previous_id"];
+
+/// `a.b.0` or `$.a.b` or `/a/b` → a JSON pointer.
+pub fn pointer(path: &str) -> String {
+    let p = path.trim();
+    if p.starts_with('/') {
+        return p.to_string();
+    }
+    let p = p.strip_prefix('$').unwrap_or(p).trim_start_matches('.');
+    format!("/{}", p.replace('.', "/"))
+}
+
+fn placeholder_re() -> &'static regex_lite::Regex {
+    static RE: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex_lite::Regex::new(r"\{(env:[A-Za-z_][A-Za-z0-9_]*|[a-z_]+)\}").expect("valid"))
+}
+
+/// The placeholders used by a call, for validation.
+pub fn used(call: &HttpCall) -> Vec<String> {
+    let mut texts = vec![call.url.as_str()];
+    texts.extend(call.headers.values().map(String::as_str));
+    texts.extend(call.body.as_deref());
+    texts
+        .into_iter()
+        .flat_map(|t| placeholder_re().captures_iter(t).map(|c| c[1].to_string()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Checks a call's templates and paths; `allowed` are the placeholders this call may use.
+pub fn validate(what: &str, call: &HttpCall, allowed: &[&str]) -> Result<(), String> {
+    for name in used(call) {
+        if name.starts_with("env:") {
+            continue;
+        }
+        if !PLACEHOLDERS.contains(&name.as_str()) {
+            return Err(format!(
+                "{what}: unknown placeholder {{{name}}} (use {}, or {{env:NAME}})",
+                PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !allowed.contains(&name.as_str()) {
+            return Err(format!("{what}: {{{name}}} is not known at this step (allowed here: {})", allowed.join(", ")));
+        }
+    }
+    let probe = used(call).into_iter().fold(call.url.clone(), |u, n| u.replace(&format!("{{{n}}}"), "x"));
+    url::Url::parse(&probe).map_err(|e| format!("{what}: url `{}` is not a URL: {e}", call.url))?;
+    if let Some(m) = &call.method {
+        reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("{what}: method `{m}` is not an HTTP method"))?;
+    }
+    Ok(())
+}
+
+fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut missing = None;
+    let out = placeholder_re().replace_all(template, |c: &regex_lite::Captures| {
+        let name = &c[1];
+        let value = match name.strip_prefix("env:") {
+            Some(var) => std::env::var(var).ok().inspect(|v| crate::redact::register(v)),
+            None => vars.get(name).cloned(),
+        };
+        value.unwrap_or_else(|| {
+            missing.get_or_insert_with(|| name.to_string());
+            String::new()
+        })
+    });
+    match missing {
+        Some(name) if name.starts_with("env:") => Err(format!("{{{name}}}: the variable is not set")),
+        Some(name) => Err(format!("{{{name}}} has no value here (is id_name set and the id stored?)")),
+        None => Ok(out.into_owned()),
+    }
+}
+
+/// What a call answered: the status and the JSON body, when there was one.
+pub struct Answer {
+    pub status: u16,
+    pub json: Option<serde_json::Value>,
+}
+
+/// Makes one call; a status other than the expected one is an error naming the call.
+pub async fn call(
+    what: &str,
+    call: &HttpCall,
+    default_method: &str,
+    vars: &BTreeMap<&str, String>,
+) -> Result<Answer, String> {
+    let method = call.method.as_deref().unwrap_or(default_method).to_ascii_uppercase();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| format!("{what}: bad method {method}"))?;
+    let url = render(&call.url, vars).map_err(|e| format!("{what}: url: {e}"))?;
+    let label = format!("{what} call {method} {}", crate::redact::redact(&url));
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("{label}: {e}"))?;
+    let mut req = client.request(method, &url);
+    for (name, value) in &call.headers {
+        req = req.header(name, render(value, vars).map_err(|e| format!("{label}: header {name}: {e}"))?);
+    }
+    if let Some(body) = &call.body {
+        let body = render(body, vars).map_err(|e| format!("{label}: body: {e}"))?;
+        if !call.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) && body.trim_start().starts_with('{') {
+            req = req.header("content-type", "application/json");
+        }
+        req = req.body(body);
+    }
+    let resp = req.send().await.map_err(|e| format!("{label}: {}", crate::redact::redact(&e.to_string())))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let ok = match call.expect_status {
+        Some(s) => s == status,
+        None => (200..300).contains(&status),
+    };
+    if !ok {
+        let excerpt: String = text.chars().take(200).collect();
+        let expected = call.expect_status.map(|s| s.to_string()).unwrap_or_else(|| "2xx".into());
+        return Err(format!("{label}: HTTP {status} (expected {expected}): {}", crate::redact::redact(&excerpt)));
+    }
+    Ok(Answer { status, json: serde_json::from_str(&text).ok() })
+}
+
+/// Reads a string at `path` in a create call's answer.
+pub fn extract(what: &str, answer: &Answer, path: &str) -> Result<String, String> {
+    let json =
+        answer.json.as_ref().ok_or_else(|| format!("{what}: the answer (HTTP {}) is not JSON", answer.status))?;
+    let value = json.pointer(&pointer(path)).ok_or_else(|| format!("{what}: nothing at `{path}` in the answer"))?;
+    let s = value.as_str().map(String::from).unwrap_or_else(|| value.to_string());
+    if s.is_empty() || value.is_null() {
+        return Err(format!("{what}: `{path}` in the answer is empty"));
+    }
+    crate::redact::register(&s);
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_pointers() {
+        assert_eq!(pointer("/data/token"), "/data/token");
+        assert_eq!(pointer("data.token"), "/data/token");
+        assert_eq!(pointer("$.keys.0.secret"), "/keys/0/secret");
+    }
+
+    #[test]
+    fn templates_render_and_unknown_names_are_refused() {
+        let vars = BTreeMap::from([("current", "tok".to_string())]);
+        assert_eq!(render("Bearer {current}", &vars).unwrap(), "Bearer tok");
+        assert!(render("{previous_id}", &vars).unwrap_err().contains("previous_id"));
+        let call = HttpCall {
+            method: None,
+            url: "http://gw/keys/{nope}".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            value_path: None,
+            id_path: None,
+            expect_status: None,
+        };
+        assert!(validate("create", &call, &["current"]).unwrap_err().contains("unknown placeholder {nope}"));
+        let call = HttpCall { url: "http://gw/keys/{previous_id}".into(), ..call };
+        assert!(validate("create", &call, &["current"]).unwrap_err().contains("not known at this step"));
+        assert!(validate("revoke", &call, &["previous_id"]).is_ok());
+    }
+}
