@@ -7,3 +7,4 @@ pub mod http;
 pub mod moto;
 pub mod pg;
 pub mod s3;
+pub mod tls;
