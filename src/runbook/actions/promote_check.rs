@@ -33,6 +33,8 @@ pub struct Input {
     /// Skip these check ids.
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Extra CA certificate (PEM, relative to the runbook) trusted for HTTPS checks.
+    pub ca_file: Option<String>,
     /// Per-check timeout, e.g. "15s".
     pub timeout: Option<String>,
     /// JUnit XML file (relative to the runbook).
@@ -58,7 +60,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         migrations: some(&input.migrations).map(|p| ctx.resolve_path(p)),
         only: input.only.clone(),
         skip: input.skip.clone(),
-        ca_file: None,
+        ca_file: some(&input.ca_file).map(|p| ctx.resolve_path(p)),
         timeout,
     };
     let request = promote::resolve(ctx.config, &options).map_err(|e| ActionError::Input(e.to_string()))?;
