@@ -428,7 +428,9 @@ fn csp_over_https_covers_the_page_and_its_assets() {
     site.respond("/embed", 200, &[("content-type", "text/html; charset=utf-8")], "<p>widget</p>");
     let (c, doc) = csp("/framed");
     assert_eq!((c, status_of(&doc, "csp").as_str()), (1, "fail"), "{doc:#}");
-    assert!(evidence_of(&doc, "csp").contains("/embed (text/html; charset=utf-8) is a document without an enforced CSP"));
+    assert!(
+        evidence_of(&doc, "csp").contains("/embed (text/html; charset=utf-8) is a document without an enforced CSP")
+    );
 
     // A framed document with a weaker policy fails too; a script with one is a warning.
     site.respond("/embed", 200, &[("content-type", "text/html"), ("content-security-policy", "script-src *")], "");
@@ -462,7 +464,8 @@ fn database_checks_pass_against_a_tls_server() {
     assert_eq!(status_of(&doc, "pg-stat-statements"), "pass", "{doc:#}");
     assert_eq!(c, 0);
     let evidence = evidence_of(&doc, "db-ssl");
-    for needle in ["server ssl = on", "sslmode = verify-full", "encrypted = true", "scram-sha-256", "no md5 verifiers"] {
+    for needle in ["server ssl = on", "sslmode = verify-full", "encrypted = true", "scram-sha-256", "no md5 verifiers"]
+    {
         assert!(evidence.contains(needle), "{needle}: {evidence}");
     }
     assert!(!doc.to_string().contains(pg.password()));
@@ -540,10 +543,7 @@ fn db_credentials_rotated_reads_the_rotation_state() {
     pg.execute(&db, &format!("GRANT CONNECT ON DATABASE {dbname} TO {role}"));
     std::fs::write(
         dir.path().join(".env"),
-        format!(
-            "JWT_SECRET={GOOD_JWT}\nDATABASE_URL=postgres://{role}:{password}@127.0.0.1:{}/{dbname}\n",
-            pg.port()
-        ),
+        format!("JWT_SECRET={GOOD_JWT}\nDATABASE_URL=postgres://{role}:{password}@127.0.0.1:{}/{dbname}\n", pg.port()),
     )
     .unwrap();
     std::fs::write(
