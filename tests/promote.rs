@@ -196,6 +196,7 @@ fn database_checks_against_a_server_without_tls() {
     assert_eq!(c, 1);
     assert_eq!(status_of(&doc, "db-ssl"), "fail");
     assert!(doc.to_string().contains("ssl = off"));
+    assert!(evidence_of(&doc, "db-ssl").contains("live TCP connection(s) unencrypted"), "{doc:#}");
     assert_eq!(status_of(&doc, "pg-stat-statements"), "fail");
     assert_eq!(status_of(&doc, "migrations-applied"), "fail", "pending migration");
     let out = opsbook(dir.path())
@@ -464,8 +465,14 @@ fn database_checks_pass_against_a_tls_server() {
     assert_eq!(status_of(&doc, "pg-stat-statements"), "pass", "{doc:#}");
     assert_eq!(c, 0);
     let evidence = evidence_of(&doc, "db-ssl");
-    for needle in ["server ssl = on", "sslmode = verify-full", "encrypted = true", "scram-sha-256", "no md5 verifiers"]
-    {
+    for needle in [
+        "server ssl = on",
+        "sslmode = verify-full",
+        "encrypted = true",
+        "all encrypted",
+        "scram-sha-256",
+        "no md5 verifiers",
+    ] {
         assert!(evidence.contains(needle), "{needle}: {evidence}");
     }
     assert!(!doc.to_string().contains(pg.password()));

@@ -169,6 +169,16 @@ pub(super) async fn db_ssl(req: &Request) -> Finding {
     if encrypted != Some(true) {
         problems.push("this connection is not encrypted".into());
     }
+    // Every live TCP client session, not only ours (Unix-socket sessions cannot use TLS; other
+    // roles' addresses are visible only to superusers and pg_read_all_stats).
+    let live = "SELECT count(*), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s \
+                JOIN pg_stat_activity a ON a.pid = s.pid \
+                WHERE a.backend_type = 'client backend' AND a.client_addr IS NOT NULL";
+    match sqlx::query_as::<_, (i64, i64)>(live).fetch_one(&mut conn).await {
+        Ok((total, 0)) => evidence.push(format!("{total} live TCP connection(s), all encrypted")),
+        Ok((total, plain)) => problems.push(format!("{plain} of {total} live TCP connection(s) unencrypted")),
+        Err(_) => evidence.push("live connections not checked (pg_stat_ssl unreadable)".into()),
+    }
     let enc = setting(&mut conn, "password_encryption").await;
     evidence.push(format!("password_encryption = {enc}"));
     if enc != "scram-sha-256" {
