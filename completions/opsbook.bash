@@ -2081,7 +2081,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__promote__subcmd__check)
-            opts="-y -v -q -h -V --app-url --web-url --database-url --env-file --store --set --migrations --only --skip --ca-file --timeout --junit --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            opts="-y -v -q -h -V --app-url --web-url --database-url --env-file --compare-env-file --store --set --migrations --only --skip --ca-file --timeout --junit --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2100,6 +2100,10 @@ _opsbook() {
                     return 0
                     ;;
                 --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compare-env-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -682,6 +682,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --web-url 'The website''s URL (CSP, HSTS, security headers) [default: --app-url]'
             cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
             cand --env-file 'The environment''s .env file (JWT_SECRET, required variables, OTLP endpoint)'
+            cand --compare-env-file 'Another environment''s .env file (e.g. staging''s): jwt-secret fails when its JWT_SECRET is the same (compared by fingerprint, never printed)'
             cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
             cand --set 'Backup set for backup-retention [default: main]'
             cand --migrations 'Migrations directory for migrations-applied [default: profile''s migrate.dir]'

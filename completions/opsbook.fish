@@ -566,6 +566,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l app-ur
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l web-url -d 'The website\'s URL (CSP, HSTS, security headers) [default: --app-url]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l env-file -d 'The environment\'s .env file (JWT_SECRET, required variables, OTLP endpoint)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l compare-env-file -d 'Another environment\'s .env file (e.g. staging\'s): jwt-secret fails when its JWT_SECRET is the same (compared by fingerprint, never printed)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l set -d 'Backup set for backup-retention [default: main]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l migrations -d 'Migrations directory for migrations-applied [default: profile\'s migrate.dir]' -r -F

@@ -196,6 +196,7 @@ fn database_checks_against_a_server_without_tls() {
     assert_eq!(c, 1);
     assert_eq!(status_of(&doc, "db-ssl"), "fail");
     assert!(doc.to_string().contains("ssl = off"));
+    assert!(evidence_of(&doc, "db-ssl").contains("live TCP connection(s) unencrypted"), "{doc:#}");
     assert_eq!(status_of(&doc, "pg-stat-statements"), "fail");
     assert_eq!(status_of(&doc, "migrations-applied"), "fail", "pending migration");
     let out = opsbook(dir.path())
@@ -347,4 +348,238 @@ fn the_promote_runbook_stops_at_a_failed_checklist() {
         steps.iter().all(|s| s["id"] != "deploy" || s["status"] != "ok"),
         "nothing deployed after a failed checklist"
     );
+}
+
+fn evidence_of(doc: &Value, id: &str) -> String {
+    doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}: {doc:#}"))
+        ["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn hsts_over_https_with_the_generated_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let ca = support::tls::TestCa::shared().ca_file();
+    let ca = ca.to_str().unwrap();
+    let site = HttpPeer::start_tls();
+    site.respond("/preload", 200, &[("strict-transport-security", "max-age=63072000; includeSubDomains; preload")], "");
+    site.respond("/no-preload", 200, &[("strict-transport-security", "max-age=31536000; includeSubDomains")], "");
+    site.respond("/short", 200, &[("strict-transport-security", "max-age=300; includeSubDomains; preload")], "");
+    let hsts = |url: &str, ca: &str| check(dir.path(), &["--web-url", url, "--ca-file", ca, "--only", "hsts"]);
+
+    let (c, doc) = hsts(&site.url("/preload"), ca);
+    assert_eq!((c, status_of(&doc, "hsts").as_str()), (0, "pass"), "{doc:#}");
+    let (c, doc) = hsts(&site.url("/no-preload"), ca);
+    assert_eq!((c, status_of(&doc, "hsts").as_str()), (0, "warn"), "no preload is a warning: {doc:#}");
+    assert!(evidence_of(&doc, "hsts").contains("no preload"));
+    let (c, doc) = hsts(&site.url("/short"), ca);
+    assert_eq!((c, status_of(&doc, "hsts").as_str()), (1, "fail"), "{doc:#}");
+    assert!(evidence_of(&doc, "hsts").contains("max-age=300"));
+
+    // Plain HTTP that redirects to HTTPS on the same host passes on the target's header.
+    let plain = HttpPeer::start();
+    plain.respond("/", 301, &[("location", &site.url("/preload"))], "");
+    let (c, doc) = hsts(&plain.url("/"), ca);
+    assert_eq!((c, status_of(&doc, "hsts").as_str()), (0, "pass"), "{doc:#}");
+    assert!(evidence_of(&doc, "hsts").contains("redirects to https://127.0.0.1"), "{doc:#}");
+    // A redirect to another host does not count.
+    plain.respond("/elsewhere", 301, &[("location", &site.url("/preload").replace("127.0.0.1", "localhost"))], "");
+    let (_, doc) = hsts(&plain.url("/elsewhere"), ca);
+    assert_eq!(status_of(&doc, "hsts"), "fail", "{doc:#}");
+
+    // A certificate the client does not trust is a failure, not a pass.
+    let other = support::tls::TestCa::shared().unrelated_ca_file();
+    let (c, doc) = hsts(&site.url("/preload"), other.to_str().unwrap());
+    assert_eq!((c, status_of(&doc, "hsts").as_str()), (1, "fail"), "{doc:#}");
+}
+
+const PAGE: &str = r#"<!doctype html><html><head>
+<link rel="stylesheet" href="/app.css"><script src="/app.js" nonce="r4nd0m"></script>
+<script src="https://cdn.example/analytics.js"></script></head><body>BODY</body></html>"#;
+
+#[test]
+fn csp_over_https_covers_the_page_and_its_assets() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let ca = support::tls::TestCa::shared().ca_file();
+    let site = HttpPeer::start_tls();
+    let html = |extra: &str| PAGE.replace("BODY", extra);
+    let page = |path: &str, body: &str| {
+        site.respond(path, 200, &[("content-security-policy", GOOD_CSP), ("content-type", "text/html")], body)
+    };
+    page("/", &html(""));
+    site.respond("/app.js", 200, &[("content-type", "text/javascript")], "console.log(1)");
+    site.respond("/app.css", 200, &[("content-type", "text/css")], "body{}");
+    let csp = |path: &str| {
+        check(dir.path(), &["--web-url", &site.url(path), "--ca-file", ca.to_str().unwrap(), "--only", "csp"])
+    };
+
+    let (c, doc) = csp("/");
+    assert_eq!((c, status_of(&doc, "csp").as_str()), (0, "pass"), "{doc:#}");
+    let evidence = evidence_of(&doc, "csp");
+    assert!(evidence.contains("2 same-origin asset(s) checked"), "the CDN script is not fetched: {evidence}");
+    assert!(evidence.contains("/app.js: under the page's policy"), "{evidence}");
+    assert!(!site.received_at("/app.css").is_empty(), "assets were fetched over HTTPS");
+
+    // A framed document served without a policy of its own fails, named in the evidence.
+    page("/framed", &html(r#"<iframe src="/embed"></iframe>"#));
+    site.respond("/embed", 200, &[("content-type", "text/html; charset=utf-8")], "<p>widget</p>");
+    let (c, doc) = csp("/framed");
+    assert_eq!((c, status_of(&doc, "csp").as_str()), (1, "fail"), "{doc:#}");
+    assert!(
+        evidence_of(&doc, "csp").contains("/embed (text/html; charset=utf-8) is a document without an enforced CSP")
+    );
+
+    // A framed document with a weaker policy fails too; a script with one is a warning.
+    site.respond("/embed", 200, &[("content-type", "text/html"), ("content-security-policy", "script-src *")], "");
+    let (_, doc) = csp("/framed");
+    assert_eq!(status_of(&doc, "csp"), "fail", "{doc:#}");
+    assert!(evidence_of(&doc, "csp").contains("script-src allows * (any host)"), "{doc:#}");
+    page("/legacy", &html(r#"<script src="/legacy.js"></script>"#));
+    site.respond(
+        "/legacy.js",
+        200,
+        &[("content-type", "text/javascript"), ("content-security-policy", "script-src 'self' 'unsafe-eval'")],
+        "",
+    );
+    let (c, doc) = csp("/legacy");
+    assert_eq!((c, status_of(&doc, "csp").as_str()), (0, "warn"), "{doc:#}");
+    assert!(evidence_of(&doc, "csp").contains("/legacy.js sends a weaker CSP than the page"), "{doc:#}");
+}
+
+#[test]
+fn database_checks_pass_against_a_tls_server() {
+    let pg = TestPg::shared_tls();
+    let db = pg.fresh_db("promote_tls");
+    pg.execute(&db, "CREATE EXTENSION pg_stat_statements");
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    std::fs::write(dir.path().join("opsbook.toml"), "[profiles.default.promote]\nenvironment = \"prod\"\n").unwrap();
+    let only = ["--only", "db-ssl,pg-stat-statements"];
+    let verified = pg.verify_full(&db);
+    let (c, doc) = check(dir.path(), &[&["--database-url", verified.as_str()][..], &only].concat());
+    assert_eq!(status_of(&doc, "db-ssl"), "pass", "{doc:#}");
+    assert_eq!(status_of(&doc, "pg-stat-statements"), "pass", "{doc:#}");
+    assert_eq!(c, 0);
+    let evidence = evidence_of(&doc, "db-ssl");
+    for needle in [
+        "server ssl = on",
+        "sslmode = verify-full",
+        "encrypted = true",
+        "all encrypted",
+        "scram-sha-256",
+        "no md5 verifiers",
+    ] {
+        assert!(evidence.contains(needle), "{needle}: {evidence}");
+    }
+    assert!(!doc.to_string().contains(pg.password()));
+
+    // In prod, TLS without certificate verification is not enough.
+    let (_, doc) = check(dir.path(), &["--database-url", &format!("{db}?sslmode=require"), "--only", "db-ssl"]);
+    assert_eq!(status_of(&doc, "db-ssl"), "fail", "{doc:#}");
+    assert!(evidence_of(&doc, "db-ssl").contains("does not require TLS with verify-full"), "{doc:#}");
+    // A server certificate the URL's root does not vouch for: no connection, a failure.
+    let other = support::tls::TestCa::shared().unrelated_ca_file();
+    let wrong_root = format!("{db}?sslmode=verify-full&sslrootcert={}", other.display());
+    let (_, doc) = check(dir.path(), &["--database-url", &wrong_root, "--only", "db-ssl"]);
+    assert_eq!(status_of(&doc, "db-ssl"), "fail", "{doc:#}");
+    // A role left with an md5 verifier fails; so does pg_stat_statements preloaded but not installed.
+    let role = format!("legacy_{}", std::process::id());
+    pg.execute(&db, &format!("SET password_encryption = 'md5'; CREATE ROLE {role} LOGIN PASSWORD 'old-md5-pw'"));
+    let bare = pg.verify_full(&pg.fresh_db("promote_tls_bare"));
+    let (c, doc) = check(dir.path(), &[&["--database-url", bare.as_str()][..], &only].concat());
+    pg.execute(&db, &format!("DROP ROLE {role}"));
+    assert_eq!(c, 1);
+    assert!(evidence_of(&doc, "db-ssl").contains("1 role(s) still have md5 password verifiers"), "{doc:#}");
+    assert_eq!(status_of(&doc, "pg-stat-statements"), "fail", "{doc:#}");
+    assert!(evidence_of(&doc, "pg-stat-statements").contains("installed = false"), "{doc:#}");
+}
+
+#[test]
+fn jwt_secret_must_differ_from_the_other_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    std::fs::write(dir.path().join("staging.env"), format!("JWT_SECRET={GOOD_JWT}\n")).unwrap();
+    let out = opsbook(dir.path())
+        .args(["promote-check", "--env-file", ".env", "--compare-env-file", "staging.env", "--only", "jwt-secret"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(text.contains("same as in staging.env"), "{text}");
+    let fingerprint = opsbook::secrets::rotate::fingerprint(GOOD_JWT);
+    assert_eq!(fingerprint.len(), 8);
+    assert!(text.contains(&fingerprint), "evidence by fingerprint: {text}");
+    assert!(!text.contains(GOOD_JWT), "the value is never printed");
+
+    let other = "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b";
+    std::fs::write(dir.path().join("staging.env"), format!("JWT_SECRET={other}\n")).unwrap();
+    let (c, doc) = check(dir.path(), &["--compare-env-file", "staging.env", "--only", "jwt-secret"]);
+    assert_eq!((c, status_of(&doc, "jwt-secret").as_str()), (0, "pass"), "{doc:#}");
+    assert!(evidence_of(&doc, "jwt-secret").contains("differs from staging.env"));
+    assert!(!doc.to_string().contains(other));
+    // A missing comparison file is an input error naming the flag.
+    let out = opsbook(dir.path()).args(["promote-check", "--compare-env-file", "nope.env"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--compare-env-file nope.env"));
+}
+
+#[test]
+fn db_credentials_rotated_reads_the_rotation_state() {
+    let pg = TestPg::shared();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing declared: unknown, which fails in prod and warns elsewhere.
+    write_env(dir.path(), GOOD_JWT);
+    std::fs::write(dir.path().join("opsbook.toml"), "[profiles.default.promote]\nenvironment = \"prod\"\n").unwrap();
+    let (c, doc) = check(dir.path(), &["--only", "db-credentials-rotated"]);
+    assert_eq!((c, status_of(&doc, "db-credentials-rotated").as_str()), (1, "fail"), "{doc:#}");
+    assert!(evidence_of(&doc, "db-credentials-rotated").contains("no rotation evidence"), "{doc:#}");
+    std::fs::write(dir.path().join("opsbook.toml"), "[profiles.default.promote]\nenvironment = \"staging\"\n").unwrap();
+    let (c, doc) = check(dir.path(), &["--only", "db-credentials-rotated"]);
+    assert_eq!((c, status_of(&doc, "db-credentials-rotated").as_str()), (0, "warn"), "{doc:#}");
+
+    // Declared, never rotated: fails; after a real rotation: passes.
+    let role = format!("r_promote_{}", std::process::id());
+    let password = format!("pw{}", rand::random::<u64>());
+    pg.execute(&pg.admin_url(), &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"));
+    let db = pg.fresh_db("promote_rotated");
+    let dbname = db.rsplit('/').next().unwrap().to_string();
+    pg.execute(&db, &format!("GRANT CONNECT ON DATABASE {dbname} TO {role}"));
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("JWT_SECRET={GOOD_JWT}\nDATABASE_URL=postgres://{role}:{password}@127.0.0.1:{}/{dbname}\n", pg.port()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        format!(
+            "[profiles.default.promote]\nenvironment = \"prod\"\n\n[[profiles.default.secrets]]\nname = \"DATABASE_URL\"\nkind = \"postgres-password\"\nrole = \"{role}\"\nstore = \"dotenv:.env\"\nmax_age = \"90d\"\n"
+        ),
+    )
+    .unwrap();
+    let rotated = || {
+        let out = opsbook(dir.path())
+            .args(["promote-check", "--env-file", ".env", "--only", "db-credentials-rotated", "--output", "json"])
+            .env("ADMIN_DATABASE_URL", pg.admin_url())
+            .output()
+            .unwrap();
+        (code(&out), json(&out))
+    };
+    let (c, doc) = rotated();
+    assert_eq!((c, status_of(&doc, "db-credentials-rotated").as_str()), (1, "fail"), "{doc:#}");
+    assert!(evidence_of(&doc, "db-credentials-rotated").contains("DATABASE_URL never rotated"), "{doc:#}");
+    let out = opsbook(dir.path())
+        .args(["rotate-secrets", "run", "DATABASE_URL"])
+        .env("ADMIN_DATABASE_URL", pg.admin_url())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let (c, doc) = rotated();
+    assert_eq!((c, status_of(&doc, "db-credentials-rotated").as_str()), (0, "pass"), "{doc:#}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(evidence_of(&doc, "db-credentials-rotated").contains(&format!("DATABASE_URL rotated {today}")), "{doc:#}");
+    assert!(!doc.to_string().contains(&password));
 }

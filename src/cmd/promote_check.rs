@@ -24,6 +24,10 @@ pub struct PromoteCheckArgs {
     /// The environment's .env file (JWT_SECRET, required variables, OTLP endpoint).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Another environment's .env file (e.g. staging's): jwt-secret fails when its JWT_SECRET
+    /// is the same (compared by fingerprint, never printed).
+    #[arg(long, value_name = "FILE")]
+    pub compare_env_file: Option<PathBuf>,
     #[command(flatten)]
     pub store: crate::cli::StoreArgs,
     /// Backup set for backup-retention [default: main].
@@ -55,6 +59,7 @@ pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
         web_url: args.web_url.clone(),
         database_url: args.db.database_url.clone(),
         env_file: args.env_file.clone(),
+        compare_env_file: args.compare_env_file.clone(),
         store: args.store.store.clone(),
         set: args.set.clone(),
         migrations: args.migrations.clone(),

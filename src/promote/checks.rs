@@ -55,11 +55,31 @@ pub(super) fn jwt_secret(req: &Request) -> Finding {
             "use at least 32 random bytes (64 hex or 43 base64 characters)",
         );
     }
-    Finding::pass(format!("about {bits} bits, fingerprint {}", crate::secrets::rotate::fingerprint(value)))
+    let fingerprint = crate::secrets::rotate::fingerprint(value);
+    let compared = match &req.compare_env {
+        None => String::new(),
+        Some((file, other)) => match other.get("JWT_SECRET").filter(|v| !v.is_empty()) {
+            // Tokens signed in one environment would be accepted by the other.
+            Some(o) if o == value => {
+                return Finding::fail(
+                    format!("JWT_SECRET is the same as in {} (fingerprint {fingerprint})", file.display()),
+                    "give each environment its own secret: `opsbook rotate-secrets run JWT_SECRET` in one of them",
+                )
+            }
+            Some(o) => {
+                crate::redact::register(o);
+                format!("; differs from {} (fingerprint {})", file.display(), crate::secrets::rotate::fingerprint(o))
+            }
+            None => format!("; {} has no JWT_SECRET to compare", file.display()),
+        },
+    };
+    Finding::pass(format!("about {bits} bits, fingerprint {fingerprint}{compared}"))
 }
 
 pub(super) async fn credentials_rotated(req: &Request) -> Finding {
-    let ctx = match crate::secrets::rotate::context(&req.app_config, None) {
+    // rotate-secrets reads its status with the admin URL it rotates with (ADMIN_DATABASE_URL or
+    // the profile's admin_database_url).
+    let ctx = match crate::secrets::rotate::context(&req.app_config, req.env("ADMIN_DATABASE_URL")) {
         Ok(c) => c,
         Err(e) => {
             let message = format!("no rotation evidence: {e}");
@@ -148,6 +168,16 @@ pub(super) async fn db_ssl(req: &Request) -> Finding {
     evidence.push(format!("this connection encrypted = {}", encrypted.unwrap_or(false)));
     if encrypted != Some(true) {
         problems.push("this connection is not encrypted".into());
+    }
+    // Every live TCP client session, not only ours (Unix-socket sessions cannot use TLS; other
+    // roles' addresses are visible only to superusers and pg_read_all_stats).
+    let live = "SELECT count(*), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s \
+                JOIN pg_stat_activity a ON a.pid = s.pid \
+                WHERE a.backend_type = 'client backend' AND a.client_addr IS NOT NULL";
+    match sqlx::query_as::<_, (i64, i64)>(live).fetch_one(&mut conn).await {
+        Ok((total, 0)) => evidence.push(format!("{total} live TCP connection(s), all encrypted")),
+        Ok((total, plain)) => problems.push(format!("{plain} of {total} live TCP connection(s) unencrypted")),
+        Err(_) => evidence.push("live connections not checked (pg_stat_ssl unreadable)".into()),
     }
     let enc = setting(&mut conn, "password_encryption").await;
     evidence.push(format!("password_encryption = {enc}"));

@@ -24,6 +24,8 @@ pub struct PromoteConfig {
     pub app_url: Option<String>,
     pub web_url: Option<String>,
     pub env_file: Option<PathBuf>,
+    /// Another environment's .env file (e.g. staging's): its JWT_SECRET must differ.
+    pub compare_env_file: Option<PathBuf>,
     /// Health endpoint path [default: /health] and an expected substring of its body.
     pub health_path: Option<String>,
     pub health_body: Option<String>,
@@ -145,6 +147,8 @@ pub struct Request {
     pub migrations: Option<crate::migrate::Settings>,
     /// KEY → value from the env file (and the process environment for missing keys).
     pub env: BTreeMap<String, String>,
+    /// The other environment's env file and its entries (only the file, not the process env).
+    pub compare_env: Option<(PathBuf, BTreeMap<String, String>)>,
     pub ca_file: Option<PathBuf>,
     pub only: Vec<String>,
     pub skip: Vec<String>,
@@ -184,6 +188,23 @@ pub fn load_env(file: Option<&std::path::Path>) -> Result<BTreeMap<String, Strin
         }
     }
     Ok(env)
+}
+
+/// The entries of another environment's env file, which must exist; values are registered as
+/// secrets so they are never printed.
+fn load_compare_env(path: &std::path::Path) -> Result<BTreeMap<String, String>, PromoteError> {
+    if !path.is_file() {
+        return Err(PromoteError::Input(format!(
+            "--compare-env-file {}: no such file (give the other environment's .env file)",
+            path.display()
+        )));
+    }
+    let f = crate::secrets::EnvFile::load(path).map_err(|e| PromoteError::Input(e.to_string()))?;
+    let entries = f.entries();
+    for v in entries.values() {
+        crate::redact::register_url_password(v);
+    }
+    Ok(entries)
 }
 
 fn check_ids(list: &[String], flag: &str) -> Result<(), PromoteError> {
@@ -313,6 +334,7 @@ pub struct Options {
     pub web_url: Option<String>,
     pub database_url: Option<String>,
     pub env_file: Option<PathBuf>,
+    pub compare_env_file: Option<PathBuf>,
     pub store: Option<String>,
     pub set: Option<String>,
     pub migrations: Option<PathBuf>,
@@ -338,6 +360,10 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
     }
     let env_file = o.env_file.clone().or_else(|| pc.env_file.clone());
     let env = load_env(env_file.as_deref())?;
+    let compare_env = match o.compare_env_file.clone().or_else(|| pc.compare_env_file.clone()) {
+        None => None,
+        Some(path) => Some((path.clone(), load_compare_env(&path)?)),
+    };
     let database_url = config.database_url(o.database_url.as_deref(), None).ok();
     let store_url = config.store_url(o.store.as_deref(), None).ok();
     let set = crate::backup::job::set_name(o.set.as_deref()).map_err(|e| PromoteError::Input(e.to_string()))?;
@@ -366,6 +392,7 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
         set,
         migrations,
         env,
+        compare_env,
         ca_file: o.ca_file.clone(),
         only: o.only.clone(),
         skip: o.skip.clone(),

@@ -93,14 +93,87 @@ pub(super) fn csp_problems(policy: &str) -> Vec<String> {
     problems
 }
 
+/// At most this many same-origin assets referenced by the page are fetched for the csp check.
+const MAX_ASSETS: usize = 5;
+
+/// Same-origin scripts, links (stylesheets, preloads) and frames an HTML page references, in
+/// page order, without repeats, at most [`MAX_ASSETS`].
+pub(super) fn asset_urls(page: &url::Url, html: &str) -> Vec<url::Url> {
+    let re = regex_lite::Regex::new(r#"(?is)<(?:script|link|iframe)\b[^>]*?\b(?:src|href)\s*=\s*["']([^"']+)["']"#)
+        .expect("valid asset pattern");
+    let mut out: Vec<url::Url> = Vec::new();
+    for cap in re.captures_iter(html) {
+        let Ok(u) = page.join(&cap[1]) else { continue };
+        if u.origin() != page.origin() || out.contains(&u) {
+            continue;
+        }
+        out.push(u);
+        if out.len() == MAX_ASSETS {
+            break;
+        }
+    }
+    out
+}
+
+/// Content types a browser renders as a document under the response's own policy.
+fn is_document(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    ["text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml"].contains(&mime.as_str())
+}
+
+/// How one asset's response stands: documents (HTML, SVG) need their own strict enforced
+/// policy, because the page's policy does not reach them; scripts and styles run under the
+/// page's policy, so a weaker policy of their own is only a warning (it applies when the asset is
+/// opened directly, and shows that path is configured apart from the page).
+fn asset_finding(path: &str, content_type: &str, policy: Option<&str>) -> (super::Status, String) {
+    use super::Status;
+    let problems = policy.map(csp_problems);
+    match (is_document(content_type), policy, problems) {
+        (true, None, _) => (Status::Fail, format!("{path} ({content_type}) is a document without an enforced CSP")),
+        (true, Some(_), Some(p)) if !p.is_empty() => {
+            (Status::Fail, format!("{path} ({content_type}) is a document with a weaker CSP: {}", p.join(", ")))
+        }
+        (false, Some(_), Some(p)) if !p.is_empty() => (
+            Status::Warn,
+            format!("{path} sends a weaker CSP than the page ({}); it runs under the page's policy", p.join(", ")),
+        ),
+        (true, Some(_), _) => (Status::Pass, format!("{path}: own strict CSP")),
+        (false, _, _) => (Status::Pass, format!("{path}: under the page's policy")),
+    }
+}
+
+/// The csp findings of the page's same-origin assets, fetched concurrently. An asset that does
+/// not answer 2xx is noted, not judged: a broken reference is not a policy problem.
+async fn check_assets(c: &reqwest::Client, assets: &[url::Url]) -> Vec<(super::Status, String)> {
+    let checks = assets.iter().map(|asset| async move {
+        let path = asset.path();
+        match c.get(asset.as_str()).send().await {
+            Ok(r) if r.status().is_success() => {
+                let h = r.headers();
+                let content_type = header(h, "content-type").unwrap_or("no content type");
+                asset_finding(path, content_type, header(h, "content-security-policy"))
+            }
+            Ok(r) => (super::Status::Pass, format!("{path}: HTTP {} (not checked)", r.status().as_u16())),
+            Err(e) => (super::Status::Pass, format!("{path}: {} (not checked)", e.without_url())),
+        }
+    });
+    futures::future::join_all(checks).await
+}
+
 pub(super) async fn csp(req: &Request) -> Finding {
+    use super::Status;
     let Some(url) = web_url(req) else { return Finding::skip("no --web-url or --app-url") };
-    let resp = match get(req, url).await {
-        Ok(r) => r,
+    let c = match client(req, true) {
+        Ok(c) => c,
         Err(f) => return f,
     };
+    let resp = match c.get(url).send().await {
+        Ok(r) => r,
+        Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"),
+    };
+    let page = resp.url().clone();
     let h = resp.headers();
-    let Some(policy) = header(h, "content-security-policy") else {
+    let Some(policy) = header(h, "content-security-policy").map(String::from) else {
         if header(h, "content-security-policy-report-only").is_some() {
             return Finding::fail(
                 "only Content-Security-Policy-Report-Only is sent: nothing is enforced",
@@ -112,14 +185,30 @@ pub(super) async fn csp(req: &Request) -> Finding {
             "send a CSP with script-src, object-src 'none' and base-uri",
         );
     };
-    let problems = csp_problems(policy);
-    if problems.is_empty() {
-        Finding::pass(format!("enforced: {policy}"))
-    } else {
-        Finding::fail(
+    let html = resp.text().await.unwrap_or_default();
+    let problems = csp_problems(&policy);
+    if !problems.is_empty() {
+        return Finding::fail(
             problems.join("; "),
             "use nonces or hashes instead of 'unsafe-inline', drop 'unsafe-eval' and wildcards, add object-src 'none' and base-uri 'self'",
-        )
+        );
+    }
+    let assets = check_assets(&c, &asset_urls(&page, &html)).await;
+    let worst = assets.iter().map(|(s, _)| *s).min().unwrap_or(Status::Pass);
+    let notes: Vec<&str> = assets.iter().map(|(_, n)| n.as_str()).collect();
+    let evidence = format!(
+        "enforced: {policy}; {} same-origin asset(s) checked{}{}",
+        assets.len(),
+        if notes.is_empty() { "" } else { ": " },
+        notes.join("; ")
+    );
+    match worst {
+        Status::Fail => Finding::fail(
+            evidence,
+            "send the page's Content-Security-Policy on every HTML and SVG response (set it for all paths in the app or the proxy)",
+        ),
+        Status::Warn => Finding::warn(evidence, "serve assets with the page's policy, or with none"),
+        _ => Finding::pass(evidence),
     }
 }
 
@@ -139,10 +228,11 @@ pub(super) async fn hsts(req: &Request) -> Finding {
             Ok(r) => r,
             Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"),
         };
-        let location = header(resp.headers(), "location").and_then(|l| url::Url::parse(l).ok());
-        let redirects = resp.status().is_redirection()
-            && location.as_ref().is_some_and(|l| l.scheme() == "https" && l.host_str() == parsed.host_str());
-        if !redirects {
+        // Location may be relative (`/path`): resolve it against the request URL.
+        let location = header(resp.headers(), "location").and_then(|l| parsed.join(l).ok());
+        let target = location
+            .filter(|l| resp.status().is_redirection() && l.scheme() == "https" && l.host_str() == parsed.host_str());
+        let Some(target) = target else {
             return Finding::fail(
                 format!(
                     "{url} is served without HTTPS (HTTP {} and no redirect to https://{})",
@@ -151,11 +241,11 @@ pub(super) async fn hsts(req: &Request) -> Finding {
                 ),
                 "serve the site over HTTPS and redirect plain HTTP to it",
             );
-        }
-        let mut https = parsed.clone();
-        let _ = https.set_scheme("https");
-        https.set_port(None).ok();
-        return hsts_header(&c, https.as_str()).await;
+        };
+        // The redirect's target is where the browser goes next: its HSTS header is the one that counts.
+        let mut finding = hsts_header(&c, target.as_str()).await;
+        finding.evidence = format!("{url} redirects to {target}; {}", finding.evidence);
+        return finding;
     }
     hsts_header(&c, url).await
 }
@@ -385,7 +475,30 @@ pub(super) async fn metrics(req: &Request) -> Finding {
 
 #[cfg(test)]
 mod tests {
-    use super::csp_problems;
+    use super::{asset_finding, asset_urls, csp_problems};
+    use crate::promote::Status;
+
+    #[test]
+    fn assets_are_same_origin_bounded_and_unique() {
+        let page = url::Url::parse("https://shop.example/app/").unwrap();
+        let html = r#"<script src="/a.js"></script><SCRIPT defer SRC='b.js'></SCRIPT>
+            <link rel="stylesheet" href="/a.js"><script src="https://cdn.example/x.js"></script>
+            <iframe src="/embed"></iframe><link href="/1.css"><link href="/2.css"><link href="/3.css">"#;
+        let got: Vec<String> = asset_urls(&page, html).iter().map(|u| u.path().to_string()).collect();
+        assert_eq!(got, ["/a.js", "/app/b.js", "/embed", "/1.css", "/2.css"]);
+    }
+
+    #[test]
+    fn documents_need_their_own_policy_scripts_do_not() {
+        let strict = "default-src 'self'; object-src 'none'; base-uri 'self'";
+        assert_eq!(asset_finding("/e", "text/html; charset=utf-8", None).0, Status::Fail);
+        assert_eq!(asset_finding("/e", "image/svg+xml", Some("script-src *")).0, Status::Fail);
+        assert_eq!(asset_finding("/e", "text/html", Some(strict)).0, Status::Pass);
+        assert_eq!(asset_finding("/a.js", "text/javascript", None).0, Status::Pass);
+        let (s, note) = asset_finding("/a.js", "text/javascript", Some("script-src 'unsafe-eval'"));
+        assert_eq!(s, Status::Warn);
+        assert!(note.contains("'unsafe-eval'"), "{note}");
+    }
 
     #[test]
     fn csp_rules() {

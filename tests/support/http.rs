@@ -1,6 +1,7 @@
 //! A real HTTP server on 127.0.0.1 that records what it receives and can be slowed down, for
 //! heartbeat pings and other webhook-style peers. Answers are `200 OK` with body `OK` unless a
-//! path is given its own answer with [`HttpPeer::respond`].
+//! path is given its own answer with [`HttpPeer::respond`]. [`HttpPeer::start_tls`] serves the
+//! same over HTTPS with the test CA's certificate.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,11 +51,23 @@ struct State {
 
 pub struct HttpPeer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     state: State,
 }
 
 impl HttpPeer {
     pub fn start() -> HttpPeer {
+        HttpPeer::serve(None)
+    }
+
+    /// The same peer over HTTPS, presenting the certificate of [`super::tls::TestCa::shared`]
+    /// (for `127.0.0.1` and `localhost`); clients trust it through the CA's `ca_file()`.
+    pub fn start_tls() -> HttpPeer {
+        HttpPeer::serve(Some(tokio_rustls::TlsAcceptor::from(super::tls::TestCa::shared().server_config())))
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> HttpPeer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let state = State::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let server_state = state.clone();
@@ -66,20 +79,27 @@ impl HttpPeer {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
                     let state = server_state.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        match tls {
+                            // A client that rejects the certificate ends the handshake: nothing to serve.
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_connection(state, stream).await;
+                                }
+                            }
+                            None => serve_connection(state, stream).await,
+                        }
                     });
                 }
             });
         });
-        HttpPeer { addr: rx.recv().unwrap(), state }
+        HttpPeer { addr: rx.recv().unwrap(), scheme, state }
     }
 
+    /// `http://127.0.0.1:PORT{path}` (`https://` for [`HttpPeer::start_tls`]).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Delays answers to requests whose path ends with `suffix`.
@@ -113,6 +133,16 @@ impl HttpPeer {
         };
         self.state.answers.lock().unwrap().insert(path.to_string(), answer);
     }
+}
+
+async fn serve_connection<S>(state: State, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

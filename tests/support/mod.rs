@@ -8,4 +8,5 @@ pub mod http;
 pub mod moto;
 pub mod pg;
 pub mod s3;
+pub mod tls;
 pub mod vault;

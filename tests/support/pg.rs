@@ -1,6 +1,8 @@
 //! The test harness's real PostgreSQL: one throwaway cluster per test binary (initdb + pg_ctl in a
 //! temp dir on a free loopback port, run as the `postgres` OS user when tests run as root),
 //! stopped and removed at process exit; plus blocking helpers for synchronous tests.
+//! [`TestPg::shared_tls`] is a second cluster, started only by the tests that need it, with
+//! `ssl = on` (the test CA's certificate), TLS-only host logins, SCRAM and pg_stat_statements.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,14 +19,36 @@ pub struct TestPg {
 }
 
 static SHARED: OnceLock<TestPg> = OnceLock::new();
+static SHARED_TLS: OnceLock<TestPg> = OnceLock::new();
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn shutdown_shared() {
-    if let Some(pg) = SHARED.get() {
+    for pg in [SHARED.get(), SHARED_TLS.get()].into_iter().flatten() {
         let _ = pg.cluster.stop_immediate();
         let _ = std::fs::remove_dir_all(&pg.root);
     }
 }
+
+static ATEXIT: OnceLock<()> = OnceLock::new();
+
+fn stop_at_exit() {
+    ATEXIT.get_or_init(|| {
+        // SAFETY: registering a plain `extern "C" fn()` with atexit has no preconditions.
+        let rc = unsafe { libc::atexit(shutdown_shared) };
+        assert_eq!(rc, 0, "atexit registration failed");
+    });
+}
+
+/// Settings of the TLS cluster, after the ones opsbook writes.
+const TLS_CONF: &str = "\n# Added by the test harness: TLS, SCRAM, pg_stat_statements\n\
+ssl = on\n\
+ssl_cert_file = 'server.crt'\n\
+ssl_key_file = 'server.key'\n\
+password_encryption = 'scram-sha-256'\n\
+shared_preload_libraries = 'pg_stat_statements'\n";
+
+/// Host logins only over TLS; the Unix socket stays open to the harness.
+const TLS_HBA: &str = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
 
 impl TestPg {
     /// The cluster shared by every test of this binary, started on first use. A missing
@@ -32,15 +56,69 @@ impl TestPg {
     pub fn shared() -> &'static TestPg {
         SHARED.get_or_init(|| {
             let pg = TestPg::start_new();
-            // SAFETY: registering a plain `extern "C" fn()` with atexit has no preconditions.
-            let rc = unsafe { libc::atexit(shutdown_shared) };
-            assert_eq!(rc, 0, "atexit registration failed");
+            stop_at_exit();
             pg
         })
     }
 
+    /// The TLS cluster shared by the tests of this binary that need one, started on first use:
+    /// `ssl = on` with the certificate of [`super::tls::TestCa::shared`], host logins only
+    /// over TLS (`hostssl`), `password_encryption = scram-sha-256`, and pg_stat_statements
+    /// preloaded. Clients verify it with `sslmode=verify-full&sslrootcert=` the CA file.
+    pub fn shared_tls() -> &'static TestPg {
+        SHARED_TLS.get_or_init(|| {
+            let (cluster, root) = TestPg::create();
+            let pg = TestPg { cluster, root };
+            if let Err(e) = pg.configure_tls() {
+                let _ = std::fs::remove_dir_all(&pg.root);
+                panic!("configure TLS for the test cluster: {e}");
+            }
+            let TestPg { mut cluster, root } = pg;
+            if let Err(e) = cluster.start() {
+                let _ = std::fs::remove_dir_all(&root);
+                panic!("cannot start the TLS test cluster: {e}");
+            }
+            stop_at_exit();
+            TestPg { cluster, root }
+        })
+    }
+
+    /// Writes the server certificate and key (owned by the server's OS user, key 0600), the TLS
+    /// settings and a hostssl-only pg_hba.conf into the data directory of a stopped cluster.
+    fn configure_tls(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let data = &self.cluster.data_dir;
+        let owner = std::fs::metadata(data)?;
+        let ca = super::tls::TestCa::shared();
+        for (name, contents) in [("server.crt", &ca.server_cert_pem), ("server.key", &ca.server_key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, contents)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid()))?;
+        }
+        std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf"))?.write_all(TLS_CONF.as_bytes())?;
+        std::fs::write(data.join("pg_hba.conf"), TLS_HBA)
+    }
+
+    /// The URL of a database of the TLS cluster that requires and verifies TLS:
+    /// `sslmode=verify-full&sslrootcert=<the test CA>`.
+    pub fn verify_full(&self, url: &str) -> String {
+        format!("{url}?sslmode=verify-full&sslrootcert={}", super::tls::TestCa::shared().ca_file().display())
+    }
+
     /// A cluster of its own (not shared, not stopped at exit: call [`TestPg::destroy`]).
     pub fn start_new() -> TestPg {
+        let (mut cluster, root) = TestPg::create();
+        if let Err(e) = cluster.start() {
+            let _ = std::fs::remove_dir_all(&root);
+            panic!("cannot start the test cluster: {e}");
+        }
+        TestPg { cluster, root }
+    }
+
+    /// A new, stopped cluster in a temp dir.
+    fn create() -> (LocalCluster, PathBuf) {
         if let Err(e) = opsbook::pg::discover_server() {
             panic!("{INSTALL_HINT}\n({e})");
         }
@@ -49,13 +127,9 @@ impl TestPg {
             .tempdir()
             .expect("create temp dir for the test cluster")
             .keep();
-        let mut cluster = LocalCluster::create(&root.join("cluster"))
+        let cluster = LocalCluster::create(&root.join("cluster"))
             .unwrap_or_else(|e| panic!("cannot create the test cluster ({INSTALL_HINT}): {e}"));
-        if let Err(e) = cluster.start() {
-            let _ = std::fs::remove_dir_all(&root);
-            panic!("cannot start the test cluster: {e}");
-        }
-        TestPg { cluster, root }
+        (cluster, root)
     }
 
     /// Stops and removes a cluster made with [`TestPg::start_new`].

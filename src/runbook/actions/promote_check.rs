@@ -19,6 +19,8 @@ pub struct Input {
     pub database_url: Option<String>,
     /// The environment's .env file (relative to the runbook).
     pub env_file: Option<String>,
+    /// Another environment's .env file (relative to the runbook): JWT_SECRET must differ.
+    pub compare_env_file: Option<String>,
     /// Backup store [default: OPSBOOK_STORE / profile].
     pub store: Option<String>,
     /// Backup set [default: main].
@@ -31,6 +33,8 @@ pub struct Input {
     /// Skip these check ids.
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Extra CA certificate (PEM, relative to the runbook) trusted for HTTPS checks.
+    pub ca_file: Option<String>,
     /// Per-check timeout, e.g. "15s".
     pub timeout: Option<String>,
     /// JUnit XML file (relative to the runbook).
@@ -50,12 +54,13 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         web_url: some(&input.web_url).map(String::from),
         database_url: some(&input.database_url).map(String::from),
         env_file: some(&input.env_file).map(|p| ctx.resolve_path(p)),
+        compare_env_file: some(&input.compare_env_file).map(|p| ctx.resolve_path(p)),
         store: some(&input.store).map(String::from),
         set: some(&input.set).map(String::from),
         migrations: some(&input.migrations).map(|p| ctx.resolve_path(p)),
         only: input.only.clone(),
         skip: input.skip.clone(),
-        ca_file: None,
+        ca_file: some(&input.ca_file).map(|p| ctx.resolve_path(p)),
         timeout,
     };
     let request = promote::resolve(ctx.config, &options).map_err(|e| ActionError::Input(e.to_string()))?;
