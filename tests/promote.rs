@@ -583,3 +583,26 @@ fn db_credentials_rotated_reads_the_rotation_state() {
     assert!(evidence_of(&doc, "db-credentials-rotated").contains(&format!("DATABASE_URL rotated {today}")), "{doc:#}");
     assert!(!doc.to_string().contains(&password));
 }
+
+#[test]
+fn cors_compares_the_answers_with_the_configured_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = HttpPeer::start();
+    app.respond("/", 200, &[("access-control-allow-origin", "https://shop.example"), ("vary", "Origin")], "ok");
+    write_env(dir.path(), GOOD_JWT);
+    config(dir.path(), "cors_allowlist = [\"https://shop.example\"]\n");
+    let (_, doc) = check(dir.path(), &["--app-url", &app.url(""), "--only", "cors"]);
+    assert_eq!(status_of(&doc, "cors"), "pass", "{doc:#}");
+    config(dir.path(), "cors_allowlist = [\"https://shop.example\", \"https://admin.shop.example\"]\n");
+    let (_, doc) = check(dir.path(), &["--app-url", &app.url(""), "--only", "cors"]);
+    assert_eq!(status_of(&doc, "cors"), "warn", "{doc:#}");
+    assert!(doc["checks"][0]["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("https://admin.shop.example (got 'https://shop.example')"));
+    let star = HttpPeer::start();
+    star.respond("/", 200, &[("access-control-allow-origin", "*")], "ok");
+    let (_, doc) = check(dir.path(), &["--app-url", &star.url(""), "--only", "cors"]);
+    assert_eq!(status_of(&doc, "cors"), "warn", "{doc:#}");
+    assert!(doc["checks"][0]["evidence"].as_str().unwrap().contains("although an allowlist is configured"));
+}

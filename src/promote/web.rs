@@ -315,21 +315,38 @@ pub(super) async fn cors(req: &Request) -> Finding {
             problems.push(format!("{what} combines Allow-Origin * with credentials"));
         }
     }
-    if let Some(origin) = req.config.cors_allowlist.first() {
+    // The configured allowlist: each listed origin (up to 5) should be answered with itself.
+    let mut refused = Vec::new();
+    let mut wildcard = evidence.iter().any(|e| e.contains("Allow-Origin '*'"));
+    for origin in req.config.cors_allowlist.iter().take(5) {
         if let Ok(r) = c.get(app).header("Origin", origin.as_str()).send().await {
             let allow = header(r.headers(), "access-control-allow-origin").unwrap_or("");
+            wildcard |= allow == "*";
             if allow != origin && allow != "*" {
-                evidence.push(format!("allowlisted {origin} is not allowed (got '{allow}')"));
+                refused.push(format!("{origin} (got '{allow}')"));
             }
         }
     }
-    if problems.is_empty() {
-        Finding::pass(evidence.join("; "))
-    } else {
+    if !problems.is_empty() {
         Finding::fail(
             format!("{} ({})", problems.join("; "), evidence.join("; ")),
             "answer only origins on an explicit allowlist",
         )
+    } else if !refused.is_empty() {
+        Finding::warn(
+            format!("allowlisted origins are refused: {} ({})", refused.join(", "), evidence.join("; ")),
+            "add them to the app's CORS allowlist, or remove them from [promote] cors_allowlist",
+        )
+    } else if wildcard && !req.config.cors_allowlist.is_empty() {
+        Finding::warn(
+            format!(
+                "the app answers Allow-Origin * to any origin although an allowlist is configured ({})",
+                evidence.join("; ")
+            ),
+            "answer each allowlisted origin by name instead of *",
+        )
+    } else {
+        Finding::pass(evidence.join("; "))
     }
 }
 
