@@ -30,6 +30,8 @@ impl Source {
         match self {
             Source::Postgres(s) => s.list(filter, with_payload).await,
             Source::Http(s) => {
+                // The API scopes by the tenant header; items need not carry a tenant field.
+                let filter = Filter { tenant: None, ..filter.clone() };
                 let mut items: Vec<DeadLetter> = s.list().await?.into_iter().filter(|d| filter.matches(d)).collect();
                 if let Some(n) = filter.limit {
                     items.truncate(n as usize);
