@@ -508,3 +508,39 @@ fn http_source_lists_and_replays_through_the_service_api() {
     let out = run(&["purge", "--older-than", "1d"]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
 }
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn daily_review_runbook_counts_lists_confirms_and_replays() {
+    let env = Env::new("runbook");
+    env.insert(3, "/hooks/a", "a", "order.paid", "t1", "2 hours");
+    let runbook = repo().join("runbooks/dlq-daily-review.toml");
+    let run = |extra: &[&str]| {
+        opsbook(env.dir())
+            .arg("run")
+            .arg(&runbook)
+            .args(["--param", "max=2", "--output", "json"])
+            .args(extra)
+            .env("DATABASE_URL", &env.db)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--dry-run"]);
+    assert!(code(&out) <= 1, "{}", all_output(&out));
+    assert_eq!(env.rx.count(), 0, "a dry run sends nothing");
+    let out = run(&[]);
+    assert_eq!(code(&out), 5, "the confirm step needs a person or --yes: {}", all_output(&out));
+    assert_eq!(env.rx.count(), 0);
+    let out = run(&["--yes"]);
+    let doc = json(&out);
+    let steps = doc["steps"].as_array().unwrap_or_else(|| panic!("{doc}"));
+    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id}: {doc}"));
+    assert_eq!(step("stats")["status"], "failed", "3 > max 2: {doc}");
+    assert_eq!(step("list")["outputs"]["count"], 3);
+    assert_eq!(step("replay")["outputs"]["delivered"], 3, "{doc}");
+    assert_eq!(env.delivered_tags(), seqs("a", 3));
+    assert_eq!(env.remaining(), 0);
+}
