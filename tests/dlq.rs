@@ -254,7 +254,8 @@ fn gone_endpoint_and_open_breaker_stop_replaying_to_that_endpoint() {
     );
     env.insert(6, "/hooks/down", "down", "order.paid", "t1", "1 hour");
     env.rx.always("/hooks/down", 500, "down");
-    let out = env.run(&["replay", "--yes", "--concurrency", "1", "--retries", "0", "--breaker", "2", "--output", "json"]);
+    let out =
+        env.run(&["replay", "--yes", "--concurrency", "1", "--retries", "0", "--breaker", "2", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     let report = &json(&out)["report"];
     assert_eq!(report["failed"], 3, "{report}");
@@ -272,7 +273,17 @@ fn two_concurrent_replays_deliver_each_row_exactly_once() {
     env.rx.delay(Duration::from_millis(10));
     let spawn = || {
         background(env.dir())
-            .args(["dlq-replay", "replay", "--yes", "--concurrency", "8", "--output", "json", "--database-url", &env.db])
+            .args([
+                "dlq-replay",
+                "replay",
+                "--yes",
+                "--concurrency",
+                "8",
+                "--output",
+                "json",
+                "--database-url",
+                &env.db,
+            ])
             .spawn()
             .unwrap()
     };
@@ -282,8 +293,13 @@ fn two_concurrent_replays_deliver_each_row_exactly_once() {
     assert_eq!(code(&b), 0, "{}", all_output(&b));
     let counts = env.delivered_counts();
     assert_eq!(counts.len(), 200);
-    assert!(counts.values().all(|n| *n == 1), "sent twice: {:?}", counts.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>());
-    let (da, db) = (json(&a)["report"]["delivered"].as_u64().unwrap(), json(&b)["report"]["delivered"].as_u64().unwrap());
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "sent twice: {:?}",
+        counts.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let (da, db) =
+        (json(&a)["report"]["delivered"].as_u64().unwrap(), json(&b)["report"]["delivered"].as_u64().unwrap());
     assert_eq!(da + db, 200);
     assert!(da > 0 && db > 0, "both replays worked ({da} + {db})");
     assert_eq!(env.remaining(), 0);
@@ -351,7 +367,9 @@ fn signatures_verify_with_the_reference_library_and_during_rotation() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 with the standardwebhooks package (python3 -m pip install standardwebhooks; .ci/run installs it)");
+        .expect(
+            "python3 with the standardwebhooks package (python3 -m pip install standardwebhooks; .ci/run installs it)",
+        );
     std::io::Write::write_all(py.stdin.as_mut().unwrap(), serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
     let res = py.wait_with_output().unwrap();
     assert!(
@@ -370,7 +388,8 @@ fn signatures_verify_with_the_reference_library_and_during_rotation() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(py.stdin.as_mut().unwrap(), serde_json::to_string(&[tampered]).unwrap().as_bytes()).unwrap();
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), serde_json::to_string(&[tampered]).unwrap().as_bytes())
+        .unwrap();
     assert!(!py.wait().unwrap().success());
 
     let out = env.run_env(&["replay", "--yes", "--signing-secret-env", "HOOK_SECRET"], &[("HOOK_SECRET", "whsec_!!")]);
@@ -416,11 +435,8 @@ fn purge_archives_then_deletes_and_needs_confirmation() {
     assert_eq!(env.remaining(), 2);
     let files: Vec<_> = walk(&store).into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&files[0])
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&files[0]).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| l["payload"].as_str().unwrap().contains("old-")));
 }
@@ -457,7 +473,8 @@ fn mapped_columns_of_an_existing_table() {
          event_id = \"event_uuid\"\nmethod = \"\"\nheaders = \"\"\ntenant = \"\"\n",
     )
     .unwrap();
-    let out = env.run_env(&["replay", "--yes", "--signing-secret-env", "S"], &[("S", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]);
+    let out = env
+        .run_env(&["replay", "--yes", "--signing-secret-env", "S"], &[("S", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let a = &env.rx.arrivals()[0];
     assert_eq!(a.body, "hello");
@@ -543,4 +560,28 @@ fn daily_review_runbook_counts_lists_confirms_and_replays() {
     assert_eq!(step("replay")["outputs"]["delivered"], 3, "{doc}");
     assert_eq!(env.delivered_tags(), seqs("a", 3));
     assert_eq!(env.remaining(), 0);
+}
+
+#[test]
+fn ctrl_c_stops_claiming_lets_in_flight_finish_and_reports() {
+    let env = Env::new("sigint");
+    env.insert(50, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    env.rx.delay(Duration::from_millis(300));
+    let child = background(env.dir())
+        .args(["dlq-replay", "replay", "--yes", "--concurrency", "3", "--output", "json", "--database-url", &env.db])
+        .spawn()
+        .unwrap();
+    while env.rx.count() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["interrupted"], true);
+    let delivered = report["delivered"].as_u64().unwrap();
+    assert!(delivered >= 3 && delivered < 50, "{report}");
+    assert_eq!(report["skipped_by_reason"]["interrupted"].as_u64().unwrap(), 50 - delivered, "{report}");
+    assert_eq!(env.rx.delivered().len() as u64, delivered, "in-flight deliveries finished and were counted");
+    assert_eq!(env.remaining(), 50 - delivered as i64, "delivered rows removed, the rest kept");
 }

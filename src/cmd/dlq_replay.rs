@@ -290,12 +290,13 @@ async fn stats(ctx: &Ctx<'_>, a: StatsArgs) -> Result<ExitStatus> {
     let over = max.is_some_and(|m| stats.total > m);
     let status = if over { ExitStatus::Failure } else { ExitStatus::Success };
     if ctx.printer.is_json() {
-        ctx.printer.report(status, &json!({ "source": source.describe(), "max": max, "over_max": over, "stats": stats }))?;
+        ctx.printer
+            .report(status, &json!({ "source": source.describe(), "max": max, "over_max": over, "stats": stats }))?;
         return Ok(status);
     }
-    let oldest = stats.oldest.map_or_else(String::new, |o| {
-        format!(", oldest {} ago", table::age((chrono::Utc::now() - o).num_seconds()))
-    });
+    let oldest = stats
+        .oldest
+        .map_or_else(String::new, |o| format!(", oldest {} ago", table::age((chrono::Utc::now() - o).num_seconds())));
     ctx.printer.line(format!("{} dead letter(s){oldest}", stats.total))?;
     for (title, rows) in
         [("endpoint", &stats.by_endpoint), ("event type", &stats.by_event_type), ("age", &stats.by_age)]
@@ -426,12 +427,8 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
             ctx.printer.line(format!("… and {} more (--output json lists all)", report.failures.len() - 20))?;
         }
     }
-    let skipped = report
-        .skipped_by_reason
-        .iter()
-        .map(|(r, n)| format!("{n} {}", r.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let skipped =
+        report.skipped_by_reason.iter().map(|(r, n)| format!("{n} {}", r.as_str())).collect::<Vec<_>>().join(", ");
     ctx.printer.line(format!(
         "delivered {}, failed {}, skipped {}{} in {:.1}s ({} requests)",
         report.delivered,
@@ -464,18 +461,19 @@ async fn purge(ctx: &Ctx<'_>, a: PurgeArgs) -> Result<ExitStatus> {
     }
     confirm(
         ctx,
-        &format!("Delete {count} dead letter(s) older than {} from {} (archived to {store_url} first)?", humantime::format_duration(a.older_than), pg.table),
+        &format!(
+            "Delete {count} dead letter(s) older than {} from {} (archived to {store_url} first)?",
+            humantime::format_duration(a.older_than),
+            pg.table
+        ),
         &format!("purging {count} dead letters deletes them: pass --yes to confirm without a terminal"),
     )?;
     let store = crate::store::Store::open(&crate::store::StoreUrl::parse(&store_url)?, &Default::default()).await?;
-    let key = format!(
-        "dlq-archive/{}/{}.jsonl",
-        pg.table,
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-    );
+    let key = format!("dlq-archive/{}/{}.jsonl", pg.table, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let purged = pg.purge(cutoff, &store, &key).await?;
     if ctx.printer.is_json() {
-        ctx.printer.report(ExitStatus::Success, &json!({ "purged": purged, "archive": format!("{store_url}/{key}") }))?;
+        ctx.printer
+            .report(ExitStatus::Success, &json!({ "purged": purged, "archive": format!("{store_url}/{key}") }))?;
     } else {
         ctx.printer.line(format!("purged {purged} dead letter(s); archived to {store_url}/{key}"))?;
     }

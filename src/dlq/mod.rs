@@ -243,10 +243,7 @@ pub fn tally(items: &[DeadLetter], now: DateTime<Utc>) -> Stats {
         oldest: items.iter().filter_map(|d| d.failed_at).min(),
         by_endpoint: sorted(endpoints.into_iter().collect()),
         by_event_type: sorted(events.into_iter().collect()),
-        by_age: AGE_BUCKETS
-            .iter()
-            .filter_map(|(l, _)| ages.get(l).map(|n| (l.to_string(), *n)))
-            .collect(),
+        by_age: AGE_BUCKETS.iter().filter_map(|(l, _)| ages.get(l).map(|n| (l.to_string(), *n))).collect(),
     }
 }
 

@@ -33,7 +33,9 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
     let source_url = match (&opts.source_url, &opts.database_url) {
         (Some(u), _) => Some(u.clone()),
         (None, Some(_)) => None,
-        (None, None) => dlq.source_url.as_deref().map(|raw| config.resolve("dlq.source_url", raw)).transpose().map_err(input)?,
+        (None, None) => {
+            dlq.source_url.as_deref().map(|raw| config.resolve("dlq.source_url", raw)).transpose().map_err(input)?
+        }
     };
     if let Some(url) = source_url {
         let token_env = opts.token_env.as_deref().or(dlq.token_env.as_deref());
@@ -50,7 +52,7 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
     let url = config.database_url(opts.database_url.as_deref(), None).map_err(input)?;
     let url = DbUrl::parse(&url)?;
     let table = opts.table.as_deref().or(dlq.table.as_deref());
-    Ok(Source::Postgres(PgSource::new(url, table, &dlq.columns)?))
+    Ok(Source::Postgres(Box::new(PgSource::new(url, table, &dlq.columns)?)))
 }
 
 fn input(e: crate::config::ConfigError) -> DlqError {

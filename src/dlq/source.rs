@@ -13,7 +13,7 @@ use crate::pg::DbUrl;
 /// A DLQ source.
 #[derive(Debug)]
 pub enum Source {
-    Postgres(PgSource),
+    Postgres(Box<PgSource>),
     Http(HttpSource),
 }
 
@@ -113,13 +113,19 @@ impl Sql {
             last_error: column(&c.last_error, "last_error", "last_error")?,
             failed_at: column(&c.failed_at, "failed_at", "failed_at")?,
             // No event id column unless mapped: webhook-id is then derived from the row id.
-            event_id: c.event_id.as_deref().filter(|v| !v.is_empty()).map(|v| ident(v, "columns.event_id")).transpose()?,
+            event_id: c
+                .event_id
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| ident(v, "columns.event_id"))
+                .transpose()?,
         })
     }
 
     /// The select list with fixed aliases; absent columns are NULL.
     fn select(&self, with_payload: bool) -> String {
-        let or_null = |c: &Option<String>, cast: &str| c.as_ref().map_or(format!("NULL::{cast}"), |c| format!("{c}::{cast}"));
+        let or_null =
+            |c: &Option<String>, cast: &str| c.as_ref().map_or(format!("NULL::{cast}"), |c| format!("{c}::{cast}"));
         format!(
             "{id}::bigint AS id, {url}::text AS target_url, COALESCE({method}, 'POST') AS method, \
              COALESCE({headers}, '{{}}'::jsonb) AS headers, {payload} AS payload, {event} AS event_type, \
@@ -224,7 +230,8 @@ impl PgSource {
             return Ok(false);
         }
         let t = &self.sql.table;
-        let index = ident(&format!("{}_failed_at_idx", self.table.rsplit('.').next().unwrap_or(DEFAULT_TABLE)), "table")?;
+        let index =
+            ident(&format!("{}_failed_at_idx", self.table.rsplit('.').next().unwrap_or(DEFAULT_TABLE)), "table")?;
         let ddl = format!(
             "CREATE TABLE {t} (\n  id bigserial PRIMARY KEY,\n  target_url text NOT NULL,\n  method text NOT NULL DEFAULT 'POST',\n  \
              headers jsonb NOT NULL DEFAULT '{{}}',\n  payload text NOT NULL,\n  event_type text,\n  tenant text,\n  \
@@ -279,8 +286,11 @@ impl PgSource {
         self.sql.push_filter(&mut q, filter)?;
         let row = q.build().fetch_one(&mut conn).await.map_err(|e| DlqError::query("count", &self.table, e))?;
         let total: i64 = row.try_get("n").map_err(|e| DlqError::query("count", &self.table, e))?;
-        let oldest: Option<DateTime<Utc>> =
-            if self.sql.failed_at.is_some() { row.try_get("oldest").map_err(|e| DlqError::query("count", &self.table, e))? } else { None };
+        let oldest: Option<DateTime<Utc>> = if self.sql.failed_at.is_some() {
+            row.try_get("oldest").map_err(|e| DlqError::query("count", &self.table, e))?
+        } else {
+            None
+        };
         let by_age = groups.pop().unwrap_or_default();
         let by_age = super::AGE_BUCKETS
             .iter()
@@ -300,14 +310,22 @@ impl PgSource {
             self.sql.table,
             self.sql.id
         );
-        let row = sqlx::query(&sql).bind(id).fetch_optional(tx).await.map_err(|e| DlqError::query("claim", &self.table, e))?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(tx)
+            .await
+            .map_err(|e| DlqError::query("claim", &self.table, e))?;
         row.as_ref().map(dead_letter).transpose().map_err(|e| DlqError::query("read", &self.table, e))
     }
 
     /// Removes a delivered row (in the transaction that claimed it).
     pub async fn remove(&self, tx: &mut PgConnection, id: i64) -> Result<(), DlqError> {
         let sql = format!("DELETE FROM {} WHERE {}::bigint = $1", self.sql.table, self.sql.id);
-        sqlx::query(&sql).bind(id).execute(tx).await.map_err(|e| DlqError::query("remove delivered row", &self.table, e))?;
+        sqlx::query(&sql)
+            .bind(id)
+            .execute(tx)
+            .await
+            .map_err(|e| DlqError::query("remove delivered row", &self.table, e))?;
         Ok(())
     }
 
@@ -335,25 +353,21 @@ impl PgSource {
     /// How many rows failed before `cutoff`.
     pub async fn count_older(&self, cutoff: DateTime<Utc>) -> Result<u64, DlqError> {
         let filter = Filter { until: Some(cutoff), ..Default::default() };
-        Ok(self.stats_total(&filter).await?)
+        self.stats_total(&filter).await
     }
 
     async fn stats_total(&self, filter: &Filter) -> Result<u64, DlqError> {
         let mut conn = self.connect().await?;
         let mut q = QueryBuilder::new(format!("SELECT count(*) FROM {}", self.sql.table));
         self.sql.push_filter(&mut q, filter)?;
-        let n: i64 = q.build_query_scalar().fetch_one(&mut conn).await.map_err(|e| DlqError::query("count", &self.table, e))?;
+        let n: i64 =
+            q.build_query_scalar().fetch_one(&mut conn).await.map_err(|e| DlqError::query("count", &self.table, e))?;
         Ok(n as u64)
     }
 
     /// Deletes rows that failed before `cutoff`, writing them first as JSON Lines to `key` in the
     /// store: the delete commits only after the archive is stored.
-    pub async fn purge(
-        &self,
-        cutoff: DateTime<Utc>,
-        store: &crate::store::Store,
-        key: &str,
-    ) -> Result<u64, DlqError> {
+    pub async fn purge(&self, cutoff: DateTime<Utc>, store: &crate::store::Store, key: &str) -> Result<u64, DlqError> {
         let mut conn = self.connect().await?;
         let mut tx = sqlx::Connection::begin(&mut conn).await.map_err(|e| DlqError::query("begin", &self.table, e))?;
         let failed = self.sql.failed_at.clone().ok_or_else(|| {
@@ -365,7 +379,11 @@ impl PgSource {
             id = self.sql.id,
             sel = self.sql.select(true),
         );
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&mut *tx).await.map_err(|e| DlqError::query("purge", &self.table, e))?;
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| DlqError::query("purge", &self.table, e))?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -398,8 +416,11 @@ impl HttpSource {
         tenant: Option<(String, String)>,
         timeout: std::time::Duration,
     ) -> Result<HttpSource, DlqError> {
-        let parsed = url::Url::parse(base)
-            .map_err(|e| DlqError::Input(format!("--source-url `{base}` is not a URL: {e} (e.g. https://api.example.com/v1/webhooks)")))?;
+        let parsed = url::Url::parse(base).map_err(|e| {
+            DlqError::Input(format!(
+                "--source-url `{base}` is not a URL: {e} (e.g. https://api.example.com/v1/webhooks)"
+            ))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(DlqError::Input(format!("--source-url `{base}` must be http:// or https://")));
         }
@@ -440,16 +461,29 @@ impl HttpSource {
         if !(200..300).contains(&status) {
             return Err(DlqError::Api { op: "GET".into(), url, status, body: super::deliver::snippet(&text) });
         }
-        let doc: Value = serde_json::from_str(&text)
-            .map_err(|e| DlqError::Input(format!("GET {url} did not answer JSON ({e}): {}", super::deliver::snippet(&text))))?;
+        let doc: Value = serde_json::from_str(&text).map_err(|e| {
+            DlqError::Input(format!("GET {url} did not answer JSON ({e}): {}", super::deliver::snippet(&text)))
+        })?;
         let items = match &doc {
             Value::Array(a) => a.clone(),
-            Value::Object(o) => o.get("items").or_else(|| o.get("data")).and_then(|v| v.as_array()).cloned().unwrap_or_default(),
+            Value::Object(o) => {
+                o.get("items").or_else(|| o.get("data")).and_then(|v| v.as_array()).cloned().unwrap_or_default()
+            }
             _ => Vec::new(),
         };
-        items.iter().enumerate().map(|(i, v)| from_json(v).ok_or_else(|| DlqError::Input(format!(
-            "GET {url}: item #{} has no numeric `id` and `target_url` (or `url`): {}", i + 1, super::deliver::snippet(&v.to_string())
-        )))).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                from_json(v).ok_or_else(|| {
+                    DlqError::Input(format!(
+                        "GET {url}: item #{} has no numeric `id` and `target_url` (or `url`): {}",
+                        i + 1,
+                        super::deliver::snippet(&v.to_string())
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
@@ -466,7 +500,9 @@ fn from_json(v: &Value) -> Option<DeadLetter> {
         tenant: s(&["tenant", "tenant_id"]),
         attempts: v.get("attempts").and_then(|x| x.as_i64()).unwrap_or(0) as i32,
         last_error: s(&["last_error", "error"]),
-        failed_at: s(&["failed_at", "created_at"]).and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc)),
+        failed_at: s(&["failed_at", "created_at"])
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
         event_id: s(&["event_id"]),
     })
 }

@@ -81,9 +81,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     )
     .map_err(classify)?;
     let now = chrono::Utc::now();
-    let time = |v: &Option<String>| {
-        some(v).map(|t| dlq::parse_time(&t, now).map_err(ActionError::Input)).transpose()
-    };
+    let time = |v: &Option<String>| some(v).map(|t| dlq::parse_time(&t, now).map_err(ActionError::Input)).transpose();
     let filter = Filter {
         ids: input.ids.clone(),
         since: time(&input.since)?,
@@ -136,7 +134,8 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             out.insert("failed".into(), report.failed.into());
             out.insert("skipped".into(), report.skipped.into());
             if report.failed > 0 {
-                let first = report.failures.iter().take(3).map(|f| format!("#{}: {}", f.id, f.error)).collect::<Vec<_>>();
+                let first =
+                    report.failures.iter().take(3).map(|f| format!("#{}: {}", f.id, f.error)).collect::<Vec<_>>();
                 return Err(ActionError::Failed(format!(
                     "{} of {} dead letters could not be delivered and stay in the DLQ ({})",
                     report.failed,
