@@ -56,10 +56,9 @@ async fn receive(rx: Arc<Receiver>, req: Request<Incoming>) -> Answer {
     let _ = req.into_body().collect().await;
     let mut a = rx.arrivals.lock().unwrap();
     match (method.as_str(), path.as_str()) {
-        ("GET", "/stats") => answer(
-            200,
-            serde_json::json!({ "count": a.count, "first": a.first, "last": a.last }).to_string(),
-        ),
+        ("GET", "/stats") => {
+            answer(200, serde_json::json!({ "count": a.count, "first": a.first, "last": a.last }).to_string())
+        }
         ("POST", "/reset") => {
             *a = Arrivals::default();
             answer(200, "reset".into())
