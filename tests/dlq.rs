@@ -585,3 +585,30 @@ fn ctrl_c_stops_claiming_lets_in_flight_finish_and_reports() {
     assert_eq!(env.rx.delivered().len() as u64, delivered, "in-flight deliveries finished and were counted");
     assert_eq!(env.remaining(), 50 - delivered as i64, "delivered rows removed, the rest kept");
 }
+
+#[test]
+fn history_table_keeps_delivered_rows_and_failures_stay() {
+    let env = Env::new("history");
+    std::fs::write(
+        env.dir().join("opsbook.toml"),
+        "[profiles.default.dlq]\nhistory_table = \"dead_letters_delivered\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["init"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(all_output(&out).contains("created table dead_letters_delivered"), "{}", all_output(&out));
+    env.insert(4, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    env.insert(1, "/hooks/bad", "bad", "order.paid", "t1", "1 hour");
+    env.rx.always("/hooks/bad", 422, "invalid");
+    let out = env.run(&["replay", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert_eq!(env.remaining(), 1);
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT count(*) FROM dead_letters_delivered"), 4);
+    assert_eq!(
+        env.pg.query_i64(
+            &env.db,
+            "SELECT count(*) FROM dead_letters_delivered WHERE payload LIKE '%a-%' AND delivered_at IS NOT NULL"
+        ),
+        4
+    );
+}

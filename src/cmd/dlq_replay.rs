@@ -234,10 +234,12 @@ async fn init(ctx: &Ctx<'_>, a: InitArgs) -> Result<ExitStatus> {
     let created = pg.init().await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &json!({ "table": pg.table, "created": created }))?;
-    } else if created {
-        ctx.printer.line(format!("created table {}", pg.table))?;
-    } else {
+    } else if created.is_empty() {
         ctx.printer.line(format!("table {} already exists; nothing changed", pg.table))?;
+    } else {
+        for table in &created {
+            ctx.printer.line(format!("created table {table}"))?;
+        }
     }
     Ok(ExitStatus::Success)
 }

@@ -29,6 +29,9 @@ pub const DEFAULT_TABLE: &str = "opsbook_dead_letters";
 pub struct DlqConfig {
     /// Table name, optionally schema-qualified [default: opsbook_dead_letters].
     pub table: Option<String>,
+    /// Move delivered rows here instead of deleting them (same columns, then `delivered_at`;
+    /// `init` creates it).
+    pub history_table: Option<String>,
     /// Column names of an existing table (`[profiles.NAME.dlq.columns]`).
     #[serde(default)]
     pub columns: Columns,

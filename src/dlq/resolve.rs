@@ -52,7 +52,7 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
     let url = config.database_url(opts.database_url.as_deref(), None).map_err(input)?;
     let url = DbUrl::parse(&url)?;
     let table = opts.table.as_deref().or(dlq.table.as_deref());
-    Ok(Source::Postgres(Box::new(PgSource::new(url, table, &dlq.columns)?)))
+    Ok(Source::Postgres(Box::new(PgSource::new(url, table, &dlq.columns, dlq.history_table.as_deref())?)))
 }
 
 fn input(e: crate::config::ConfigError) -> DlqError {

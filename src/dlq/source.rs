@@ -205,30 +205,66 @@ pub struct PgSource {
     /// The table as configured (for messages).
     pub table: String,
     sql: Sql,
+    /// Quoted history table: delivered rows move there.
+    history: Option<String>,
 }
 
 impl PgSource {
-    pub fn new(url: DbUrl, table: Option<&str>, columns: &Columns) -> Result<PgSource, DlqError> {
+    pub fn new(
+        url: DbUrl,
+        table: Option<&str>,
+        columns: &Columns,
+        history: Option<&str>,
+    ) -> Result<PgSource, DlqError> {
         let table = table.unwrap_or(DEFAULT_TABLE).to_string();
         let sql = Sql::new(&table, columns)?;
-        Ok(PgSource { url, table, sql })
+        let history = history.filter(|h| !h.is_empty()).map(|h| ident(h, "history_table")).transpose()?;
+        Ok(PgSource { url, table, sql, history })
+    }
+
+    /// Creates the history table, when one is configured and missing: the DLQ table's columns
+    /// and `delivered_at`.
+    async fn init_history(&self, conn: &mut PgConnection) -> Result<bool, DlqError> {
+        let Some(h) = &self.history else { return Ok(false) };
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(h.replace('"', ""))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| DlqError::query("look up", h, e))?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let ddl =
+            format!("CREATE TABLE {h} (LIKE {t}, delivered_at timestamptz NOT NULL DEFAULT now())", t = self.sql.table);
+        sqlx::raw_sql(&ddl).execute(&mut *conn).await.map_err(|e| DlqError::query("create", h, e))?;
+        Ok(true)
     }
 
     pub async fn connect(&self) -> Result<PgConnection, DlqError> {
         Ok(crate::pg::connect(&self.url).await?)
     }
 
-    /// Creates the default table (and its index on failed_at) if missing; true when created.
-    pub async fn init(&self) -> Result<bool, DlqError> {
+    /// Creates the default table (and its index on failed_at) and the configured history table
+    /// where missing; returns the tables it created.
+    pub async fn init(&self) -> Result<Vec<String>, DlqError> {
         let mut conn = self.connect().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(&self.table)
             .fetch_one(&mut conn)
             .await
             .map_err(|e| DlqError::query("look up", &self.table, e))?;
-        if exists.is_some() {
-            return Ok(false);
+        let mut created = Vec::new();
+        if exists.is_none() {
+            self.create_table(&mut conn).await?;
+            created.push(self.table.clone());
         }
+        if self.init_history(&mut conn).await? {
+            created.push(self.history.clone().unwrap_or_default().replace('"', ""));
+        }
+        Ok(created)
+    }
+
+    async fn create_table(&self, conn: &mut PgConnection) -> Result<(), DlqError> {
         let t = &self.sql.table;
         let index =
             ident(&format!("{}_failed_at_idx", self.table.rsplit('.').next().unwrap_or(DEFAULT_TABLE)), "table")?;
@@ -238,8 +274,8 @@ impl PgSource {
              attempts int NOT NULL DEFAULT 0,\n  last_error text,\n  failed_at timestamptz NOT NULL DEFAULT now()\n);\n\
              CREATE INDEX {index} ON {t} (failed_at);"
         );
-        sqlx::raw_sql(&ddl).execute(&mut conn).await.map_err(|e| DlqError::query("create", &self.table, e))?;
-        Ok(true)
+        sqlx::raw_sql(&ddl).execute(conn).await.map_err(|e| DlqError::query("create", &self.table, e))?;
+        Ok(())
     }
 
     /// Dead letters matching `filter`, oldest first (payloads only when asked).
@@ -318,9 +354,16 @@ impl PgSource {
         row.as_ref().map(dead_letter).transpose().map_err(|e| DlqError::query("read", &self.table, e))
     }
 
-    /// Removes a delivered row (in the transaction that claimed it).
+    /// Removes a delivered row, or moves it to the history table (in the transaction that
+    /// claimed it).
     pub async fn remove(&self, tx: &mut PgConnection, id: i64) -> Result<(), DlqError> {
-        let sql = format!("DELETE FROM {} WHERE {}::bigint = $1", self.sql.table, self.sql.id);
+        let delete = format!("DELETE FROM {} WHERE {}::bigint = $1", self.sql.table, self.sql.id);
+        let sql = match &self.history {
+            // The history table starts with the DLQ table's columns in order; delivered_at
+            // takes its default.
+            Some(h) => format!("WITH d AS ({delete} RETURNING *) INSERT INTO {h} SELECT * FROM d"),
+            None => delete,
+        };
         sqlx::query(&sql)
             .bind(id)
             .execute(tx)
