@@ -612,3 +612,25 @@ fn history_table_keeps_delivered_rows_and_failures_stay() {
         4
     );
 }
+
+#[test]
+fn routine_maintenance_runs_the_weekly_items_and_skips_the_rest() {
+    let env = Env::new("routine");
+    env.insert(2, "/hooks/a", "a", "order.paid", "t1", "2 hours");
+    let out = opsbook(env.dir())
+        .arg("run")
+        .arg(repo().join("runbooks/routine-maintenance.toml"))
+        .args(["--ack", "dependencies", "--ack", "dlq-followup", "--output", "json"])
+        .env("DATABASE_URL", &env.db)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let doc = json(&out);
+    let status = |id: &str| doc["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status("dlq"), "ok");
+    assert_eq!(status("dependencies"), "ok");
+    assert_eq!(status("drill"), "skipped");
+    assert_eq!(status("rotate"), "skipped");
+    assert_eq!(doc["steps"][1]["outputs"]["total"], 2, "{doc}");
+    assert_eq!(env.rx.count(), 0, "the review replays nothing by itself");
+}
