@@ -43,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
             [CompletionResult]::new('promote-check', 'promote-check', [CompletionResultType]::ParameterValue, 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers')
+            [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
             [CompletionResult]::new('sandbox', 'sandbox', [CompletionResultType]::ParameterValue, 'A throwaway local Postgres cluster with an example database, plus a local store')
@@ -762,6 +763,213 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'opsbook;dlq-replay' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List dead letters (oldest first) matching the filters')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;dlq-replay;init' {
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments')
+            [CompletionResult]::new('--source-url', '--source-url', [CompletionResultType]::ParameterName, 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding the API''s bearer token (http source)')
+            [CompletionResult]::new('--tenant-header', '--tenant-header', [CompletionResultType]::ParameterName, 'Header carrying --tenant to the API [default: X-Tenant-Id]')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;dlq-replay;list' {
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments')
+            [CompletionResult]::new('--source-url', '--source-url', [CompletionResultType]::ParameterName, 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding the API''s bearer token (http source)')
+            [CompletionResult]::new('--tenant-header', '--tenant-header', [CompletionResultType]::ParameterName, 'Header carrying --tenant to the API [default: X-Tenant-Id]')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]')
+            [CompletionResult]::new('--id', '--id', [CompletionResultType]::ParameterName, 'Only these ids (repeatable)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Failed at or after: RFC 3339, a date, or an age such as 24h')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Failed before: RFC 3339, a date, or an age such as 1h')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Target URL glob (* and ?); without wildcards, a substring')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Event type, exactly')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Tenant, exactly (also sent as the tenant header to an http source)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many, oldest first')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--payloads', '--payloads', [CompletionResultType]::ParameterName, 'Include payloads (JSON output only; they may hold personal data)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;dlq-replay;stats' {
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments')
+            [CompletionResult]::new('--source-url', '--source-url', [CompletionResultType]::ParameterName, 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding the API''s bearer token (http source)')
+            [CompletionResult]::new('--tenant-header', '--tenant-header', [CompletionResultType]::ParameterName, 'Header carrying --tenant to the API [default: X-Tenant-Id]')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]')
+            [CompletionResult]::new('--id', '--id', [CompletionResultType]::ParameterName, 'Only these ids (repeatable)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Failed at or after: RFC 3339, a date, or an age such as 24h')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Failed before: RFC 3339, a date, or an age such as 1h')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Target URL glob (* and ?); without wildcards, a substring')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Event type, exactly')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Tenant, exactly (also sent as the tenant header to an http source)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many, oldest first')
+            [CompletionResult]::new('--max', '--max', [CompletionResultType]::ParameterName, 'Exit 1 when the DLQ holds more than N dead letters [default: the profile''s max]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;dlq-replay;replay' {
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments')
+            [CompletionResult]::new('--source-url', '--source-url', [CompletionResultType]::ParameterName, 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding the API''s bearer token (http source)')
+            [CompletionResult]::new('--tenant-header', '--tenant-header', [CompletionResultType]::ParameterName, 'Header carrying --tenant to the API [default: X-Tenant-Id]')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]')
+            [CompletionResult]::new('--id', '--id', [CompletionResultType]::ParameterName, 'Only these ids (repeatable)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Failed at or after: RFC 3339, a date, or an age such as 24h')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Failed before: RFC 3339, a date, or an age such as 1h')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Target URL glob (* and ?); without wildcards, a substring')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Event type, exactly')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Tenant, exactly (also sent as the tenant header to an http source)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many, oldest first')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Requests per second over all endpoints (retries included) [default: unlimited]')
+            [CompletionResult]::new('--endpoint-rate', '--endpoint-rate', [CompletionResultType]::ParameterName, 'Requests per second to any one endpoint (scheme://host:port)')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Deliveries in flight at once (each holds a database connection) [default: 8]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries per dead letter after the first attempt (5xx, 408, 429, timeouts, connection errors)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Timeout of one request')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Connect timeout of one request')
+            [CompletionResult]::new('--breaker', '--breaker', [CompletionResultType]::ParameterName, 'Consecutive failed deliveries that stop replaying to an endpoint for this run (0: never)')
+            [CompletionResult]::new('--signing-secret-env', '--signing-secret-env', [CompletionResultType]::ParameterName, 'Environment variable with the Standard Webhooks secret(s), whsec_<base64>, several separated by spaces while rotating: signs every delivery')
+            [CompletionResult]::new('--confirm-above', '--confirm-above', [CompletionResultType]::ParameterName, 'Ask for confirmation when more than N dead letters would be replayed')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show the plan and send nothing')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;dlq-replay;purge' {
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments')
+            [CompletionResult]::new('--source-url', '--source-url', [CompletionResultType]::ParameterName, 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding the API''s bearer token (http source)')
+            [CompletionResult]::new('--tenant-header', '--tenant-header', [CompletionResultType]::ParameterName, 'Header carrying --tenant to the API [default: X-Tenant-Id]')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path')
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Delete dead letters that failed longer ago than this, e.g. 30d')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;dlq-replay;help' {
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List dead letters (oldest first) matching the filters')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;dlq-replay;help;init' {
+            break
+        }
+        'opsbook;dlq-replay;help;list' {
+            break
+        }
+        'opsbook;dlq-replay;help;stats' {
+            break
+        }
+        'opsbook;dlq-replay;help;replay' {
+            break
+        }
+        'opsbook;dlq-replay;help;purge' {
+            break
+        }
+        'opsbook;dlq-replay;help;help' {
+            break
+        }
         'opsbook;run' {
             [CompletionResult]::new('--param', '--param', [CompletionResultType]::ParameterName, 'A parameter value; repeat for several')
             [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue run RUN_ID after its last successful step, with the same parameters')
@@ -1166,6 +1374,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
             [CompletionResult]::new('promote-check', 'promote-check', [CompletionResultType]::ParameterValue, 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers')
+            [CompletionResult]::new('dlq-replay', 'dlq-replay', [CompletionResultType]::ParameterValue, 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a runbook: declarative TOML steps with a journal, resumable after a failure')
             [CompletionResult]::new('runbook', 'runbook', [CompletionResultType]::ParameterValue, 'List, show, validate runbooks, or print the format''s JSON Schema')
             [CompletionResult]::new('sandbox', 'sandbox', [CompletionResultType]::ParameterValue, 'A throwaway local Postgres cluster with an example database, plus a local store')
@@ -1263,6 +1472,29 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;help;promote-check' {
+            break
+        }
+        'opsbook;help;dlq-replay' {
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List dead letters (oldest first) matching the filters')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed')
+            [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise')
+            break
+        }
+        'opsbook;help;dlq-replay;init' {
+            break
+        }
+        'opsbook;help;dlq-replay;list' {
+            break
+        }
+        'opsbook;help;dlq-replay;stats' {
+            break
+        }
+        'opsbook;help;dlq-replay;replay' {
+            break
+        }
+        'opsbook;help;dlq-replay;purge' {
             break
         }
         'opsbook;help;run' {

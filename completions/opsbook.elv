@@ -40,6 +40,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
             cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
+            cand dlq-replay 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -708,6 +709,200 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'opsbook;dlq-replay'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+            cand list 'List dead letters (oldest first) matching the filters'
+            cand stats 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+            cand replay 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+            cand purge 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;dlq-replay;init'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --source-url 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)'
+            cand --token-env 'Environment variable holding the API''s bearer token (http source)'
+            cand --tenant-header 'Header carrying --tenant to the API [default: X-Tenant-Id]'
+            cand --table 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;dlq-replay;list'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --source-url 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)'
+            cand --token-env 'Environment variable holding the API''s bearer token (http source)'
+            cand --tenant-header 'Header carrying --tenant to the API [default: X-Tenant-Id]'
+            cand --table 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]'
+            cand --id 'Only these ids (repeatable)'
+            cand --since 'Failed at or after: RFC 3339, a date, or an age such as 24h'
+            cand --until 'Failed before: RFC 3339, a date, or an age such as 1h'
+            cand --endpoint 'Target URL glob (* and ?); without wildcards, a substring'
+            cand --event 'Event type, exactly'
+            cand --tenant 'Tenant, exactly (also sent as the tenant header to an http source)'
+            cand --limit 'At most this many, oldest first'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --payloads 'Include payloads (JSON output only; they may hold personal data)'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;dlq-replay;stats'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --source-url 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)'
+            cand --token-env 'Environment variable holding the API''s bearer token (http source)'
+            cand --tenant-header 'Header carrying --tenant to the API [default: X-Tenant-Id]'
+            cand --table 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]'
+            cand --id 'Only these ids (repeatable)'
+            cand --since 'Failed at or after: RFC 3339, a date, or an age such as 24h'
+            cand --until 'Failed before: RFC 3339, a date, or an age such as 1h'
+            cand --endpoint 'Target URL glob (* and ?); without wildcards, a substring'
+            cand --event 'Event type, exactly'
+            cand --tenant 'Tenant, exactly (also sent as the tenant header to an http source)'
+            cand --limit 'At most this many, oldest first'
+            cand --max 'Exit 1 when the DLQ holds more than N dead letters [default: the profile''s max]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;dlq-replay;replay'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --source-url 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)'
+            cand --token-env 'Environment variable holding the API''s bearer token (http source)'
+            cand --tenant-header 'Header carrying --tenant to the API [default: X-Tenant-Id]'
+            cand --table 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]'
+            cand --id 'Only these ids (repeatable)'
+            cand --since 'Failed at or after: RFC 3339, a date, or an age such as 24h'
+            cand --until 'Failed before: RFC 3339, a date, or an age such as 1h'
+            cand --endpoint 'Target URL glob (* and ?); without wildcards, a substring'
+            cand --event 'Event type, exactly'
+            cand --tenant 'Tenant, exactly (also sent as the tenant header to an http source)'
+            cand --limit 'At most this many, oldest first'
+            cand --rate 'Requests per second over all endpoints (retries included) [default: unlimited]'
+            cand --endpoint-rate 'Requests per second to any one endpoint (scheme://host:port)'
+            cand --concurrency 'Deliveries in flight at once (each holds a database connection) [default: 8]'
+            cand --retries 'Retries per dead letter after the first attempt (5xx, 408, 429, timeouts, connection errors)'
+            cand --timeout 'Timeout of one request'
+            cand --connect-timeout 'Connect timeout of one request'
+            cand --breaker 'Consecutive failed deliveries that stop replaying to an endpoint for this run (0: never)'
+            cand --signing-secret-env 'Environment variable with the Standard Webhooks secret(s), whsec_<base64>, several separated by spaces while rotating: signs every delivery'
+            cand --confirm-above 'Ask for confirmation when more than N dead letters would be replayed'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --dry-run 'Show the plan and send nothing'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;dlq-replay;purge'= {
+            cand --database-url 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments'
+            cand --source-url 'The service''s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)'
+            cand --token-env 'Environment variable holding the API''s bearer token (http source)'
+            cand --tenant-header 'Header carrying --tenant to the API [default: X-Tenant-Id]'
+            cand --table 'Dead-letter table, optionally schema-qualified [default: the profile''s, else opsbook_dead_letters]'
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --older-than 'Delete dead letters that failed longer ago than this, e.g. 30d'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;dlq-replay;help'= {
+            cand init 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+            cand list 'List dead letters (oldest first) matching the filters'
+            cand stats 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+            cand replay 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+            cand purge 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;dlq-replay;help;init'= {
+        }
+        &'opsbook;dlq-replay;help;list'= {
+        }
+        &'opsbook;dlq-replay;help;stats'= {
+        }
+        &'opsbook;dlq-replay;help;replay'= {
+        }
+        &'opsbook;dlq-replay;help;purge'= {
+        }
+        &'opsbook;dlq-replay;help;help'= {
+        }
         &'opsbook;run'= {
             cand --param 'A parameter value; repeat for several'
             cand --resume 'Continue run RUN_ID after its last successful step, with the same parameters'
@@ -1080,6 +1275,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
             cand promote-check 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
+            cand dlq-replay 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
             cand run 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
             cand runbook 'List, show, validate runbooks, or print the format''s JSON Schema'
             cand sandbox 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -1153,6 +1349,23 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;rotate-secrets;rollback'= {
         }
         &'opsbook;help;promote-check'= {
+        }
+        &'opsbook;help;dlq-replay'= {
+            cand init 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+            cand list 'List dead letters (oldest first) matching the filters'
+            cand stats 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+            cand replay 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+            cand purge 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
+        }
+        &'opsbook;help;dlq-replay;init'= {
+        }
+        &'opsbook;help;dlq-replay;list'= {
+        }
+        &'opsbook;help;dlq-replay;stats'= {
+        }
+        &'opsbook;help;dlq-replay;replay'= {
+        }
+        &'opsbook;help;dlq-replay;purge'= {
         }
         &'opsbook;help;run'= {
         }

@@ -45,6 +45,7 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "restore-drill" -d '
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "promote-check" -d 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "dlq-replay" -d 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
@@ -590,6 +591,168 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -s v -l v
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "init" -d 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "list" -d 'List dead letters (oldest first) matching the filters'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "stats" -d 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "replay" -d 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "purge" -d 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and not __fish_seen_subcommand_from init list stats replay purge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l source-url -d 'The service\'s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l token-env -d 'Environment variable holding the API\'s bearer token (http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l tenant-header -d 'Header carrying --tenant to the API [default: X-Tenant-Id]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l table -d 'Dead-letter table, optionally schema-qualified [default: the profile\'s, else opsbook_dead_letters]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from init" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l source-url -d 'The service\'s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l token-env -d 'Environment variable holding the API\'s bearer token (http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l tenant-header -d 'Header carrying --tenant to the API [default: X-Tenant-Id]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l table -d 'Dead-letter table, optionally schema-qualified [default: the profile\'s, else opsbook_dead_letters]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l id -d 'Only these ids (repeatable)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l since -d 'Failed at or after: RFC 3339, a date, or an age such as 24h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l until -d 'Failed before: RFC 3339, a date, or an age such as 1h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l endpoint -d 'Target URL glob (* and ?); without wildcards, a substring' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l event -d 'Event type, exactly' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l tenant -d 'Tenant, exactly (also sent as the tenant header to an http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l limit -d 'At most this many, oldest first' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l payloads -d 'Include payloads (JSON output only; they may hold personal data)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l source-url -d 'The service\'s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l token-env -d 'Environment variable holding the API\'s bearer token (http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l tenant-header -d 'Header carrying --tenant to the API [default: X-Tenant-Id]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l table -d 'Dead-letter table, optionally schema-qualified [default: the profile\'s, else opsbook_dead_letters]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l id -d 'Only these ids (repeatable)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l since -d 'Failed at or after: RFC 3339, a date, or an age such as 24h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l until -d 'Failed before: RFC 3339, a date, or an age such as 1h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l endpoint -d 'Target URL glob (* and ?); without wildcards, a substring' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l event -d 'Event type, exactly' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l tenant -d 'Tenant, exactly (also sent as the tenant header to an http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l limit -d 'At most this many, oldest first' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l max -d 'Exit 1 when the DLQ holds more than N dead letters [default: the profile\'s max]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l source-url -d 'The service\'s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l token-env -d 'Environment variable holding the API\'s bearer token (http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l tenant-header -d 'Header carrying --tenant to the API [default: X-Tenant-Id]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l table -d 'Dead-letter table, optionally schema-qualified [default: the profile\'s, else opsbook_dead_letters]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l id -d 'Only these ids (repeatable)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l since -d 'Failed at or after: RFC 3339, a date, or an age such as 24h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l until -d 'Failed before: RFC 3339, a date, or an age such as 1h' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l endpoint -d 'Target URL glob (* and ?); without wildcards, a substring' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l event -d 'Event type, exactly' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l tenant -d 'Tenant, exactly (also sent as the tenant header to an http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l limit -d 'At most this many, oldest first' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l rate -d 'Requests per second over all endpoints (retries included) [default: unlimited]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l endpoint-rate -d 'Requests per second to any one endpoint (scheme://host:port)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l concurrency -d 'Deliveries in flight at once (each holds a database connection) [default: 8]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l retries -d 'Retries per dead letter after the first attempt (5xx, 408, 429, timeouts, connection errors)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l timeout -d 'Timeout of one request' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l connect-timeout -d 'Connect timeout of one request' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l breaker -d 'Consecutive failed deliveries that stop replaying to an endpoint for this run (0: never)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l signing-secret-env -d 'Environment variable with the Standard Webhooks secret(s), whsec_<base64>, several separated by spaces while rotating: signs every delivery' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l confirm-above -d 'Ask for confirmation when more than N dead letters would be replayed' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l dry-run -d 'Show the plan and send nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l source-url -d 'The service\'s DLQ API base instead of a table, e.g. https://api.example.com/v1/webhooks (lists GET …/dlq, replays POST …/dlq/:id/replay)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l token-env -d 'Environment variable holding the API\'s bearer token (http source)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l tenant-header -d 'Header carrying --tenant to the API [default: X-Tenant-Id]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l table -d 'Dead-letter table, optionally schema-qualified [default: the profile\'s, else opsbook_dead_letters]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l older-than -d 'Delete dead letters that failed longer ago than this, e.g. 30d' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "list" -d 'List dead letters (oldest first) matching the filters'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "stats" -d 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l param -d 'A parameter value; repeat for several' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l resume -d 'Continue run RUN_ID after its last successful step, with the same parameters' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand run" -l from -d 'Start at this step; earlier steps are skipped' -r
@@ -875,19 +1038,20 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "promote-check" -d 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "promote-check" -d 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "dlq-replay" -d 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
@@ -906,6 +1070,11 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_su
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "run" -d 'Rotate the named secrets, or the due ones: create → set → test → finish → revoke, each step journaled. Continues past failures; exit 1 if any failed, 4 if a rotation runs'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "status" -d 'Age, last rotation, next due, strategy and fingerprint of every secret'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "rollback" -d 'Put the previous value back (random values, access keys and gateway credentials, and alternating logins, within their grace period)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from dlq-replay" -f -a "init" -d 'Create the default dead-letter table (opsbook_dead_letters) if it does not exist'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from dlq-replay" -f -a "list" -d 'List dead letters (oldest first) matching the filters'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from dlq-replay" -f -a "stats" -d 'Counts by endpoint, event type and age; with --max, exit 1 when the DLQ holds more (the alert for cron)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from dlq-replay" -f -a "replay" -d 'Replay dead letters: a plan first, confirmation above --confirm-above on a terminal (--yes otherwise), rate-limited concurrent deliveries with retries, a final report; exit 1 when any delivery failed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from dlq-replay" -f -a "purge" -d 'Delete dead letters older than --older-than, after archiving them as JSON Lines to the store. Destructive: confirmed on a terminal, --yes otherwise'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "list" -d 'List the runbooks in a directory with their description and schedule'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "show" -d 'Show a runbook\'s parameters and steps'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from runbook" -f -a "validate" -d 'Check runbooks without running them; every problem is reported with file, line and column'

@@ -43,6 +43,9 @@ pub enum Command {
     /// The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry,
     /// rate limits, backups, migrations, health and metrics — concurrently, with waivers.
     PromoteCheck(Box<cmd::promote_check::PromoteCheckArgs>),
+    /// Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries,
+    /// signing and claim-once guarantees, purge with an archive.
+    DlqReplay(cmd::dlq_replay::DlqReplayArgs),
     /// Run a runbook: declarative TOML steps with a journal, resumable after a failure.
     Run(cmd::run::RunArgs),
     /// List, show, validate runbooks, or print the format's JSON Schema.
@@ -67,6 +70,7 @@ impl Command {
             Command::Provision(p) => format!("provision {}", p.command.name()),
             Command::RotateSecrets(r) => format!("rotate-secrets {}", r.command.name()),
             Command::PromoteCheck(_) => "promote-check".into(),
+            Command::DlqReplay(d) => format!("dlq-replay {}", d.command.name()),
             Command::Sandbox(s) => format!("sandbox {}", s.command.name()),
             Command::Schedule(s) => format!("schedule {}", s.command.name()),
             Command::Run(_) => "run".into(),

@@ -69,6 +69,9 @@ pub struct Profile {
     pub secrets: Vec<crate::secrets::rotate::SecretSpec>,
     /// Promotion checklist settings (`[profiles.NAME.promote]`).
     pub promote: Option<crate::promote::PromoteConfig>,
+    /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
+    #[serde(default)]
+    pub dlq: crate::dlq::DlqConfig,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.

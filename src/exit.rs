@@ -109,6 +109,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::provision::ProvisionError,
         crate::secrets::rotate::RotateError,
         crate::promote::PromoteError,
+        crate::dlq::DlqError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod dlq;
 pub mod drill;
 pub mod error;
 pub mod exit;

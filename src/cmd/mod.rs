@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod completions;
+pub mod dlq_replay;
 pub mod migrate;
 pub mod promote_check;
 pub mod provision;
@@ -50,6 +51,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::RotateSecrets(args) => rotate_secrets::run(&ctx, args).await,
         Command::PromoteCheck(args) => promote_check::run(&ctx, *args).await,
+        Command::DlqReplay(args) => dlq_replay::run(&ctx, args).await,
         Command::Sandbox(args) => sandbox::run(&ctx, args).await,
         Command::Schedule(args) => schedule::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,

@@ -103,3 +103,46 @@ impl Drop for StepReporter {
         self.bar.finish_and_clear();
     }
 }
+
+/// A bar counting items (dead letters, requests) rather than bytes.
+pub struct ItemsReporter {
+    prefix: String,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+/// The items reporter fit for this invocation: a bar on a terminal, nothing otherwise.
+pub fn items(printer: &Printer, prefix: &str) -> Box<dyn Reporter> {
+    if printer.show_progress() {
+        Box::new(ItemsReporter { prefix: prefix.to_string(), bar: Mutex::new(None) })
+    } else {
+        Box::new(Silent)
+    }
+}
+
+impl Reporter for ItemsReporter {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix} {msg:8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(self.prefix.clone());
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod fnserver;
 pub mod http;
 pub mod moto;
 pub mod pg;
+pub mod receiver;
 pub mod s3;
 pub mod tls;
 pub mod vault;

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod control;
+pub mod dlq_replay;
 pub mod http;
 pub mod migrate;
 pub mod notify;
@@ -184,6 +185,7 @@ actions! {
     "provision" => provision,
     "rotate-secrets" => rotate_secrets,
     "promote-check" => promote_check,
+    "dlq-replay" => dlq_replay,
     "sql" => sql,
     "http" => http,
     "shell" => shell,

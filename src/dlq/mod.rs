@@ -1,0 +1,332 @@
+//! Dead-letter replay: the DLQ sources (a Postgres table, or the service's own HTTP API), the
+//! filters that select dead letters, stats, the replay engine (claim with `FOR UPDATE SKIP
+//! LOCKED`, deliver, remove only with the 2xx) and purge with an archive.
+
+pub mod deliver;
+pub mod rate;
+pub mod replay;
+pub mod resolve;
+pub mod sign;
+pub mod source;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Classify, ErrorClass};
+
+pub use replay::{plan, replay, Plan, ReplayOptions, ReplayReport};
+pub use source::{HttpSource, PgSource, Source};
+
+/// The default dead-letter table `init` creates.
+pub const DEFAULT_TABLE: &str = "opsbook_dead_letters";
+
+/// `[profiles.NAME.dlq]` in opsbook.toml: where the dead letters are and how the table's columns
+/// are named, plus replay defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqConfig {
+    /// Table name, optionally schema-qualified [default: opsbook_dead_letters].
+    pub table: Option<String>,
+    /// Move delivered rows here instead of deleting them (same columns, then `delivered_at`;
+    /// `init` creates it).
+    pub history_table: Option<String>,
+    /// Column names of an existing table (`[profiles.NAME.dlq.columns]`).
+    #[serde(default)]
+    pub columns: Columns,
+    /// The service's API base for the http source, e.g. https://api.example.com/v1/webhooks.
+    pub source_url: Option<String>,
+    /// Environment variable holding the API's bearer token.
+    pub token_env: Option<String>,
+    /// Header naming the tenant for the http source [default: X-Tenant-Id].
+    pub tenant_header: Option<String>,
+    /// Environment variable holding the signing secret(s) (whsec_…, space-separated while rotating).
+    pub signing_secret_env: Option<String>,
+    /// Alert threshold for `stats` [default: 50].
+    pub max: Option<u64>,
+    /// Replay defaults.
+    pub rate: Option<f64>,
+    pub endpoint_rate: Option<f64>,
+    pub concurrency: Option<usize>,
+}
+
+/// Column names of the dead-letter table; every field defaults to the default table's name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub id: Option<String>,
+    pub target_url: Option<String>,
+    pub method: Option<String>,
+    pub headers: Option<String>,
+    pub payload: Option<String>,
+    pub event_type: Option<String>,
+    pub tenant: Option<String>,
+    pub attempts: Option<String>,
+    pub last_error: Option<String>,
+    pub failed_at: Option<String>,
+    /// The original event id, sent as `webhook-id` [default: none: "dlq_<id>"].
+    pub event_id: Option<String>,
+}
+
+/// One dead-lettered delivery, whatever the source calls its fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub target_url: String,
+    pub method: String,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    pub event_type: Option<String>,
+    pub tenant: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub event_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// The `webhook-id`: the original event id, stable across retries and replays.
+    pub fn webhook_id(&self) -> String {
+        self.event_id.clone().unwrap_or_else(|| format!("dlq_{}", self.id))
+    }
+
+    /// The endpoint: scheme, host and port of the target (what breakers and per-endpoint rate
+    /// limits key on).
+    pub fn endpoint(&self) -> String {
+        endpoint_of(&self.target_url)
+    }
+}
+
+/// `scheme://host:port` of a URL, or the URL itself when it does not parse.
+pub fn endpoint_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            _ => url.to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
+
+/// Which dead letters a command works on. Empty means all.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filter {
+    pub ids: Vec<i64>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Glob on the target URL (`*` any run, `?` one character); without wildcards a substring.
+    pub endpoint: Option<String>,
+    pub event: Option<String>,
+    pub tenant: Option<String>,
+    pub limit: Option<u64>,
+}
+
+impl Filter {
+    /// Whether a dead letter passes (for sources that cannot filter server-side).
+    pub fn matches(&self, d: &DeadLetter) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&d.id))
+            && self.since.is_none_or(|s| d.failed_at.is_some_and(|f| f >= s))
+            && self.until.is_none_or(|u| d.failed_at.is_some_and(|f| f < u))
+            && self.endpoint.as_deref().is_none_or(|p| glob_match(p, &d.target_url))
+            && self.event.as_deref().is_none_or(|e| d.event_type.as_deref() == Some(e))
+            && self.tenant.as_deref().is_none_or(|t| d.tenant.as_deref() == Some(t))
+    }
+}
+
+/// A point in time given as RFC 3339 (`2026-11-20T00:00:00Z`), a date (`2026-11-20`, UTC
+/// midnight) or an age (`24h`, `7d`: that long before now).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    match humantime::parse_duration(t) {
+        Ok(age) => Ok(now - chrono::Duration::from_std(age).map_err(|e| e.to_string())?),
+        Err(_) => Err(format!(
+            "`{t}` is not a time: give RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) or an age (24h, 7d)"
+        )),
+    }
+}
+
+/// The SQL LIKE pattern of an endpoint glob (`\` escapes LIKE's own wildcards).
+pub fn glob_to_like(glob: &str) -> String {
+    let mut out = String::new();
+    if !glob.contains(['*', '?']) {
+        out.push('%');
+    }
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    if !glob.contains(['*', '?']) {
+        out.push('%');
+    }
+    out
+}
+
+/// The same matching as [`glob_to_like`], in Rust (for the http source).
+pub fn glob_match(glob: &str, text: &str) -> bool {
+    if !glob.contains(['*', '?']) {
+        return text.contains(glob);
+    }
+    let p: Vec<char> = glob.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Classic iterative wildcard match with backtracking to the last '*'.
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Counts for `stats`: total, by endpoint, event type and age.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub total: u64,
+    pub oldest: Option<DateTime<Utc>>,
+    pub by_endpoint: Vec<(String, u64)>,
+    pub by_event_type: Vec<(String, u64)>,
+    pub by_age: Vec<(String, u64)>,
+}
+
+/// Age buckets of `stats`, newest first: label and upper bound.
+pub const AGE_BUCKETS: &[(&str, Option<Duration>)] = &[
+    ("<1h", Some(Duration::from_secs(3600))),
+    ("1h-24h", Some(Duration::from_secs(86_400))),
+    ("1d-7d", Some(Duration::from_secs(7 * 86_400))),
+    (">7d", None),
+];
+
+/// The age bucket label of a dead letter that failed `age` ago.
+pub fn age_bucket(age: Duration) -> &'static str {
+    AGE_BUCKETS.iter().find(|(_, upper)| upper.is_none_or(|u| age < u)).map_or(">7d", |(label, _)| label)
+}
+
+/// Tallies dead letters into [`Stats`] (the http source's path; Postgres counts in SQL).
+pub fn tally(items: &[DeadLetter], now: DateTime<Utc>) -> Stats {
+    use std::collections::BTreeMap;
+    let mut endpoints = BTreeMap::<String, u64>::new();
+    let mut events = BTreeMap::<String, u64>::new();
+    let mut ages = BTreeMap::<&str, u64>::new();
+    for d in items {
+        *endpoints.entry(d.endpoint()).or_default() += 1;
+        *events.entry(d.event_type.clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
+        let age = d.failed_at.map_or(Duration::ZERO, |f| (now - f).to_std().unwrap_or_default());
+        *ages.entry(age_bucket(age)).or_default() += 1;
+    }
+    Stats {
+        total: items.len() as u64,
+        oldest: items.iter().filter_map(|d| d.failed_at).min(),
+        by_endpoint: sorted(endpoints.into_iter().collect()),
+        by_event_type: sorted(events.into_iter().collect()),
+        by_age: AGE_BUCKETS.iter().filter_map(|(l, _)| ages.get(l).map(|n| (l.to_string(), *n))).collect(),
+    }
+}
+
+/// Largest count first, then by name.
+pub fn sorted(mut v: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// Bad configuration or input (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// The DLQ source (database or API) is unreachable (exit 3).
+    #[error("{op}: {target} is unavailable: {cause}")]
+    Unavailable { op: String, target: String, cause: String },
+    /// A statement on the DLQ table failed.
+    #[error("{op} on {table} failed: {cause}")]
+    Query { op: String, table: String, cause: String },
+    /// The API answered with an error.
+    #[error("{op} {url}: HTTP {status}: {body}")]
+    Api { op: String, url: String, status: u16, body: String },
+    #[error(transparent)]
+    Pg(#[from] crate::pg::PgError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl DlqError {
+    pub(crate) fn query(op: &str, table: &str, e: sqlx::Error) -> Self {
+        DlqError::Query { op: op.into(), table: table.into(), cause: crate::pg::query::describe_sql_error(&e) }
+    }
+}
+
+impl Classify for DlqError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            DlqError::Input(_) => ErrorClass::Usage,
+            DlqError::Unavailable { .. } => ErrorClass::Unavailable,
+            DlqError::Query { .. } => ErrorClass::Failed,
+            DlqError::Api { status, .. } if *status == 401 || *status == 403 || *status == 404 => ErrorClass::Usage,
+            DlqError::Api { status, .. } if *status >= 500 => ErrorClass::Unavailable,
+            DlqError::Api { .. } => ErrorClass::Failed,
+            DlqError::Pg(e) => e.class(),
+            DlqError::Store(e) => e.class(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_in_sql_and_rust_agree() {
+        assert_eq!(glob_to_like("*hooks.example.com*"), "%hooks.example.com%");
+        assert_eq!(glob_to_like("gateway"), "%gateway%");
+        assert_eq!(glob_to_like("a_b%"), "%a\\_b\\%%");
+        assert!(glob_match("*example.com/wh*", "https://example.com/wh/1"));
+        assert!(!glob_match("https://a.*", "https://b.example"));
+        assert!(glob_match("gateway", "https://gateway.local/x"));
+        assert!(glob_match("http://h?st/*", "http://host/p"));
+        assert!(!glob_match("*x", "xy"));
+    }
+
+    #[test]
+    fn times_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_time("24h", now).unwrap().to_rfc3339(), "2026-11-22T12:00:00+00:00");
+        assert_eq!(parse_time("2026-11-20", now).unwrap().to_rfc3339(), "2026-11-20T00:00:00+00:00");
+        assert!(parse_time("yesterday", now).unwrap_err().contains("RFC 3339"));
+        assert_eq!(age_bucket(Duration::from_secs(10)), "<1h");
+        assert_eq!(age_bucket(Duration::from_secs(7200)), "1h-24h");
+        assert_eq!(age_bucket(Duration::from_secs(30 * 86_400)), ">7d");
+    }
+
+    #[test]
+    fn endpoints_key_on_origin() {
+        assert_eq!(endpoint_of("https://h.example/a/b?x=1"), "https://h.example:443");
+        assert_eq!(endpoint_of("http://127.0.0.1:8080/x"), "http://127.0.0.1:8080");
+    }
+}
