@@ -582,7 +582,7 @@ impl Gateway {
         keys.lock().unwrap().push(("k0".into(), "t0-original-token".into(), true));
         let reject = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (k, a, r) = (keys.clone(), admin.clone(), reject.clone());
-        let addr = support::fnserver::serve(move |req| {
+        let addr = support::server::serve(move |req| {
             let bearer = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").to_string();
             let mut keys = k.lock().unwrap();
             match (req.method.as_str(), req.path.as_str()) {

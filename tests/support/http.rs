@@ -3,15 +3,15 @@
 //! path is given its own answer with [`HttpPeer::respond`]. [`HttpPeer::start_tls`] serves the
 //! same over HTTPS with the test CA's certificate.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::Response;
+
+use super::server::{Req, Resp};
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -69,32 +69,9 @@ impl HttpPeer {
     fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> HttpPeer {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = State::default();
-        let (tx, rx) = std::sync::mpsc::channel();
         let server_state = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    let state = server_state.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        match tls {
-                            // A client that rejects the certificate ends the handshake: nothing to serve.
-                            Some(acceptor) => {
-                                if let Ok(stream) = acceptor.accept(stream).await {
-                                    serve_connection(state, stream).await;
-                                }
-                            }
-                            None => serve_connection(state, stream).await,
-                        }
-                    });
-                }
-            });
-        });
-        HttpPeer { addr: rx.recv().unwrap(), scheme, state }
+        let addr = super::server::spawn(tls, move |req| handle(server_state.clone(), req));
+        HttpPeer { addr, scheme, state }
     }
 
     /// `http://127.0.0.1:PORT{path}` (`https://` for [`HttpPeer::start_tls`]).
@@ -135,40 +112,18 @@ impl HttpPeer {
     }
 }
 
-async fn serve_connection<S>(state: State, stream: S)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-}
-
-async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let origin = req.headers().get("origin").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+async fn handle(state: State, req: Req) -> Resp {
+    let origin = req.header("origin").map(String::from);
+    let Req { method, path, headers, body, .. } = req;
     let seen = {
         let mut received = state.received.lock().unwrap();
-        received.push(Received {
-            method,
-            path: path.clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-            headers,
-        });
+        received.push(Received { method, path: path.clone(), body, headers });
         received.iter().filter(|r| r.path == path).count()
     };
     let limit = state.limits.lock().unwrap().get(&path).copied();
     if limit.is_some_and(|n| seen > n) {
         let response = Response::builder().status(429).header("retry-after", "1");
-        return Ok(response.body(Full::new(Bytes::from_static(b"slow down"))).unwrap());
+        return response.body(Full::new(Bytes::from_static(b"slow down"))).unwrap();
     }
     let delay = state.delay.lock().unwrap().clone();
     if let Some((suffix, by)) = delay {
@@ -178,12 +133,12 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Full<By
     }
     let answer = state.answers.lock().unwrap().get(&path).cloned();
     let Some(answer) = answer else {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"OK"))));
+        return Response::new(Full::new(Bytes::from_static(b"OK")));
     };
     let mut response = Response::builder().status(answer.status);
     for (k, v) in &answer.headers {
         let v = if v == "$ORIGIN" { origin.clone().unwrap_or_default() } else { v.clone() };
         response = response.header(k.as_str(), v.as_str());
     }
-    Ok(response.body(Full::new(Bytes::from(answer.body))).unwrap())
+    response.body(Full::new(Bytes::from(answer.body))).unwrap()
 }

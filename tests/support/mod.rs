@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 pub mod cmd;
-pub mod fnserver;
 pub mod http;
 pub mod moto;
 pub mod pg;
 pub mod receiver;
 pub mod s3;
+pub mod server;
 pub mod tls;
 pub mod vault;

@@ -3,15 +3,15 @@
 //! Retry-After), every request with a status (410, 400, 500…), or answer after a delay.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::Response;
+
+use super::server::{Req, Resp};
 
 #[derive(Debug, Clone)]
 pub struct Arrival {
@@ -56,26 +56,9 @@ pub struct Receiver {
 impl Receiver {
     pub fn start() -> Receiver {
         let state = Arc::new(State::default());
-        let (tx, rx) = std::sync::mpsc::channel();
         let server_state = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
-                    let state = server_state.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        });
-        Receiver { addr: rx.recv().unwrap(), state }
+        let addr = super::server::spawn(None, move |req| handle(server_state.clone(), req));
+        Receiver { addr, state }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -116,16 +99,8 @@ impl Receiver {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let at = Instant::now();
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+async fn handle(state: Arc<State>, req: Req) -> Resp {
+    let Req { at, method, path, headers, body } = req;
     let rule = {
         let mut rules = state.rules.lock().unwrap();
         match rules.get_mut(&path) {
@@ -144,18 +119,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     }
     let status = rule.as_ref().map_or(200, |r| r.status);
     // Record once the answer is decided (after the delay), so "delivered" means answered 2xx.
-    state.arrivals.lock().unwrap().push(Arrival {
-        at,
-        method,
-        path,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        headers,
-        status,
-    });
+    state.arrivals.lock().unwrap().push(Arrival { at, method, path, body, headers, status });
     let mut response = Response::builder().status(status);
     if let Some(ra) = rule.as_ref().and_then(|r| r.retry_after.clone()) {
         response = response.header("retry-after", ra);
     }
     let body = rule.map_or_else(|| "ok".to_string(), |r| r.body);
-    Ok(response.body(Full::new(Bytes::from(body))).unwrap())
+    response.body(Full::new(Bytes::from(body))).unwrap()
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use super::fnserver::{serve, Req};
+use super::server::{serve, Req};
 
 #[derive(Default, Clone)]
 pub struct Secret {
