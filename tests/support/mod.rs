@@ -6,4 +6,5 @@ pub mod cmd;
 pub mod http;
 pub mod moto;
 pub mod pg;
+pub mod proxy;
 pub mod s3;

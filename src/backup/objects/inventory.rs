@@ -96,7 +96,7 @@ fn parse_error(key: &str, message: impl std::fmt::Display) -> ObjectsError {
 /// Every run summary of `set` (or of every set), newest first.
 pub async fn list_runs(store: &Store, set: Option<&str>) -> Result<Vec<ObjectSetEntry>, ObjectsError> {
     let prefix = set.map(|s| format!("{s}/")).unwrap_or_default();
-    let mut keys: Vec<(BackupId, String, String)> = store
+    let keys: Vec<(BackupId, String, String)> = store
         .list(&prefix)
         .await?
         .into_iter()
@@ -105,13 +105,14 @@ pub async fn list_runs(store: &Store, set: Option<&str>) -> Result<Vec<ObjectSet
             (file == SUMMARY_FILE).then(|| (id.clone(), layout::backup_dir(set, &id), o.key.clone()))
         })
         .collect();
-    keys.sort_by(|a, b| b.0.cmp(&a.0));
     let mut runs = Vec::with_capacity(keys.len());
     for (_, dir, key) in keys {
         let bytes = store.get_bytes(&key).await?;
         let summary: ObjectSetSummary = serde_json::from_slice(&bytes).map_err(|e| parse_error(&key, e))?;
         runs.push(ObjectSetEntry { dir, summary });
     }
+    // Ids have one-second resolution; the finish time orders runs within the same second.
+    runs.sort_by(|a, b| b.summary.finished.cmp(&a.summary.finished).then_with(|| b.summary.id.cmp(&a.summary.id)));
     Ok(runs)
 }
 

@@ -294,8 +294,9 @@ pub async fn run(
 }
 
 /// Runs the copies, `concurrency` at a time; each finished copy goes to the journal at once.
-/// Failures do not stop the other copies (they finish and are journaled); an interrupt stops
-/// new copies from starting.
+/// A copy that fails after its retries, or an interrupt, stops new copies from starting (a
+/// store that keeps failing is not hammered object by object); copies in flight finish and are
+/// journaled.
 async fn copy_all(
     req: &ObjectsRequest,
     from: &Store,
@@ -309,9 +310,11 @@ async fn copy_all(
     let mut done = Vec::with_capacity(planned);
     let mut failures: Vec<CopyFailure> = Vec::new();
     let mut interrupted = false;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = &stop;
     let mut results = stream::iter(copies)
         .map(|c| async move {
-            if crate::signal::is_interrupted() {
+            if crate::signal::is_interrupted() || stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return None;
             }
             Some(copy::copy_with_retries(from, to, &c.source, upload, req.retry).await)
@@ -319,7 +322,7 @@ async fn copy_all(
         .buffer_unordered(req.concurrency.max(1));
     while let Some(result) = results.next().await {
         match result {
-            None => interrupted = true,
+            None => interrupted |= crate::signal::is_interrupted(),
             Some(Ok(entry)) => {
                 reporter.advance(entry.size);
                 journal.record(&entry)?;
@@ -328,6 +331,7 @@ async fn copy_all(
             Some(Err(failure)) => {
                 tracing::warn!("copy failed after {} attempt(s): {}", failure.attempts, failure.error);
                 failures.push(failure);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
