@@ -198,7 +198,10 @@ fn s3_to_s3_copies_everything_then_nothing_then_only_what_changed() {
     assert_eq!(inv.len(), 5);
 
     let backups = env.backups().display().to_string();
-    let list = ok(&opsbook(env.dir.path()).args(["--output", "json", "backup", "list", "--store", &backups]).output().unwrap());
+    let list = ok(&opsbook(env.dir.path())
+        .args(["--output", "json", "backup", "list", "--store", &backups])
+        .output()
+        .unwrap());
     let sets = list["object_sets"].as_array().unwrap();
     assert_eq!(sets.len(), 3, "{list}");
     assert_eq!(sets[0]["id"], third["id"], "newest first");
@@ -355,4 +358,31 @@ fn overlapping_copy_and_backup_store_is_a_usage_error() {
     let out = env.objects(&["--from", "src", "--to", &inside]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("overlap"), "{}", all_output(&out));
+}
+
+#[test]
+fn the_backup_objects_runbook_action_copies() {
+    let env = Env::new();
+    env.put("a.jpg", b"a");
+    let runbook = env.dir.path().join("copy.toml");
+    std::fs::write(
+        &runbook,
+        format!(
+            "name = \"copy-media\"\ndescription = \"Copy the media bucket\"\n\n[[steps]]\nid = \"objects\"\n\
+             name = \"Copy\"\naction = \"backup-objects\"\nwith = {{ from = \"src\", to = \"dst\", store = \"{}\", \
+             retain_deleted = \"\" }}\n",
+            env.backups().display()
+        ),
+    )
+    .unwrap();
+    let out = opsbook(env.dir.path())
+        .args(["--output", "json", "run"])
+        .arg(&runbook)
+        .env("SRC_SECRET", &env.src.secret_key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inventory_key"), "{}", all_output(&out));
+    assert_eq!(env.copied("a.jpg").as_deref(), Some(&b"a"[..]));
+    assert_eq!(summaries(&env.backups()).len(), 1);
 }

@@ -127,7 +127,10 @@ pub async fn read_inventory(store: &Store, run: &ObjectSetEntry) -> Result<Vec<I
     let bytes = store.get_bytes(key).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     if digest != run.summary.inventory_sha256 {
-        return Err(parse_error(key, format!("SHA-256 is {digest}, the summary recorded {}", run.summary.inventory_sha256)));
+        return Err(parse_error(
+            key,
+            format!("SHA-256 is {digest}, the summary recorded {}", run.summary.inventory_sha256),
+        ));
     }
     parse_lines(&bytes).map_err(|(line, e)| parse_error(key, format!("line {line}: {e}")))
 }

@@ -203,8 +203,7 @@ pub async fn run(
         Some(run) => inventory::read_inventory(store, &run).await?,
         None => Vec::new(),
     };
-    let mut journal =
-        Journal::at(&crate::lock::state_dir(), &from.url().to_string(), &to.url().to_string(), &req.set);
+    let mut journal = Journal::at(&crate::lock::state_dir(), &from.url().to_string(), &to.url().to_string(), &req.set);
     let journaled = journal.load()?;
     let journaled_keys: std::collections::HashSet<String> = journaled.iter().map(|e| e.key.clone()).collect();
     let records = inventory::merge(previous, journaled);
@@ -364,13 +363,21 @@ fn write_metrics(req: &ObjectsRequest, report: Option<&ObjectsReport>, duration:
     if let Some(r) = report {
         samples.extend([
             sample("opsbook_objects_last_success_timestamp_seconds", "Unix time the last successful copy ended.", now),
-            sample("opsbook_objects_last_success_copied", "Objects copied by the last successful run.", r.copied as f64),
+            sample(
+                "opsbook_objects_last_success_copied",
+                "Objects copied by the last successful run.",
+                r.copied as f64,
+            ),
             sample(
                 "opsbook_objects_last_success_copied_bytes",
                 "Bytes copied by the last successful run.",
                 r.copied_bytes as f64,
             ),
-            sample("opsbook_objects_source_objects", "Objects in the source at the last successful run.", r.source_objects as f64),
+            sample(
+                "opsbook_objects_source_objects",
+                "Objects in the source at the last successful run.",
+                r.source_objects as f64,
+            ),
             sample("opsbook_objects_retained", "Copies kept after their source was deleted.", r.retained as f64),
             sample("opsbook_objects_deferred", "Copies left for a later run by --max-bytes.", r.deferred as f64),
         ]);

@@ -220,7 +220,11 @@ mod tests {
             sizes
                 .iter()
                 .enumerate()
-                .map(|(i, s)| PlannedCopy { source: meta(&i.to_string(), *s, "e"), reason: CopyReason::New, previous: None })
+                .map(|(i, s)| PlannedCopy {
+                    source: meta(&i.to_string(), *s, "e"),
+                    reason: CopyReason::New,
+                    previous: None,
+                })
                 .collect()
         };
         let (now, later) = take_budget(copies(&[5, 5, 5]), Some(10));

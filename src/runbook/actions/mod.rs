@@ -3,6 +3,7 @@
 //! subcommand. With `ctx.dry_run` an action only plans: it reads, never writes or sends.
 
 pub mod backup;
+pub mod backup_objects;
 pub mod control;
 pub mod http;
 pub mod migrate;
@@ -85,6 +86,8 @@ pub enum ActionError {
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
+    Objects(#[from] crate::backup::objects::ObjectsError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Pg(#[from] crate::pg::PgError),
@@ -108,6 +111,7 @@ impl Classify for ActionError {
             ActionError::Unavailable(_) => ErrorClass::Unavailable,
             ActionError::NeedsConfirmation(_) => ErrorClass::ConfirmationRequired,
             ActionError::Backup(e) => e.class(),
+            ActionError::Objects(e) => e.class(),
             ActionError::Store(e) => e.class(),
             ActionError::Pg(e) => e.class(),
             ActionError::Config(e) => e.class(),
@@ -179,6 +183,7 @@ actions! {
     "backup-prune" => backup_prune,
     "backup-verify" => backup_verify,
     "backup-list" => backup_list,
+    "backup-objects" => backup_objects,
     "migrate" => migrate,
     "restore-drill" => restore_drill,
     "provision" => provision,
