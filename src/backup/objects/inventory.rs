@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -105,12 +106,15 @@ pub async fn list_runs(store: &Store, set: Option<&str>) -> Result<Vec<ObjectSet
             (file == SUMMARY_FILE).then(|| (id.clone(), layout::backup_dir(set, &id), o.key.clone()))
         })
         .collect();
-    let mut runs = Vec::with_capacity(keys.len());
-    for (_, dir, key) in keys {
-        let bytes = store.get_bytes(&key).await?;
-        let summary: ObjectSetSummary = serde_json::from_slice(&bytes).map_err(|e| parse_error(&key, e))?;
-        runs.push(ObjectSetEntry { dir, summary });
-    }
+    let mut runs: Vec<ObjectSetEntry> = stream::iter(keys)
+        .map(|(_, dir, key)| async move {
+            let bytes = store.get_bytes(&key).await?;
+            let summary: ObjectSetSummary = serde_json::from_slice(&bytes).map_err(|e| parse_error(&key, e))?;
+            Ok::<_, ObjectsError>(ObjectSetEntry { dir, summary })
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
     // Ids have one-second resolution; the finish time orders runs within the same second.
     runs.sort_by(|a, b| b.summary.finished.cmp(&a.summary.finished).then_with(|| b.summary.id.cmp(&a.summary.id)));
     Ok(runs)
