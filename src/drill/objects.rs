@@ -60,20 +60,21 @@ async fn compare_hash(store: &Store, key: &str, expected: &InventoryEntry, sha25
 
 /// Hashes the readable sampled keys the inventory lists.
 async fn check_inventory(store: &Store, readable: &[String], inv: &Inventory) -> InventoryCheck {
-    let listed: Vec<(&String, &InventoryEntry, &str)> = readable
+    // Owned items: the drill's future must stay Send for any lifetime (runbook actions).
+    let listed: Vec<(String, InventoryEntry, String)> = readable
         .iter()
-        .filter_map(|k| inv.entries.get(k).and_then(|e| e.sha256.as_deref().map(|h| (k, e, h))))
+        .filter_map(|k| inv.entries.get(k).and_then(|e| e.sha256.clone().map(|h| (k.clone(), e.clone(), h))))
         .collect();
     let not_in_inventory = readable.len() - listed.len();
     let checked = listed.len();
-    let mut mismatched: Vec<ObjectProblem> = stream::iter(listed)
+    let results: Vec<Option<ObjectProblem>> = stream::iter(listed)
         .map(|(key, entry, sha256)| async move {
-            compare_hash(store, key, entry, sha256).await.err().map(|error| ObjectProblem { key: key.clone(), error })
+            compare_hash(store, &key, &entry, &sha256).await.err().map(|error| ObjectProblem { key, error })
         })
         .buffer_unordered(CONCURRENCY)
-        .filter_map(|r| async move { r })
         .collect()
         .await;
+    let mut mismatched: Vec<ObjectProblem> = results.into_iter().flatten().collect();
     mismatched.sort_by(|a, b| a.key.cmp(&b.key));
     InventoryCheck { set: inv.set.clone(), run: inv.run.clone(), checked, not_in_inventory, mismatched }
 }

@@ -43,6 +43,12 @@ fn given(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
+impl From<objects::ObjectsError> for ActionError {
+    fn from(e: objects::ObjectsError) -> Self {
+        ActionError::Objects(Box::new(e))
+    }
+}
+
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
     let retain_deleted = given(input.retain_deleted)
         .map(|d| humantime::parse_duration(&d).map_err(|e| ActionError::Input(format!("retain_deleted: {e}"))))

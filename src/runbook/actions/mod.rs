@@ -86,7 +86,7 @@ pub enum ActionError {
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
-    Objects(#[from] crate::backup::objects::ObjectsError),
+    Objects(Box<crate::backup::objects::ObjectsError>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
