@@ -13,6 +13,7 @@
 #   CONCURRENCY  objects in flight for both tools (opsbook --concurrency, rclone --transfers and
 #                --checkers; default 8)
 #   SEED         seed of the size distribution (default 1)
+#   OPSBOOK_FLAGS extra `backup objects` flags, e.g. "--part-size 32MiB"
 #   RCLONE_FLAGS extra rclone flags, e.g. "-vv" to see what it does, or "--size-only"
 #   KEEP_WORK=1  keep the work directory (server roots, logs)
 #   SKIP_BUILD=1 use target/release/{opsbook,examples/s3_server} as they are
@@ -32,7 +33,7 @@ SEED=${SEED:-1}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
 [[ $RESULTS == /* ]] || RESULTS=$PWD/$RESULTS
-INVOKED="OBJECTS=$OBJECTS RUNS=$RUNS CONCURRENCY=$CONCURRENCY SEED=$SEED${RCLONE_FLAGS:+ RCLONE_FLAGS=\"$RCLONE_FLAGS\"} bench/objects.sh"
+INVOKED="OBJECTS=$OBJECTS RUNS=$RUNS CONCURRENCY=$CONCURRENCY SEED=$SEED${OPSBOOK_FLAGS:+ OPSBOOK_FLAGS=\"$OPSBOOK_FLAGS\"}${RCLONE_FLAGS:+ RCLONE_FLAGS=\"$RCLONE_FLAGS\"} bench/objects.sh"
 
 for v in OBJECTS RUNS CONCURRENCY SEED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "objects.sh: $v must be a non-negative integer" >&2; exit 2; }
@@ -143,7 +144,7 @@ for side in SRC DST; do
 done
 
 OPSBOOK_CMD=("$OPSBOOK" --config "$WORK/opsbook.toml" --output json backup objects --from src --to dst
-    --store "$WORK/inventories" --concurrency "$CONCURRENCY")
+    --store "$WORK/inventories" --concurrency "$CONCURRENCY" ${OPSBOOK_FLAGS:-})
 RCLONE_CMD=(rclone sync src:bench/media dst:bench/rclone --transfers "$CONCURRENCY" --checkers "$CONCURRENCY"
     --config /dev/null ${RCLONE_FLAGS:-})
 
@@ -226,7 +227,7 @@ PY
     echo "- opsbook: $("$OPSBOOK" --version), release build; rclone: $(rclone version | head -1)"
     echo "- data: $OBJECTS objects, $SOURCE_BYTES bytes ($(echo "scale=1; $SOURCE_BYTES / 1048576" | bc) MiB) of random bytes, 1 KiB–20 MiB (85% 1–100 KiB, 12% 100 KiB–2 MiB, 3% 2–20 MiB), seed $SEED"
     echo "- servers: two \`examples/s3_server\` processes (s3s-fs + SigV4) on 127.0.0.1, separate roots and keys; both tools read from one and write to the other"
-    echo "- opsbook: \`backup objects --from src --to dst --concurrency $CONCURRENCY\` (stores from opsbook.toml; default 8 MiB parts; SHA-256 of every object; inventory to a local directory)"
+    echo "- opsbook: \`backup objects --from src --to dst --concurrency $CONCURRENCY${OPSBOOK_FLAGS:+ $OPSBOOK_FLAGS}\` (stores from opsbook.toml; default 8 MiB parts; SHA-256 of every object; inventory to a local directory)"
     echo "- rclone: \`rclone sync src:bench/media dst:bench/rclone --transfers $CONCURRENCY --checkers $CONCURRENCY${RCLONE_FLAGS:+ $RCLONE_FLAGS}\` (defaults otherwise: size + modification time)"
     echo "- $RUNS runs per tool and scenario, alternating; time: wall clock of the whole command; peak RSS: \`/usr/bin/time -v\` maximum resident set size (max over runs)"
     echo "- both copies checked after the runs: object count, bytes and SHA-256 of every object equal the source; opsbook's no-change run copied 0 objects"
