@@ -74,6 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List complete backups (reads manifests only)')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete backups outside the retention policy, orphaned objects and stale uploads')
+            [CompletionResult]::new('objects', 'objects', [CompletionResultType]::ParameterValue, 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -197,11 +198,44 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'opsbook;backup;objects' {
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The store to copy: s3://bucket/prefix, file:///path, a directory, or the name of a [profiles.NAME.stores.STORE] table (its endpoint and credentials apply to URLs under it)')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Where the copy lives: a second provider (s3://…) or a local directory; same forms as --from')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Object set name: inventories are stored under this set [default: media]')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Objects copied at once [default: 8]')
+            [CompletionResult]::new('--retain-deleted', '--retain-deleted', [CompletionResultType]::ParameterName, 'How long a copy is kept after its source is deleted (e.g. 30d, 12h, 0s) [default: 30d]')
+            [CompletionResult]::new('--max-bytes', '--max-bytes', [CompletionResultType]::ParameterName, 'Copy at most about this many bytes in this run (e.g. 50GiB); the rest is left for the next run')
+            [CompletionResult]::new('--part-size', '--part-size', [CompletionResultType]::ParameterName, 'Objects larger than this go multipart in parts of exactly this size [default: 8MiB]')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries per object after 5xx answers, throttling, timeouts or broken connections, with exponential backoff [default: 4]')
+            [CompletionResult]::new('--notify-url', '--notify-url', [CompletionResultType]::ParameterName, 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Prometheus textfile to update (last success, objects and bytes copied)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--delete-extraneous', '--delete-extraneous', [CompletionResultType]::ParameterName, 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be copied and removed; copy, remove and write nothing')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'opsbook;backup;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List complete backups (reads manifests only)')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete backups outside the retention policy, orphaned objects and stale uploads')
+            [CompletionResult]::new('objects', 'objects', [CompletionResultType]::ParameterValue, 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -215,6 +249,9 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;backup;help;prune' {
+            break
+        }
+        'opsbook;backup;help;objects' {
             break
         }
         'opsbook;backup;help;help' {
@@ -494,6 +531,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--objects', '--objects', [CompletionResultType]::ParameterName, 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key')
             [CompletionResult]::new('--sample', '--sample', [CompletionResultType]::ParameterName, 'How many objects to sample [default: 20]')
             [CompletionResult]::new('--objects-query', '--objects-query', [CompletionResultType]::ParameterName, 'Take keys from this query over the restored database (first column) instead of a listing, e.g. "SELECT image_key FROM products"')
+            [CompletionResult]::new('--objects-inventory', '--objects-inventory', [CompletionResultType]::ParameterName, 'Check sampled objects against the newest inventory of this object set (`backup objects --set`): each listed key is read whole and its size and SHA-256 compared')
             [CompletionResult]::new('--rpo-target', '--rpo-target', [CompletionResultType]::ParameterName, 'Fail when the newest backup''s snapshot is older than this (e.g. 26h)')
             [CompletionResult]::new('--rto-target', '--rto-target', [CompletionResultType]::ParameterName, 'Fail when download + restore + verify takes longer than this (e.g. 30m)')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)')
@@ -1389,6 +1427,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List complete backups (reads manifests only)')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete backups outside the retention policy, orphaned objects and stale uploads')
+            [CompletionResult]::new('objects', 'objects', [CompletionResultType]::ParameterValue, 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups')
             break
         }
         'opsbook;help;backup;run' {
@@ -1401,6 +1440,9 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;help;backup;prune' {
+            break
+        }
+        'opsbook;help;backup;objects' {
             break
         }
         'opsbook;help;migrate' {

@@ -64,6 +64,9 @@ _opsbook() {
             opsbook__subcmd__backup,list)
                 cmd="opsbook__subcmd__backup__subcmd__list"
                 ;;
+            opsbook__subcmd__backup,objects)
+                cmd="opsbook__subcmd__backup__subcmd__objects"
+                ;;
             opsbook__subcmd__backup,prune)
                 cmd="opsbook__subcmd__backup__subcmd__prune"
                 ;;
@@ -78,6 +81,9 @@ _opsbook() {
                 ;;
             opsbook__subcmd__backup__subcmd__help,list)
                 cmd="opsbook__subcmd__backup__subcmd__help__subcmd__list"
+                ;;
+            opsbook__subcmd__backup__subcmd__help,objects)
+                cmd="opsbook__subcmd__backup__subcmd__help__subcmd__objects"
                 ;;
             opsbook__subcmd__backup__subcmd__help,prune)
                 cmd="opsbook__subcmd__backup__subcmd__help__subcmd__prune"
@@ -168,6 +174,9 @@ _opsbook() {
                 ;;
             opsbook__subcmd__help__subcmd__backup,list)
                 cmd="opsbook__subcmd__help__subcmd__backup__subcmd__list"
+                ;;
+            opsbook__subcmd__help__subcmd__backup,objects)
+                cmd="opsbook__subcmd__help__subcmd__backup__subcmd__objects"
                 ;;
             opsbook__subcmd__help__subcmd__backup,prune)
                 cmd="opsbook__subcmd__help__subcmd__backup__subcmd__prune"
@@ -486,7 +495,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__backup)
-            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version run list verify prune help"
+            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version run list verify prune objects help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -520,7 +529,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__backup__subcmd__help)
-            opts="run list verify prune help"
+            opts="run list verify prune objects help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,6 +557,20 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__backup__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__backup__subcmd__help__subcmd__objects)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -615,6 +638,84 @@ _opsbook() {
                     return 0
                     ;;
                 --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__backup__subcmd__objects)
+            opts="-y -v -q -h -V --from --to --store --set --concurrency --delete-extraneous --retain-deleted --dry-run --max-bytes --part-size --retries --notify-url --metrics-file --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retain-deleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --part-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notify-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1466,7 +1567,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__help__subcmd__backup)
-            opts="run list verify prune"
+            opts="run list verify prune objects"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1480,6 +1581,20 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__help__subcmd__backup__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__backup__subcmd__objects)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3008,7 +3123,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__restore__subcmd__drill)
-            opts="-y -v -q -h -V --store --set --backup --seed --target-url --ephemeral --globals --migrations --check-sql --objects --sample --objects-query --presign --rpo-target --rto-target --jobs --spool-dir --keep --report --junit --identity --notify-url --metrics-file --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            opts="-y -v -q -h -V --store --set --backup --seed --target-url --ephemeral --globals --migrations --check-sql --objects --sample --objects-query --presign --objects-inventory --rpo-target --rto-target --jobs --spool-dir --keep --report --junit --identity --notify-url --metrics-file --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3051,6 +3166,10 @@ _opsbook() {
                     return 0
                     ;;
                 --objects-query)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --objects-inventory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

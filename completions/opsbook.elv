@@ -70,6 +70,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand list 'List complete backups (reads manifests only)'
             cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
             cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+            cand objects 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'opsbook;backup;run'= {
@@ -188,11 +189,43 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'opsbook;backup;objects'= {
+            cand --from 'The store to copy: s3://bucket/prefix, file:///path, a directory, or the name of a [profiles.NAME.stores.STORE] table (its endpoint and credentials apply to URLs under it)'
+            cand --to 'Where the copy lives: a second provider (s3://…) or a local directory; same forms as --from'
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Object set name: inventories are stored under this set [default: media]'
+            cand --concurrency 'Objects copied at once [default: 8]'
+            cand --retain-deleted 'How long a copy is kept after its source is deleted (e.g. 30d, 12h, 0s) [default: 30d]'
+            cand --max-bytes 'Copy at most about this many bytes in this run (e.g. 50GiB); the rest is left for the next run'
+            cand --part-size 'Objects larger than this go multipart in parts of exactly this size [default: 8MiB]'
+            cand --retries 'Retries per object after 5xx answers, throttling, timeouts or broken connections, with exponential backoff [default: 4]'
+            cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
+            cand --metrics-file 'Prometheus textfile to update (last success, objects and bytes copied)'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --delete-extraneous 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept'
+            cand --dry-run 'Show what would be copied and removed; copy, remove and write nothing'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'opsbook;backup;help'= {
             cand run 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
             cand list 'List complete backups (reads manifests only)'
             cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
             cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+            cand objects 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'opsbook;backup;help;run'= {
@@ -202,6 +235,8 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;backup;help;verify'= {
         }
         &'opsbook;backup;help;prune'= {
+        }
+        &'opsbook;backup;help;objects'= {
         }
         &'opsbook;backup;help;help'= {
         }
@@ -460,6 +495,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --objects 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key'
             cand --sample 'How many objects to sample [default: 20]'
             cand --objects-query 'Take keys from this query over the restored database (first column) instead of a listing, e.g. "SELECT image_key FROM products"'
+            cand --objects-inventory 'Check sampled objects against the newest inventory of this object set (`backup objects --set`): each listed key is read whole and its size and SHA-256 compared'
             cand --rpo-target 'Fail when the newest backup''s snapshot is older than this (e.g. 26h)'
             cand --rto-target 'Fail when download + restore + verify takes longer than this (e.g. 30m)'
             cand --jobs 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)'
@@ -1289,6 +1325,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand list 'List complete backups (reads manifests only)'
             cand verify 'Check a backup''s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
             cand prune 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+            cand objects 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
         }
         &'opsbook;help;backup;run'= {
         }
@@ -1297,6 +1334,8 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;backup;verify'= {
         }
         &'opsbook;help;backup;prune'= {
+        }
+        &'opsbook;help;backup;objects'= {
         }
         &'opsbook;help;migrate'= {
             cand up 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'

@@ -53,26 +53,27 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "schedule" -d 'Print
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "man" -d 'Write man pages (one per command) to a directory'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
 json\t''"
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
 json\t''"
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s h -l help -d 'Print help'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "list" -d 'List complete backups (reads manifests only)'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "list" -d 'List complete backups (reads manifests only)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "objects" -d 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and not __fish_seen_subcommand_from run list verify prune objects help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l database-url -d 'PostgreSQL URL of the application database (postgres://user:pass@host:5432/db?sslmode=...). The password is passed to child tools through the environment, never their arguments' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l set -d 'Backup set name (a path segment in the store) [default: main]' -r
@@ -179,10 +180,39 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l from -d 'The store to copy: s3://bucket/prefix, file:///path, a directory, or the name of a [profiles.NAME.stores.STORE] table (its endpoint and credentials apply to URLs under it)' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l to -d 'Where the copy lives: a second provider (s3://…) or a local directory; same forms as --from' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l set -d 'Object set name: inventories are stored under this set [default: media]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l concurrency -d 'Objects copied at once [default: 8]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l retain-deleted -d 'How long a copy is kept after its source is deleted (e.g. 30d, 12h, 0s) [default: 30d]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l max-bytes -d 'Copy at most about this many bytes in this run (e.g. 50GiB); the rest is left for the next run' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l part-size -d 'Objects larger than this go multipart in parts of exactly this size [default: 8MiB]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l retries -d 'Retries per object after 5xx answers, throttling, timeouts or broken connections, with exponential backoff [default: 4]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l metrics-file -d 'Prometheus textfile to update (last success, objects and bytes copied)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l delete-extraneous -d 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l dry-run -d 'Show what would be copied and removed; copy, remove and write nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "objects" -d 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and not __fish_seen_subcommand_from up status check validate dry-run lint new baseline help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
@@ -391,6 +421,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l check-
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects -d 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l sample -d 'How many objects to sample [default: 20]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects-query -d 'Take keys from this query over the restored database (first column) instead of a listing, e.g. "SELECT image_key FROM products"' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects-inventory -d 'Check sampled objects against the newest inventory of this object set (`backup objects --set`): each listed key is read whole and its size and SHA-256 compared' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l rpo-target -d 'Fail when the newest backup\'s snapshot is older than this (e.g. 26h)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l rto-target -d 'Fail when download + restore + verify takes longer than this (e.g. 30m)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l jobs -d 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)' -r
@@ -1056,6 +1087,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_su
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups outside the retention policy, orphaned objects and stale uploads'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "objects" -d 'Copy an object store (the media bucket) to a second provider or a local directory, incrementally, and write an inventory (key, size, SHA-256) beside the backups'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "up" -d 'Apply pending migrations in order, each in its own transaction with lock_timeout set; refuses files with lint errors unless --allow-unsafe'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "status" -d 'Applied, pending, changed and missing migrations, and other tools\' history tables'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "check" -d 'CI gate: exit 1 when anything is pending, changed, missing or failed. Read-only'

@@ -72,6 +72,26 @@ pub struct Profile {
     /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
     #[serde(default)]
     pub dlq: crate::dlq::DlqConfig,
+    /// Stores with their own endpoint and credentials (`[profiles.NAME.stores.STORE]`), for
+    /// commands that talk to two providers at once (`backup objects`).
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreConfig>,
+}
+
+/// `[profiles.NAME.stores.STORE]`: connection settings for every store URL under `url`.
+/// Values may be `env:NAME` or `file:PATH`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `s3://bucket/prefix` (or a local path); the settings apply to this URL and below it.
+    pub url: String,
+    /// S3 endpoint, e.g. `https://ACCOUNT.r2.cloudflarestorage.com`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Force path-style addressing.
+    pub path_style: Option<bool>,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.
@@ -311,6 +331,49 @@ impl Config {
 
     pub fn set(&self, name: &str) -> Option<&SetConfig> {
         self.profile.sets.get(name)
+    }
+
+    /// A store given as a URL or as the name of a `[profiles.NAME.stores.STORE]` table, with
+    /// the connection settings of the configured store whose URL is the longest match (the
+    /// environment fills whatever it leaves unset).
+    pub fn store_with_options(
+        &self,
+        key: &str,
+        given: &str,
+    ) -> Result<(String, crate::store::StoreOptions), ConfigError> {
+        let url = match self.profile.stores.get(given) {
+            Some(named) => named.url.clone(),
+            None => given.to_string(),
+        };
+        let under = |base: &str| {
+            let base = base.trim_end_matches('/');
+            url == base || url.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
+        };
+        let matched = self.profile.stores.iter().filter(|(_, s)| under(&s.url)).max_by_key(|(_, s)| s.url.len());
+        let Some((name, store)) = matched else {
+            return Ok((url, crate::store::StoreOptions::default()));
+        };
+        let field = |field: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
+            value.as_deref().map(|raw| self.resolve(&format!("stores.{name}.{field}"), raw)).transpose()
+        };
+        let secret_key = field("secret_key", &store.secret_key)?;
+        if let Some(secret) = &secret_key {
+            crate::redact::register(secret);
+        }
+        let options = crate::store::StoreOptions {
+            path_style: store.path_style,
+            endpoint: field("endpoint", &store.endpoint)?,
+            region: field("region", &store.region)?,
+            access_key: field("access_key", &store.access_key)?,
+            secret_key,
+        };
+        if options.access_key.is_some() != options.secret_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: format!("{key} (stores.{name} in {})", self.source_name()),
+                message: "access_key and secret_key must be given together".into(),
+            });
+        }
+        Ok((url, options))
     }
 }
 

@@ -98,6 +98,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::store::StoreError,
         crate::pg::PgError,
         crate::backup::BackupError,
+        crate::backup::objects::ObjectsError,
         crate::backup::retention::RetentionError,
         crate::config::ConfigError,
         crate::runbook::RunbookError,

@@ -175,6 +175,58 @@ fn a_manifest_whose_counts_disagree_fails_verification() {
 }
 
 #[test]
+fn sampled_copies_are_checked_against_the_object_inventory() {
+    let s3 = S3Server::shared();
+    let d = Drill::new("inventory");
+    let media_prefix = format!("media-inv-{}", std::process::id());
+    for i in 0..12 {
+        let path = s3.object_path(&format!("{media_prefix}/receipts/r{i}.pdf"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![i as u8; 4000 + i]).unwrap();
+    }
+    let copy = d.path().join("cold-copy");
+    let copy_url = copy.display().to_string();
+    let out = d.run(&[
+        "backup",
+        "objects",
+        "--from",
+        &s3.url(&media_prefix),
+        "--to",
+        &copy_url,
+        "--store",
+        &d.store,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(json(&out)["copied"], 12);
+
+    let out = d.drill(&["--objects", &copy_url, "--objects-inventory", "media", "--sample", "12"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["objects"]["inventory"]["checked"], 12, "{report:#}");
+    assert_eq!(report["objects"]["inventory"]["mismatched"], serde_json::json!([]));
+
+    // Same size, one byte different: only the hash can tell.
+    let tampered = copy.join("receipts/r3.pdf");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&tampered, bytes).unwrap();
+    let out = d.drill(&["--objects", &copy_url, "--objects-inventory", "media", "--sample", "12"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    let mismatched = report["objects"]["inventory"]["mismatched"].as_array().unwrap();
+    assert_eq!(mismatched.len(), 1, "{report:#}");
+    assert_eq!(mismatched[0]["key"], "receipts/r3.pdf");
+    let detail = step(&report, "objects")["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("receipts/r3.pdf") && detail.contains("SHA-256"), "{detail}");
+
+    let out = d.drill(&["--objects", &copy_url, "--objects-inventory", "no-such-set"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("no inventory of object set 'no-such-set'"), "{}", all_output(&out));
+}
+
+#[test]
 fn missing_media_objects_are_named() {
     let s3 = S3Server::shared();
     let d = Drill::new("objects");

@@ -387,12 +387,20 @@ fn nightly_backup_runs_against_a_real_database() {
     pg.load_example(&db);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(media.join("photos")).unwrap();
+    std::fs::write(media.join("photos/1.jpg"), b"jpeg").unwrap();
+    let copy = dir.path().join("media-copy");
     let out = opsbook(dir.path())
         .env("DATABASE_URL", &db)
         .env("OPSBOOK_STORE", &store)
         .args(["run"])
         .arg(repo().join("runbooks/nightly-backup.toml"))
         .args(["--param", "set=nightly", "--output", "json"])
+        .arg("--param")
+        .arg(format!("objects_from={}", media.display()))
+        .arg("--param")
+        .arg(format!("objects_to={}", copy.display()))
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", all_output(&out));
@@ -400,6 +408,8 @@ fn nightly_backup_runs_against_a_real_database() {
     assert!(report["steps"].as_array().unwrap().iter().all(|s| s["status"] == "ok"), "{report}");
     assert_eq!(report["steps"][1]["outputs"]["kept"], 1);
     assert_eq!(report["steps"][2]["outputs"]["ok"], true);
+    assert_eq!(report["steps"][3]["outputs"]["copied"], 1, "{report}");
+    assert_eq!(std::fs::read(copy.join("photos/1.jpg")).unwrap(), b"jpeg");
     let list = json(&run(
         dir.path(),
         &["backup", "list", "--store", store.to_str().unwrap(), "--set", "nightly", "--output", "json"],

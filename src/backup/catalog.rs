@@ -73,6 +73,10 @@ impl Catalog {
         let mut complete = Vec::new();
         for ((set, id), objects) in dirs {
             let dir = layout::backup_dir(&set, &id);
+            // Object copy runs (`backup objects`) live beside the backups; they are not orphans.
+            if objects.iter().any(|o| file_name(&o.key) == super::objects::SUMMARY_FILE) {
+                continue;
+            }
             if objects.iter().any(|o| file_name(&o.key) == MANIFEST_FILE) {
                 complete.push((set, id, dir, objects));
             } else {

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod job;
 pub mod layout;
 pub mod manifest;
+pub mod objects;
 pub mod prune;
 pub mod retention;
 pub mod run;

@@ -19,6 +19,8 @@ use crate::exit::ExitStatus;
 use crate::store::Store;
 use crate::ui::{progress, table};
 
+pub use super::backup_objects::ObjectsArgs;
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     #[command(subcommand)]
@@ -37,6 +39,9 @@ pub enum BackupCommand {
     Verify(VerifyArgs),
     /// Delete backups outside the retention policy, orphaned objects and stale uploads.
     Prune(PruneArgs),
+    /// Copy an object store (the media bucket) to a second provider or a local directory,
+    /// incrementally, and write an inventory (key, size, SHA-256) beside the backups.
+    Objects(ObjectsArgs),
 }
 
 impl BackupCommand {
@@ -46,6 +51,7 @@ impl BackupCommand {
             BackupCommand::List(_) => "list",
             BackupCommand::Verify(_) => "verify",
             BackupCommand::Prune(_) => "prune",
+            BackupCommand::Objects(_) => "objects",
         }
     }
 }
@@ -187,23 +193,28 @@ pub struct RetentionArgs {
     pub force: bool,
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let size = parse_bytes(s)? as usize;
+    if size < 5 << 20 {
+        return Err(format!("part size {s} is below 5 MiB, the S3 minimum for multipart parts"));
+    }
+    Ok(size)
+}
+
+/// A byte count: a number with an optional unit (B, KiB, MiB, GiB; K/KB, M/MB, G/GB alike).
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("invalid size '{s}': use e.g. 16MiB, 8M or 5242880"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}': use e.g. 16MiB, 8M or 5242880"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("invalid size unit '{other}': use KiB, MiB or GiB")),
     };
-    let size = n * mult;
-    if size < 5 << 20 {
-        return Err(format!("part size {s} is below 5 MiB, the S3 minimum for multipart parts"));
-    }
-    Ok(size)
+    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 pub async fn run(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
@@ -213,6 +224,7 @@ pub async fn run(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
         BackupCommand::List(a) => list(ctx, a).await,
         BackupCommand::Verify(a) => verify(ctx, a).await,
         BackupCommand::Prune(a) => prune_cmd(ctx, a).await,
+        BackupCommand::Objects(a) => super::backup_objects::run(ctx, a).await,
     }
 }
 
@@ -407,6 +419,7 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
         set_name(Some(set))?;
     }
     let catalog = Catalog::load(&store, args.set.as_deref()).await?;
+    let object_sets = crate::backup::objects::inventory::list_runs(&store, args.set.as_deref()).await?;
     let now = chrono::Utc::now();
     let rows: Vec<ListRow> = catalog
         .backups
@@ -429,8 +442,17 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
     if ctx.printer.is_json() {
         ctx.printer.report(
             ExitStatus::Success,
-            &serde_json::json!({ "store": store.url().to_string(), "backups": rows, "orphans": catalog.orphans.len() }),
+            &serde_json::json!({
+                "store": store.url().to_string(),
+                "backups": rows,
+                "object_sets": object_sets,
+                "orphans": catalog.orphans.len()
+            }),
         )?;
+        return Ok(ExitStatus::Success);
+    }
+    super::backup_objects::print_object_sets(ctx, &object_sets)?;
+    if rows.is_empty() && !object_sets.is_empty() {
         return Ok(ExitStatus::Success);
     }
     if rows.is_empty() {

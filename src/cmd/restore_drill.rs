@@ -55,6 +55,10 @@ pub struct RestoreDrillArgs {
     /// Read sampled objects through presigned URLs.
     #[arg(long, requires = "objects")]
     pub presign: bool,
+    /// Check sampled objects against the newest inventory of this object set (`backup objects
+    /// --set`): each listed key is read whole and its size and SHA-256 compared.
+    #[arg(long, value_name = "SET", requires = "objects")]
+    pub objects_inventory: Option<String>,
     /// Fail when the newest backup's snapshot is older than this (e.g. 26h).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub rpo_target: Option<Duration>,
@@ -104,6 +108,7 @@ impl RestoreDrillArgs {
             sample: self.sample,
             objects_query: self.objects_query.clone(),
             presign: self.presign,
+            objects_inventory: self.objects_inventory.clone(),
             rpo_target: self.rpo_target,
             rto_target: self.rto_target,
             jobs: Some(self.jobs),

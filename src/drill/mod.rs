@@ -60,6 +60,9 @@ pub struct ObjectsSpec {
     pub query: Option<String>,
     /// Read through presigned URLs, as browsers do.
     pub presign: bool,
+    /// Object set (`backup objects --set`) whose newest inventory the sampled objects are
+    /// checked against: each sampled key it lists is read whole and its SHA-256 compared.
+    pub inventory: Option<String>,
 }
 
 /// Everything a drill needs.
@@ -154,6 +157,22 @@ pub struct ObjectCheck {
     pub missing: Vec<String>,
     pub unreadable: Vec<ObjectProblem>,
     pub presigned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryCheck>,
+}
+
+/// Sampled objects compared with an object copy's inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryCheck {
+    pub set: String,
+    /// The copy run whose inventory was used.
+    pub run: String,
+    /// Sampled keys read whole and hashed.
+    pub checked: usize,
+    /// Sampled keys the inventory does not list (or lists without a hash).
+    pub not_in_inventory: usize,
+    /// Objects whose size or SHA-256 differs from the inventory.
+    pub mismatched: Vec<ObjectProblem>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -262,6 +281,7 @@ pub struct Options {
     pub sample: Option<usize>,
     pub objects_query: Option<String>,
     pub presign: bool,
+    pub objects_inventory: Option<String>,
     pub rpo_target: Option<Duration>,
     pub rto_target: Option<Duration>,
     pub jobs: Option<usize>,
@@ -325,11 +345,17 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
             "--sample, --objects-query and --presign need --objects s3://bucket[/prefix]".into(),
         ));
     }
+    if o.objects.is_none() && o.objects_inventory.is_some() {
+        return Err(DrillError::Input(
+            "--objects-inventory needs --objects (the copy to check, e.g. the --to of `backup objects`)".into(),
+        ));
+    }
     let objects = o.objects.as_ref().map(|url| ObjectsSpec {
         url: url.clone(),
         sample: o.sample.unwrap_or(DEFAULT_SAMPLE),
         query: o.objects_query.clone(),
         presign: o.presign,
+        inventory: o.objects_inventory.clone(),
     });
     let identities = match &o.identity {
         None => Vec::new(),

@@ -8,8 +8,76 @@ use futures::stream::{self, StreamExt};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
-use super::{DrillError, ObjectCheck, ObjectProblem, ObjectsSpec};
+use super::{DrillError, InventoryCheck, ObjectCheck, ObjectProblem, ObjectsSpec};
+use crate::backup::objects::inventory::{self, InventoryEntry};
 use crate::store::Store;
+
+/// The newest inventory of an object set: its run id and entries by key.
+pub struct Inventory {
+    pub set: String,
+    pub run: String,
+    pub entries: std::collections::HashMap<String, InventoryEntry>,
+}
+
+/// Loads the newest inventory of `set` from the backup store.
+pub async fn load_inventory(store: &Store, set: &str) -> Result<Inventory, String> {
+    let run = inventory::latest(store, set).await.map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("no inventory of object set '{set}' in {}; run `opsbook backup objects` first", store.url())
+    })?;
+    let entries = inventory::read_inventory(store, &run).await.map_err(|e| e.to_string())?;
+    Ok(Inventory {
+        set: set.to_string(),
+        run: run.summary.id,
+        entries: entries.into_iter().map(|e| (e.key.clone(), e)).collect(),
+    })
+}
+
+/// Reads an object whole, streaming, and compares its size and SHA-256 with the inventory's.
+async fn compare_hash(store: &Store, key: &str, expected: &InventoryEntry, sha256: &str) -> Result<(), String> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut reader = store.get_stream(key).await.map_err(|e| e.to_string())?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|e| format!("reading: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if size != expected.size {
+        return Err(format!("{size} bytes, the inventory says {}", expected.size));
+    }
+    if actual != sha256 {
+        return Err(format!("SHA-256 {actual}, the inventory says {sha256}"));
+    }
+    Ok(())
+}
+
+/// Hashes the readable sampled keys the inventory lists.
+async fn check_inventory(store: &Store, readable: &[String], inv: &Inventory) -> InventoryCheck {
+    // Owned items: the drill's future must stay Send for any lifetime (runbook actions).
+    let listed: Vec<(String, InventoryEntry, String)> = readable
+        .iter()
+        .filter_map(|k| inv.entries.get(k).and_then(|e| e.sha256.clone().map(|h| (k.clone(), e.clone(), h))))
+        .collect();
+    let not_in_inventory = readable.len() - listed.len();
+    let checked = listed.len();
+    let results: Vec<Option<ObjectProblem>> = stream::iter(listed)
+        .map(|(key, entry, sha256)| async move {
+            compare_hash(store, &key, &entry, &sha256).await.err().map(|error| ObjectProblem { key, error })
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut mismatched: Vec<ObjectProblem> = results.into_iter().flatten().collect();
+    mismatched.sort_by(|a, b| a.key.cmp(&b.key));
+    InventoryCheck { set: inv.set.clone(), run: inv.run.clone(), checked, not_in_inventory, mismatched }
+}
 
 const CONCURRENCY: usize = 8;
 const PROBE_BYTES: u64 = 1024;
@@ -98,6 +166,7 @@ pub async fn check(
     spec: &ObjectsSpec,
     store: &Store,
     keys: Option<Vec<String>>,
+    inventory: Option<&Inventory>,
     rng: &mut StdRng,
 ) -> Result<ObjectCheck, DrillError> {
     let (sampled_from, candidates) = match keys {
@@ -125,16 +194,21 @@ pub async fn check(
         .await;
     let mut missing = Vec::new();
     let mut problems = Vec::new();
-    let mut readable = 0;
+    let mut readable_keys = Vec::new();
     for (key, result) in results {
         match result {
-            Ok(()) => readable += 1,
+            Ok(()) => readable_keys.push(key),
             Err(ProbeError::Missing) => missing.push(key),
             Err(ProbeError::Unreadable(error)) => problems.push(ObjectProblem { key, error }),
         }
     }
     missing.sort();
     problems.sort_by(|a, b| a.key.cmp(&b.key));
+    let readable = readable_keys.len();
+    let inventory = match inventory {
+        Some(inv) => Some(check_inventory(store, &readable_keys, inv).await),
+        None => None,
+    };
     Ok(ObjectCheck {
         source: store.url().to_string(),
         sampled_from: sampled_from.into(),
@@ -144,5 +218,6 @@ pub async fn check(
         missing,
         unreadable: problems,
         presigned: spec.presign,
+        inventory,
     })
 }

@@ -297,10 +297,23 @@ async fn body(
                 },
                 None => None,
             };
+            let inventory = match &spec.inventory {
+                None => None,
+                Some(set) => match objects::load_inventory(store, set).await {
+                    Ok(inventory) => Some(inventory),
+                    Err(e) => {
+                        steps.push("objects", Outcome::Failed, t, format!("--objects-inventory {set}: {e}"));
+                        return Ok(());
+                    }
+                },
+            };
             let media = job::open_store(&spec.url).await?;
-            let check = objects::check(spec, &media, keys, rng).await?;
-            let ok =
-                check.missing.is_empty() && check.unreadable.is_empty() && (check.sampled > 0 || check.candidates == 0);
+            let check = objects::check(spec, &media, keys, inventory.as_ref(), rng).await?;
+            let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty());
+            let ok = check.missing.is_empty()
+                && check.unreadable.is_empty()
+                && hashes_ok
+                && (check.sampled > 0 || check.candidates == 0);
             let mut detail = format!(
                 "{}/{} sampled objects readable (from {} {} keys)",
                 check.readable, check.sampled, check.candidates, check.sampled_from
@@ -311,6 +324,21 @@ async fn body(
             if !check.unreadable.is_empty() {
                 let list: Vec<String> = check.unreadable.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
                 detail.push_str(&format!("; unreadable: {}", list.join(", ")));
+            }
+            if let Some(inv) = &check.inventory {
+                detail.push_str(&format!(
+                    "; {} matched inventory {} of set {}",
+                    inv.checked - inv.mismatched.len(),
+                    inv.run,
+                    inv.set
+                ));
+                if inv.not_in_inventory > 0 {
+                    detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
+                }
+                if !inv.mismatched.is_empty() {
+                    let list: Vec<String> = inv.mismatched.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
+                    detail.push_str(&format!("; differ from the inventory: {}", list.join(", ")));
+                }
             }
             steps.push("objects", Steps::passed_or_failed(ok), t, detail);
             report.objects = Some(check);

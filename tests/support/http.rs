@@ -70,7 +70,10 @@ impl HttpPeer {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = State::default();
         let server_state = state.clone();
-        let addr = super::server::spawn(tls, move |req| handle(server_state.clone(), req));
+        let addr = super::server::spawn(tls, move |req| {
+            let state = server_state.clone();
+            async move { handle(state, super::server::read(req).await).await }
+        });
         HttpPeer { addr, scheme, state }
     }
 

@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod http;
 pub mod moto;
 pub mod pg;
+pub mod proxy;
 pub mod receiver;
 pub mod s3;
 pub mod server;

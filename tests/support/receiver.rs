@@ -57,7 +57,10 @@ impl Receiver {
     pub fn start() -> Receiver {
         let state = Arc::new(State::default());
         let server_state = state.clone();
-        let addr = super::server::spawn(None, move |req| handle(server_state.clone(), req));
+        let addr = super::server::spawn(None, move |req| {
+            let state = server_state.clone();
+            async move { handle(state, super::server::read(req).await).await }
+        });
         Receiver { addr, state }
     }
 

@@ -1,5 +1,5 @@
 //! Real HTTP(S) servers on 127.0.0.1 for the test peers: [`spawn`] runs an async handler per
-//! request (plain or TLS), [`serve`] a closure answering status and JSON body — for small stateful
+//! request (plain or TLS; [`read`] turns it into a [`Req`]), [`serve`] a closure answering status and JSON body — for small stateful
 //! peers (a Vault KV v2 server, a gateway issuing credentials) written in a few lines per test.
 
 use std::convert::Infallible;
@@ -37,7 +37,8 @@ impl Req {
 
 pub type Resp = Response<Full<Bytes>>;
 
-async fn read(req: Request<Incoming>) -> Req {
+/// Reads a request (its whole body) into a [`Req`].
+pub async fn read(req: Request<Incoming>) -> Req {
     let at = Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
@@ -53,7 +54,7 @@ async fn read(req: Request<Incoming>) -> Req {
 /// Serves `handler` on a free loopback port (over TLS with `tls`) until the test process ends.
 pub fn spawn<H, F>(tls: Option<tokio_rustls::TlsAcceptor>, handler: H) -> SocketAddr
 where
-    H: Fn(Req) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
     let handler = Arc::new(handler);
@@ -86,12 +87,12 @@ where
 async fn connection<S, H, F>(handler: Arc<H>, stream: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Req) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(read(req).await).await) }
+        async move { Ok::<_, Infallible>(handler(req).await) }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), service)
@@ -100,9 +101,11 @@ where
 
 /// Serves a closure answering status and JSON body; returns the address.
 pub fn serve(handler: impl Fn(Req) -> (u16, String) + Send + Sync + 'static) -> SocketAddr {
+    let handler = Arc::new(handler);
     spawn(None, move |req| {
-        let (status, body) = handler(req);
+        let handler = handler.clone();
         async move {
+            let (status, body) = handler(read(req).await);
             Response::builder()
                 .status(status)
                 .header("content-type", "application/json")

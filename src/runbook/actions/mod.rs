@@ -3,6 +3,7 @@
 //! subcommand. With `ctx.dry_run` an action only plans: it reads, never writes or sends.
 
 pub mod backup;
+pub mod backup_objects;
 pub mod control;
 pub mod dlq_replay;
 pub mod http;
@@ -86,6 +87,8 @@ pub enum ActionError {
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
+    Objects(Box<crate::backup::objects::ObjectsError>),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Pg(#[from] crate::pg::PgError),
@@ -109,6 +112,7 @@ impl Classify for ActionError {
             ActionError::Unavailable(_) => ErrorClass::Unavailable,
             ActionError::NeedsConfirmation(_) => ErrorClass::ConfirmationRequired,
             ActionError::Backup(e) => e.class(),
+            ActionError::Objects(e) => e.class(),
             ActionError::Store(e) => e.class(),
             ActionError::Pg(e) => e.class(),
             ActionError::Config(e) => e.class(),
@@ -180,6 +184,7 @@ actions! {
     "backup-prune" => backup_prune,
     "backup-verify" => backup_verify,
     "backup-list" => backup_list,
+    "backup-objects" => backup_objects,
     "migrate" => migrate,
     "restore-drill" => restore_drill,
     "provision" => provision,

@@ -39,6 +39,8 @@ pub struct Input {
     /// Read sampled objects through presigned URLs.
     #[serde(default)]
     pub presign: bool,
+    /// Check sampled objects against the newest inventory of this object set.
+    pub objects_inventory: Option<String>,
     /// RPO target, e.g. "26h".
     pub rpo_target: Option<String>,
     /// RTO target, e.g. "30m".
@@ -82,6 +84,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         sample: input.sample,
         objects_query: non_empty(&input.objects_query).map(String::from),
         presign: input.presign,
+        objects_inventory: non_empty(&input.objects_inventory).map(String::from),
         rpo_target: duration("rpo_target", input.rpo_target.as_deref())?,
         rto_target: duration("rto_target", input.rto_target.as_deref())?,
         jobs: input.jobs,

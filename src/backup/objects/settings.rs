@@ -1,0 +1,83 @@
+//! Resolving an object copy's settings from flags (or a runbook step), environment and
+//! opsbook.toml, shared by `backup objects` and the `backup-objects` action.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::copy::RetryPolicy;
+use super::plan::Deletion;
+use super::{ObjectsError, ObjectsRequest, StoreSpec, DEFAULT_RETAIN_DELETED, DEFAULT_SET};
+use crate::config::Config;
+
+/// Values given for this run; `None` falls back to defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectsOverrides {
+    pub from: String,
+    pub to: String,
+    /// The backup store for inventories [default: --store / OPSBOOK_STORE / profile].
+    pub store: Option<String>,
+    pub set: Option<String>,
+    pub concurrency: Option<usize>,
+    pub delete_extraneous: bool,
+    pub retain_deleted: Option<Duration>,
+    pub dry_run: bool,
+    pub max_bytes: Option<u64>,
+    pub part_size: Option<usize>,
+    pub retries: Option<u32>,
+    pub notify_url: Option<String>,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Default objects copied at once.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default part size: objects up to this size are one PutObject; larger ones go multipart.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+pub const DEFAULT_RETRIES: u32 = 4;
+
+pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, ObjectsError> {
+    let set = o.set.as_deref().unwrap_or(DEFAULT_SET);
+    if !crate::backup::layout::valid_set_name(set) {
+        return Err(ObjectsError::Input(format!(
+            "invalid set name '{set}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
+        )));
+    }
+    let concurrency = o.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 {
+        return Err(ObjectsError::Input("--concurrency must be at least 1".into()));
+    }
+    let part_size = o.part_size.unwrap_or(DEFAULT_PART_SIZE);
+    if part_size < crate::store::S3_MIN_PART_SIZE {
+        return Err(ObjectsError::Input(format!(
+            "--part-size {part_size} is below 5 MiB, the S3 minimum for multipart parts"
+        )));
+    }
+    let spec = |key: &str, given: &str| -> Result<StoreSpec, ObjectsError> {
+        if given.trim().is_empty() {
+            return Err(ObjectsError::Input(format!("{key} is empty: give a store URL or a configured store name")));
+        }
+        let (url, options) = config.store_with_options(key, given)?;
+        Ok(StoreSpec { url, options })
+    };
+    let store_url = config.store_url(o.store.as_deref(), None)?;
+    Ok(ObjectsRequest {
+        from: spec("--from", &o.from)?,
+        to: spec("--to", &o.to)?,
+        store: spec("--store", &store_url)?,
+        set: set.to_string(),
+        concurrency,
+        deletion: Deletion {
+            delete_extraneous: o.delete_extraneous,
+            window: o.retain_deleted.unwrap_or(DEFAULT_RETAIN_DELETED),
+        },
+        dry_run: o.dry_run,
+        max_bytes: o.max_bytes,
+        part_size,
+        retry: RetryPolicy {
+            retries: o.retries.unwrap_or(DEFAULT_RETRIES),
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        },
+        notify_url: o.notify_url.clone(),
+        metrics_file: o.metrics_file.clone(),
+    })
+}
