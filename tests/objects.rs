@@ -11,6 +11,7 @@ use opsbook::store::{Store, StoreUrl};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::cmd::{all_output, code, json, opsbook};
+use support::pattern;
 use support::proxy::{Fail, FaultyProxy};
 use support::s3::S3Server;
 
@@ -99,17 +100,6 @@ fn ok(out: &Output) -> Value {
 
 fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-/// Deterministic bytes, different per seed.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 56) as u8
-        })
-        .collect()
 }
 
 /// The inventory a run wrote, by key.

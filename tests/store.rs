@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use opsbook::error::{Classify, ErrorClass};
 use opsbook::store::{Store, StoreError, StoreOptions, StoreUrl, UploadConfig};
+use support::pattern;
 use support::s3::S3Server;
 use tokio::io::AsyncReadExt;
 
@@ -29,17 +30,6 @@ async fn local_store() -> (tempfile::TempDir, Store) {
     let url = StoreUrl::parse(&dir.path().join("store").display().to_string()).unwrap();
     let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
     (dir, store)
-}
-
-/// Deterministic bytes that do not repeat with any period a part boundary could hide.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 56) as u8
-        })
-        .collect()
 }
 
 async fn read_all(store: &Store, key: &str) -> Vec<u8> {

@@ -12,3 +12,15 @@ pub mod s3;
 pub mod server;
 pub mod tls;
 pub mod vault;
+
+/// Deterministic bytes, different per seed, that do not repeat with any period a part boundary
+/// could hide.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
