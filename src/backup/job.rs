@@ -70,8 +70,13 @@ pub fn set_name(given: Option<&str>) -> Result<String, BackupError> {
 
 /// Opens a store from its URL with the standard environment.
 pub async fn open_store(url: &str) -> Result<Store, BackupError> {
+    open_store_with(url, &StoreOptions::default()).await
+}
+
+/// The same with endpoint and credential overrides (`[profiles.X.stores]`).
+pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Store, BackupError> {
     let parsed = StoreUrl::parse(url)?;
-    Ok(Store::open(&parsed, &StoreOptions::default()).await?)
+    Ok(Store::open(&parsed, options).await?)
 }
 
 /// Resolves one set's settings. With `per_set` (running every set of the profile), a set's own

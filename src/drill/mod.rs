@@ -55,6 +55,8 @@ pub enum TargetSpec {
 pub struct ObjectsSpec {
     /// The media bucket (`s3://bucket[/prefix]` or a local store URL).
     pub url: String,
+    /// Endpoint and credentials from `[profiles.X.stores]` when the URL is under one.
+    pub options: crate::store::StoreOptions,
     pub sample: usize,
     /// SQL run on the restored database; the first column of each row is an object key.
     pub query: Option<String>,
@@ -350,13 +352,20 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
             "--objects-inventory needs --objects (the copy to check, e.g. the --to of `backup objects`)".into(),
         ));
     }
-    let objects = o.objects.as_ref().map(|url| ObjectsSpec {
-        url: url.clone(),
-        sample: o.sample.unwrap_or(DEFAULT_SAMPLE),
-        query: o.objects_query.clone(),
-        presign: o.presign,
-        inventory: o.objects_inventory.clone(),
-    });
+    let objects = match &o.objects {
+        None => None,
+        Some(given) => {
+            let (url, options) = config.store_with_options("objects", given).map_err(BackupError::from)?;
+            Some(ObjectsSpec {
+                url,
+                options,
+                sample: o.sample.unwrap_or(DEFAULT_SAMPLE),
+                query: o.objects_query.clone(),
+                presign: o.presign,
+                inventory: o.objects_inventory.clone(),
+            })
+        }
+    };
     let identities = match &o.identity {
         None => Vec::new(),
         Some(path) => crate::backup::codec::read_identities(path).map_err(DrillError::Input)?,

@@ -307,7 +307,7 @@ async fn body(
                     }
                 },
             };
-            let media = job::open_store(&spec.url).await?;
+            let media = job::open_store_with(&spec.url, &spec.options).await?;
             let check = objects::check(spec, &media, keys, inventory.as_ref(), rng).await?;
             let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty());
             let ok = check.missing.is_empty()
