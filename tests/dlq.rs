@@ -833,6 +833,54 @@ fn ctrl_c_stops_claiming_lets_in_flight_finish_and_reports() {
     assert_eq!(env.remaining(), 50 - delivered as i64, "delivered rows removed, the rest kept");
 }
 
+/// Starts a replay in the background, waits (with a deadline) for the first arrival at the
+/// receiver, then sends SIGINT and collects the output.
+fn interrupt_after_first_arrival(env: &Env, args: &[&str]) -> Output {
+    let mut child = background(env.dir())
+        .args(["dlq-replay", "replay", "--yes", "--output", "json", "--database-url", &env.db])
+        .args(args)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.rx.count() < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "the replay exited before the first arrival");
+        assert!(std::time::Instant::now() < deadline, "nothing arrived within 60s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_with_deadline(child, Duration::from_secs(60))
+}
+
+#[test]
+fn ctrl_c_while_rate_limited_or_backing_off_sends_and_records_nothing_more() {
+    // Rows queued behind the rate limiter (one token per 5s) are not sent after Ctrl-C.
+    let env = Env::new("sigint_rate");
+    env.insert(10, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    let out = interrupt_after_first_arrival(&env, &["--rate", "0.2", "--concurrency", "3"]);
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["delivered"], 1, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_by_reason"]["interrupted"], 9, "{report}");
+    assert_eq!(env.rx.count(), 1, "nothing sent after Ctrl-C");
+    assert_eq!(env.remaining(), 9);
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT sum(attempts) FROM opsbook_dead_letters"), 0);
+
+    // A row waiting out a Retry-After is rolled back as it was: no failure, no attempt counted.
+    let env = Env::new("sigint_backoff");
+    env.insert(1, "/hooks/busy", "busy", "order.paid", "t1", "1 hour");
+    env.rx.fail_first("/hooks/busy", 5, 503, Some("30"));
+    let out = interrupt_after_first_arrival(&env, &["--retries", "3"]);
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_by_reason"]["interrupted"], 1, "{report}");
+    assert_eq!(env.rx.count(), 1);
+    assert_eq!(env.remaining(), 1);
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT attempts FROM opsbook_dead_letters"), 0);
+    assert_eq!(env.pg.query_string(&env.db, "SELECT last_error FROM opsbook_dead_letters"), "");
+}
+
 #[test]
 fn history_table_keeps_delivered_rows_and_failures_stay() {
     let env = Env::new("history");

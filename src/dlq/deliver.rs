@@ -68,6 +68,11 @@ pub enum Outcome {
         status: Option<u16>,
         ambiguous: bool,
     },
+    /// Ctrl-C while waiting on the rate limiter or before a retry: the claim is rolled back,
+    /// nothing more is sent and no failure is recorded.
+    Interrupted {
+        tries: u32,
+    },
 }
 
 impl Outcome {
@@ -200,7 +205,11 @@ impl Deliverer {
         let mut tries = 0;
         let mut ambiguous = false;
         loop {
-            self.limiter.acquire(endpoint).await;
+            tokio::select! {
+                biased;
+                _ = self.limiter.acquire(endpoint) => {}
+                _ = crate::signal::interrupted() => return Outcome::Interrupted { tries },
+            }
             tries += 1;
             let (outcome, status) = match make().send().await {
                 Ok(resp) => {
@@ -225,9 +234,12 @@ impl Deliverer {
                     return failed(error, gone);
                 }
                 Attempt::Retry(error, retry_after) => {
-                    if tries > self.cfg.retries || crate::signal::is_interrupted() {
+                    if tries > self.cfg.retries {
                         self.settle(endpoint, url, false, false);
                         return failed(error, false);
+                    }
+                    if crate::signal::is_interrupted() {
+                        return Outcome::Interrupted { tries };
                     }
                     let wait = match retry_after {
                         Some(ra) if ra > self.cfg.max_retry_after => {
@@ -241,10 +253,7 @@ impl Deliverer {
                     tracing::debug!(endpoint, tries, wait_ms = wait.as_millis() as u64, %error, "retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = crate::signal::interrupted() => {
-                            self.settle(endpoint, url, false, false);
-                            return failed(format!("{error}; interrupted before the retry"), false);
-                        }
+                        _ = crate::signal::interrupted() => return Outcome::Interrupted { tries },
                     }
                 }
             }

@@ -85,6 +85,10 @@ impl ReplayReport {
                 self.requests += u64::from(tries);
                 self.failures.push(Failure { id: d_id, target_url: target.to_string(), error, tries });
             }
+            Outcome::Interrupted { tries } => {
+                self.requests += u64::from(tries);
+                self.skip(SkipReason::Interrupted);
+            }
         }
     }
 }
@@ -201,10 +205,14 @@ async fn pg_worker(source: &PgSource, conn: sqlx::PgConnection, shared: &Shared<
                 let error = match &outcome {
                     Some(Outcome::Delivered { .. }) => format!("delivered, removal failed: will be re-sent ({error})"),
                     Some(Outcome::Failed { error: e, .. }) => format!("{e}; recording the failure failed: {error}"),
-                    None => format!("not claimed: {error}"),
+                    Some(Outcome::Interrupted { .. }) | None => format!("not claimed: {error}"),
                 };
                 let tries = match outcome {
-                    Some(Outcome::Delivered { tries, .. } | Outcome::Failed { tries, .. }) => tries,
+                    Some(
+                        Outcome::Delivered { tries, .. }
+                        | Outcome::Failed { tries, .. }
+                        | Outcome::Interrupted { tries },
+                    ) => tries,
                     None => 0,
                 };
                 shared.with_report(|r| {
@@ -243,6 +251,12 @@ async fn pg_row(
     let settled = match &outcome {
         Outcome::Delivered { .. } => source.remove(&mut tx, item.id).await,
         Outcome::Failed { error, ambiguous, .. } => source.record_failure(&mut tx, &d, error, *ambiguous).await,
+        Outcome::Interrupted { .. } => {
+            // Nothing is recorded: the claim is rolled back and the row stays as it was.
+            drop(tx);
+            shared.with_report(|r| r.record(item.id, &d.target_url, outcome));
+            return Ok(());
+        }
     };
     let settled = match settled {
         Ok(()) => tx.commit().await.map_err(|e| DlqError::query("commit", &table, e)),
