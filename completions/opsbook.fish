@@ -703,7 +703,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_s
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l event -d 'Event type, exactly' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l tenant -d 'Tenant, exactly (also sent as the tenant header to an http source)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l limit -d 'At most this many, oldest first' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l max -d 'Exit 1 when the DLQ holds more than N dead letters [default: the profile\'s max]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l max -d 'Exit 1 when the DLQ holds more than N dead letters [default: the profile\'s max, else 50]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from stats" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
@@ -735,7 +735,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_s
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l endpoint-rate -d 'Requests per second to any one endpoint (scheme://host:port)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l concurrency -d 'Deliveries in flight at once (each holds a database connection) [default: 8]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l retries -d 'Retries per dead letter after the first attempt (5xx, 408, 429, timeouts, connection errors)' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l timeout -d 'Timeout of one request' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l timeout -d 'Timeout of one request (to the targets, or to the http source\'s API)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l connect-timeout -d 'Connect timeout of one request' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l breaker -d 'Consecutive failed deliveries that stop replaying to an endpoint for this run (0: never)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand dlq-replay; and __fish_seen_subcommand_from replay" -l signing-secret-env -d 'Environment variable with the Standard Webhooks secret(s), whsec_<base64>, several separated by spaces while rotating: signs every delivery' -r

@@ -110,7 +110,118 @@ fn replay_all_delivers_removes_and_reports() {
     assert_eq!(a.method, "POST");
     assert_eq!(a.header("x-origin"), Some("gateway"), "stored headers are replayed");
     assert_eq!(a.header("content-type"), Some("application/json"));
-    assert!(a.header("idempotency-key").is_some_and(|k| k.starts_with("dlq_") && k.ends_with("-0")), "{a:?}");
+    let id = a.header("webhook-id").expect("webhook-id is sent without a signing secret too");
+    assert!(id.starts_with("dlq_"), "no event id stored: derived from the row id: {a:?}");
+    assert_eq!(a.header("idempotency-key"), Some(format!("{id}-0").as_str()), "{a:?}");
+    assert_eq!(a.header("webhook-signature"), None, "unsigned without a secret");
+}
+
+#[test]
+fn stored_webhook_id_is_replayed_and_credentials_never_reach_output() {
+    let env = Env::new("headers");
+    env.pg.execute(
+        &env.db,
+        &format!(
+            "INSERT INTO opsbook_dead_letters (target_url, payload, headers) VALUES ('{}', 'p1', \
+             '{{\"Webhook-Id\":\"msg_2LxOrig\",\"Authorization\":\"Bearer sk_live_abc123\",\"X-Api-Key\":\"key-98765\",\
+             \"Cookie\":\"sid=cookie-4242\",\"x-origin\":\"gateway\"}}'::jsonb)",
+            env.rx.url("/hooks/h")
+        ),
+    );
+    let secrets = ["sk_live_abc123", "key-98765", "cookie-4242"];
+    let clean = |what: &str, out: &Output| {
+        let text = all_output(out);
+        for s in secrets {
+            assert!(!text.contains(s), "{what}: {s} leaked: {text}");
+        }
+    };
+    let out = env.run(&["list", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    clean("list", &out);
+    let headers = &json(&out)["items"][0]["headers"];
+    assert_eq!(headers["Authorization"], "***", "{headers}");
+    assert_eq!(headers["x-origin"], "gateway", "{headers}");
+    let out = env.run(&["replay", "--dry-run", "--output", "json"]);
+    clean("dry-run plan", &out);
+    assert_eq!(json(&out)["plan"]["sample"][0]["headers"]["X-Api-Key"], "***");
+    let out = env.run(&["replay", "--yes", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    clean("report", &out);
+    let a = &env.rx.arrivals()[0];
+    assert_eq!(a.header("webhook-id"), Some("msg_2LxOrig"), "the stored webhook-id is the original event id");
+    assert_eq!(a.header("idempotency-key"), Some("msg_2LxOrig-0"));
+    assert_eq!(a.header("authorization"), Some("Bearer sk_live_abc123"), "credentials are still delivered");
+    assert_eq!(a.header("x-api-key"), Some("key-98765"));
+    assert_eq!(a.headers.iter().filter(|(k, _)| k == "webhook-id").count(), 1, "{a:?}");
+}
+
+#[test]
+fn a_database_error_after_a_2xx_is_reported_and_the_rest_goes_on() {
+    let env = Env::new("dberror");
+    // The first row cannot be deleted: its delivery succeeds, then the removal fails.
+    env.pg.execute(
+        &env.db,
+        &format!(
+            "INSERT INTO opsbook_dead_letters (target_url, payload) VALUES ('{}', 'stuck'); \
+             CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF OLD.payload = 'stuck' THEN RAISE EXCEPTION 'row is pinned'; END IF; RETURN OLD; END $$; \
+             CREATE TRIGGER pin BEFORE DELETE ON opsbook_dead_letters FOR EACH ROW EXECUTE FUNCTION refuse();",
+            env.rx.url("/hooks/a")
+        ),
+    );
+    env.insert(3, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    let out = env.run(&["replay", "--yes", "--concurrency", "1", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["delivered"], 3, "the worker went on after the error: {report}");
+    assert_eq!(report["failed"], 1, "{report}");
+    let error = report["failures"][0]["error"].as_str().unwrap();
+    assert!(error.contains("delivered, removal failed: will be re-sent") && error.contains("row is pinned"), "{error}");
+    assert_eq!(env.delivered_tags(), {
+        let mut all = seqs("a", 3);
+        all.insert("stuck".into());
+        all
+    });
+    assert_eq!(env.pg.query_string(&env.db, "SELECT string_agg(payload, ',') FROM opsbook_dead_letters"), "stuck");
+}
+
+#[test]
+fn idle_in_transaction_timeout_does_not_cut_a_slow_delivery() {
+    let env = Env::new("idle");
+    env.pg.execute(
+        &env.db,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = %L', \
+         current_database(), '200ms'); END $$",
+    );
+    env.insert(2, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    // Each delivery holds its claiming transaction idle for longer than the server allows.
+    env.rx.delay(Duration::from_millis(800));
+    let out = env.run(&["replay", "--yes", "--concurrency", "1", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(json(&out)["report"]["delivered"], 2);
+    assert_eq!(env.remaining(), 0);
+}
+
+#[test]
+fn query_errors_name_the_fix() {
+    let env = Env::new("qerr");
+    let out = env.run(&["list", "--table", "no_such_table"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(text.contains("opsbook dlq-replay init") && text.contains("[profiles.NAME.dlq] table"), "{text}");
+    std::fs::write(env.dir().join("opsbook.toml"), "[profiles.default.dlq.columns]\nevent_type = \"kind\"\n").unwrap();
+    let out = env.run(&["stats"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("[profiles.NAME.dlq.columns]"), "{}", all_output(&out));
+    std::fs::remove_file(env.dir().join("opsbook.toml")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let out = opsbook(env.dir())
+        .args(["dlq-replay", "list", "--database-url", &format!("postgres://u:p@127.0.0.1:{port}/db")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "connection refused: {}", all_output(&out));
 }
 
 #[test]
@@ -245,6 +356,25 @@ fn permanent_failure_stays_with_attempts_and_a_later_replay_gets_a_fresh_key() {
 }
 
 #[test]
+fn a_timed_out_delivery_keeps_its_idempotency_key_for_the_next_replay() {
+    let env = Env::new("ambiguous");
+    env.insert(1, "/hooks/slow", "slow", "order.paid", "t1", "1 hour");
+    let id = env.pg.query_i64(&env.db, "SELECT id FROM opsbook_dead_letters");
+    // The target may have processed a request that timed out: the next replay must reuse its key.
+    env.rx.delay(Duration::from_secs(3));
+    let out = env.run(&["replay", "--yes", "--retries", "0", "--timeout", "300ms"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("timed out"), "{}", all_output(&out));
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT attempts FROM opsbook_dead_letters"), 1);
+    env.rx.delay(Duration::ZERO);
+    let out = env.run(&["replay", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let delivered = env.rx.delivered();
+    let last = delivered.iter().find(|a| a.path == "/hooks/slow").unwrap();
+    assert_eq!(last.header("idempotency-key"), Some(format!("dlq_{id}-0").as_str()), "{last:?}");
+}
+
+#[test]
 fn gone_endpoint_and_open_breaker_stop_replaying_to_that_endpoint() {
     let gone = Receiver::start();
     let env = Env::new("gone");
@@ -258,6 +388,14 @@ fn gone_endpoint_and_open_breaker_stop_replaying_to_that_endpoint() {
     );
     env.insert(6, "/hooks/down", "down", "order.paid", "t1", "1 hour");
     env.rx.always("/hooks/down", 500, "down");
+    // Another path on the host that answered 410: "gone" is that URL only.
+    env.pg.execute(
+        &env.db,
+        &format!(
+            "INSERT INTO opsbook_dead_letters (target_url, payload) SELECT '{}', 'y' || g FROM generate_series(1, 2) g",
+            gone.url("/hooks/y")
+        ),
+    );
     let out =
         env.run(&["replay", "--yes", "--concurrency", "1", "--retries", "0", "--breaker", "2", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", all_output(&out));
@@ -265,7 +403,8 @@ fn gone_endpoint_and_open_breaker_stop_replaying_to_that_endpoint() {
     assert_eq!(report["failed"], 3, "{report}");
     assert_eq!(report["skipped_by_reason"]["endpoint_gone"], 4, "{report}");
     assert_eq!(report["skipped_by_reason"]["breaker_open"], 4, "{report}");
-    assert_eq!(gone.count(), 1);
+    assert_eq!(report["delivered"], 2, "other paths of a host with a 410 are still replayed: {report}");
+    assert_eq!(gone.count(), 3);
     assert_eq!(env.rx.count(), 2);
     assert_eq!(env.remaining(), 11, "nothing undelivered leaves the DLQ");
 }
@@ -304,9 +443,71 @@ fn two_concurrent_replays_deliver_each_row_exactly_once() {
     );
     let (da, db) =
         (json(&a)["report"]["delivered"].as_u64().unwrap(), json(&b)["report"]["delivered"].as_u64().unwrap());
-    assert_eq!(da + db, 200);
-    assert!(da > 0 && db > 0, "both replays worked ({da} + {db})");
+    assert_eq!(da + db, 200, "every row delivered by exactly one of the two");
     assert_eq!(env.remaining(), 0);
+}
+
+/// Holds `FOR UPDATE` on one row in an open transaction until the returned sender is used.
+fn hold_row_lock(db: &str, id: i64) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let url = opsbook::pg::DbUrl::parse(db).unwrap();
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let mut conn = opsbook::pg::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT 1 FROM opsbook_dead_letters WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+        })
+    });
+    held_rx.recv().unwrap();
+    (release_tx, holder)
+}
+
+/// Waits for a background child with a deadline (a hang fails the test instead of blocking it).
+fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", all_output(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_row_held_by_another_replay_is_skipped_not_waited_for() {
+    let env = Env::new("locked");
+    env.insert(3, "/hooks/bad", "bad", "order.paid", "t1", "1 hour");
+    env.rx.always("/hooks/bad", 500, "down");
+    let held = env.pg.query_i64(&env.db, "SELECT min(id) FROM opsbook_dead_letters");
+    let (release, holder) = hold_row_lock(&env.db, held);
+    // With a blocking FOR UPDATE this replay would wait for the holder (and later re-send a row
+    // the holder failed on): SKIP LOCKED passes over it.
+    let child = background(env.dir())
+        .args(["dlq-replay", "replay", "--yes", "--retries", "0", "--breaker", "0", "--output", "json"])
+        .args(["--database-url", &env.db])
+        .spawn()
+        .unwrap();
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["skipped_by_reason"]["claimed"], 1, "{report}");
+    assert_eq!(report["failed"], 2, "{report}");
+    assert!(report["failures"].as_array().unwrap().iter().all(|f| f["id"] != held), "{report}");
+    assert_eq!(env.pg.query_i64(&env.db, &format!("SELECT attempts FROM opsbook_dead_letters WHERE id = {held}")), 0);
 }
 
 #[test]
@@ -421,6 +622,14 @@ fn stats_counts_and_max_exit_codes() {
     let out = env.run(&["list", "--event", "whatsapp.message", "--output", "json"]);
     assert_eq!(json(&out)["items"].as_array().unwrap().len(), 2);
     assert!(json(&out)["items"][0].get("payload").is_none(), "payloads only on request");
+    // Without --max the documented default of 50 applies: the cron alert needs no flag.
+    env.insert(44, "/hooks/a", "more", "order.paid", "t1", "10 minutes");
+    let out = env.run(&["stats"]);
+    assert_eq!(code(&out), 0, "50 is not above the default: {}", all_output(&out));
+    env.insert(1, "/hooks/a", "one", "order.paid", "t1", "10 minutes");
+    let out = env.run(&["stats"]);
+    assert_eq!(code(&out), 1, "51 > the default 50: {}", all_output(&out));
+    assert!(all_output(&out).contains("more than --max 50"), "{}", all_output(&out));
 }
 
 #[test]
@@ -464,7 +673,7 @@ fn mapped_columns_of_an_existing_table() {
     env.pg.execute(
         &env.db,
         &format!(
-            "CREATE TABLE webhook_failures (wid bigserial PRIMARY KEY, url text NOT NULL, body text NOT NULL, \
+            "CREATE TABLE webhook_failures (wid serial PRIMARY KEY, url text NOT NULL, body text NOT NULL, \
              kind text, tries int DEFAULT 0, error text, created timestamptz DEFAULT now(), event_uuid text); \
              INSERT INTO webhook_failures (url, body, kind, event_uuid) VALUES ('{}', 'hello', 'ping', 'evt_42')",
             env.rx.url("/hooks/m")
@@ -497,10 +706,12 @@ fn http_source_lists_and_replays_through_the_service_api() {
     let items = serde_json::json!({ "items": [
         { "id": 7, "target_url": "https://shop.example/hooks", "event_type": "order.paid", "attempts": 3, "failed_at": "2026-11-20T10:00:00Z" },
         { "id": 8, "target_url": "https://crm.example/in", "event_type": "user.created", "attempts": 1, "failed_at": "2026-11-21T10:00:00Z" },
-        { "id": 9, "target_url": "https://shop.example/hooks", "event_type": "order.paid", "attempts": 0, "failed_at": "2026-11-22T10:00:00Z" }
+        { "id": 9, "target_url": "https://shop.example/hooks", "event_type": "order.paid", "attempts": 0, "failed_at": "2026-11-22T10:00:00Z" },
+        { "id": 10, "target_url": "https://shop.example/hooks", "event_type": "order.paid", "attempts": 2, "failed_at": "2026-11-22T11:00:00Z" }
     ]});
     api.always("/v1/webhooks/dlq", 200, &items.to_string());
     api.always("/v1/webhooks/dlq/9/replay", 502, "upstream down");
+    api.always("/v1/webhooks/dlq/10/replay", 404, "no such dead letter");
     let run = |args: &[&str]| {
         opsbook(dir.path())
             .arg("dlq-replay")
@@ -512,22 +723,45 @@ fn http_source_lists_and_replays_through_the_service_api() {
     };
     let out = run(&["stats", "--output", "json", "--max", "50"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert_eq!(json(&out)["stats"]["total"], 3);
+    assert_eq!(json(&out)["stats"]["total"], 4);
     let out = run(&["replay", "--yes", "--event", "order.paid", "--retries", "1", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     let report = &json(&out)["report"];
     assert_eq!(report["delivered"], 1);
     assert_eq!(report["failed"], 1);
     assert_eq!(report["failures"][0]["id"], 9);
+    assert_eq!(report["skipped_by_reason"]["not_found"], 1, "a 404 means already replayed or gone: {report}");
     let posts: Vec<_> = api.arrivals().into_iter().filter(|a| a.method == "POST").collect();
     let mut paths: Vec<_> = posts.iter().map(|p| p.path.clone()).collect();
     paths.sort();
-    assert_eq!(paths, vec!["/v1/webhooks/dlq/7/replay", "/v1/webhooks/dlq/9/replay", "/v1/webhooks/dlq/9/replay"]);
+    assert_eq!(
+        paths,
+        vec![
+            "/v1/webhooks/dlq/10/replay",
+            "/v1/webhooks/dlq/7/replay",
+            "/v1/webhooks/dlq/9/replay",
+            "/v1/webhooks/dlq/9/replay"
+        ]
+    );
+    let keys = |path: &str| {
+        posts
+            .iter()
+            .filter(|p| p.path == path)
+            .map(|p| p.header("idempotency-key").map(String::from))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys("/v1/webhooks/dlq/7/replay"), vec![Some("dlq_7-3".to_string())]);
+    assert_eq!(keys("/v1/webhooks/dlq/9/replay"), vec![Some("dlq_9-0".to_string()); 2], "one key across retries");
     assert!(api.arrivals().iter().all(|a| a.header("authorization") == Some("Bearer tok-secret-123")));
     assert!(api.arrivals().iter().all(|a| a.header("x-tenant-id") == Some("acme")));
     assert!(!all_output(&out).contains("tok-secret-123"));
     let out = run(&["purge", "--older-than", "1d"]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
+    // --timeout applies to the API calls too.
+    api.delay(Duration::from_secs(3));
+    let out = run(&["replay", "--yes", "--timeout", "300ms"]);
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    assert!(all_output(&out).contains("timed out"), "{}", all_output(&out));
 }
 
 fn repo() -> &'static Path {
@@ -543,14 +777,19 @@ fn daily_review_runbook_counts_lists_confirms_and_replays() {
         opsbook(env.dir())
             .arg("run")
             .arg(&runbook)
-            .args(["--param", "max=2", "--output", "json"])
+            .args(["--param", "max=2", "--param", "limit=2", "--output", "json"])
             .args(extra)
             .env("DATABASE_URL", &env.db)
             .output()
             .unwrap()
     };
     let out = run(&["--dry-run"]);
-    assert!(code(&out) <= 1, "{}", all_output(&out));
+    assert_eq!(code(&out), 0, "the stats step fails (3 > max 2) and the run continues: {}", all_output(&out));
+    let doc = json(&out);
+    let dry = |id: &str| doc["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap_or_default();
+    assert_eq!(dry("stats")["status"], "failed", "{doc}");
+    assert_eq!(dry("list")["outputs"]["count"], 2, "{doc}");
+    assert_eq!(dry("replay")["outputs"]["planned"], 2, "the replay plans exactly what was listed: {doc}");
     assert_eq!(env.rx.count(), 0, "a dry run sends nothing");
     let out = run(&[]);
     assert_eq!(code(&out), 5, "the confirm step needs a person or --yes: {}", all_output(&out));
@@ -560,10 +799,10 @@ fn daily_review_runbook_counts_lists_confirms_and_replays() {
     let steps = doc["steps"].as_array().unwrap_or_else(|| panic!("{doc}"));
     let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id}: {doc}"));
     assert_eq!(step("stats")["status"], "failed", "3 > max 2: {doc}");
-    assert_eq!(step("list")["outputs"]["count"], 3);
-    assert_eq!(step("replay")["outputs"]["delivered"], 3, "{doc}");
-    assert_eq!(env.delivered_tags(), seqs("a", 3));
-    assert_eq!(env.remaining(), 0);
+    assert_eq!(step("list")["outputs"]["count"], 2);
+    assert_eq!(step("replay")["outputs"]["delivered"], 2, "the confirmed count is what was sent: {doc}");
+    assert_eq!(env.delivered_tags(), seqs("a", 2), "the two oldest, as listed");
+    assert_eq!(env.remaining(), 1);
 }
 
 #[test]
@@ -575,7 +814,11 @@ fn ctrl_c_stops_claiming_lets_in_flight_finish_and_reports() {
         .args(["dlq-replay", "replay", "--yes", "--concurrency", "3", "--output", "json", "--database-url", &env.db])
         .spawn()
         .unwrap();
+    let mut child = child;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while env.rx.count() < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the replay exited before three deliveries arrived");
+        assert!(std::time::Instant::now() < deadline, "three deliveries did not arrive within 60s");
         std::thread::sleep(Duration::from_millis(5));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
@@ -588,6 +831,54 @@ fn ctrl_c_stops_claiming_lets_in_flight_finish_and_reports() {
     assert_eq!(report["skipped_by_reason"]["interrupted"].as_u64().unwrap(), 50 - delivered, "{report}");
     assert_eq!(env.rx.delivered().len() as u64, delivered, "in-flight deliveries finished and were counted");
     assert_eq!(env.remaining(), 50 - delivered as i64, "delivered rows removed, the rest kept");
+}
+
+/// Starts a replay in the background, waits (with a deadline) for the first arrival at the
+/// receiver, then sends SIGINT and collects the output.
+fn interrupt_after_first_arrival(env: &Env, args: &[&str]) -> Output {
+    let mut child = background(env.dir())
+        .args(["dlq-replay", "replay", "--yes", "--output", "json", "--database-url", &env.db])
+        .args(args)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.rx.count() < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "the replay exited before the first arrival");
+        assert!(std::time::Instant::now() < deadline, "nothing arrived within 60s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_with_deadline(child, Duration::from_secs(60))
+}
+
+#[test]
+fn ctrl_c_while_rate_limited_or_backing_off_sends_and_records_nothing_more() {
+    // Rows queued behind the rate limiter (one token per 5s) are not sent after Ctrl-C.
+    let env = Env::new("sigint_rate");
+    env.insert(10, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    let out = interrupt_after_first_arrival(&env, &["--rate", "0.2", "--concurrency", "3"]);
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["delivered"], 1, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_by_reason"]["interrupted"], 9, "{report}");
+    assert_eq!(env.rx.count(), 1, "nothing sent after Ctrl-C");
+    assert_eq!(env.remaining(), 9);
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT sum(attempts) FROM opsbook_dead_letters"), 0);
+
+    // A row waiting out a Retry-After is rolled back as it was: no failure, no attempt counted.
+    let env = Env::new("sigint_backoff");
+    env.insert(1, "/hooks/busy", "busy", "order.paid", "t1", "1 hour");
+    env.rx.fail_first("/hooks/busy", 5, 503, Some("30"));
+    let out = interrupt_after_first_arrival(&env, &["--retries", "3"]);
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let report = &json(&out)["report"];
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_by_reason"]["interrupted"], 1, "{report}");
+    assert_eq!(env.rx.count(), 1);
+    assert_eq!(env.remaining(), 1);
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT attempts FROM opsbook_dead_letters"), 0);
+    assert_eq!(env.pg.query_string(&env.db, "SELECT last_error FROM opsbook_dead_letters"), "");
 }
 
 #[test]

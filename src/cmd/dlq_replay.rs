@@ -141,7 +141,7 @@ pub struct StatsArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Exit 1 when the DLQ holds more than N dead letters [default: the profile's max].
+    /// Exit 1 when the DLQ holds more than N dead letters [default: the profile's max, else 50].
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
 }
@@ -164,7 +164,7 @@ pub struct ReplayArgs {
     /// Retries per dead letter after the first attempt (5xx, 408, 429, timeouts, connection errors).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// Timeout of one request.
+    /// Timeout of one request (to the targets, or to the http source's API).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
     /// Connect timeout of one request.
@@ -207,6 +207,16 @@ pub async fn run(ctx: &Ctx<'_>, args: DlqReplayArgs) -> Result<ExitStatus> {
 }
 
 fn open(ctx: &Ctx<'_>, s: &SourceArgs, tenant: Option<&str>) -> Result<Source> {
+    open_with(ctx, s, tenant, None, None)
+}
+
+fn open_with(
+    ctx: &Ctx<'_>,
+    s: &SourceArgs,
+    tenant: Option<&str>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+) -> Result<Source> {
     let opts = SourceOptions {
         database_url: s.db.database_url.clone(),
         source_url: s.source_url.clone(),
@@ -214,6 +224,8 @@ fn open(ctx: &Ctx<'_>, s: &SourceArgs, tenant: Option<&str>) -> Result<Source> {
         tenant_header: s.tenant_header.clone(),
         tenant: tenant.map(String::from),
         table: s.table.clone(),
+        timeout,
+        connect_timeout,
     };
     Ok(resolve::source(&ctx.config, &opts)?)
 }
@@ -288,8 +300,8 @@ async fn list(ctx: &Ctx<'_>, a: ListArgs) -> Result<ExitStatus> {
 async fn stats(ctx: &Ctx<'_>, a: StatsArgs) -> Result<ExitStatus> {
     let source = open(ctx, &a.source, a.filter.tenant.as_deref())?;
     let stats = source.stats(&a.filter.filter()?).await?;
-    let max = a.max.or(ctx.config.profile.dlq.max);
-    let over = max.is_some_and(|m| stats.total > m);
+    let max = a.max.or(ctx.config.profile.dlq.max).unwrap_or(dlq::DEFAULT_MAX);
+    let over = stats.total > max;
     let status = if over { ExitStatus::Failure } else { ExitStatus::Success };
     if ctx.printer.is_json() {
         ctx.printer
@@ -312,8 +324,9 @@ async fn stats(ctx: &Ctx<'_>, a: StatsArgs) -> Result<ExitStatus> {
         }
         ctx.printer.line(t.to_string())?;
     }
-    if let (true, Some(m)) = (over, max) {
-        ctx.printer.warn(format!("the DLQ holds {} dead letters, more than --max {m}: review and replay", stats.total));
+    if over {
+        ctx.printer
+            .warn(format!("the DLQ holds {} dead letters, more than --max {max}: review and replay", stats.total));
     }
     Ok(status)
 }
@@ -355,7 +368,7 @@ fn confirm(ctx: &Ctx<'_>, question: &str, refusal: &str) -> Result<()> {
 }
 
 async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
-    let source = open(ctx, &a.source, a.filter.tenant.as_deref())?;
+    let source = open_with(ctx, &a.source, a.filter.tenant.as_deref(), a.timeout, a.connect_timeout)?;
     let delivery = resolve::delivery(
         &ctx.config,
         &DeliveryOptions {

@@ -55,8 +55,30 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Delivered { status: u16, tries: u32 },
-    Failed { error: String, tries: u32, gone: bool },
+    Delivered {
+        status: u16,
+        tries: u32,
+    },
+    /// `status`: the last HTTP status when the last attempt got an answer. `ambiguous`: some
+    /// attempt timed out or lost its connection, so the target may have processed it.
+    Failed {
+        error: String,
+        tries: u32,
+        gone: bool,
+        status: Option<u16>,
+        ambiguous: bool,
+    },
+    /// Ctrl-C while waiting on the rate limiter or before a retry: the claim is rolled back,
+    /// nothing more is sent and no failure is recorded.
+    Interrupted {
+        tries: u32,
+    },
+}
+
+impl Outcome {
+    fn failed(error: String, tries: u32) -> Outcome {
+        Outcome::Failed { error, tries, gone: false, status: None, ambiguous: false }
+    }
 }
 
 /// Why a dead letter was not attempted.
@@ -71,6 +93,10 @@ pub enum SkipReason {
     BreakerOpen,
     /// Ctrl-C: claiming stopped.
     Interrupted,
+    /// The http source's API answered 404 to the replay call.
+    NotFound,
+    /// The DLQ database became unreachable; the row was not claimed.
+    SourceUnavailable,
 }
 
 impl SkipReason {
@@ -80,6 +106,8 @@ impl SkipReason {
             SkipReason::EndpointGone => "endpoint gone (410)",
             SkipReason::BreakerOpen => "endpoint breaker open",
             SkipReason::Interrupted => "interrupted",
+            SkipReason::NotFound => "already replayed or gone (404)",
+            SkipReason::SourceUnavailable => "DLQ database unavailable",
         }
     }
 }
@@ -87,7 +115,6 @@ impl SkipReason {
 #[derive(Debug, Default)]
 struct EndpointState {
     consecutive_failures: u32,
-    gone: bool,
 }
 
 /// Sends deliveries; shared by all workers of a replay.
@@ -97,6 +124,8 @@ pub struct Deliverer {
     cfg: DeliveryConfig,
     limiter: Limiter,
     endpoints: Mutex<HashMap<String, EndpointState>>,
+    /// Target URLs that answered 410 Gone in this run (other paths of the host are unaffected).
+    gone: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What one HTTP attempt returned, classified.
@@ -104,6 +133,7 @@ enum Attempt {
     Ok(u16),
     /// Retryable, with the server's Retry-After when it sent one.
     Retry(String, Option<Duration>),
+    /// A definite answer that is not retried: the error and whether it was 410.
     Permanent(String, bool),
 }
 
@@ -117,16 +147,18 @@ impl Deliverer {
             .build()
             .map_err(|e| super::DlqError::Input(format!("HTTP client: {e}")))?;
         let limiter = Limiter::new(cfg.rate, cfg.endpoint_rate);
-        Ok(Deliverer { client, cfg, limiter, endpoints: Mutex::new(HashMap::new()) })
+        Ok(Deliverer { client, cfg, limiter, endpoints: Mutex::new(HashMap::new()), gone: Mutex::default() })
     }
 
-    /// Whether deliveries to `endpoint` stopped in this run.
-    pub fn blocked(&self, endpoint: &str) -> Option<SkipReason> {
+    /// Whether deliveries to `url` (on `endpoint`, its origin) stopped in this run: the URL
+    /// answered 410, or the endpoint's breaker is open.
+    pub fn blocked(&self, endpoint: &str, url: &str) -> Option<SkipReason> {
+        if self.gone.lock().unwrap_or_else(|e| e.into_inner()).contains(url) {
+            return Some(SkipReason::EndpointGone);
+        }
         let map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         let state = map.get(endpoint)?;
-        if state.gone {
-            Some(SkipReason::EndpointGone)
-        } else if self.cfg.breaker_threshold > 0 && state.consecutive_failures >= self.cfg.breaker_threshold {
+        if self.cfg.breaker_threshold > 0 && state.consecutive_failures >= self.cfg.breaker_threshold {
             Some(SkipReason::BreakerOpen)
         } else {
             None
@@ -138,17 +170,12 @@ impl Deliverer {
         let endpoint = d.endpoint();
         let method = match reqwest::Method::from_bytes(d.method.to_ascii_uppercase().as_bytes()) {
             Ok(m) => m,
-            Err(_) => {
-                return Outcome::Failed { error: format!("invalid method `{}`", d.method), tries: 0, gone: false }
-            }
+            Err(_) => return Outcome::failed(format!("invalid method `{}`", d.method), 0),
         };
         let body = d.payload.clone().unwrap_or_default();
         let webhook_id = d.webhook_id();
-        // Stable while this row is claimed and across a crash (attempts is only counted when a
-        // failure is recorded), fresh for the next replay after a recorded failure, so it never
-        // blocks a later manual retry.
-        let idempotency_key = format!("{webhook_id}-{}", d.attempts);
-        self.send(&endpoint, || {
+        let idempotency_key = idempotency_key(d);
+        self.send(&endpoint, &d.target_url, || {
             let mut rb = self.client.request(method.clone(), &d.target_url);
             for (k, v) in &d.headers {
                 if OWN_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
@@ -160,11 +187,10 @@ impl Deliverer {
             if !d.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
                 rb = rb.header("content-type", "application/json");
             }
-            rb = rb.header("idempotency-key", &idempotency_key);
+            rb = rb.header("idempotency-key", &idempotency_key).header("webhook-id", &webhook_id);
             if let Some(signer) = &self.cfg.signer {
                 let ts = Utc::now().timestamp();
                 rb = rb
-                    .header("webhook-id", &webhook_id)
                     .header("webhook-timestamp", ts.to_string())
                     .header("webhook-signature", signer.signature(&webhook_id, ts, body.as_bytes()));
             }
@@ -173,37 +199,53 @@ impl Deliverer {
         .await
     }
 
-    /// Sends with rate limiting and retries; `make` builds a fresh request per attempt.
-    pub async fn send(&self, endpoint: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Outcome {
+    /// Sends to `url` (on `endpoint`, its origin) with rate limiting and retries; `make` builds
+    /// a fresh request per attempt.
+    pub async fn send(&self, endpoint: &str, url: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Outcome {
         let mut tries = 0;
+        let mut ambiguous = false;
         loop {
-            self.limiter.acquire(endpoint).await;
+            tokio::select! {
+                biased;
+                _ = self.limiter.acquire(endpoint) => {}
+                _ = crate::signal::interrupted() => return Outcome::Interrupted { tries },
+            }
             tries += 1;
-            let outcome = match make().send().await {
-                Ok(resp) => classify(resp).await,
+            let (outcome, status) = match make().send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    (classify(resp).await, Some(status))
+                }
                 // Connect errors and timeouts are retried: the request may or may not have
                 // arrived, which the Idempotency-Key covers.
-                Err(e) => Attempt::Retry(describe_reqwest(&e), None),
+                Err(e) => {
+                    ambiguous = true;
+                    (Attempt::Retry(describe_reqwest(&e), None), None)
+                }
             };
+            let failed = move |error: String, gone: bool| Outcome::Failed { error, tries, gone, status, ambiguous };
             match outcome {
                 Attempt::Ok(status) => {
-                    self.settle(endpoint, true, false);
+                    self.settle(endpoint, url, true, false);
                     return Outcome::Delivered { status, tries };
                 }
                 Attempt::Permanent(error, gone) => {
-                    self.settle(endpoint, false, gone);
-                    return Outcome::Failed { error, tries, gone };
+                    self.settle(endpoint, url, false, gone);
+                    return failed(error, gone);
                 }
                 Attempt::Retry(error, retry_after) => {
-                    if tries > self.cfg.retries || crate::signal::is_interrupted() {
-                        self.settle(endpoint, false, false);
-                        return Outcome::Failed { error, tries, gone: false };
+                    if tries > self.cfg.retries {
+                        self.settle(endpoint, url, false, false);
+                        return failed(error, false);
+                    }
+                    if crate::signal::is_interrupted() {
+                        return Outcome::Interrupted { tries };
                     }
                     let wait = match retry_after {
                         Some(ra) if ra > self.cfg.max_retry_after => {
-                            self.settle(endpoint, false, false);
+                            self.settle(endpoint, url, false, false);
                             let error = format!("{error}; Retry-After {}s is beyond the limit", ra.as_secs());
-                            return Outcome::Failed { error, tries, gone: false };
+                            return failed(error, false);
                         }
                         Some(ra) => ra,
                         None => backoff(tries - 1, self.cfg.backoff_base, self.cfg.backoff_cap, rand::random::<f64>()),
@@ -211,26 +253,34 @@ impl Deliverer {
                     tracing::debug!(endpoint, tries, wait_ms = wait.as_millis() as u64, %error, "retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = crate::signal::interrupted() => {
-                            self.settle(endpoint, false, false);
-                            return Outcome::Failed { error: format!("{error}; interrupted before the retry"), tries, gone: false };
-                        }
+                        _ = crate::signal::interrupted() => return Outcome::Interrupted { tries },
                     }
                 }
             }
         }
     }
 
-    fn settle(&self, endpoint: &str, ok: bool, gone: bool) {
+    fn settle(&self, endpoint: &str, url: &str, ok: bool, gone: bool) {
+        if gone {
+            self.gone.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string());
+        }
         let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         let state = map.entry(endpoint.to_string()).or_default();
         if ok {
             state.consecutive_failures = 0;
         } else {
             state.consecutive_failures += 1;
-            state.gone |= gone;
         }
     }
+}
+
+/// The Idempotency-Key of a delivery: the key kept on the row after an ambiguous failure (a
+/// timeout or lost connection: the target may have processed it, so the same key must go
+/// again), else `<webhook-id>-<attempts>`. Stable while the row is claimed and across a crash
+/// (attempts counts only recorded failures); after a definite non-2xx the kept key is dropped and
+/// attempts grows, so a later manual retry is not blocked by the old key.
+pub fn idempotency_key(d: &DeadLetter) -> String {
+    d.header("idempotency-key").unwrap_or_else(|| format!("{}-{}", d.webhook_id(), d.attempts))
 }
 
 async fn classify(resp: reqwest::Response) -> Attempt {

@@ -19,6 +19,9 @@ use crate::error::{Classify, ErrorClass};
 pub use replay::{plan, replay, Plan, ReplayOptions, ReplayReport};
 pub use source::{HttpSource, PgSource, Source};
 
+/// The default alert threshold of `stats` (the "DLQ > 50" alert).
+pub const DEFAULT_MAX: u64 = 50;
+
 /// The default dead-letter table `init` creates.
 pub const DEFAULT_TABLE: &str = "opsbook_dead_letters";
 
@@ -75,7 +78,8 @@ pub struct DeadLetter {
     pub id: i64,
     pub target_url: String,
     pub method: String,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    /// Serialized with credential values masked (see [`is_credential_header`]); sent as stored.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty", serialize_with = "masked_headers")]
     pub headers: serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
@@ -88,9 +92,33 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The `webhook-id`: the original event id, stable across retries and replays.
+    /// The `webhook-id`: the original event id, stable across retries and replays — the mapped
+    /// event id column, else the stored `webhook-id` header (any case), else `dlq_<row id>`.
     pub fn webhook_id(&self) -> String {
-        self.event_id.clone().unwrap_or_else(|| format!("dlq_{}", self.id))
+        self.event_id
+            .clone()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.header("webhook-id"))
+            .unwrap_or_else(|| format!("dlq_{}", self.id))
+    }
+
+    /// A stored header's value by name, any case (non-string JSON values as JSON text).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The row as one JSON line with its headers unmasked (the purge archive keeps what a later
+    /// restore needs to deliver).
+    pub fn archive_line(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let (Some(o), false) = (v.as_object_mut(), self.headers.is_empty()) {
+            o.insert("headers".into(), serde_json::Value::Object(self.headers.clone()));
+        }
+        v.to_string()
     }
 
     /// The endpoint: scheme, host and port of the target (what breakers and per-endpoint rate
@@ -98,6 +126,29 @@ impl DeadLetter {
     pub fn endpoint(&self) -> String {
         endpoint_of(&self.target_url)
     }
+}
+
+/// Whether a stored header carries a credential: its value never appears in output.
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
+        || ["token", "key", "secret", "signature", "password"].iter().any(|w| n.contains(w))
+}
+
+fn masked_headers<S: serde::Serializer>(
+    headers: &serde_json::Map<String, serde_json::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(headers.len()))?;
+    for (k, v) in headers {
+        if is_credential_header(k) {
+            map.serialize_entry(k, "***")?;
+        } else {
+            map.serialize_entry(k, v)?;
+        }
+    }
+    map.end()
 }
 
 /// `scheme://host:port` of a URL, or the URL itself when it does not parse.
@@ -277,9 +328,42 @@ pub enum DlqError {
 }
 
 impl DlqError {
+    /// A failed statement on the DLQ table, classified: a missing table or column is a
+    /// configuration problem (exit 2, with the fix), a lost connection is unavailability (exit 3).
     pub(crate) fn query(op: &str, table: &str, e: sqlx::Error) -> Self {
-        DlqError::Query { op: op.into(), table: table.into(), cause: crate::pg::query::describe_sql_error(&e) }
+        let cause = crate::pg::query::describe_sql_error(&e);
+        let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+        match code.as_deref() {
+            Some("42P01") => DlqError::Input(format!(
+                "{op} on {table} failed: {cause}; create the default table with `opsbook dlq-replay init`, \
+                 or name an existing one with --table or `[profiles.NAME.dlq] table` in opsbook.toml"
+            )),
+            Some("42703") => DlqError::Input(format!(
+                "{op} on {table} failed: {cause}; map the table's column names under \
+                 `[profiles.NAME.dlq.columns]` in opsbook.toml (\"\" for a column the table lacks)"
+            )),
+            Some(c) if c.starts_with("08") || c.starts_with("57P") => {
+                DlqError::Unavailable { op: format!("{op} on {table}"), target: "the database".into(), cause }
+            }
+            _ if is_connection_error(&e) => {
+                DlqError::Unavailable { op: format!("{op} on {table}"), target: "the database".into(), cause }
+            }
+            _ => DlqError::Query { op: op.into(), table: table.into(), cause },
+        }
     }
+}
+
+/// The connection is gone or never came up (not a statement's own error).
+pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    )
 }
 
 impl Classify for DlqError {

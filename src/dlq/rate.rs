@@ -23,7 +23,9 @@ impl Bucket {
         Bucket { rate, burst, tokens: 1.0, at: now }
     }
 
-    /// Takes one token at `now`; returns how long the caller must wait before using it.
+    /// Takes one token at `now`; returns how long after `now` the caller must wait before using
+    /// it. The bucket's clock may be ahead of `now` (a reservation made for a later time), so the
+    /// wait is `max(at, now) − now + deficit / rate`.
     pub fn reserve(&mut self, now: Instant) -> Duration {
         if now > self.at {
             let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
@@ -31,11 +33,12 @@ impl Bucket {
             self.at = now;
         }
         self.tokens -= 1.0;
+        let ahead = self.at.saturating_duration_since(now);
         if self.tokens >= 0.0 {
-            Duration::ZERO
+            ahead
         } else {
             // The deficit is paid back at `rate`; later reservations queue behind it.
-            Duration::from_secs_f64(-self.tokens / self.rate)
+            ahead + Duration::from_secs_f64(-self.tokens / self.rate)
         }
     }
 }
@@ -68,8 +71,8 @@ impl Limiter {
         }
         if let Some(global) = &self.global {
             // Reserve the global token for when the endpoint's token is there, so a slow endpoint
-            // does not hold global tokens it cannot use yet.
-            wait = wait.max(global.lock().unwrap_or_else(|e| e.into_inner()).reserve(now + wait));
+            // does not hold global tokens it cannot use yet (the wait is counted from then).
+            wait += global.lock().unwrap_or_else(|e| e.into_inner()).reserve(now + wait);
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -113,6 +116,18 @@ mod tests {
         }
         let wait = b.reserve(later);
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+    }
+
+    #[test]
+    fn a_reservation_for_later_delays_earlier_callers_by_the_gap() {
+        let start = Instant::now();
+        let mut b = Bucket::new(1.0, 1.0, start);
+        assert_eq!(b.reserve(start), Duration::ZERO);
+        // Reserved for 10s from now (behind another bucket's wait): the token is due then.
+        assert_eq!(b.reserve(start + Duration::from_secs(10)), Duration::ZERO);
+        // A caller now queues behind it: 10s until the clock, then 1s for its own token.
+        let wait = b.reserve(start);
+        assert!((wait.as_secs_f64() - 11.0).abs() < 1e-9, "{wait:?}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct SourceOptions {
     /// Sent as the tenant header to the http source (and a filter for both sources).
     pub tenant: Option<String>,
     pub table: Option<String>,
+    /// Request and connect timeouts of the http source's API calls [default: 30s, 5s].
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
 }
 
 /// Opens the source: an explicit --source-url, else an explicit --database-url, else the
@@ -47,7 +50,10 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
         };
         let header = opts.tenant_header.as_deref().or(dlq.tenant_header.as_deref()).unwrap_or(DEFAULT_TENANT_HEADER);
         let tenant = opts.tenant.clone().map(|t| (header.to_string(), t));
-        return Ok(Source::Http(HttpSource::new(&url, token, tenant, Duration::from_secs(30))?));
+        let defaults = DeliveryConfig::default();
+        let timeout = opts.timeout.unwrap_or(defaults.timeout);
+        let connect_timeout = opts.connect_timeout.unwrap_or(defaults.connect_timeout);
+        return Ok(Source::Http(HttpSource::new(&url, token, tenant, timeout, connect_timeout)?));
     }
     let url = config.database_url(opts.database_url.as_deref(), None).map_err(input)?;
     let url = DbUrl::parse(&url)?;

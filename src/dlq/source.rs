@@ -339,9 +339,15 @@ impl PgSource {
 
     /// Locks one row for delivery inside the caller's transaction; None when another replay holds
     /// it (SKIP LOCKED) or it is gone.
+    /// The transaction waits on the delivery (backoff included), so the server's
+    /// idle_in_transaction_session_timeout (common on managed Postgres) is lifted for it.
     pub async fn claim(&self, tx: &mut PgConnection, id: i64) -> Result<Option<DeadLetter>, DlqError> {
+        sqlx::Executor::execute(&mut *tx, "SET LOCAL idle_in_transaction_session_timeout = 0")
+            .await
+            .map_err(|e| DlqError::query("claim", &self.table, e))?;
+        // No cast on the id column: `id = $1` uses its index.
         let sql = format!(
-            "SELECT {} FROM {} WHERE {}::bigint = $1 FOR UPDATE SKIP LOCKED",
+            "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE SKIP LOCKED",
             self.sql.select(true),
             self.sql.table,
             self.sql.id
@@ -357,7 +363,7 @@ impl PgSource {
     /// Removes a delivered row, or moves it to the history table (in the transaction that
     /// claimed it).
     pub async fn remove(&self, tx: &mut PgConnection, id: i64) -> Result<(), DlqError> {
-        let delete = format!("DELETE FROM {} WHERE {}::bigint = $1", self.sql.table, self.sql.id);
+        let delete = format!("DELETE FROM {} WHERE {} = $1", self.sql.table, self.sql.id);
         let sql = match &self.history {
             // The history table starts with the DLQ table's columns in order; delivered_at
             // takes its default.
@@ -373,7 +379,16 @@ impl PgSource {
     }
 
     /// Counts a failed replay on the row: attempts + 1 and the error (when those columns exist).
-    pub async fn record_failure(&self, tx: &mut PgConnection, id: i64, error: &str) -> Result<(), DlqError> {
+    /// `keep_key`: the failure was ambiguous (the target may have processed the request), so the
+    /// Idempotency-Key used is kept in the headers for the next replay; otherwise a kept key is
+    /// dropped and the next replay gets a fresh one.
+    pub async fn record_failure(
+        &self,
+        tx: &mut PgConnection,
+        d: &DeadLetter,
+        error: &str,
+        keep_key: bool,
+    ) -> Result<(), DlqError> {
         let mut sets = Vec::new();
         if let Some(a) = &self.sql.attempts {
             sets.push(format!("{a} = COALESCE({a}, 0) + 1"));
@@ -381,13 +396,30 @@ impl PgSource {
         if let Some(e) = &self.sql.last_error {
             sets.push(format!("{e} = $2"));
         }
+        let error = self.sql.last_error.as_ref().map(|_| error);
+        let mut headers = d.headers.clone();
+        let key = super::deliver::idempotency_key(d);
+        headers.retain(|k, _| !k.eq_ignore_ascii_case("idempotency-key"));
+        if keep_key {
+            headers.insert("idempotency-key".into(), Value::String(key));
+        }
+        let new_headers = match &self.sql.headers {
+            Some(h) if headers != d.headers => {
+                sets.push(format!("{h} = ${}", if error.is_some() { 3 } else { 2 }));
+                Some(Value::Object(headers))
+            }
+            _ => None,
+        };
         if sets.is_empty() {
             return Ok(());
         }
-        let sql = format!("UPDATE {} SET {} WHERE {}::bigint = $1", self.sql.table, sets.join(", "), self.sql.id);
-        let mut q = sqlx::query(&sql).bind(id);
-        if self.sql.last_error.is_some() {
+        let sql = format!("UPDATE {} SET {} WHERE {} = $1", self.sql.table, sets.join(", "), self.sql.id);
+        let mut q = sqlx::query(&sql).bind(d.id);
+        if let Some(error) = error {
             q = q.bind(error);
+        }
+        if let Some(h) = new_headers {
+            q = q.bind(h);
         }
         q.execute(tx).await.map_err(|e| DlqError::query("record failure", &self.table, e))?;
         Ok(())
@@ -433,7 +465,7 @@ impl PgSource {
         let mut lines = String::new();
         for row in &rows {
             let d = dead_letter(row).map_err(|e| DlqError::query("read", &self.table, e))?;
-            lines.push_str(&serde_json::to_string(&d).unwrap_or_default());
+            lines.push_str(&d.archive_line());
             lines.push('\n');
         }
         store.put_bytes(key, bytes::Bytes::from(lines)).await?;
@@ -458,6 +490,7 @@ impl HttpSource {
         token: Option<String>,
         tenant: Option<(String, String)>,
         timeout: std::time::Duration,
+        connect_timeout: std::time::Duration,
     ) -> Result<HttpSource, DlqError> {
         let parsed = url::Url::parse(base).map_err(|e| {
             DlqError::Input(format!(
@@ -471,7 +504,7 @@ impl HttpSource {
             crate::redact::register(t);
         }
         let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(connect_timeout)
             .timeout(timeout)
             .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -42,7 +42,7 @@ pub struct Input {
     pub event: Option<String>,
     pub tenant: Option<String>,
     pub limit: Option<u64>,
-    /// stats: fail the step when the DLQ holds more [default: the profile's max].
+    /// stats: fail the step when the DLQ holds more [default: the profile's max, else 50].
     pub max: Option<u64>,
     /// replay: requests per second overall and per endpoint.
     pub rate: Option<f64>,
@@ -77,6 +77,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             tenant_header: None,
             tenant: some(&input.tenant),
             table: some(&input.table),
+            ..Default::default()
         },
     )
     .map_err(classify)?;
@@ -95,12 +96,15 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     match input.mode {
         Mode::Stats => {
             let stats = source.stats(&filter).await.map_err(classify)?;
-            let max = input.max.or(ctx.config.profile.dlq.max);
+            let max = input.max.or(ctx.config.profile.dlq.max).unwrap_or(dlq::DEFAULT_MAX);
             out.insert("total".into(), stats.total.into());
             out.insert("by_endpoint".into(), serde_json::to_value(&stats.by_endpoint).unwrap_or_default());
             out.insert("by_event_type".into(), serde_json::to_value(&stats.by_event_type).unwrap_or_default());
-            if let Some(m) = max.filter(|m| stats.total > *m) {
-                return Err(ActionError::Failed(format!("the DLQ holds {} dead letters, more than {m}", stats.total)));
+            if stats.total > max {
+                return Err(ActionError::Failed(format!(
+                    "the DLQ holds {} dead letters, more than {max}",
+                    stats.total
+                )));
             }
         }
         Mode::List => {
