@@ -225,6 +225,24 @@ fn query_errors_name_the_fix() {
 }
 
 #[test]
+fn flags_of_the_other_source_are_refused_not_ignored() {
+    let env = Env::new("flags");
+    for (args, message) in [
+        (&["list", "--token-env", "API_TOKEN"][..], "--token-env applies to the http source only"),
+        (&["list", "--tenant-header", "X-Org"][..], "--tenant-header applies to the http source only"),
+        (&["list", "--source-url", "http://127.0.0.1:9/v1/webhooks", "--table", "t"][..], "--table applies"),
+        (
+            &["replay", "--source-url", "http://127.0.0.1:9/v1/webhooks", "--signing-secret-env", "S", "--yes"][..],
+            "--signing-secret-env applies to the Postgres source",
+        ),
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", all_output(&out));
+        assert!(all_output(&out).contains(message), "{args:?}: {}", all_output(&out));
+    }
+}
+
+#[test]
 fn each_filter_selects_only_its_dead_letters() {
     let env = Env::new("filters");
     env.insert(3, "/hooks/shop", "paid", "order.paid", "acme", "30 minutes");

@@ -369,6 +369,12 @@ fn confirm(ctx: &Ctx<'_>, question: &str, refusal: &str) -> Result<()> {
 
 async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
     let source = open_with(ctx, &a.source, a.filter.tenant.as_deref(), a.timeout, a.connect_timeout)?;
+    if matches!(source, Source::Http(_)) && a.signing_secret_env.is_some() {
+        return Err(ClassifiedError::usage(
+            "--signing-secret-env applies to the Postgres source: the service signs what it replays itself",
+        )
+        .into());
+    }
     let delivery = resolve::delivery(
         &ctx.config,
         &DeliveryOptions {

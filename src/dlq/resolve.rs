@@ -53,7 +53,19 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
         let defaults = DeliveryConfig::default();
         let timeout = opts.timeout.unwrap_or(defaults.timeout);
         let connect_timeout = opts.connect_timeout.unwrap_or(defaults.connect_timeout);
+        if opts.table.is_some() {
+            return Err(DlqError::Input(
+                "--table applies to a dead-letter table; the http source (--source-url) has none".into(),
+            ));
+        }
         return Ok(Source::Http(HttpSource::new(&url, token, tenant, timeout, connect_timeout)?));
+    }
+    for (flag, given) in [("--token-env", &opts.token_env), ("--tenant-header", &opts.tenant_header)] {
+        if given.is_some() {
+            return Err(DlqError::Input(format!(
+                "{flag} applies to the http source only: add --source-url URL, or drop {flag}"
+            )));
+        }
     }
     let url = config.database_url(opts.database_url.as_deref(), None).map_err(input)?;
     let url = DbUrl::parse(&url)?;
