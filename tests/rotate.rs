@@ -373,18 +373,6 @@ impl Plain {
     }
 }
 
-fn moto_sdk_config() -> aws_config::SdkConfig {
-    let moto = support::moto::Moto::shared();
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new(support::moto::REGION))
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        )))
-        .build()
-}
-
 #[test]
 fn vault_store_keeps_other_keys_writes_with_cas_and_stamps_rotated_at() {
     let vault = support::vault::Vault::start();
@@ -443,7 +431,7 @@ grace = "1h"
 #[test]
 fn secrets_manager_labels_follow_the_protocol_through_a_crash_and_a_rollback() {
     let moto = support::moto::Moto::shared();
-    let sm = aws_sdk_secretsmanager::Client::new(&moto_sdk_config());
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
     let id = format!("shop/prod/jwt-{}", rand::random::<u32>());
     block_on(sm.create_secret().name(&id).secret_string("old-jwt-0123456789abcdef0123456789abcdef").send()).unwrap();
     let labelled = |label: &str| -> Option<String> {
@@ -495,7 +483,7 @@ grace = "1h"
 #[test]
 fn s3_access_keys_are_created_probed_stored_and_the_old_one_deleted() {
     let moto = support::moto::Moto::shared();
-    let config = moto_sdk_config();
+    let config = moto.sdk_config();
     let iam = aws_sdk_iam::Client::new(&config);
     let user = format!("shop-media-{}", rand::random::<u32>());
     let bucket = format!("media-keys-{}", rand::random::<u32>());

@@ -94,15 +94,21 @@ impl Moto {
         .collect()
     }
 
-    /// An AWS SDK client for reading back what opsbook configured.
-    pub fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version_latest()
+    /// AWS SDK settings reaching this server (for S3, IAM and Secrets Manager clients).
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
-            .region(aws_sdk_s3::config::Region::new(REGION))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-            .force_path_style(true)
-            .build();
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"),
+            ))
+            .build()
+    }
+
+    /// An S3 client for reading back what opsbook configured.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config()).force_path_style(true).build();
         aws_sdk_s3::Client::from_conf(config)
     }
 }
