@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::SecretsError;
 
-/// Where secrets live. `.env` files today; other stores implement the same calls.
+/// A key-value file of secrets, edited in place (provision writes through it; rotation sees
+/// stores as current / pending / previous slots, see [`super::store::Slots`]).
 pub trait SecretStore {
     /// A human name for messages (`.env.staging`).
     fn describe(&self) -> String;
