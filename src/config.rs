@@ -92,6 +92,9 @@ pub struct StoreConfig {
     pub secret_key: Option<String>,
     /// Force path-style addressing.
     pub path_style: Option<bool>,
+    /// Sign upload bodies with SigV4 (`true`) even over HTTPS or to a loopback endpoint, or
+    /// never (`false`) [default: only plain HTTP to another host].
+    pub sign_payload: Option<bool>,
 }
 
 /// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.
@@ -362,6 +365,7 @@ impl Config {
         }
         let options = crate::store::StoreOptions {
             path_style: store.path_style,
+            sign_payload: store.sign_payload,
             endpoint: field("endpoint", &store.endpoint)?,
             region: field("region", &store.region)?,
             access_key: field("access_key", &store.access_key)?,

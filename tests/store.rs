@@ -140,6 +140,37 @@ async fn s3_multipart_upload_reads_back_identical() {
     assert!(!server.pending_uploads().iter().any(|(key, _)| key.starts_with(&prefix)));
 }
 
+/// Bodies are signed only when asked to (or over plain HTTP to another host): on this loopback
+/// endpoint PutObject and UploadPart go out as UNSIGNED-PAYLOAD by default, with the body's
+/// SHA-256 under `sign_payload = true`, and the server accepts both.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_payload_signing_follows_the_option() {
+    use support::proxy::{Fail, FaultyProxy};
+    let server = S3Server::shared();
+    let data = pattern(5 * MIB + 777, 9);
+    let cfg = UploadConfig { part_size: 5 * MIB, in_flight: 2 };
+    for sign in [None, Some(true)] {
+        let proxy = FaultyProxy::start(&server.endpoint, Fail::Never);
+        let options = StoreOptions { endpoint: Some(proxy.endpoint()), sign_payload: sign, ..server.options() };
+        let url = StoreUrl::parse(&server.url(&unique("signing"))).unwrap();
+        let store = Store::open(&url, &options).await.unwrap();
+        upload_parts(&store, "multi", &data, cfg).await;
+        store.put_bytes("single", Bytes::from_static(b"one body")).await.unwrap();
+        assert!(store.get_bytes("multi").await.unwrap() == data);
+        assert_eq!(store.get_bytes("single").await.unwrap(), "one body");
+
+        let puts: Vec<_> = proxy.seen().into_iter().filter(|s| s.method == "PUT").collect();
+        assert_eq!(puts.len(), 3, "two parts and one PutObject: {puts:?}");
+        for put in &puts {
+            let header = put.content_sha256.as_deref().unwrap_or_default();
+            match sign {
+                None => assert_eq!(header, "UNSIGNED-PAYLOAD", "{put:?}"),
+                _ => assert!(header.len() == 64 && header.bytes().all(|b| b.is_ascii_hexdigit()), "{put:?}"),
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_exactly_full_parts_and_single_part_and_empty_objects() {
     let server = S3Server::shared();

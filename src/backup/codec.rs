@@ -17,7 +17,10 @@ pub struct Codec {
 }
 
 impl Codec {
-    pub const DEFAULT_LEVEL: i32 = 3;
+    /// Level 1: a backup shares the database host's CPU with pg_dump and the server, and on
+    /// dump data level 1 compresses about twice as fast as level 3 for a few percent more
+    /// bytes (bench/RESULTS.md). `zstd:LEVEL` trades CPU for size.
+    pub const DEFAULT_LEVEL: i32 = 1;
 
     /// Parses the `--compression` value.
     pub fn parse(spec: &str) -> Result<Codec, String> {

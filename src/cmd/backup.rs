@@ -81,7 +81,8 @@ pub struct RunArgs {
     /// With --all: how many sets run at once.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "all")]
     pub parallel: usize,
-    /// Compression: zstd or zstd:LEVEL (1-19) [default: zstd:3].
+    /// Compression: zstd or zstd:LEVEL (1-19) [default: zstd:1, the fastest; higher levels
+    /// spend more CPU for smaller backups].
     #[arg(long, value_name = "SPEC")]
     pub compression: Option<String>,
     /// Encrypt to this age recipient (age1…); repeat for several.

@@ -35,6 +35,9 @@ pub struct StoreOptions {
     /// Static credentials, given together. Never printed.
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// Sign request bodies (SigV4 payload hash) even over HTTPS or loopback (`true`), or never
+    /// (`false`); unset signs only plain HTTP to another host.
+    pub sign_payload: Option<bool>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("region", &self.region)
             .field("access_key", &redacted(&self.access_key))
             .field("secret_key", &redacted(&self.secret_key))
+            .field("sign_payload", &self.sign_payload)
             .finish()
     }
 }

@@ -4,6 +4,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -30,6 +31,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     url: StoreUrl,
+    /// Whether request bodies are covered by the SigV4 signature (see `needs_payload_signing`).
+    sign_payload: bool,
 }
 
 /// The environment variables that shape the client, read once so resolution is testable.
@@ -42,6 +45,7 @@ pub(crate) struct S3Env {
     r2_secret_access_key: Option<String>,
     r2_bucket: Option<String>,
     path_style: Option<String>,
+    sign_payload: Option<String>,
 }
 
 impl S3Env {
@@ -55,6 +59,7 @@ impl S3Env {
             r2_secret_access_key: var("R2_SECRET_ACCESS_KEY"),
             r2_bucket: var("R2_BUCKET"),
             path_style: var("OPSBOOK_S3_PATH_STYLE"),
+            sign_payload: var("OPSBOOK_S3_SIGN_PAYLOAD"),
         }
     }
 }
@@ -68,6 +73,7 @@ struct Settings {
     region: Option<String>,
     credentials: Option<(String, String)>,
     path_style: Option<bool>,
+    sign_payload: Option<bool>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -78,6 +84,7 @@ impl std::fmt::Debug for Settings {
             .field("region", &self.region)
             .field("credentials", &self.credentials.as_ref().map(|(id, _)| id))
             .field("path_style", &self.path_style)
+            .field("sign_payload", &self.sign_payload)
             .finish()
     }
 }
@@ -125,16 +132,18 @@ fn resolve(url: &str, bucket: &str, opts: &StoreOptions, env: &S3Env) -> Result<
         _ => return Err(config_error("an access key needs its secret key, and back".to_owned())),
     };
 
-    let path_style = match (opts.path_style, env.path_style.as_deref()) {
-        (Some(forced), _) => Some(forced),
-        (None, None) => None,
-        (None, Some(value)) => Some(
-            parse_flag(value)
-                .ok_or_else(|| config_error(format!("OPSBOOK_S3_PATH_STYLE={value:?} is not 1, 0, true or false")))?,
-        ),
+    // An option wins over its environment variable.
+    let flag = |forced: Option<bool>, var: &str, value: Option<&str>| match (forced, value) {
+        (Some(forced), _) => Ok(Some(forced)),
+        (None, None) => Ok(None),
+        (None, Some(value)) => parse_flag(value)
+            .map(Some)
+            .ok_or_else(|| config_error(format!("{var}={value:?} is not 1, 0, true or false"))),
     };
+    let path_style = flag(opts.path_style, "OPSBOOK_S3_PATH_STYLE", env.path_style.as_deref())?;
+    let sign_payload = flag(opts.sign_payload, "OPSBOOK_S3_SIGN_PAYLOAD", env.sign_payload.as_deref())?;
 
-    Ok(Settings { bucket, endpoint, region, credentials, path_style })
+    Ok(Settings { bucket, endpoint, region, credentials, path_style, sign_payload })
 }
 
 fn parse_flag(value: &str) -> Option<bool> {
@@ -151,6 +160,26 @@ fn wants_path_style(endpoint: &str) -> bool {
         Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
         Some(url::Host::Domain(host)) => host == "localhost" || host.ends_with(".localhost"),
         None => false,
+    }
+}
+
+/// SigV4 can sign a request's body (one more SHA-256 pass over every uploaded byte, on this side
+/// and on the server) or leave it UNSIGNED-PAYLOAD. The signature protects a body crossing a
+/// network nothing else protects: over HTTPS, TLS already guards it, and a loopback endpoint
+/// never leaves the host. So by default only plain HTTP to another host is signed (the AWS CLI
+/// also leaves HTTPS uploads unsigned); `sign_payload` / `OPSBOOK_S3_SIGN_PAYLOAD` decide
+/// otherwise, e.g. for a bucket policy that refuses unsigned bodies. The manifest's SHA-256,
+/// checked by `backup verify`, covers the stored bytes either way.
+fn needs_payload_signing(endpoint: &str) -> bool {
+    let Ok(url) = url::Url::parse(endpoint) else { return true };
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(host)) => host != "localhost" && !host.ends_with(".localhost"),
+        None => true,
     }
 }
 
@@ -303,6 +332,7 @@ impl S3Store {
             url: StoreUrl::S3 { bucket: settings.bucket.clone(), prefix: prefix.to_owned() },
             bucket: settings.bucket,
             prefix: prefix.to_owned(),
+            sign_payload: settings.sign_payload.unwrap_or_else(|| endpoint.is_some_and(needs_payload_signing)),
         })
     }
 
@@ -350,12 +380,7 @@ impl S3Store {
 
     pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
         let full = self.full_key(key)?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .body(ByteStream::from(body))
-            .send()
+        put_object(&self.client, &self.bucket, &full, body, self.sign_payload)
             .await
             .map_err(|e| sdk_error("PutObject", self.resource(&full), key, e))?;
         Ok(())
@@ -492,6 +517,7 @@ impl S3Store {
         }
         Ok(S3Upload {
             client: self.client.clone(),
+            sign_payload: self.sign_payload,
             bucket: self.bucket.clone(),
             resource: self.resource(&full_key),
             key: key.to_owned(),
@@ -580,9 +606,23 @@ async fn abort_multipart(
     }
 }
 
+/// A PutObject of a body held in memory.
+async fn put_object(
+    client: &Client,
+    bucket: &str,
+    full_key: &str,
+    body: Bytes,
+    sign_payload: bool,
+) -> Result<PutObjectOutput, SdkError<PutObjectError, HttpResponse>> {
+    let op = client.put_object().bucket(bucket).key(full_key).body(ByteStream::from(body)).customize();
+    let op = if sign_payload { op } else { op.disable_payload_signing() };
+    op.send().await
+}
+
 /// One part upload, run as its own task.
 struct PartJob {
     client: Client,
+    sign_payload: bool,
     bucket: String,
     full_key: String,
     key: String,
@@ -593,7 +633,7 @@ struct PartJob {
 
 impl PartJob {
     async fn run(self) -> Result<CompletedPart, StoreError> {
-        let output = self
+        let op = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -601,12 +641,12 @@ impl PartJob {
             .upload_id(&self.upload_id)
             .part_number(self.number)
             .body(ByteStream::from(self.body))
-            .send()
-            .await
-            .map_err(|e| {
-                let resource = format!("s3://{}/{} (part {})", self.bucket, self.full_key, self.number);
-                sdk_error("UploadPart", resource, &self.key, e)
-            })?;
+            .customize();
+        let op = if self.sign_payload { op } else { op.disable_payload_signing() };
+        let output = op.send().await.map_err(|e| {
+            let resource = format!("s3://{}/{} (part {})", self.bucket, self.full_key, self.number);
+            sdk_error("UploadPart", resource, &self.key, e)
+        })?;
         Ok(CompletedPart::builder().part_number(self.number).set_e_tag(output.e_tag().map(str::to_owned)).build())
     }
 }
@@ -616,6 +656,7 @@ impl PartJob {
 /// most `in_flight` at a time. Any failure aborts the multipart upload.
 pub(crate) struct S3Upload {
     client: Client,
+    sign_payload: bool,
     bucket: String,
     full_key: String,
     key: String,
@@ -670,6 +711,7 @@ impl S3Upload {
         self.next_part += 1;
         let job = PartJob {
             client: self.client.clone(),
+            sign_payload: self.sign_payload,
             bucket: self.bucket.clone(),
             full_key: self.full_key.clone(),
             key: self.key.clone(),
@@ -719,12 +761,7 @@ impl S3Upload {
     pub(crate) async fn complete(&mut self) -> Result<(), StoreError> {
         if self.upload_id.is_none() {
             let body = self.first.take().unwrap_or_default();
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.full_key)
-                .body(ByteStream::from(body))
-                .send()
+            put_object(&self.client, &self.bucket, &self.full_key, body, self.sign_payload)
                 .await
                 .map_err(|e| sdk_error("PutObject", self.resource.clone(), &self.key, e))?;
             self.finished = true;
@@ -825,6 +862,7 @@ mod tests {
             access_key: Some("AK".into()),
             secret_key: Some("SK".into()),
             path_style: Some(false),
+            sign_payload: None,
         };
         let s = resolve("u", "b", &o, &env).unwrap();
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
@@ -860,6 +898,26 @@ mod tests {
         }
         let env = S3Env { path_style: Some("maybe".into()), ..S3Env::default() };
         assert!(resolve("u", "b", &opts(), &env).is_err());
+    }
+
+    #[test]
+    fn payload_signing_only_for_plain_http_to_another_host() {
+        assert!(needs_payload_signing("http://10.0.0.5:9000"));
+        assert!(needs_payload_signing("http://minio.internal:9000"));
+        assert!(!needs_payload_signing("https://acct.r2.cloudflarestorage.com"));
+        assert!(!needs_payload_signing("https://10.0.0.5:9000"));
+        assert!(!needs_payload_signing("http://127.0.0.1:9000"));
+        assert!(!needs_payload_signing("http://127.0.0.2:9000"));
+        assert!(!needs_payload_signing("http://[::1]:9000"));
+        assert!(!needs_payload_signing("http://localhost:9000"));
+        assert!(needs_payload_signing("not a url"), "when in doubt, sign");
+        let forced = StoreOptions { sign_payload: Some(true), ..opts() };
+        assert_eq!(resolve("u", "b", &forced, &S3Env::default()).unwrap().sign_payload, Some(true));
+        let env = S3Env { sign_payload: Some("0".into()), ..S3Env::default() };
+        assert_eq!(resolve("u", "b", &opts(), &env).unwrap().sign_payload, Some(false));
+        let env = S3Env { sign_payload: Some("sometimes".into()), ..S3Env::default() };
+        let err = resolve("u", "b", &opts(), &env).unwrap_err().to_string();
+        assert!(err.contains("OPSBOOK_S3_SIGN_PAYLOAD"), "{err}");
     }
 
     #[test]

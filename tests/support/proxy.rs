@@ -26,6 +26,8 @@ pub struct Seen {
     /// Path and query.
     pub target: String,
     pub failed: bool,
+    /// The `x-amz-content-sha256` header: a body hash, or `UNSIGNED-PAYLOAD`.
+    pub content_sha256: Option<String>,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,7 @@ impl FaultyProxy {
 async fn forward(state: State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
+    let content_sha256 = req.headers().get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let fail = {
         let mut seen = state.seen.lock().unwrap();
         let n = seen.len() + 1;
@@ -80,7 +83,7 @@ async fn forward(state: State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             Fail::EveryNth(every) => n.is_multiple_of(every),
             Fail::AfterFirst(first) => n > first,
         };
-        seen.push(Seen { method: method.to_string(), target: target.clone(), failed: fail });
+        seen.push(Seen { method: method.to_string(), target: target.clone(), failed: fail, content_sha256 });
         fail
     };
     let headers = req.headers().clone();

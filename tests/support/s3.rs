@@ -130,6 +130,7 @@ impl S3Server {
             region: Some(REGION.to_owned()),
             access_key: Some(self.access_key.clone()),
             secret_key: Some(self.secret_key.clone()),
+            sign_payload: None,
         }
     }
 
