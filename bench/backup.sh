@@ -22,9 +22,11 @@
 # Compared (MODE=compare):
 #   floor      pg_dump -Fc -Z0 > /dev/null               what reading the database costs
 #   oneliner   pg_dump -Fc | aws s3 cp -                  pg_dump's own gzip, single thread
-#   tuned      pg_dump -Fc -Z0 | zstd -3 -T0 | aws s3 cp -
-#   opsbook    backup run --row-counts estimate           (zstd:3, multipart, SHA-256, manifest)
+#   tuned      pg_dump -Fc -Z0 | zstd -3 -T0 | aws s3 cp -   (zstd's default level)
+#   tuned-1    pg_dump -Fc -Z0 | zstd -1 -T0 | aws s3 cp -   (opsbook's default level)
+#   opsbook    backup run --row-counts estimate           (zstd:1, multipart, SHA-256, manifest)
 #   opsbook    backup run --row-counts exact              (reported as the cost of exact counts)
+#   opsbook zstd:3  backup run --compression zstd:3 --row-counts estimate (same level as tuned)
 #
 # Output: a Markdown summary on stdout, appended to bench/RESULTS.md with the command line, date
 # and machine. Raw hyperfine JSON and opsbook reports are kept in bench/.work/.
@@ -194,7 +196,7 @@ EOF
 )"
 psql -XqAt -c 'select 1' >/dev/null || die "cannot connect to the sandbox ($DSN)"
 # opsbook gets only --database-url: the libpq variables above are for pg_dump, psql and pgbench.
-OPS="env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \"\$OPSBOOK\" backup run --database-url \"\$DATABASE_URL\" --store s3://bench/ops --set bench --compression zstd:3 --output json"
+OPS="env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \"\$OPSBOOK\" backup run --database-url \"\$DATABASE_URL\" --store s3://bench/ops --set bench --output json"
 
 pretty_bytes() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 db_size() { psql -XqAt -c 'select pg_database_size(current_database())'; }
@@ -271,7 +273,7 @@ if [[ $MODE == rss ]]; then
             echo "opsbook peak RSS as the database grows (pgbench only, no events table)."
         fi
         echo
-        echo "| pgbench scale | events rows | database | pg_dump -Z0 output | stored (zstd:3) | parts × part size | wall time | peak RSS |"
+        echo "| pgbench scale | events rows | database | pg_dump -Z0 output | stored (default level) | parts × part size | wall time | peak RSS |"
         echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
     } >"$summary"
     for s in $RSS_SCALES; do
@@ -325,8 +327,10 @@ if ! hyperfine --shell=bash --runs "$RUNS" --export-json "$HF_JSON" --style basi
     -n floor "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" >/dev/null 2>>$L/floor.stderr" \
     -n oneliner "set -o pipefail; pg_dump -Fc -d \"\$DSN\" 2>>$L/oneliner.stderr | aws s3 cp --only-show-errors - s3://bench/oneliner.dump --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/oneliner.stderr" \
     -n tuned "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned.stderr | zstd -q -3 -T0 2>>$L/tuned.stderr | aws s3 cp --only-show-errors - s3://bench/tuned.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned.stderr" \
+    -n tuned-1 "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned-1.stderr | zstd -q -1 -T0 2>>$L/tuned-1.stderr | aws s3 cp --only-show-errors - s3://bench/tuned-1.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned-1.stderr" \
     -n "opsbook (estimate)" "$OPS --row-counts estimate >$R/report-estimate.json 2>>$L/opsbook-estimate.stderr" \
-    -n "opsbook (exact)" "$OPS --row-counts exact >$R/report-exact.json 2>>$L/opsbook-exact.stderr" >&2; then
+    -n "opsbook (exact)" "$OPS --row-counts exact >$R/report-exact.json 2>>$L/opsbook-exact.stderr" \
+    -n "opsbook zstd:3" "$OPS --compression zstd:3 --row-counts estimate >$R/report-zstd3.json 2>>$L/opsbook-zstd3.stderr" >&2; then
     for f in "$WORK"/logs/*.stderr "$WORK"/report-*.json; do
         if [[ -s $f ]]; then echo "--- $f" >&2; tail -n 20 "$f" >&2; fi
     done
@@ -340,6 +344,7 @@ opsbook_rss_run "$WORK/report-rss.json" estimate
 
 ONELINER_BYTES=$(file_size "$WORK/s3/bench/oneliner.dump")
 TUNED_BYTES=$(file_size "$WORK/s3/bench/tuned.dump.zst")
+TUNED1_BYTES=$(file_size "$WORK/s3/bench/tuned-1.dump.zst")
 # Cross-check with what an S3 client sees.
 TUNED_LISTED=$(aws s3 ls s3://bench/tuned.dump.zst --endpoint-url "$S3_ENDPOINT" | awk '{print $3}')
 [[ $TUNED_LISTED == "$TUNED_BYTES" ]] || echo "backup.sh: warning: S3 lists tuned.dump.zst as '$TUNED_LISTED' bytes, the file has $TUNED_BYTES" >&2
@@ -353,18 +358,20 @@ elif [[ $(file_size "$OPS_FILE") != "$OPS_SIZE" ]]; then
 fi
 
 summary=$WORK/summary.md
-HF_JSON=$HF_JSON EST=$WORK/report-estimate.json EXACT=$WORK/report-exact.json ONELINER_BYTES=$ONELINER_BYTES \
-    TUNED_BYTES=$TUNED_BYTES DB_BYTES=$DB_BYTES RSS_KIB=$RUN_RSS_KIB RSS_SECS=$RUN_SECS SCALE=$SCALE EVENTS=$EVENTS \
+HF_JSON=$HF_JSON EST=$WORK/report-estimate.json EXACT=$WORK/report-exact.json ZSTD3=$WORK/report-zstd3.json \
+    ONELINER_BYTES=$ONELINER_BYTES TUNED_BYTES=$TUNED_BYTES TUNED1_BYTES=$TUNED1_BYTES DB_BYTES=$DB_BYTES RSS_KIB=$RUN_RSS_KIB RSS_SECS=$RUN_SECS SCALE=$SCALE EVENTS=$EVENTS \
     HF_NAME="bench/.work/$(basename "$HF_JSON")" python3 >"$summary" <<'EOF'
 import json, os
 e = os.environ
 hf = {r["command"]: r for r in json.load(open(e["HF_JSON"]))["results"]}
 def data(path):
     return [o for o in json.load(open(path))["backup"]["objects"] if o["role"] == "data"][0]
-ops, ops_exact = data(e["EST"]), data(e["EXACT"])
+ops, ops_exact, ops3 = data(e["EST"]), data(e["EXACT"]), data(e["ZSTD3"])
+level = json.load(open(e["EST"]))["backup"]["compression"]["level"]
 raw, ops_b = ops["raw_size"], ops["size"]
 part = json.load(open(e["EST"]))["backup"]["part_size"]
 oneliner_b, tuned_b, db_b = int(e["ONELINER_BYTES"]), int(e["TUNED_BYTES"]), int(e["DB_BYTES"])
+tuned1_b = int(e["TUNED1_BYTES"])
 
 def mib(n): return f"{n / 2**20:,.1f} MiB"
 med = {k: v["median"] for k, v in hf.items()}
@@ -385,14 +392,20 @@ print("|---|---|---:|---:|---:|---:|---:|")
 print(row("floor", r"`pg_dump -Fc -Z0 > /dev/null`"))
 print(row("oneliner", r"`pg_dump -Fc \| aws s3 cp -`", oneliner_b))
 print(row("tuned", r"`pg_dump -Fc -Z0 \| zstd -3 -T0 \| aws s3 cp -`", tuned_b))
-print(row("opsbook (estimate)", "`opsbook backup run --row-counts estimate`", ops_b))
+print(row("tuned-1", r"`pg_dump -Fc -Z0 \| zstd -1 -T0 \| aws s3 cp -`", tuned1_b))
+print(row("opsbook (estimate)", f"`opsbook backup run --row-counts estimate` (default zstd:{level})", ops_b))
 print(row("opsbook (exact)", "`opsbook backup run --row-counts exact`", ops_exact["size"]))
+print(row("opsbook zstd:3", "`opsbook backup run --compression zstd:3 --row-counts estimate`", ops3["size"]))
 print()
 o, t, l, x = med["opsbook (estimate)"], med["tuned"], med["oneliner"], med["opsbook (exact)"]
-print(f"- vs floor (medians): opsbook/floor **{o / floor:.2f}×**, oneliner/floor {l / floor:.2f}×, tuned/floor {t / floor:.2f}×")
+t1, o3 = med["tuned-1"], med["opsbook zstd:3"]
+print(f"- vs floor (medians): opsbook/floor **{o / floor:.2f}×**, oneliner/floor {l / floor:.2f}×, tuned/floor {t / floor:.2f}×, "
+      f"tuned-1/floor {t1 / floor:.2f}×, opsbook zstd:3/floor {o3 / floor:.2f}×")
 print(f"- opsbook vs tuned: **{o / t:.2f}×** ({o - t:+.2f} s); opsbook vs oneliner: **{o / l:.2f}×** ({o - l:+.2f} s)")
+print(f"- same level: opsbook vs tuned-1 (zstd 1): **{o / t1:.2f}×**; opsbook zstd:3 vs tuned (zstd 3): **{o3 / t:.2f}×**")
 print(f"- cost of `--row-counts exact` over estimate: {x - o:+.2f} s ({x / o - 1:+.1%})")
-print(f"- stored: opsbook {mib(ops_b)} vs tuned {mib(tuned_b)} = **{ops_b / tuned_b:.3f}×** (both zstd level 3); "
+print(f"- stored at the same level: opsbook {mib(ops_b)} vs tuned-1 {mib(tuned1_b)} = **{ops_b / tuned1_b:.3f}×** (zstd 1); "
+      f"opsbook zstd:3 {mib(ops3['size'])} vs tuned {mib(tuned_b)} = **{ops3['size'] / tuned_b:.3f}×** (zstd 3); "
       f"oneliner (pg_dump's gzip) {mib(oneliner_b)}")
 print(f"- throughput (raw dump bytes / median time): floor {raw / floor / 2**20:.0f} MiB/s, "
       f"oneliner {raw / l / 2**20:.0f} MiB/s, tuned {raw / t / 2**20:.0f} MiB/s, opsbook {raw / o / 2**20:.0f} MiB/s")
