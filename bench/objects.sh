@@ -16,6 +16,8 @@
 #   OPSBOOK_FLAGS extra `backup objects` flags, e.g. "--part-size 32MiB"
 #   RCLONE_FLAGS extra rclone flags, e.g. "-vv" to see what it does, or "--size-only"
 #   KEEP_WORK=1  keep the work directory (server roots, logs)
+#   SERVER_DIR   put both servers' roots under this directory instead, e.g. /dev/shm, so disk
+#                writeback on a shared machine does not add noise to either tool's timings
 #   SKIP_BUILD=1 use target/release/{opsbook,examples/s3_server} as they are
 #   RESULTS      Markdown file to append the summary to (default bench/RESULTS.md)
 #
@@ -33,7 +35,7 @@ SEED=${SEED:-1}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
 [[ $RESULTS == /* ]] || RESULTS=$PWD/$RESULTS
-INVOKED="OBJECTS=$OBJECTS RUNS=$RUNS CONCURRENCY=$CONCURRENCY SEED=$SEED${OPSBOOK_FLAGS:+ OPSBOOK_FLAGS=\"$OPSBOOK_FLAGS\"}${RCLONE_FLAGS:+ RCLONE_FLAGS=\"$RCLONE_FLAGS\"} bench/objects.sh"
+INVOKED="OBJECTS=$OBJECTS RUNS=$RUNS CONCURRENCY=$CONCURRENCY SEED=$SEED${OPSBOOK_FLAGS:+ OPSBOOK_FLAGS=\"$OPSBOOK_FLAGS\"}${RCLONE_FLAGS:+ RCLONE_FLAGS=\"$RCLONE_FLAGS\"}${SERVER_DIR:+ SERVER_DIR=$SERVER_DIR} bench/objects.sh"
 
 for v in OBJECTS RUNS CONCURRENCY SEED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "objects.sh: $v must be a non-negative integer" >&2; exit 2; }
@@ -55,11 +57,14 @@ S3_SERVER=$ROOT/target/release/examples/s3_server
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$ROOT/bench/.work/objects-$STAMP
 mkdir -p "$WORK"
+# The servers' roots: in the work directory, or under SERVER_DIR (e.g. /dev/shm).
+if [[ -n ${SERVER_DIR:-} ]]; then ROOTS=$SERVER_DIR/opsbook-objects-$STAMP; else ROOTS=$WORK; fi
+mkdir -p "$ROOTS"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    [[ $KEEP_WORK == 1 ]] || rm -rf "$WORK"
+    [[ $KEEP_WORK == 1 ]] || rm -rf "$WORK" "$ROOTS"
 }
 trap cleanup EXIT
 
@@ -70,8 +75,8 @@ start_server() { # NAME -> sets NAME_ENDPOINT, NAME_KEY, NAME_SECRET
     port=$(free_port)
     key="BENCH${name^^}$RANDOM$RANDOM"
     secret=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    mkdir -p "$WORK/$name-root/bench"
-    "$S3_SERVER" --root "$WORK/$name-root" --addr "127.0.0.1:$port" --access-key "$key" --secret-key "$secret" \
+    mkdir -p "$ROOTS/$name-root/bench"
+    "$S3_SERVER" --root "$ROOTS/$name-root" --addr "127.0.0.1:$port" --access-key "$key" --secret-key "$secret" \
         >"$WORK/$name-server.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do
@@ -89,9 +94,9 @@ start_server src
 start_server dst
 
 log "writing $OBJECTS objects into the source bucket"
-python3 - "$WORK/src-root/bench/media" "$OBJECTS" "$SEED" <<'PY'
+python3 - "$ROOTS/src-root/bench/media" "$OBJECTS" "$SEED" "$WORK/source-bytes" <<'PY'
 import math, os, random, sys
-root, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+root, n, seed, total_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = random.Random(seed)
 KIB, MIB = 1024, 1024 * 1024
 bands = [(0.85, KIB, 100 * KIB), (0.12, 100 * KIB, 2 * MIB), (0.03, 2 * MIB, 20 * MIB)]
@@ -109,7 +114,7 @@ for i in range(n):
         f.write(os.urandom(size))
     total += size
 print(f"{n} objects, {total} bytes", file=sys.stderr)
-with open(os.path.join(os.path.dirname(root), "..", "..", "source-bytes"), "w") as f:
+with open(total_file, "w") as f:
     f.write(str(total))
 PY
 SOURCE_BYTES=$(cat "$WORK/source-bytes")
@@ -148,8 +153,8 @@ OPSBOOK_CMD=("$OPSBOOK" --config "$WORK/opsbook.toml" --output json backup objec
 RCLONE_CMD=(rclone sync src:bench/media dst:bench/rclone --transfers "$CONCURRENCY" --checkers "$CONCURRENCY"
     --config /dev/null ${RCLONE_FLAGS:-})
 
-reset_opsbook() { rm -rf "$WORK/dst-root/bench/opsbook" "$WORK/inventories" "$WORK/state"; sync; }
-reset_rclone() { rm -rf "$WORK/dst-root/bench/rclone"; sync; }
+reset_opsbook() { rm -rf "$ROOTS/dst-root/bench/opsbook" "$WORK/inventories" "$WORK/state"; sync; }
+reset_rclone() { rm -rf "$ROOTS/dst-root/bench/rclone"; sync; }
 
 # timed TOOL SCENARIO RUN CMD...: appends "tool scenario run seconds rss_kib" to $WORK/times
 timed() {
@@ -183,14 +188,14 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "checking both copies"
 for tool in opsbook rclone; do
-    count=$(find "$WORK/dst-root/bench/$tool" -type f | wc -l)
-    bytes=$(find "$WORK/dst-root/bench/$tool" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    count=$(find "$ROOTS/dst-root/bench/$tool" -type f | wc -l)
+    bytes=$(find "$ROOTS/dst-root/bench/$tool" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
     [[ $count == "$OBJECTS" && $bytes == "$SOURCE_BYTES" ]] ||
         { echo "objects.sh: $tool's copy has $count objects, $bytes bytes; expected $OBJECTS, $SOURCE_BYTES" >&2; exit 1; }
 done
-(cd "$WORK/src-root/bench/media" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/src.sha"
+(cd "$ROOTS/src-root/bench/media" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/src.sha"
 for tool in opsbook rclone; do
-    (cd "$WORK/dst-root/bench/$tool" && find . -type f -exec sha256sum {} + | sort -k2) | cmp -s - "$WORK/src.sha" ||
+    (cd "$ROOTS/dst-root/bench/$tool" && find . -type f -exec sha256sum {} + | sort -k2) | cmp -s - "$WORK/src.sha" ||
         { echo "objects.sh: $tool's copy differs from the source" >&2; exit 1; }
 done
 copied=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["copied"])' "$WORK/opsbook-no-change-1.out")
@@ -226,7 +231,7 @@ PY
     echo "- machine: $(nproc) CPUs, kernel $(uname -r); load average (1/5/15) at the start $LOAD_START, at the end $LOAD_END — other work on the machine skews timings"
     echo "- opsbook: $("$OPSBOOK" --version), release build; rclone: $(rclone version | head -1)"
     echo "- data: $OBJECTS objects, $SOURCE_BYTES bytes ($(echo "scale=1; $SOURCE_BYTES / 1048576" | bc) MiB) of random bytes, 1 KiB–20 MiB (85% 1–100 KiB, 12% 100 KiB–2 MiB, 3% 2–20 MiB), seed $SEED"
-    echo "- servers: two \`examples/s3_server\` processes (s3s-fs + SigV4) on 127.0.0.1, separate roots and keys; both tools read from one and write to the other"
+    echo "- servers: two \`examples/s3_server\` processes (s3s-fs + SigV4) on 127.0.0.1, separate roots ($([[ -n ${SERVER_DIR:-} ]] && echo "under $SERVER_DIR" || echo "on disk, in the work directory")) and keys; both tools read from one and write to the other"
     echo "- opsbook: \`backup objects --from src --to dst --concurrency $CONCURRENCY${OPSBOOK_FLAGS:+ $OPSBOOK_FLAGS}\` (stores from opsbook.toml; default 8 MiB parts; SHA-256 of every object; inventory to a local directory)"
     echo "- rclone: \`rclone sync src:bench/media dst:bench/rclone --transfers $CONCURRENCY --checkers $CONCURRENCY${RCLONE_FLAGS:+ $RCLONE_FLAGS}\` (defaults otherwise: size + modification time)"
     echo "- $RUNS runs per tool and scenario, alternating; time: wall clock of the whole command; peak RSS: \`/usr/bin/time -v\` maximum resident set size (max over runs)"

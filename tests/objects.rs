@@ -79,11 +79,16 @@ impl Env {
 
     /// `backup objects --output json --store BACKUPS` plus `args`.
     fn objects(&self, args: &[&str]) -> Output {
+        self.objects_with_env(args, &[])
+    }
+
+    fn objects_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let backups = self.backups().display().to_string();
         opsbook(self.dir.path())
             .args(["--output", "json", "backup", "objects", "--store", &backups])
             .args(args)
             .env("SRC_SECRET", &self.src.secret_key)
+            .envs(vars.iter().copied())
             .output()
             .unwrap()
     }
@@ -269,8 +274,8 @@ fn local_to_s3_and_s3_to_local() {
     assert_eq!(again["copied"], 0, "{again}");
 }
 
-#[test]
-fn a_large_object_goes_multipart() {
+/// Copies `big` (12 MiB) and a small object through a recording proxy; returns what it saw.
+fn copy_big_through_proxy(args: &[&str], vars: &[(&str, &str)]) -> Vec<support::proxy::Seen> {
     let env = Env::new();
     let proxy = FaultyProxy::start(&env.dst.endpoint, Fail::Never);
     let env = env.with_dst_endpoint(&proxy.endpoint());
@@ -278,15 +283,40 @@ fn a_large_object_goes_multipart() {
     env.put("videos/big.mp4", &big);
     env.put("small.jpg", b"small");
 
-    let report = ok(&env.objects(&["--from", "src", "--to", "dst", "--part-size", "5MiB"]));
+    let report = ok(&env.objects_with_env(&[&["--from", "src", "--to", "dst"], args].concat(), vars));
     assert_eq!(report["copied"], 2, "{report}");
     assert_eq!(env.copied("videos/big.mp4").unwrap(), big);
+    assert_eq!(env.copied("small.jpg").unwrap(), b"small");
     assert_eq!(inventory(&env.backups(), &report)["videos/big.mp4"]["sha256"], sha256(&big));
-    let seen = proxy.seen();
-    let parts = seen.iter().filter(|r| r.method == "PUT" && r.target.contains("partNumber=")).count();
-    assert_eq!(parts, 3, "12 MiB in 5 MiB parts: {seen:?}");
-    assert!(seen.iter().any(|r| r.method == "POST" && r.target.contains("uploads")), "CreateMultipartUpload");
     assert!(env.dst.pending_uploads().is_empty());
+    proxy.seen()
+}
+
+fn part_puts(seen: &[support::proxy::Seen]) -> usize {
+    seen.iter().filter(|r| r.method == "PUT" && r.target.contains("partNumber=")).count()
+}
+
+#[test]
+fn a_large_object_goes_multipart() {
+    let seen = copy_big_through_proxy(&["--part-size", "5MiB", "--multipart-threshold", "5MiB"], &[]);
+    assert_eq!(part_puts(&seen), 3, "12 MiB in 5 MiB parts: {seen:?}");
+    assert!(seen.iter().any(|r| r.method == "POST" && r.target.contains("uploads")), "CreateMultipartUpload");
+}
+
+/// Up to --multipart-threshold an object streams from the source into one unsigned PutObject
+/// (loopback endpoint); with signed bodies it cannot stream, and goes multipart above a part.
+#[test]
+fn objects_up_to_the_threshold_stream_in_one_put_unless_bodies_are_signed() {
+    let seen = copy_big_through_proxy(&["--part-size", "5MiB"], &[]);
+    let puts: Vec<_> = seen.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!((puts.len(), part_puts(&seen)), (2, 0), "one PutObject per object: {seen:?}");
+    assert!(puts.iter().all(|r| r.content_sha256.as_deref() == Some("UNSIGNED-PAYLOAD")), "{puts:?}");
+    assert!(!seen.iter().any(|r| r.method == "POST"), "no multipart upload: {seen:?}");
+
+    let seen = copy_big_through_proxy(&["--part-size", "5MiB"], &[("OPSBOOK_S3_SIGN_PAYLOAD", "1")]);
+    assert_eq!(part_puts(&seen), 3, "signed bodies are buffered part by part: {seen:?}");
+    let puts: Vec<_> = seen.iter().filter(|r| r.method == "PUT").collect();
+    assert!(puts.iter().all(|r| r.content_sha256.as_deref().is_some_and(|h| h.len() == 64)), "{puts:?}");
 }
 
 #[test]

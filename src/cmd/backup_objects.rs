@@ -44,9 +44,15 @@ pub struct ObjectsArgs {
     /// next run.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_bytes: Option<u64>,
-    /// Objects larger than this go multipart in parts of exactly this size [default: 8MiB].
+    /// Multipart part size [default: 8MiB]. Objects larger than this go multipart, except that
+    /// S3 destinations taking unsigned bodies (HTTPS, loopback) stream objects up to
+    /// --multipart-threshold in one PutObject.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub part_size: Option<usize>,
+    /// Largest object streamed in a single PutObject, without holding it in memory, where the
+    /// destination allows it [default: 64MiB; at most 5GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub multipart_threshold: Option<u64>,
     /// Retries per object after 5xx answers, throttling, timeouts or broken connections, with
     /// exponential backoff [default: 4].
     #[arg(long, value_name = "N")]
@@ -72,6 +78,7 @@ impl ObjectsArgs {
             dry_run: self.dry_run,
             max_bytes: self.max_bytes,
             part_size: self.part_size,
+            multipart_threshold: self.multipart_threshold,
             retries: self.retries,
             notify_url: self.notify_url.clone(),
             metrics_file: self.metrics_file.clone(),

@@ -12,7 +12,7 @@ use super::key::{check_key, check_prefix, PARTIAL_MARKER};
 use super::{ObjectMeta, PendingUpload, StoreError, StoreUrl};
 
 /// A store rooted at a local directory. The root is created on the first write.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
     url: StoreUrl,

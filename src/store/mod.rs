@@ -75,8 +75,8 @@ pub struct PendingUpload {
 }
 
 /// An opened store. Opening does no I/O on the network: a wrong bucket or credentials show up
-/// on the first call.
-#[derive(Debug)]
+/// on the first call. Clones share the S3 client (its connection pool).
+#[derive(Debug, Clone)]
 pub enum Store {
     Local(LocalStore),
     S3(S3Store),
@@ -117,9 +117,48 @@ impl Store {
 
     /// Streams an object without holding it in memory.
     pub async fn get_stream(&self, key: &str) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        Ok(self.get_stream_sized(key).await?.0)
+    }
+
+    /// `get_stream`, with the length of what the read yields when the backend tells (the
+    /// object as it is now, which may differ from an earlier listing).
+    pub async fn get_stream_sized(
+        &self,
+        key: &str,
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>), StoreError> {
         match self {
-            Store::Local(store) => Ok(Box::new(store.get_stream(key).await?)),
+            Store::Local(store) => {
+                let file = store.get_stream(key).await?;
+                let len = file.metadata().await.ok().map(|m| m.len());
+                Ok((Box::new(file), len))
+            }
             Store::S3(store) => store.get_stream(key).await,
+        }
+    }
+
+    /// Whether `put_stream` is available: S3 destinations that take unsigned bodies (HTTPS or
+    /// loopback endpoints, unless `sign_payload` is set).
+    pub fn streams_puts(&self) -> bool {
+        match self {
+            Store::Local(_) => false,
+            Store::S3(store) => store.streams_puts(),
+        }
+    }
+
+    /// Writes `key` in one request from chunks arriving on `body`, `size` bytes in all; an `Err`
+    /// chunk or a short body fails the write and leaves no object. Only where `streams_puts`.
+    pub async fn put_stream(
+        &self,
+        key: &str,
+        size: u64,
+        body: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Local(store) => Err(StoreError::Upload {
+                resource: store.url().to_string(),
+                reason: "a local store takes uploads in parts, not as one stream".into(),
+            }),
+            Store::S3(store) => store.put_stream(key, size, body).await,
         }
     }
 

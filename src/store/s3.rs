@@ -415,9 +415,39 @@ impl S3Store {
     pub(crate) async fn get_stream(
         &self,
         key: &str,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>), StoreError> {
         let (body, _) = self.get_object("GetObject", key, None).await?;
-        Ok(Box::new(Box::pin(body.into_async_read())))
+        let len = body.size_hint().1;
+        Ok((Box::new(Box::pin(body.into_async_read())), len))
+    }
+
+    /// Whether `put_stream` can send a body of unknown content: only unsigned bodies can go out
+    /// before the whole body has been hashed.
+    pub(crate) fn streams_puts(&self) -> bool {
+        !self.sign_payload
+    }
+
+    /// One PutObject of exactly `size` bytes taken from `body` as they arrive.
+    pub(crate) async fn put_stream(
+        &self,
+        key: &str,
+        size: u64,
+        body: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    ) -> Result<(), StoreError> {
+        let full = self.full_key(key)?;
+        let body = ChannelBody { rx: body, remaining: size };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .body(ByteStream::new(aws_smithy_types::body::SdkBody::from_body_1_x(body)))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutObject", self.resource(&full), key, e))?;
+        Ok(())
     }
 
     /// A presigned GET URL for `key`, valid for `expires`.
@@ -617,6 +647,36 @@ async fn put_object(
     let op = client.put_object().bucket(bucket).key(full_key).body(ByteStream::from(body)).customize();
     let op = if sign_payload { op } else { op.disable_payload_signing() };
     op.send().await
+}
+
+/// A request body fed by a channel: chunks go out as they arrive, so an object streams from its
+/// source into a single PutObject without being held in memory. An `Err` in the channel aborts
+/// the request.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|chunk| {
+            chunk.map(|chunk| {
+                let chunk = chunk?;
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                Ok(http_body::Frame::data(chunk))
+            })
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// One part upload, run as its own task.

@@ -50,18 +50,31 @@ fn transient(error: &StoreError) -> bool {
     }
 }
 
+/// How one object travels: streamed in a single PutObject up to `stream_up_to` bytes (0 when
+/// the destination cannot take a streamed body), otherwise buffered part by part.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyShape {
+    pub upload: UploadConfig,
+    pub stream_up_to: u64,
+}
+
 /// Copies `source` from one store to the other and returns its inventory entry. Rewriting the
 /// same key with the same bytes is idempotent, so a failed attempt is safe to repeat whole.
 pub async fn copy_with_retries(
     from: &Store,
     to: &Store,
     source: &ObjectMeta,
-    upload: UploadConfig,
+    shape: CopyShape,
     retry: RetryPolicy,
 ) -> Result<InventoryEntry, CopyFailure> {
     let mut attempt = 0;
     loop {
-        match copy_object(from, to, source, upload).await {
+        let copied = if source.size <= shape.stream_up_to {
+            copy_streamed(from, to, source).await
+        } else {
+            copy_object(from, to, source, shape.upload).await
+        };
+        match copied {
             Ok(entry) => return Ok(entry),
             Err(error) if attempt < retry.retries && transient(&error) && !crate::signal::is_interrupted() => {
                 let delay = retry.delay(attempt);
@@ -107,7 +120,11 @@ async fn copy_object(
         return Err(e);
     }
     let size = upload.complete().await?;
-    Ok(InventoryEntry {
+    Ok(entry(source, size, hasher))
+}
+
+fn entry(source: &ObjectMeta, size: u64, hasher: Sha256) -> InventoryEntry {
+    InventoryEntry {
         key: source.key.clone(),
         size,
         sha256: Some(hex::encode(hasher.finalize())),
@@ -115,7 +132,60 @@ async fn copy_object(
         source_modified: source.last_modified,
         copied_at: Utc::now(),
         deleted_at: None,
-    })
+    }
+}
+
+/// Bytes per chunk handed from the source to a streamed PutObject; a few are in flight.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// One attempt as a single streamed PutObject: the source body flows through the hasher into
+/// the request as it arrives, at most a few chunks in memory. A body that ends early or runs
+/// long (the object changed since the listing) fails the request, so no short object is left.
+async fn copy_streamed(from: &Store, to: &Store, source: &ObjectMeta) -> Result<InventoryEntry, StoreError> {
+    let (mut reader, len) = from.get_stream_sized(&source.key).await?;
+    // The object as it is now: it may have been rewritten since the listing.
+    let expected = len.unwrap_or(source.size);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let read = async move {
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let chunk = match read_part(&mut reader, STREAM_CHUNK, expected.saturating_sub(total)).await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+                    return Err(e);
+                }
+            };
+            let last = chunk.len() < STREAM_CHUNK;
+            total += chunk.len() as u64;
+            if total > expected || (last && total < expected) {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the body has {total}+ bytes where {expected} were announced; the object changed during the copy"),
+                );
+                let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+                return Err(e);
+            }
+            hasher.update(&chunk);
+            if !chunk.is_empty() && tx.send(Ok(chunk.freeze())).await.is_err() {
+                // The request ended early; its own error says why.
+                return Ok(None);
+            }
+            if last {
+                return Ok(Some(hasher));
+            }
+        }
+    };
+    let resource = format!("{}/{}", from.url(), source.key);
+    let (read, put) = tokio::join!(read, to.put_stream(&source.key, expected, rx));
+    let hasher = read.map_err(|error| StoreError::Io { op: "read body of", resource: resource.clone(), error })?;
+    put?;
+    let hasher = hasher.ok_or_else(|| StoreError::Upload {
+        resource,
+        reason: "the upload finished before the whole body was sent".into(),
+    })?;
+    Ok(entry(source, expected, hasher))
 }
 
 /// Reads up to `part_size` bytes; shorter only at the end of the stream. Small objects get a

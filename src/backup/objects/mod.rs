@@ -11,6 +11,8 @@ pub mod plan;
 pub mod settings;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -95,6 +97,8 @@ pub struct ObjectsRequest {
     /// Stop starting copies once this many bytes are planned; the rest waits for the next run.
     pub max_bytes: Option<u64>,
     pub part_size: usize,
+    /// Largest object streamed in one PutObject where the destination allows it.
+    pub multipart_threshold: u64,
     pub retry: RetryPolicy,
     pub notify_url: Option<String>,
     pub metrics_file: Option<PathBuf>,
@@ -305,21 +309,31 @@ async fn copy_all(
     reporter: &dyn Reporter,
 ) -> Result<Vec<InventoryEntry>, ObjectsError> {
     let planned = copies.len();
-    let upload = UploadConfig { part_size: req.part_size, in_flight: 2 };
+    let shape = copy::CopyShape {
+        upload: UploadConfig { part_size: req.part_size, in_flight: 2 },
+        stream_up_to: if to.streams_puts() { req.multipart_threshold } else { 0 },
+    };
     let mut done = Vec::with_capacity(planned);
     let mut failures: Vec<CopyFailure> = Vec::new();
     let mut interrupted = false;
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let stop = &stop;
+    let stop = Arc::new(AtomicBool::new(false));
+    let retry = req.retry;
+    // Each copy is a task of its own, so hashing and buffering spread over the runtime's
+    // threads instead of all being polled from this one.
     let mut results = stream::iter(copies)
-        .map(|c| async move {
-            if crate::signal::is_interrupted() || stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return None;
-            }
-            Some(copy::copy_with_retries(from, to, &c.source, upload, req.retry).await)
+        .map(|c| {
+            let (from, to, stop) = (from.clone(), to.clone(), stop.clone());
+            tokio::spawn(async move {
+                if crate::signal::is_interrupted() || stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                Some(copy::copy_with_retries(&from, &to, &c.source, shape, retry).await)
+            })
         })
         .buffer_unordered(req.concurrency.max(1));
-    while let Some(result) = results.next().await {
+    while let Some(joined) = results.next().await {
+        // A copy task only ends by finishing or panicking; a panic stays a panic.
+        let result = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         match result {
             None => interrupted |= crate::signal::is_interrupted(),
             Some(Ok(entry)) => {
@@ -330,7 +344,7 @@ async fn copy_all(
             Some(Err(failure)) => {
                 tracing::warn!("copy failed after {} attempt(s): {}", failure.attempts, failure.error);
                 failures.push(failure);
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
             }
         }
     }

@@ -23,6 +23,7 @@ pub struct ObjectsOverrides {
     pub dry_run: bool,
     pub max_bytes: Option<u64>,
     pub part_size: Option<usize>,
+    pub multipart_threshold: Option<u64>,
     pub retries: Option<u32>,
     pub notify_url: Option<String>,
     pub metrics_file: Option<PathBuf>,
@@ -32,6 +33,11 @@ pub struct ObjectsOverrides {
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Default part size: objects up to this size are one PutObject; larger ones go multipart.
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Default largest object streamed in one PutObject (where the destination allows streaming).
+/// Above it, multipart keeps a failed transfer from restarting a whole large object.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 64 << 20;
+/// S3 refuses a single PutObject above 5 GiB.
+const MAX_SINGLE_PUT: u64 = 5 << 30;
 pub const DEFAULT_RETRIES: u32 = 4;
 
 pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, ObjectsError> {
@@ -49,6 +55,12 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
     if part_size < crate::store::S3_MIN_PART_SIZE {
         return Err(ObjectsError::Input(format!(
             "--part-size {part_size} is below 5 MiB, the S3 minimum for multipart parts"
+        )));
+    }
+    let multipart_threshold = o.multipart_threshold.unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
+    if multipart_threshold > MAX_SINGLE_PUT {
+        return Err(ObjectsError::Input(format!(
+            "--multipart-threshold {multipart_threshold} is above 5 GiB, the S3 limit for one PutObject"
         )));
     }
     let spec = |key: &str, given: &str| -> Result<StoreSpec, ObjectsError> {
@@ -72,6 +84,7 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
         dry_run: o.dry_run,
         max_bytes: o.max_bytes,
         part_size,
+        multipart_threshold,
         retry: RetryPolicy {
             retries: o.retries.unwrap_or(DEFAULT_RETRIES),
             base_delay: Duration::from_millis(200),

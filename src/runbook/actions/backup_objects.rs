@@ -30,6 +30,9 @@ pub struct Input {
     pub max_bytes: Option<u64>,
     /// Part size in bytes for multipart copies [default: 8 MiB].
     pub part_size: Option<usize>,
+    /// Objects up to this many bytes stream in one PutObject where the destination allows it
+    /// [default: 64 MiB].
+    pub multipart_threshold: Option<u64>,
     /// Retries per object on 5xx, throttling and timeouts [default: 4].
     pub retries: Option<u32>,
     /// Healthchecks-style ping URL.
@@ -64,6 +67,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         dry_run: ctx.dry_run,
         max_bytes: input.max_bytes,
         part_size: input.part_size,
+        multipart_threshold: input.multipart_threshold,
         retries: input.retries,
         notify_url: given(input.notify_url),
         metrics_file: given(input.metrics_file).map(|p| ctx.resolve_path(&p)),
