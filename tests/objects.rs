@@ -263,11 +263,13 @@ fn local_to_s3_and_s3_to_local() {
 
     env.put("photos/x.jpg", &pattern(70_000, 10));
     env.put("y.txt", b"y");
+    env.put("empty.txt", b"");
     let cold = env.dir.path().join("cold");
     let cold_url = format!("file://{}", cold.display());
     let down = ok(&env.objects(&["--from", "src", "--to", &cold_url]));
-    assert_eq!(down["copied"], 2, "{down}");
+    assert_eq!(down["copied"], 3, "{down}");
     assert_eq!(std::fs::read(cold.join("photos/x.jpg")).unwrap(), pattern(70_000, 10));
+    assert_eq!(std::fs::read(cold.join("empty.txt")).unwrap(), b"");
     let inv = inventory(&env.backups(), &down);
     assert_eq!(inv["photos/x.jpg"]["sha256"], sha256(&pattern(70_000, 10)));
     let again = ok(&env.objects(&["--from", "src", "--to", &cold_url]));

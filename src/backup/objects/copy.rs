@@ -50,12 +50,12 @@ fn transient(error: &StoreError) -> bool {
     }
 }
 
-/// How one object travels: streamed in a single PutObject up to `stream_up_to` bytes (0 when
-/// the destination cannot take a streamed body), otherwise buffered part by part.
+/// How one object travels: streamed in a single PutObject up to `stream_up_to` bytes (`None`
+/// when the destination cannot take a streamed body), otherwise buffered part by part.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyShape {
     pub upload: UploadConfig,
-    pub stream_up_to: u64,
+    pub stream_up_to: Option<u64>,
 }
 
 /// Copies `source` from one store to the other and returns its inventory entry. Rewriting the
@@ -69,7 +69,7 @@ pub async fn copy_with_retries(
 ) -> Result<InventoryEntry, CopyFailure> {
     let mut attempt = 0;
     loop {
-        let copied = if source.size <= shape.stream_up_to {
+        let copied = if shape.stream_up_to.is_some_and(|max| source.size <= max) {
             copy_streamed(from, to, source).await
         } else {
             copy_object(from, to, source, shape.upload).await
@@ -160,9 +160,12 @@ async fn copy_streamed(from: &Store, to: &Store, source: &ObjectMeta) -> Result<
             let last = chunk.len() < STREAM_CHUNK;
             total += chunk.len() as u64;
             if total > expected || (last && total < expected) {
+                let more = if total > expected { "more than " } else { "" };
                 let e = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("the body has {total}+ bytes where {expected} were announced; the object changed during the copy"),
+                    format!(
+                        "{more}{total} bytes came where {expected} were announced; the object changed during the copy"
+                    ),
                 );
                 let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
                 return Err(e);

@@ -311,7 +311,7 @@ async fn copy_all(
     let planned = copies.len();
     let shape = copy::CopyShape {
         upload: UploadConfig { part_size: req.part_size, in_flight: 2 },
-        stream_up_to: if to.streams_puts() { req.multipart_threshold } else { 0 },
+        stream_up_to: to.streams_puts().then_some(req.multipart_threshold),
     };
     let mut done = Vec::with_capacity(planned);
     let mut failures: Vec<CopyFailure> = Vec::new();
