@@ -117,7 +117,10 @@ impl Store {
 
     /// Streams an object without holding it in memory.
     pub async fn get_stream(&self, key: &str) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
-        Ok(self.get_stream_sized(key).await?.0)
+        match self {
+            Store::Local(store) => Ok(Box::new(store.get_stream(key).await?)),
+            Store::S3(store) => Ok(store.get_stream(key).await?.0),
+        }
     }
 
     /// `get_stream`, with the length of what the read yields when the backend tells (the

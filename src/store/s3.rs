@@ -154,11 +154,16 @@ fn parse_flag(value: &str) -> Option<bool> {
     }
 }
 
+/// `localhost` and its subdomains (RFC 6761): names of this host.
+fn is_localhost(host: &str) -> bool {
+    host == "localhost" || host.ends_with(".localhost")
+}
+
 /// Virtual-hosted addressing needs DNS names per bucket, which IPs and localhost do not have.
 fn wants_path_style(endpoint: &str) -> bool {
     match url::Url::parse(endpoint).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
         Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
-        Some(url::Host::Domain(host)) => host == "localhost" || host.ends_with(".localhost"),
+        Some(url::Host::Domain(host)) => is_localhost(&host),
         None => false,
     }
 }
@@ -178,7 +183,7 @@ fn needs_payload_signing(endpoint: &str) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
-        Some(url::Host::Domain(host)) => host != "localhost" && !host.ends_with(".localhost"),
+        Some(url::Host::Domain(host)) => !is_localhost(host),
         None => true,
     }
 }

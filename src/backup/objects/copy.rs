@@ -152,23 +152,19 @@ async fn copy_streamed(from: &Store, to: &Store, source: &ObjectMeta) -> Result<
         loop {
             let chunk = match read_part(&mut reader, STREAM_CHUNK, expected.saturating_sub(total)).await {
                 Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
-                    return Err(e);
-                }
+                Err(e) => return Err(fail_body(&tx, e).await),
             };
             let last = chunk.len() < STREAM_CHUNK;
             total += chunk.len() as u64;
             if total > expected || (last && total < expected) {
-                let more = if total > expected { "more than " } else { "" };
+                let more = if total > expected { "at least " } else { "" };
                 let e = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!(
                         "{more}{total} bytes came where {expected} were announced; the object changed during the copy"
                     ),
                 );
-                let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
-                return Err(e);
+                return Err(fail_body(&tx, e).await);
             }
             hasher.update(&chunk);
             if !chunk.is_empty() && tx.send(Ok(chunk.freeze())).await.is_err() {
@@ -189,6 +185,13 @@ async fn copy_streamed(from: &Store, to: &Store, source: &ObjectMeta) -> Result<
         reason: "the upload finished before the whole body was sent".into(),
     })?;
     Ok(entry(source, expected, hasher))
+}
+
+/// Passes a read error on to the request body (so the upload fails rather than ending short)
+/// and returns it.
+async fn fail_body(tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>, e: std::io::Error) -> std::io::Error {
+    let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+    e
 }
 
 /// Reads up to `part_size` bytes; shorter only at the end of the stream. Small objects get a
