@@ -16,6 +16,8 @@ pub struct PgTools {
     pub bin_dir: PathBuf,
     /// Major version reported by `pg_dump --version`.
     pub major: u32,
+    /// The version it reported, e.g. "15.18".
+    pub version: String,
 }
 
 impl PgTools {
@@ -61,9 +63,11 @@ pub(crate) struct Candidate {
 /// (an explicit choice); otherwise the highest major wins. None → class Unavailable, naming
 /// what was found and how to fix it.
 pub fn discover(min_major: u32) -> Result<PgTools, PgError> {
-    let candidates = probe_all("pg_dump");
+    let candidates = probe_all("pg_dump", min_major, |_| true);
     match choose(&candidates, min_major) {
-        Some(c) => Ok(PgTools { bin_dir: c.dir.clone(), major: c.major.unwrap_or_default() }),
+        Some(c) => {
+            Ok(PgTools { bin_dir: c.dir.clone(), major: c.major.unwrap_or_default(), version: c.version.clone() })
+        }
         None => Err(PgError::ToolMissing {
             message: missing_message(
                 "pg_dump",
@@ -87,10 +91,8 @@ pub fn discover_server() -> Result<ServerBins, PgError> {
 
 /// [`discover_server`] requiring a major version ≥ `min_major` (e.g. an existing data dir's).
 pub fn discover_server_min(min_major: u32) -> Result<ServerBins, PgError> {
-    let candidates: Vec<Candidate> = probe_all("initdb")
-        .into_iter()
-        .filter(|c| c.dir.join("pg_ctl").is_file() && c.dir.join("postgres").is_file())
-        .collect();
+    let candidates =
+        probe_all("initdb", min_major, |dir| dir.join("pg_ctl").is_file() && dir.join("postgres").is_file());
     match choose(&candidates, min_major) {
         Some(c) => Ok(server_bins(&c.dir, c.major.unwrap_or_default())),
         None => Err(PgError::ToolMissing {
@@ -173,28 +175,47 @@ fn candidate_dirs() -> Vec<(PathBuf, bool)> {
     dirs
 }
 
-fn probe_all(program: &str) -> Vec<Candidate> {
+/// Every installation of `program` in the candidate directories that `usable` accepts, with the
+/// versions needed to choose among them for `min_major`. Asking Debian's pg_wrapper (a Perl
+/// script) for its version costs about 50 ms per directory, so wrappers are asked only when no
+/// real binary and no `PG_BIN` qualifies: they dispatch to the /usr/lib/postgresql/*/bin
+/// directories that are probed anyway.
+fn probe_all(program: &str, min_major: u32, usable: impl Fn(&Path) -> bool) -> Vec<Candidate> {
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut found: Vec<Candidate> = Vec::new();
     for (dir, explicit) in candidate_dirs() {
-        if let Some(c) = probe_dir(&dir, program, explicit) {
-            if seen.insert(c.dir.clone()) {
-                out.push(c);
-            } else if explicit {
-                // Keep the explicit flag on the copy already seen.
-                if let Some(prev) = out.iter_mut().find(|p| p.dir == c.dir) {
-                    prev.explicit = true;
-                }
+        let Some(c) = locate(&dir, program, explicit) else { continue };
+        if !usable(&c.dir) {
+            continue;
+        }
+        if seen.insert(c.dir.clone()) {
+            found.push(c);
+        } else if explicit {
+            // Keep the explicit flag on the copy already seen.
+            if let Some(prev) = found.iter_mut().find(|p| p.dir == c.dir) {
+                prev.explicit = true;
             }
         }
     }
-    out
+    let first_pass = |c: &Candidate| c.explicit || !c.wrapper;
+    for c in found.iter_mut().filter(|c| first_pass(c)) {
+        c.ask_version(program);
+    }
+    if choose(&found, min_major).is_some() {
+        found.retain(first_pass);
+    } else {
+        for c in found.iter_mut().filter(|c| !first_pass(c)) {
+            c.ask_version(program);
+        }
+    }
+    found
 }
 
-/// Looks for `program` in `dir`. A symlink to the real program (e.g. /usr/local/bin/initdb →
-/// /usr/lib/postgresql/15/bin/initdb) resolves to the real directory, so sibling tools come from
-/// the same installation; a dispatcher such as Debian's pg_wrapper keeps the original directory.
-fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
+/// Looks for `program` in `dir` without running it. A symlink to the real program (e.g.
+/// /usr/local/bin/initdb → /usr/lib/postgresql/15/bin/initdb) resolves to the real directory, so
+/// sibling tools come from the same installation; a dispatcher such as Debian's pg_wrapper keeps
+/// the original directory (with its own symlinks resolved, so /bin and /usr/bin count once).
+fn locate(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
     let path = dir.join(program);
     if !path.is_file() {
         return None;
@@ -202,22 +223,36 @@ fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
     let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
     let wrapper = canonical.file_name().and_then(|n| n.to_str()) != Some(program);
     let dir = if wrapper {
-        dir.to_path_buf()
+        std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
     } else {
         canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf())
     };
-    let (major, version) = match Command::new(dir.join(program)).arg("--version").stdin(Stdio::null()).output() {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            match parse_version_output(&text) {
-                Some((m, v)) => (Some(m), v),
-                None => (None, format!("unrecognised version `{text}`")),
+    Some(Candidate { dir, major: None, version: String::new(), explicit, wrapper })
+}
+
+/// [`locate`] and ask for the version.
+fn probe_dir(dir: &Path, program: &str, explicit: bool) -> Option<Candidate> {
+    let mut c = locate(dir, program, explicit)?;
+    c.ask_version(program);
+    Some(c)
+}
+
+impl Candidate {
+    /// Runs `program --version` from this directory and records what it said.
+    fn ask_version(&mut self, program: &str) {
+        let out = Command::new(self.dir.join(program)).arg("--version").stdin(Stdio::null()).output();
+        (self.major, self.version) = match out {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                match parse_version_output(&text) {
+                    Some((m, v)) => (Some(m), v),
+                    None => (None, format!("unrecognised version `{text}`")),
+                }
             }
-        }
-        Ok(o) => (None, format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => (None, format!("cannot run: {e}")),
-    };
-    Some(Candidate { dir, major, version, explicit, wrapper })
+            Ok(o) => (None, format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => (None, format!("cannot run: {e}")),
+        };
+    }
 }
 
 /// Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (15, "15.18").
