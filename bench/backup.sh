@@ -11,7 +11,7 @@
 #   MODE        compare (default) | rss
 #   SCALE       pgbench scale factor for MODE=compare (default 50, ~750 MB of pgbench tables)
 #   EVENTS      rows of the less compressible `events` table (default 2000000; 0 = none)
-#   RUNS        hyperfine runs per command (default 3)
+#   RUNS        rounds; each round runs every command once, in turn (default 3)
 #   RSS_SCALES  pgbench scales for MODE=rss (default "10 100"; no events table)
 #   RSS_EVENTS_PER_SCALE  MODE=rss: also load scale × this many `events` rows (default 0), so
 #               the compressed stream, not only the dump, grows with the scale
@@ -319,23 +319,41 @@ pg_dump -Fc -Z0 -d "$DSN" >/dev/null # warm the page cache so the first timed co
 HF_JSON=$WORK_BASE/hyperfine-$STAMP.json
 L=$(printf %q "$WORK/logs")
 R=$(printf %q "$WORK")
-log "hyperfine: $RUNS runs per command"
+log "hyperfine: $RUNS rounds, every command once per round"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Every command appends its stderr to a log so a failure can be explained; pipefail makes a
-# failing pg_dump fail its pipeline.
-if ! hyperfine --shell=bash --runs "$RUNS" --export-json "$HF_JSON" --style basic \
-    -n floor "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" >/dev/null 2>>$L/floor.stderr" \
-    -n oneliner "set -o pipefail; pg_dump -Fc -d \"\$DSN\" 2>>$L/oneliner.stderr | aws s3 cp --only-show-errors - s3://bench/oneliner.dump --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/oneliner.stderr" \
-    -n tuned "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned.stderr | zstd -q -3 -T0 2>>$L/tuned.stderr | aws s3 cp --only-show-errors - s3://bench/tuned.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned.stderr" \
-    -n tuned-1 "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned-1.stderr | zstd -q -1 -T0 2>>$L/tuned-1.stderr | aws s3 cp --only-show-errors - s3://bench/tuned-1.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned-1.stderr" \
-    -n "opsbook (estimate)" "$OPS --row-counts estimate >$R/report-estimate.json 2>>$L/opsbook-estimate.stderr" \
-    -n "opsbook (exact)" "$OPS --row-counts exact >$R/report-exact.json 2>>$L/opsbook-exact.stderr" \
-    -n "opsbook zstd:3" "$OPS --compression zstd:3 --row-counts estimate >$R/report-zstd3.json 2>>$L/opsbook-zstd3.stderr" >&2; then
-    for f in "$WORK"/logs/*.stderr "$WORK"/report-*.json; do
-        if [[ -s $f ]]; then echo "--- $f" >&2; tail -n 20 "$f" >&2; fi
-    done
-    die "hyperfine failed"
-fi
+# Rounds rather than all runs of one command in a row: this VM's speed drifts over minutes, and
+# interleaving spreads the drift over every command instead of favouring the ones that run
+# first. `sync` before each run flushes the previous run's stored object, so its write-back does
+# not land on the next command. Every command appends its stderr to a log so a failure can be
+# explained; pipefail makes a failing pg_dump fail its pipeline.
+for round in $(seq "$RUNS"); do
+    log "round $round of $RUNS"
+    if ! hyperfine --shell=bash --runs 1 --prepare sync --export-json "$WORK/hyperfine-round-$round.json" --style basic \
+        -n floor "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" >/dev/null 2>>$L/floor.stderr" \
+        -n oneliner "set -o pipefail; pg_dump -Fc -d \"\$DSN\" 2>>$L/oneliner.stderr | aws s3 cp --only-show-errors - s3://bench/oneliner.dump --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/oneliner.stderr" \
+        -n tuned "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned.stderr | zstd -q -3 -T0 2>>$L/tuned.stderr | aws s3 cp --only-show-errors - s3://bench/tuned.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned.stderr" \
+        -n tuned-1 "set -o pipefail; pg_dump -Fc -Z0 -d \"\$DSN\" 2>>$L/tuned-1.stderr | zstd -q -1 -T0 2>>$L/tuned-1.stderr | aws s3 cp --only-show-errors - s3://bench/tuned-1.dump.zst --endpoint-url \"\$S3_ENDPOINT\" 2>>$L/tuned-1.stderr" \
+        -n "opsbook (estimate)" "$OPS --row-counts estimate >$R/report-estimate.json 2>>$L/opsbook-estimate.stderr" \
+        -n "opsbook (exact)" "$OPS --row-counts exact >$R/report-exact.json 2>>$L/opsbook-exact.stderr" \
+        -n "opsbook zstd:3" "$OPS --compression zstd:3 --row-counts estimate >$R/report-zstd3.json 2>>$L/opsbook-zstd3.stderr" >&2; then
+        for f in "$WORK"/logs/*.stderr "$WORK"/report-*.json; do
+            if [[ -s $f ]]; then echo "--- $f" >&2; tail -n 20 "$f" >&2; fi
+        done
+        die "hyperfine failed"
+    fi
+done
+# One result per command over all rounds, in hyperfine's own JSON shape.
+python3 - "$HF_JSON" "$WORK"/hyperfine-round-*.json <<'EOF'
+import json, statistics, sys
+merged = {}
+for path in sys.argv[2:]:
+    for r in json.load(open(path))["results"]:
+        merged.setdefault(r["command"], []).extend(r["times"])
+results = [{"command": c, "times": t, "mean": statistics.mean(t), "median": statistics.median(t),
+            "stddev": statistics.stdev(t) if len(t) > 1 else None, "min": min(t), "max": max(t)}
+           for c, t in merged.items()]
+json.dump({"results": results}, open(sys.argv[1], "w"), indent=2)
+EOF
 cp "$WORK/report-estimate.json" "$WORK_BASE/opsbook-estimate-$STAMP.json"
 cp "$WORK/report-exact.json" "$WORK_BASE/opsbook-exact-$STAMP.json"
 
@@ -384,8 +402,8 @@ def row(name, what, stored=None):
     return "| " + " | ".join(cells) + " |"
 
 print(f"Data: pgbench scale {e['SCALE']} + `events` {int(e['EVENTS']):,} rows; database {mib(db_b)}; "
-      f"`pg_dump -Fc -Z0` output {mib(raw)}. {len(hf['floor']['times'])} runs per command, one hyperfine "
-      f"session, one local S3 server (s3s-fs, SigV4).")
+      f"`pg_dump -Fc -Z0` output {mib(raw)}. {len(hf['floor']['times'])} rounds, each command once per round "
+      f"(`sync` before each run), one local S3 server (s3s-fs, SigV4).")
 print()
 print("| command | pipeline | median s | mean ± σ s | min–max s | × floor | stored (of raw) |")
 print("|---|---|---:|---:|---:|---:|---:|")
