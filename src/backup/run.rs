@@ -360,21 +360,26 @@ impl io::Read for BatchedPipe {
 
 /// Feeds parts to the store; stops (and aborts) on the first upload error or on an interrupt.
 async fn upload_parts(mut upload: Upload, mut rx: mpsc::Receiver<Bytes>) -> Result<Upload, BackupError> {
-    loop {
-        tokio::select! {
-            part = rx.recv() => match part {
-                Some(part) => {
-                    if let Err(e) = upload.put_part(part).await {
-                        let _ = upload.abort().await;
-                        return Err(e.into());
-                    }
-                }
-                None => return Ok(upload),
-            },
-            _ = crate::signal::interrupted() => {
-                let _ = upload.abort().await;
-                return Err(BackupError::Interrupted);
+    let feed = async {
+        loop {
+            // Take the next part off the channel only when it can start uploading: parts waiting
+            // for a free slot stay in the bounded channel, not in one more place in memory.
+            upload.ready().await?;
+            match rx.recv().await {
+                Some(part) => upload.put_part(part).await?,
+                None => return Ok::<(), crate::store::StoreError>(()),
             }
+        }
+    };
+    let fed = tokio::select! {
+        fed = feed => fed.map_err(BackupError::from),
+        _ = crate::signal::interrupted() => Err(BackupError::Interrupted),
+    };
+    match fed {
+        Ok(()) => Ok(upload),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
         }
     }
 }

@@ -769,10 +769,16 @@ impl S3Upload {
         Ok(())
     }
 
-    async fn spawn_part(&mut self, body: Bytes) -> Result<(), StoreError> {
+    /// Waits while `in_flight` part uploads are running.
+    pub(crate) async fn ready(&mut self) -> Result<(), StoreError> {
         while self.tasks.len() >= self.in_flight {
             self.join_one().await?;
         }
+        Ok(())
+    }
+
+    async fn spawn_part(&mut self, body: Bytes) -> Result<(), StoreError> {
+        self.ready().await?;
         self.next_part += 1;
         let job = PartJob {
             client: self.client.clone(),

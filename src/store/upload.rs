@@ -130,6 +130,19 @@ impl Upload {
         self.sizing.bytes()
     }
 
+    /// Waits until a part given to [`Upload::put_part`] would start at once. A producer that
+    /// takes its next part only after this keeps one part fewer in memory than one that waits
+    /// inside `put_part` holding it. Fails when a finished part upload failed.
+    pub async fn ready(&mut self) -> Result<(), StoreError> {
+        self.refuse_after_failure()?;
+        let ready = match &mut self.target {
+            Target::Local(_) => Ok(()),
+            Target::S3(upload) => upload.ready().await,
+        };
+        self.failed = ready.is_err();
+        ready
+    }
+
     /// Adds the next part: exactly `part_size` bytes, except the last, which may be shorter.
     /// Waits while `in_flight` part uploads are already running.
     pub async fn put_part(&mut self, part: Bytes) -> Result<(), StoreError> {

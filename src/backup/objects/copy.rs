@@ -101,6 +101,8 @@ async fn copy_object(
     let resource = format!("{}/{}", from.url(), source.key);
     let outcome = async {
         loop {
+            // Read the next part only once it can start uploading, so no part waits in memory.
+            upload.ready().await?;
             let part = read_part(&mut reader, cfg.part_size, source.size).await.map_err(|e| StoreError::Io {
                 op: "read body of",
                 resource: resource.clone(),
