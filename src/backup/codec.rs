@@ -1,7 +1,7 @@
 //! The byte pipeline between a dump tool and the store: zstd (multithreaded) then optional age
 //! encryption on the way out, cut into equal-size parts while hashing; and the reverse on the
-//! way back in. Runs on blocking threads; parts cross to the async uploader through a bounded
-//! channel, so memory is bounded by part size × parts in flight.
+//! way back in. Runs on blocking threads; parts cross to the async uploader through a channel
+//! of one, so memory is bounded by part size × (parts in flight + 1).
 
 use std::io::{self, Read, Write};
 
@@ -69,10 +69,16 @@ impl PartSink {
         Self { tx, part_size, buf: BytesMut::with_capacity(part_size), hasher: Sha256::new(), size: 0 }
     }
 
+    /// Hands a full part over and waits until the uploader has taken it off the channel, so
+    /// at most one part waits (in the channel, or here being filled) beside those uploading.
     fn send(&mut self) -> io::Result<()> {
+        let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped");
         let part = self.buf.split().freeze();
+        self.tx.blocking_send(part).map_err(|_| stopped())?;
+        // A free slot means the part was taken (the permit is released at once).
+        futures::executor::block_on(self.tx.reserve()).map_err(|_| stopped())?;
         self.buf.reserve(self.part_size);
-        self.tx.blocking_send(part).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+        Ok(())
     }
 
     /// Sends the last (short) part and returns the size and hash of everything written.
@@ -305,6 +311,35 @@ mod tests {
         .unwrap();
         let stored = rx.try_recv().unwrap();
         assert!(decode(&stored[..], &[wrong], std::io::sink()).is_err());
+    }
+
+    #[test]
+    fn part_sink_waits_until_its_part_is_taken() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (tx, mut rx) = mpsc::channel(1);
+        let written = Arc::new(AtomicUsize::new(0));
+        let count = written.clone();
+        let writer = std::thread::spawn(move || {
+            let mut sink = PartSink::new(tx, 1024);
+            for i in 0..4u8 {
+                sink.write_all(&[i; 1024]).unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            sink.finish().unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The first part sits in the channel untaken: the sink must not have gone on to fill
+        // (and hold) a second one.
+        assert_eq!(written.load(Ordering::SeqCst), 0);
+        let mut parts = Vec::new();
+        while let Some(part) = rx.blocking_recv() {
+            parts.push(part);
+        }
+        let (size, _) = writer.join().unwrap();
+        assert_eq!(size, 4096);
+        assert_eq!(parts.len(), 4);
+        assert!(parts.iter().enumerate().all(|(i, p)| p.iter().all(|&b| b == i as u8)));
     }
 
     #[test]
