@@ -341,8 +341,14 @@ impl BatchedPipe {
     const PAUSE: Duration = Duration::from_millis(1);
 
     fn new(fd: OwnedFd) -> Self {
-        use nix::fcntl::{fcntl, FcntlArg};
-        let enlarged = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(Self::PIPE_SIZE)).is_ok_and(|size| size >= Self::PIPE_SIZE);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let enlarged = {
+            use nix::fcntl::{fcntl, FcntlArg};
+            fcntl(&fd, FcntlArg::F_SETPIPE_SZ(Self::PIPE_SIZE)).is_ok_and(|size| size >= Self::PIPE_SIZE)
+        };
+        // Elsewhere pipes cannot be resized: read them as they come.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let enlarged = false;
         Self { file: std::fs::File::from(fd), pause: if enlarged { Self::PAUSE } else { Duration::ZERO }, reads: 0 }
     }
 }
