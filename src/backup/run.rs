@@ -22,7 +22,7 @@ use super::manifest::{self, Manifest, ObjectRole, RowCountMethod, RowCounts, Sto
 use super::BackupError;
 use crate::pg::{self, DbUrl, PgTools};
 use crate::report::Reporter;
-use crate::store::{Store, Upload, UploadConfig};
+use crate::store::{Store, StoreError, Upload, UploadConfig};
 
 /// How `pg_dumpall --globals-only` is included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,9 +334,6 @@ struct BatchedPipe {
 }
 
 impl BatchedPipe {
-    /// The pipe size asked for: the default limit for unprivileged processes
-    /// (/proc/sys/fs/pipe-max-size).
-    const PIPE_SIZE: i32 = 1 << 20;
     /// About 180 KiB of pg_dump output at the ~180 MB/s one backend produces.
     const PAUSE: Duration = Duration::from_millis(1);
 
@@ -344,7 +341,9 @@ impl BatchedPipe {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let enlarged = {
             use nix::fcntl::{fcntl, FcntlArg};
-            fcntl(&fd, FcntlArg::F_SETPIPE_SZ(Self::PIPE_SIZE)).is_ok_and(|size| size >= Self::PIPE_SIZE)
+            // The default limit for unprivileged processes (/proc/sys/fs/pipe-max-size).
+            const PIPE_SIZE: i32 = 1 << 20;
+            fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)).is_ok_and(|size| size >= PIPE_SIZE)
         };
         // Elsewhere pipes cannot be resized: read them as they come.
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -373,7 +372,7 @@ async fn upload_parts(mut upload: Upload, mut rx: mpsc::Receiver<Bytes>) -> Resu
             upload.ready().await?;
             match rx.recv().await {
                 Some(part) => upload.put_part(part).await?,
-                None => return Ok::<(), crate::store::StoreError>(()),
+                None => return Ok::<(), StoreError>(()),
             }
         }
     };
