@@ -17,7 +17,8 @@
 #               the compressed stream, not only the dump, grows with the scale
 #   KEEP_WORK=1 keep the run's work directory (sandbox, S3 root) instead of deleting it
 #   RESULTS     Markdown file to append the summary to (default bench/RESULTS.md)
-#   SKIP_BUILD=1 use target/release/{opsbook,examples/s3_server} as they are (no cargo build)
+#   SKIP_BUILD=1 use target/release/opsbook and target/fixtures/examples/s3_server as they are
+#               (no cargo build; the server is built in the opt-level 3 `fixtures` profile)
 #
 # Compared (MODE=compare):
 #   floor      pg_dump -Fc -Z0 > /dev/null               what reading the database costs
@@ -97,17 +98,17 @@ cd "$ROOT"
 if [[ ${SKIP_BUILD:-0} == 1 ]]; then
     log "SKIP_BUILD=1: using the release binaries as they are"
 else
-    log "building opsbook and the S3 server (release)"
+    log "building opsbook (release) and the S3 server (fixtures profile)"
     mkdir -p "$SCRIPT_DIR/.work"
     CARGO_LOG=$SCRIPT_DIR/.work/cargo.log
     # cargo waits by itself while another build holds the target directory's lock.
     cargo build --release >"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release failed"; }
-    cargo build --release --example s3_server >>"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --release --example s3_server failed"; }
+    cargo build --profile fixtures --example s3_server >>"$CARGO_LOG" 2>&1 || { tail -n 40 "$CARGO_LOG" >&2; die "cargo build --profile fixtures --example s3_server failed"; }
 fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OPSBOOK=$TARGET_DIR/release/opsbook
-S3_SERVER=$TARGET_DIR/release/examples/s3_server
-[[ -x $OPSBOOK && -x $S3_SERVER ]] || die "built binaries not found in $TARGET_DIR/release"
+S3_SERVER=$TARGET_DIR/fixtures/examples/s3_server
+[[ -x $OPSBOOK && -x $S3_SERVER ]] || die "built binaries not found: $OPSBOOK, $S3_SERVER"
 
 # ---------------------------------------------------------------- work dir, cleanup
 WORK_BASE=$SCRIPT_DIR/.work

@@ -6,7 +6,7 @@
 #
 #   bench/dlq.sh                      # N=10000 RUNS=3 CONCURRENCY=32 RATE=200 RATE_N=2000
 #   N=500 RUNS=1 bench/dlq.sh         # quick end-to-end check
-#   SKIP_BUILD=1 bench/dlq.sh         # use target/release/{opsbook,examples/dlq_peer} as they are
+#   SKIP_BUILD=1 bench/dlq.sh         # use target/release/opsbook, target/fixtures/examples/dlq_peer as they are
 #
 # Peers (examples/dlq_peer.rs, release-built Rust, one process): a webhook receiver that answers
 # 200 and counts arrivals (first/last arrival times for the rate), and the service's replay
@@ -40,10 +40,10 @@ for tool in curl python3 psql /usr/bin/time; do command -v "$tool" >/dev/null ||
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release --quiet --bin opsbook --example dlq_peer)
+    (cd "$ROOT" && cargo build --release --quiet --bin opsbook && cargo build --profile fixtures --quiet --example dlq_peer)
 fi
 OPSBOOK=$ROOT/target/release/opsbook
-PEER=$ROOT/target/release/examples/dlq_peer
+PEER=$ROOT/target/fixtures/examples/dlq_peer
 [[ -x $OPSBOOK && -x $PEER ]] || die "missing $OPSBOOK or $PEER (run without SKIP_BUILD)"
 
 WORK=$(mktemp -d /tmp/opsbook-bench-dlq.XXXXXX)

@@ -18,7 +18,7 @@
 #   KEEP_WORK=1  keep the work directory (server roots, logs)
 #   SERVER_DIR   put both servers' roots under this directory instead, e.g. /dev/shm, so disk
 #                writeback on a shared machine does not add noise to either tool's timings
-#   SKIP_BUILD=1 use target/release/{opsbook,examples/s3_server} as they are
+#   SKIP_BUILD=1 use target/release/opsbook and target/fixtures/examples/s3_server as they are
 #   RESULTS      Markdown file to append the summary to (default bench/RESULTS.md)
 #
 # Each run: time -v around the whole command (wall time, peak RSS). "first" runs start from an
@@ -48,11 +48,12 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 
 cd "$ROOT"
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    log "cargo build --release --bin opsbook --example s3_server"
-    cargo build --release --bin opsbook --example s3_server >&2
+    log "cargo build --release --bin opsbook; cargo build --profile fixtures --example s3_server"
+    cargo build --release --bin opsbook >&2
+    cargo build --profile fixtures --example s3_server >&2
 fi
 OPSBOOK=$ROOT/target/release/opsbook
-S3_SERVER=$ROOT/target/release/examples/s3_server
+S3_SERVER=$ROOT/target/fixtures/examples/s3_server
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$ROOT/bench/.work/objects-$STAMP

@@ -43,8 +43,18 @@ impl Codec {
     }
 }
 
-/// Bytes of input each zstd worker compresses at a time.
-const ZSTD_JOB_SIZE: u32 = 2 << 20;
+/// Bytes of input each zstd worker compresses at a time. zstd's input ring holds about five
+/// jobs, so the job size sets most of its memory. At level 1 (a 512 KiB window) zstd would pick
+/// 2 MiB; 1 MiB saves ~6 MiB of peak RSS for 0.01% more stored bytes. From level 2 the window is
+/// 1 MiB or more and a job smaller than 2 MiB costs ratio: at level 3, 1 MiB jobs stored 0.2%
+/// more than `zstd -3 -T0`, 2 MiB jobs 0.1% less (bench/RESULTS.md).
+fn zstd_job_size(level: i32) -> u32 {
+    if level <= 1 {
+        1 << 20
+    } else {
+        2 << 20
+    }
+}
 
 /// What came out of an encode: raw input size, stored size and the stored bytes' SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,29 +66,57 @@ pub struct Encoded {
 
 /// Cuts the stored byte stream into equal-size parts, hashing as it goes, and hands each full
 /// part to the uploader. A closed channel (the uploader failed) surfaces as a broken pipe.
+///
+/// Part buffers are reused: the sink keeps a handle on every part it lent, and once the
+/// uploader has dropped its last reference to one, that buffer is filled again. The same few
+/// buffers serve the whole dump, so memory stays at the bound without allocator churn and
+/// without the kernel zeroing fresh pages for every part.
 pub struct PartSink {
     tx: mpsc::Sender<Bytes>,
     part_size: usize,
     buf: BytesMut,
+    /// Parts handed to the uploader, possibly still in use there.
+    lent: Vec<Bytes>,
+    /// Part buffers allocated so far.
+    allocated: usize,
     hasher: Sha256,
     size: u64,
 }
 
 impl PartSink {
     pub fn new(tx: mpsc::Sender<Bytes>, part_size: usize) -> Self {
-        Self { tx, part_size, buf: BytesMut::with_capacity(part_size), hasher: Sha256::new(), size: 0 }
+        Self { tx, part_size, buf: BytesMut::new(), lent: Vec::new(), allocated: 0, hasher: Sha256::new(), size: 0 }
     }
 
     /// Hands a full part over and waits until the uploader has taken it off the channel, so
     /// at most one part waits (in the channel, or here being filled) beside those uploading.
     fn send(&mut self) -> io::Result<()> {
         let stopped = || io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped");
-        let part = self.buf.split().freeze();
+        let part = std::mem::take(&mut self.buf).freeze();
+        self.lent.push(part.clone());
         self.tx.blocking_send(part).map_err(|_| stopped())?;
         // A free slot means the part was taken (the permit is released at once).
         futures::executor::block_on(self.tx.reserve()).map_err(|_| stopped())?;
-        self.buf.reserve(self.part_size);
         Ok(())
+    }
+
+    /// An empty buffer from a part the uploader is done with. Other finished parts are freed
+    /// rather than kept, so nothing beyond the parts in use stays allocated.
+    fn reclaim(&mut self) -> Option<BytesMut> {
+        let mut reclaimed = None;
+        let mut still_lent = Vec::with_capacity(self.lent.len());
+        for part in self.lent.drain(..) {
+            match part.try_into_mut() {
+                Ok(mut buf) if reclaimed.is_none() && buf.capacity() >= self.part_size => {
+                    buf.clear();
+                    reclaimed = Some(buf);
+                }
+                Ok(_) => {}
+                Err(part) => still_lent.push(part),
+            }
+        }
+        self.lent = still_lent;
+        reclaimed
     }
 
     /// Sends the last (short) part and returns the size and hash of everything written.
@@ -92,6 +130,16 @@ impl PartSink {
 
 impl Write for PartSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if self.buf.capacity() == 0 {
+            // Only now: a dump that ends on a part boundary needs no further buffer.
+            self.buf = self.reclaim().unwrap_or_else(|| {
+                self.allocated += 1;
+                BytesMut::with_capacity(self.part_size)
+            });
+        }
         let room = self.part_size - self.buf.len();
         let n = room.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -189,9 +237,8 @@ pub fn encode(
     let mut zstd = zstd::stream::write::Encoder::new(sealed, codec.level)?;
     if codec.threads > 1 {
         zstd.multithread(codec.threads)?;
-        // zstd's default job size at low levels is several window sizes per worker; small jobs
-        // keep memory flat (part of the RSS budget) at a negligible cost in ratio.
-        zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+        // Small jobs keep zstd's buffers (part of the RSS budget) small; see zstd_job_size.
+        zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(zstd_job_size(codec.level)))?;
     }
     let mut buf = vec![0u8; 256 * 1024];
     let mut raw_size = 0u64;
@@ -340,6 +387,45 @@ mod tests {
         assert_eq!(size, 4096);
         assert_eq!(parts.len(), 4);
         assert!(parts.iter().enumerate().all(|(i, p)| p.iter().all(|&b| b == i as u8)));
+    }
+
+    /// Writes `parts` full parts into a sink whose uploader keeps the last `held` parts it
+    /// received; returns the buffers the sink allocated and checks every part's content.
+    fn write_parts(parts: u8, held: usize) -> usize {
+        const PART: usize = 4096;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
+        let uploader = std::thread::spawn(move || {
+            let mut kept = std::collections::VecDeque::new();
+            let mut seen = 0u8;
+            while let Some(part) = rx.blocking_recv() {
+                assert!(part.iter().all(|&b| b == seen), "part {seen} arrived intact");
+                kept.push_back((seen, part));
+                while kept.len() > held {
+                    kept.pop_front();
+                }
+                // Parts still held were never handed out again and overwritten.
+                assert!(kept.iter().all(|(i, p)| p.iter().all(|b| b == i)), "held parts unchanged");
+                seen += 1;
+            }
+            seen
+        });
+        let mut sink = PartSink::new(tx, PART);
+        for i in 0..parts {
+            sink.write_all(&[i; PART]).unwrap();
+        }
+        let allocated = sink.allocated;
+        sink.finish().unwrap();
+        assert_eq!(uploader.join().unwrap(), parts);
+        allocated
+    }
+
+    #[test]
+    fn part_buffers_are_reused_once_the_uploader_drops_them() {
+        // The uploader drops each part as soon as it has it: a couple of buffers serve all.
+        let allocated = write_parts(20, 0);
+        assert!(allocated <= 3, "allocated {allocated} buffers for 20 parts");
+        // Parts still held by the uploader are never reused: a new buffer each time.
+        assert_eq!(write_parts(8, usize::MAX), 8);
     }
 
     #[test]
