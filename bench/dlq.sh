@@ -8,8 +8,9 @@
 #   N=500 RUNS=1 bench/dlq.sh         # quick end-to-end check
 #   SKIP_BUILD=1 bench/dlq.sh         # use target/release/opsbook, target/fixtures/examples/dlq_peer as they are
 #
-# Peers (examples/dlq_peer.rs, release-built Rust, one process): a webhook receiver that answers
-# 200 and counts arrivals (first/last arrival times for the rate), and the service's replay
+# Peers (examples/dlq_peer.rs, one process, built at opt-level 3 in the `fixtures` profile): a
+# webhook receiver that answers 200 and counts arrivals (first/last arrival times for the rate),
+# and the service's replay
 # endpoint, which per call locks the row (SELECT … FOR UPDATE), POSTs its payload to the same
 # receiver with a pooled HTTP client, deletes it on 2xx and commits — the same work opsbook does
 # per row, so the baseline pays only for being one synchronous call per id.
