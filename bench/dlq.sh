@@ -10,10 +10,10 @@
 #
 # Peers (examples/dlq_peer.rs, one process, built at opt-level 3 in the `fixtures` profile): a
 # webhook receiver that answers 200 and counts arrivals (first/last arrival times for the rate),
-# and the service's replay
-# endpoint, which per call locks the row (SELECT … FOR UPDATE), POSTs its payload to the same
-# receiver with a pooled HTTP client, deletes it on 2xx and commits — the same work opsbook does
-# per row, so the baseline pays only for being one synchronous call per id.
+# and the service's replay endpoint, which per call locks the row (SELECT … FOR UPDATE), POSTs
+# its payload to the same receiver with a pooled HTTP client, deletes it on 2xx and commits —
+# the same work opsbook does per row, so the baseline pays only for being one synchronous call
+# per id.
 #
 # Setup (not timed): `opsbook sandbox up` in a fresh work directory (throwaway local Postgres on
 # 127.0.0.1), `opsbook dlq-replay init`, and before every timed run N rows inserted with one
