@@ -103,20 +103,13 @@ impl PartSink {
     /// An empty buffer from a part the uploader is done with. Other finished parts are freed
     /// rather than kept, so nothing beyond the parts in use stays allocated.
     fn reclaim(&mut self) -> Option<BytesMut> {
-        let mut reclaimed = None;
-        let mut still_lent = Vec::with_capacity(self.lent.len());
-        for part in self.lent.drain(..) {
-            match part.try_into_mut() {
-                Ok(mut buf) if reclaimed.is_none() && buf.capacity() >= self.part_size => {
-                    buf.clear();
-                    reclaimed = Some(buf);
-                }
-                Ok(_) => {}
-                Err(part) => still_lent.push(part),
-            }
-        }
-        self.lent = still_lent;
-        reclaimed
+        let free = self.lent.iter().position(Bytes::is_unique)?;
+        let part = self.lent.swap_remove(free);
+        self.lent.retain(|p| !p.is_unique());
+        // Only this sink holds `part` now, so it cannot stop being unique.
+        let mut buf = part.try_into_mut().ok()?;
+        buf.clear();
+        Some(buf)
     }
 
     /// Sends the last (short) part and returns the size and hash of everything written.
