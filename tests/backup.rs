@@ -131,6 +131,33 @@ fn local_store_backup_list_verify_restore() {
     restore_and_compare(pg, &db, &dump, manifest);
 }
 
+/// libpq's Unix-socket form with credentials and an empty host, as a cron job on the database
+/// host writes it: the connection and pg_dump both go through the socket named in the query.
+#[test]
+fn backup_over_a_unix_socket_url_with_credentials() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("socket");
+    pg.load_example(&db);
+    let name = opsbook::pg::DbUrl::parse(&db).unwrap().database().unwrap();
+    let sock = pg.cluster().socket_dir().expect("the test cluster listens on a Unix socket");
+    let url = format!("postgres://postgres:{}@/{name}?host={}&port={}", pg.password(), sock.display(), pg.port());
+    let env = Env::new();
+    let store = env.store_dir();
+    let store = store.to_str().unwrap();
+
+    let out =
+        env.run(&["backup", "run", "--database-url", &url, "--store", store, "--set", "sock", "--output", "json"], &[]);
+    assert!(!all_output(&out).contains(pg.password()), "password leaked:\n{}", all_output(&out));
+    let report = ok(&out);
+    let manifest = &report["backup"];
+    assert_eq!(manifest["database"], name.as_str());
+    assert_eq!(manifest["row_counts"]["method"], "exact");
+    let stored = std::fs::read(env.store_dir().join(data_key(manifest))).unwrap();
+    let dump = env.path().join("restore.pgdump");
+    decode_to_file(&stored, None, &dump);
+    restore_and_compare(pg, &db, &dump, manifest);
+}
+
 #[test]
 fn s3_store_backup_verify_restore() {
     let pg = TestPg::shared();

@@ -39,7 +39,8 @@ impl DbUrl {
         if s.is_empty() {
             return Err(invalid("it is empty".into()));
         }
-        let url = Url::parse(s).map_err(|e| {
+        let moved = credentials_into_query(s);
+        let url = Url::parse(moved.as_deref().unwrap_or(s)).map_err(|e| {
             invalid(format!(
                 "{e} (expected postgres://user:password@host:port/database; \
                  percent-encode special characters in the password)"
@@ -128,10 +129,18 @@ impl DbUrl {
     /// from the query string).
     pub fn with_credentials(&self, user: &str, password: &str) -> DbUrl {
         let mut url = self.url.clone();
-        let pairs = query_pairs(&url).into_iter().filter(|(k, _)| k != "user" && k != "password").collect::<Vec<_>>();
+        let mut pairs =
+            query_pairs(&url).into_iter().filter(|(k, _)| k != "user" && k != "password").collect::<Vec<_>>();
+        let _ = url.set_password(None);
+        if url.set_username(&percent_encode(user)).is_ok() {
+            let _ = url.set_password(Some(&percent_encode(password)));
+        } else {
+            // No host to carry credentials (a Unix socket named in the query): the query does.
+            let _ = url.set_username("");
+            pairs
+                .splice(0..0, [("user".to_string(), user.to_string()), ("password".to_string(), password.to_string())]);
+        }
         set_query(&mut url, &pairs);
-        let _ = url.set_username(&percent_encode(user));
-        let _ = url.set_password(Some(&percent_encode(password)));
         DbUrl { url }
     }
 
@@ -268,6 +277,42 @@ fn describe_connect_error(e: &sqlx::Error) -> String {
 
 fn strip_config_prefix(s: &str) -> String {
     s.strip_prefix("error with configuration: ").unwrap_or(s).to_string()
+}
+
+/// libpq takes `postgres://user:pw@/db?host=/run/postgresql` (an empty host: a Unix socket,
+/// its directory in the query), but a URL may not carry credentials without a host. Such a URL
+/// comes back with the user, password and port moved into the query, where libpq and sqlx read
+/// them as well; any other URL gives `None`. Credentials in the authority win over the query's.
+fn credentials_into_query(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (userinfo, host_port) = authority.rsplit_once('@')?;
+    let port = match host_port {
+        "" => None,
+        p => Some(p.strip_prefix(':')?),
+    };
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let mut pairs = Vec::new();
+    if !user.is_empty() {
+        pairs.push(("user", percent_decode(user)?));
+    }
+    if let Some(p) = password {
+        pairs.push(("password", percent_decode(p)?));
+    }
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        pairs.push(("port", p.to_string()));
+    }
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let moved = pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode_query(v)));
+    let kept = query.split('&').filter(|p| {
+        let key = p.split_once('=').map_or(*p, |(k, _)| k);
+        !p.is_empty() && !pairs.iter().any(|(k, _)| *k == key)
+    });
+    let query = moved.chain(kept.map(str::to_string)).collect::<Vec<_>>().join("&");
+    Some(if query.is_empty() { format!("{scheme}://{path}") } else { format!("{scheme}://{path}?{query}") })
 }
 
 /// Query parameters, percent-decoded (`+` is kept: libpq does not treat it as a space).
@@ -415,6 +460,40 @@ mod tests {
         let m = mask_unparsed("postgres://host/db?user=x&password=hunter2&sslmode=require");
         assert_eq!(m, "postgres://host/db?user=x&password=***&sslmode=require");
         assert_eq!(mask_unparsed("postgres://host/db"), "postgres://host/db");
+    }
+
+    #[test]
+    fn unix_socket_urls_with_credentials_and_an_empty_host() {
+        let u = DbUrl::parse("postgres://app:p%40ss%26w@/shop?host=/run/postgresql&sslmode=disable").unwrap();
+        assert_eq!(u.username().as_deref(), Some("app"));
+        assert_eq!(u.password().as_deref(), Some("p@ss&w"));
+        assert_eq!(u.host().as_deref(), Some("/run/postgresql"));
+        assert_eq!(u.database().as_deref(), Some("shop"));
+        assert_eq!(u.query_value("sslmode").as_deref(), Some("disable"));
+        assert_eq!(u.redacted(), "postgres:///shop?user=app&password=***&host=/run/postgresql&sslmode=disable");
+        assert_eq!(u.libpq_dsn_without_password(), "postgres:///shop?user=app&host=/run/postgresql&sslmode=disable");
+        assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "p@ss&w".to_string())]);
+        assert!(!format!("{u:?} {u}").contains("ss&w"));
+
+        // A port beside the empty host moves too; the authority's credentials win over the query's.
+        let u = DbUrl::parse("postgresql://app:new@:6432/shop?password=old&host=%2Ftmp").unwrap();
+        assert_eq!(u.password().as_deref(), Some("new"));
+        assert_eq!(u.query_value("port").as_deref(), Some("6432"));
+        assert_eq!(u.host().as_deref(), Some("/tmp"));
+        assert!(PgConnectOptions::from_str(u.expose()).is_ok());
+
+        // Credentials for another role stay in the query when there is no host to carry them.
+        let other = u.with_credentials("ops", "s3cret");
+        assert_eq!(other.username().as_deref(), Some("ops"));
+        assert_eq!(other.password().as_deref(), Some("s3cret"));
+        assert_eq!(other.host().as_deref(), Some("/tmp"));
+        assert!(!other.redacted().contains("s3cret"));
+        let plain = DbUrl::parse("postgres:///shop?host=/tmp").unwrap().with_credentials("ops", "pw");
+        assert_eq!((plain.username().as_deref(), plain.password().as_deref()), (Some("ops"), Some("pw")));
+
+        // Hosts that are there are left alone.
+        assert_eq!(credentials_into_query("postgres://app:pw@db:5432/shop"), None);
+        assert_eq!(credentials_into_query("postgres:///shop?host=/tmp"), None);
     }
 
     #[test]
