@@ -45,15 +45,23 @@ impl Codec {
 
 /// Bytes of input each zstd worker compresses at a time. zstd's input ring holds about five
 /// jobs, so the job size sets most of its memory. At level 1 (a 512 KiB window) zstd would pick
-/// 2 MiB; 1 MiB saves ~6 MiB of peak RSS for 0.01% more stored bytes. From level 2 the window is
-/// 1 MiB or more and a job smaller than 2 MiB costs ratio: at level 3, 1 MiB jobs stored 0.2%
-/// more than `zstd -3 -T0`, 2 MiB jobs 0.1% less (bench/RESULTS.md).
+/// 2 MiB; 1 MiB saves ~6 MiB of peak RSS (see [`zstd_overlap_log`] for the ratio). From level 2
+/// the window is 1 MiB or more and a job smaller than 2 MiB costs ratio: at level 3, 1 MiB jobs
+/// stored 0.2% more than `zstd -3 -T0`, 2 MiB jobs 0.1% less (bench/RESULTS.md).
 fn zstd_job_size(level: i32) -> u32 {
     if level <= 1 {
         1 << 20
     } else {
         2 << 20
     }
+}
+
+/// How much of the window each job re-reads from the one before it, as zstd's overlap log
+/// (9 = the whole window, 8 = half). With 1 MiB jobs at level 1, zstd's default (an eighth of
+/// the window) stored 0.02% more than `zstd -1 -T0`; half the window stores 0.6% less for the
+/// same CPU (bench/RESULTS.md). Other levels keep zstd's default.
+fn zstd_overlap_log(level: i32) -> Option<u32> {
+    (level <= 1).then_some(8)
 }
 
 /// What came out of an encode: raw input size, stored size and the stored bytes' SHA-256.
@@ -232,6 +240,9 @@ pub fn encode(
         zstd.multithread(codec.threads)?;
         // Small jobs keep zstd's buffers (part of the RSS budget) small; see zstd_job_size.
         zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(zstd_job_size(codec.level)))?;
+        if let Some(log) = zstd_overlap_log(codec.level) {
+            zstd.set_parameter(zstd::stream::raw::CParameter::OverlapSizeLog(log))?;
+        }
     }
     let mut buf = vec![0u8; 256 * 1024];
     let mut raw_size = 0u64;
