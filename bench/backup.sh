@@ -15,6 +15,8 @@
 #   RSS_SCALES  pgbench scales for MODE=rss (default "10 100"; no events table)
 #   RSS_EVENTS_PER_SCALE  MODE=rss: also load scale × this many `events` rows (default 0), so
 #               the compressed stream, not only the dump, grows with the scale
+#   TRANSPORT   how every command reaches Postgres: tcp (default, 127.0.0.1) | socket (the
+#               sandbox's Unix socket, as a cron job on the database host connects)
 #   KEEP_WORK=1 keep the run's work directory (sandbox, S3 root) instead of deleting it
 #   RESULTS     Markdown file to append the summary to (default bench/RESULTS.md)
 #   SKIP_BUILD=1 use target/release/opsbook and target/fixtures/examples/s3_server as they are
@@ -43,6 +45,7 @@ RUNS=${RUNS:-3}
 RSS_SCALES=${RSS_SCALES:-"10 100"}
 RSS_EVENTS_PER_SCALE=${RSS_EVENTS_PER_SCALE:-0}
 KEEP_WORK=${KEEP_WORK:-0}
+TRANSPORT=${TRANSPORT:-tcp}
 RESULTS=${RESULTS:-$SCRIPT_DIR/RESULTS.md}
 [[ $RESULTS == /* ]] || RESULTS=$PWD/$RESULTS # the script changes directory later
 if [[ $MODE == rss ]]; then
@@ -50,8 +53,10 @@ if [[ $MODE == rss ]]; then
 else
     INVOKED="MODE=compare SCALE=$SCALE EVENTS=$EVENTS RUNS=$RUNS bench/backup.sh${*:+ $*}"
 fi
+[[ $TRANSPORT == tcp ]] || INVOKED="TRANSPORT=$TRANSPORT $INVOKED"
 
 case $MODE in compare | rss) ;; *) echo "backup.sh: MODE must be compare or rss, not '$MODE'" >&2; exit 2 ;; esac
+case $TRANSPORT in tcp | socket) ;; *) echo "backup.sh: TRANSPORT must be tcp or socket, not '$TRANSPORT'" >&2; exit 2 ;; esac
 for v in SCALE EVENTS RUNS RSS_EVENTS_PER_SCALE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "backup.sh: $v must be a non-negative integer" >&2; exit 2; }
 done
@@ -183,18 +188,31 @@ SANDBOX_UP=1
 DATABASE_URL=$(sed -n "s/^export DATABASE_URL='\(.*\)'\$/\1/p" "$WORK/logs/sandbox.out")
 [[ -n $DATABASE_URL ]] || die "no DATABASE_URL in the output of sandbox up: $(cat "$WORK/logs/sandbox.out")"
 export DATABASE_URL
-# pg_dump, psql and pgbench get the password through PGPASSWORD, never argv.
-eval "$(python3 - "$DATABASE_URL" <<'EOF'
+# pg_dump, psql and pgbench get the password through PGPASSWORD, never argv. With
+# TRANSPORT=socket every command connects through the sandbox's socket directory instead, and
+# opsbook gets libpq's socket URL form (`postgres://user:pw@/db?host=DIR&port=N`).
+SOCK_DIR=
+[[ $TRANSPORT == socket ]] && SOCK_DIR=$WORK/sandbox/pg/sock
+eval "$(python3 - "$DATABASE_URL" "$SOCK_DIR" <<'EOF'
 import shlex, sys
-from urllib.parse import urlsplit, unquote
+from urllib.parse import urlsplit, unquote, quote
 u = urlsplit(sys.argv[1])
 host, port = u.hostname or "127.0.0.1", u.port or 5432
 user, db = unquote(u.username or "postgres"), unquote(u.path.lstrip("/") or "postgres")
+password = unquote(u.password or "")
+sock = sys.argv[2]
+if sock:
+    host = sock
+    url = "postgres://%s:%s@/%s?host=%s&port=%s" % (quote(user, safe=""), quote(password, safe=""), quote(db, safe=""), quote(sock, safe="/"), port)
+    print("export DATABASE_URL=%s" % shlex.quote(url))
 print("export PGHOST=%s PGPORT=%s PGUSER=%s PGDATABASE=%s PGPASSWORD=%s" % tuple(
-    shlex.quote(str(v)) for v in (host, port, user, db, unquote(u.password or ""))))
+    shlex.quote(str(v)) for v in (host, port, user, db, password)))
 print("export DSN=%s" % shlex.quote("host=%s port=%s user=%s dbname=%s" % (host, port, user, db)))
 EOF
 )"
+if [[ -n $SOCK_DIR && ! -S $SOCK_DIR/.s.PGSQL.$PGPORT ]]; then
+    die "TRANSPORT=socket: the sandbox has no Unix socket at $SOCK_DIR/.s.PGSQL.$PGPORT (opsbook leaves it out when the path is over 107 bytes: run from a shorter checkout path)"
+fi
 psql -XqAt -c 'select 1' >/dev/null || die "cannot connect to the sandbox ($DSN)"
 # opsbook gets only --database-url: the libpq variables above are for pg_dump, psql and pgbench.
 OPS="env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \"\$OPSBOOK\" backup run --database-url \"\$DATABASE_URL\" --store s3://bench/ops --set bench --output json"
@@ -208,6 +226,7 @@ machine_info() {
     echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
     echo "- opsbook: $("$OPSBOOK" --version 2>/dev/null | head -n1), binary built $(date -u -r "$OPSBOOK" '+%Y-%m-%d %H:%M UTC') (tree now: git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet')$([[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ' + uncommitted changes'))"
     echo "- load average (1/5/15 min) at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) — other work on the machine skews the timings"
+    echo "- Postgres connection for every command: $([[ -n $SOCK_DIR ]] && echo "Unix socket (TRANSPORT=socket)" || echo "TCP 127.0.0.1 (TRANSPORT=tcp)")"
     echo "- tools: $(pg_dump --version), zstd $(zstd --version | grep -o 'v[0-9][0-9.]*' | head -n1), $(aws --version 2>&1 | cut -d' ' -f1,4), $(hyperfine --version)"
     echo
     echo '```'
@@ -423,8 +442,10 @@ print(f"- vs floor (medians): opsbook/floor **{o / floor:.2f}×**, oneliner/floo
 print(f"- opsbook vs tuned: **{o / t:.2f}×** ({o - t:+.2f} s); opsbook vs oneliner: **{o / l:.2f}×** ({o - l:+.2f} s)")
 print(f"- same level: opsbook vs tuned-1 (zstd 1): **{o / t1:.2f}×**; opsbook zstd:3 vs tuned (zstd 3): **{o3 / t:.2f}×**")
 print(f"- cost of `--row-counts exact` over estimate: {x - o:+.2f} s ({x / o - 1:+.1%})")
-print(f"- stored at the same level: opsbook {mib(ops_b)} vs tuned-1 {mib(tuned1_b)} = **{ops_b / tuned1_b:.3f}×** (zstd 1); "
-      f"opsbook zstd:3 {mib(ops3['size'])} vs tuned {mib(tuned_b)} = **{ops3['size'] / tuned_b:.3f}×** (zstd 3); "
+def versus(a, b):  # exact bytes: a rounded 1.000× must not hide a larger object
+    return f"{a:,} B vs {b:,} B = **{a / b:.4f}×** ({a - b:+,} B)"
+print(f"- stored at the same level: zstd 1, opsbook vs tuned-1 {versus(ops_b, tuned1_b)}; "
+      f"zstd 3, opsbook zstd:3 vs tuned {versus(ops3['size'], tuned_b)}; "
       f"oneliner (pg_dump's gzip) {mib(oneliner_b)}")
 print(f"- throughput (raw dump bytes / median time): floor {raw / floor / 2**20:.0f} MiB/s, "
       f"oneliner {raw / l / 2**20:.0f} MiB/s, tuned {raw / t / 2**20:.0f} MiB/s, opsbook {raw / o / 2**20:.0f} MiB/s")
