@@ -58,8 +58,8 @@ fn zstd_job_size(level: i32) -> u32 {
 
 /// How much of the window each job re-reads from the one before it, as zstd's overlap log
 /// (9 = the whole window, 8 = half). With 1 MiB jobs at level 1, zstd's default (an eighth of
-/// the window) stored 0.02% more than `zstd -1 -T0`; half the window stores 0.6% less for the
-/// same CPU (bench/RESULTS.md). Other levels keep zstd's default.
+/// the window) stored 0.02% more than `zstd -1 -T0`; half the window stores 0.4% less than it,
+/// for the same CPU and ~2 MiB more peak RSS (bench/RESULTS.md). Other levels keep the default.
 fn zstd_overlap_log(level: i32) -> Option<u32> {
     (level <= 1).then_some(8)
 }
