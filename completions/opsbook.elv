@@ -84,7 +84,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
             cand --metrics-file 'Prometheus textfile to update (last success, duration, bytes, rows)'
             cand --part-size 'Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2 requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts]'
-            cand --upload-concurrency 'Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB'
+            cand --upload-concurrency 'Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB'
             cand --keep-last 'Keep the N newest backups'
             cand --keep-hourly 'Keep the newest backup of each of the last N hours that have one'
             cand --keep-daily 'Keep the newest backup of each of the last N days that have one'

@@ -86,7 +86,7 @@ off\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l metrics-file -d 'Prometheus textfile to update (last success, duration, bytes, rows)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l part-size -d 'Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2 requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts]' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-last -d 'Keep the N newest backups' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-hourly -d 'Keep the newest backup of each of the last N hours that have one' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-daily -d 'Keep the newest backup of each of the last N days that have one' -r

@@ -219,7 +219,8 @@ impl Config {
     }
 
     /// Resolves a configured value: `env:NAME` reads the environment, `file:PATH` reads a file
-    /// (relative to the config file), anything else is literal.
+    /// (relative to the config file), anything else is literal. A `file://` URL (a store) is a
+    /// literal, not a file to read.
     pub fn resolve(&self, key: &str, raw: &str) -> Result<String, ConfigError> {
         if let Some(var) = raw.strip_prefix("env:") {
             return std::env::var(var).map_err(|_| ConfigError::MissingEnv {
@@ -228,7 +229,7 @@ impl Config {
                 var: var.into(),
             });
         }
-        if let Some(file) = raw.strip_prefix("file:") {
+        if let Some(file) = raw.strip_prefix("file:").filter(|_| !raw.starts_with("file://")) {
             let base = self.path.as_ref().and_then(|p| p.parent()).unwrap_or(Path::new("."));
             let full = base.join(file);
             let text = std::fs::read_to_string(&full).map_err(|source| ConfigError::ValueFile {
@@ -434,6 +435,13 @@ mod tests {
         assert!(err.to_string().contains("OPSBOOK_TEST_STORE_X"), "{err}");
         assert_eq!(cfg.set("shop").unwrap().keep_daily, Some(30));
         assert_eq!(crate::redact::redact("pw-from-file"), "***");
+    }
+
+    #[test]
+    fn file_urls_are_literal_values() {
+        let (_dir, path) = write("[profiles.prod]\nstore = \"file:///srv/backups\"\n");
+        let cfg = Config::load(Some(&path), Some("prod")).unwrap();
+        assert_eq!(cfg.store_url(None, None).unwrap(), "file:///srv/backups");
     }
 
     #[test]

@@ -57,10 +57,11 @@ pub fn main() -> ExitCode {
         }
     };
     let run_id = format!("{:08x}", rand::random::<u32>());
-    let span = tracing::info_span!("opsbook", command = %cli.command.name(), run_id = %run_id);
+    // At ERROR level so the span is on whatever -v/-q allow: every line carries command and run id.
+    let span = tracing::error_span!("opsbook", command = %cli.command.name(), run_id = %run_id);
     let status = runtime.block_on(async {
         signal::listen();
-        let run = tracing::Instrument::instrument(cmd::dispatch(cli, &printer), span);
+        let run = tracing::Instrument::instrument(cmd::dispatch(cli, &printer), span.clone());
         tokio::pin!(run);
         let result = tokio::select! {
             result = &mut run => result,
@@ -68,7 +69,7 @@ pub fn main() -> ExitCode {
                 Err(error::ClassifiedError::new(error::ErrorClass::Interrupted, "interrupted").into())
             }
         };
-        finish(&printer, result)
+        span.in_scope(|| finish(&printer, result))
     });
     // Do not wait for stray blocking tasks (a pg_dump reader) after the outcome is known.
     runtime.shutdown_timeout(Duration::from_secs(2));

@@ -7,6 +7,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Checks a ping URL before any work starts: http(s) with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL '{url}': {e} (expected https://host/path)"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err(format!("'{url}' is not an http(s) URL with a host (expected e.g. https://hc-ping.com/UUID)"));
+    }
+    Ok(())
+}
+
 /// Pings a healthchecks.io-compatible URL.
 #[derive(Debug, Clone)]
 pub struct Heartbeat {

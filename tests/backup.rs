@@ -212,8 +212,12 @@ fn encrypted_backup_needs_the_identity() {
     std::fs::write(env.path().join("wrong.key"), wrong.to_string().expose_secret()).unwrap();
     let bad =
         env.run(&["backup", "verify", "--store", store, "--deep", "--identity", "wrong.key", "--output", "json"], &[]);
-    assert_eq!(code(&bad), 1, "{}", all_output(&bad));
-    assert_eq!(json(&bad)["ok"], false);
+    // The key is wrong, not the backup: a usage error, and no failed verification on record.
+    assert_eq!(code(&bad), 2, "{}", all_output(&bad));
+    assert!(all_output(&bad).contains("none of the identities in --identity"), "{}", all_output(&bad));
+    assert!(all_output(&bad).contains("nothing was recorded"), "{}", all_output(&bad));
+    let listed = ok(&env.run(&["backup", "list", "--store", store, "--output", "json"], &[]));
+    assert!(listed["backups"][0]["verified"].is_null(), "{listed}");
 
     std::fs::write(env.path().join("right.key"), identity.to_string().expose_secret()).unwrap();
     let good = ok(
@@ -279,4 +283,33 @@ fn list_of_empty_store_and_missing_backup() {
     let out = env.run(&["backup", "verify", "--store", store.to_str().unwrap()], &[]);
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     assert!(all_output(&out).contains("no complete backup"), "{}", all_output(&out));
+}
+
+#[test]
+fn estimated_row_counts_never_record_zero_for_a_table_without_statistics() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("estimate");
+    pg.execute(&db, "CREATE TABLE fresh AS SELECT g AS id FROM generate_series(1, 777) g");
+    // Never vacuumed or analyzed: Postgres has no estimate (-1), and opsbook counts it instead.
+    assert_eq!(pg.query_i64(&db, "SELECT reltuples::bigint FROM pg_class WHERE relname = 'fresh'"), -1);
+    let env = Env::new();
+    let store = env.store_dir();
+    let report = ok(&env.run(
+        &[
+            "backup",
+            "run",
+            "--database-url",
+            &db,
+            "--store",
+            store.to_str().unwrap(),
+            "--row-counts",
+            "estimate",
+            "--output",
+            "json",
+        ],
+        &[],
+    ));
+    let counts = &report["backup"]["row_counts"];
+    assert_eq!(counts["method"], "estimate");
+    assert_eq!(counts["tables"]["public.fresh"], 777, "{counts}");
 }

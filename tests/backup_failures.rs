@@ -235,3 +235,52 @@ fn interrupt_mid_upload_exits_130_and_aborts() {
     let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with("interrupted/")).collect();
     assert!(pending.is_empty(), "upload not aborted: {pending:?}");
 }
+
+#[test]
+fn all_sets_share_one_heartbeat_that_fails_when_any_set_fails() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("allping");
+    pg.load_example(&db);
+    let peer = HttpPeer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        format!(
+            "[profiles.default]\nstore = \"{}\"\n[profiles.default.sets.good]\ndatabase_url = \"{db}\"\n\
+             [profiles.default.sets.down]\ndatabase_url = \"postgres://x:y@127.0.0.1:{port}/db\"\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let out = run(dir.path(), &["backup", "run", "--all", "--notify-url", &peer.url("/hc"), "--output", "json"], &[]);
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    // One start and one verdict for the whole run: a failed set is never followed by a green ping.
+    let paths: Vec<String> = peer.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, vec!["/hc/start", "/hc/fail"], "{paths:?}");
+    let sets = json(&out)["sets"].as_array().unwrap().clone();
+    let by_name = |name: &str| sets.iter().find(|s| s["set"] == name).unwrap().clone();
+    assert_eq!(by_name("good")["status"], "ok");
+    assert_eq!(by_name("down")["exit_code"], 3);
+    assert!(by_name("down")["store"].as_str().unwrap().ends_with("store"), "{sets:?}");
+}
+
+#[test]
+fn a_failed_prune_after_a_good_backup_says_the_backup_is_stored() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("prunefail");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let base = ["backup", "run", "--database-url", db.as_str(), "--store", store.to_str().unwrap()];
+    for _ in 0..2 {
+        assert_eq!(code(&run(dir.path(), &base, &[])), 0);
+    }
+    // Keeping 1 of 3 deletes more than half: the guard refuses the prune, not the backup.
+    let out = run(dir.path(), &[&base[..], &["--prune", "--keep-last", "1"]].concat(), &[]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("is complete and stored, but pruning after it failed"), "{}", all_output(&out));
+    assert!(!all_output(&out).contains("failed\n  caused by"), "{}", all_output(&out));
+    let list = run(dir.path(), &["backup", "list", "--store", store.to_str().unwrap(), "--output", "json"], &[]);
+    assert_eq!(json(&list)["backups"].as_array().unwrap().len(), 3, "{}", all_output(&list));
+}

@@ -160,3 +160,23 @@ fn json_logs_are_json_lines() {
         assert_eq!(v["span"]["run_id"].as_str().map(str::len), Some(8), "{line}");
     }
 }
+
+#[test]
+fn json_logs_carry_the_final_error_and_a_missing_store_is_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-store");
+    let out = opsbook(dir.path())
+        .args(["backup", "list", "--store", missing.to_str().unwrap(), "--log-format", "json"])
+        .output()
+        .unwrap();
+    // A mistyped store directory is an input error, not an empty store.
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(v["level"], "ERROR", "{stderr}");
+    assert!(v["fields"]["message"].as_str().unwrap().contains("does not exist"), "{stderr}");
+    // Without -v too, the line says which command and run it belongs to.
+    assert_eq!(v["span"]["command"], "backup list", "{stderr}");
+}

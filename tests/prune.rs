@@ -81,6 +81,16 @@ fn prune_keeps_policy_verified_and_guards_against_mass_deletion() {
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     assert!(all_output(&out).contains("--force"), "{}", all_output(&out));
     assert_eq!(manifests(&store), 11, "refused prune deletes nothing");
+    // A dry run still shows that plan, and says the real run would need --force.
+    let args = ["backup", "prune", "--store", s, "--set", "shop", "--keep-daily", "3", "--dry-run"];
+    let out = run(dir.path(), &args);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(all_output(&out).contains("would delete 7 backups"), "{}", all_output(&out));
+    assert!(all_output(&out).contains("--force"), "{}", all_output(&out));
+    let out = run(dir.path(), &[&args[..], &["--output", "json"]].concat());
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(json(&out)["plan"]["refused"].as_str().unwrap().contains("--force"), "{}", all_output(&out));
+    assert_eq!(manifests(&store), 11, "dry run deletes nothing");
 
     // Dry run: a plan with reasons, nothing deleted.
     let out = run(
@@ -134,6 +144,7 @@ fn prune_keeps_policy_verified_and_guards_against_mass_deletion() {
     assert_eq!(json(&out)["plan"]["orphans"].as_array().unwrap().len(), 1);
     assert_eq!(manifests(&store), 4);
     assert!(!f.exists(), "old orphan removed");
+    assert!(!store.join("shop/2020").exists(), "directories left empty are removed too");
     assert!(fresh_orphan.join("data.pgdump.zst").exists(), "fresh orphan kept");
     let list = json(&run(dir.path(), &["backup", "list", "--store", s, "--output", "json"]));
     let listed: Vec<&str> = list["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
@@ -165,4 +176,30 @@ fn run_with_prune_uses_configured_policy() {
         assert_eq!(code(&out), 0, "{}", all_output(&out));
     }
     assert_eq!(manifests(&store), 2, "keep_last = 2 from opsbook.toml");
+}
+
+#[test]
+fn prune_goes_on_when_the_provider_cannot_list_uploads() {
+    use support::s3::{S3Server, NO_UPLOAD_LISTING};
+    let pg = TestPg::shared();
+    let s3 = S3Server::shared();
+    let db = pg.fresh_db("prunes3");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let url = s3.url(&format!("{NO_UPLOAD_LISTING}-prune"));
+    let with_s3 = |args: &[&str]| opsbook(dir.path()).envs(s3.env()).args(args).output().unwrap();
+    for _ in 0..2 {
+        let out = with_s3(&["backup", "run", "--database-url", &db, "--store", &url, "--set", "shop"]);
+        assert_eq!(code(&out), 0, "{}", all_output(&out));
+    }
+    let out = with_s3(&["backup", "prune", "--store", &url, "--set", "shop", "--keep-last", "1"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("stale uploads: skipped: not supported by this provider"),
+        "{}",
+        all_output(&out)
+    );
+    let manifests =
+        s3.list(&format!("{NO_UPLOAD_LISTING}-prune/shop/")).into_iter().filter(|k| k.ends_with("/manifest.json"));
+    assert_eq!(manifests.count(), 1, "the policy was applied");
 }

@@ -61,6 +61,15 @@ pub struct Catalog {
 impl Catalog {
     /// Reads the listing of `set` (or of every set) and the manifests and latest records.
     pub async fn load(store: &Store, set: Option<&str>) -> Result<Catalog, BackupError> {
+        // A mistyped directory would otherwise read as an empty store.
+        if let Store::Local(local) = store {
+            if !tokio::fs::try_exists(local.root()).await.unwrap_or(true) {
+                return Err(BackupError::Input(format!(
+                    "store directory {} does not exist: check --store (backup run creates it with the first backup)",
+                    local.root().display()
+                )));
+            }
+        }
         let prefix = set.map(|s| format!("{s}/")).unwrap_or_default();
         let listing = store.list(&prefix).await?;
         let mut dirs: BTreeMap<(String, BackupId), Vec<ObjectMeta>> = BTreeMap::new();

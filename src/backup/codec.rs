@@ -290,6 +290,17 @@ impl Read for ChannelReader {
     }
 }
 
+/// The identities given match none of the recipients an object was encrypted to: the key is
+/// wrong, which says nothing about the object itself.
+#[derive(Debug, thiserror::Error)]
+#[error("age: none of the identities given matches a recipient this object was encrypted to")]
+pub struct NoMatchingIdentity;
+
+/// True when `e` is [`NoMatchingIdentity`].
+pub fn is_no_matching_identity(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NoMatchingIdentity>())
+}
+
 /// Undoes `encode`: decrypts (when identities are given) and decompresses into `out`.
 /// Returns the number of raw bytes written.
 pub fn decode(input: impl Read, identities: &[age::x25519::Identity], mut out: impl Write) -> io::Result<u64> {
@@ -297,9 +308,10 @@ pub fn decode(input: impl Read, identities: &[age::x25519::Identity], mut out: i
         Box::new(input)
     } else {
         let decryptor = age::Decryptor::new(input).map_err(|e| io::Error::other(format!("age: {e}")))?;
-        let reader = decryptor
-            .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
-            .map_err(|e| io::Error::other(format!("age: cannot decrypt: {e}")))?;
+        let reader = decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)).map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => io::Error::other(NoMatchingIdentity),
+            e => io::Error::other(format!("age: cannot decrypt: {e}")),
+        })?;
         Box::new(reader)
     };
     let mut zstd = zstd::stream::read::Decoder::new(plain)?;
@@ -361,7 +373,8 @@ mod tests {
         )
         .unwrap();
         let stored = rx.try_recv().unwrap();
-        assert!(decode(&stored[..], &[wrong], std::io::sink()).is_err());
+        let err = decode(&stored[..], &[wrong], std::io::sink()).unwrap_err();
+        assert!(is_no_matching_identity(&err), "{err}");
     }
 
     #[test]

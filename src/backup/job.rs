@@ -118,6 +118,10 @@ pub fn resolve(config: &Config, o: &JobOverrides, set: &str, per_set: bool) -> R
     if in_flight == 0 {
         return Err(input("--upload-concurrency must be at least 1".into()));
     }
+    let notify_url = o.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone()));
+    if let Some(url) = &notify_url {
+        notify::check_url(url).map_err(|e| input(format!("--notify-url for set '{set}': {e}")))?;
+    }
     Ok(JobSettings {
         request: BackupRequest {
             set: set.to_string(),
@@ -130,7 +134,7 @@ pub fn resolve(config: &Config, o: &JobOverrides, set: &str, per_set: bool) -> R
             in_flight,
         },
         store_url,
-        notify_url: o.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone())),
+        notify_url,
         metrics_file: o.metrics_file.clone().or_else(|| cfg.and_then(|c| c.metrics_file.clone())),
         policy: policy(&o.retention, cfg)?,
         tz: config.time_zone(o.time_zone.as_deref())?,
@@ -203,17 +207,37 @@ pub async fn run_job(s: &JobSettings, then_prune: bool, reporter: &dyn Reporter)
         }
     };
     tracing::info!(set = %set, id = %manifest.id, bytes = manifest.stored_size(), "backup complete");
-    heartbeat
-        .success(format!("backup {} of set {set}: {} bytes in {duration:.1}s", manifest.id, manifest.stored_size()))
-        .await;
     let prune = if then_prune {
-        let opts = PruneOptions { policy: s.policy.clone(), tz: s.tz, force: s.force, now: chrono::Utc::now() };
-        let plan = prune::plan(&store, &set, &opts).await?;
-        prune::apply(&store, &plan).await?;
-        Some(plan)
+        let opts = PruneOptions {
+            policy: s.policy.clone(),
+            tz: s.tz,
+            force: s.force,
+            dry_run: false,
+            now: chrono::Utc::now(),
+        };
+        let pruned = async {
+            let plan = prune::plan(&store, &set, &opts).await?;
+            prune::apply(&store, &plan).await?;
+            Ok::<_, BackupError>(plan)
+        };
+        match pruned.await {
+            Ok(plan) => Some(plan),
+            Err(source) => {
+                let err = BackupError::PruneAfterBackup {
+                    set: set.clone(),
+                    id: manifest.id.clone(),
+                    source: Box::new(source),
+                };
+                heartbeat.fail(err.to_string()).await;
+                return Err(err);
+            }
+        }
     } else {
         None
     };
+    heartbeat
+        .success(format!("backup {} of set {set}: {} bytes in {duration:.1}s", manifest.id, manifest.stored_size()))
+        .await;
     Ok(JobReport { set, store: store_name, backup: Some(manifest), duration_seconds: duration, prune, error: None })
 }
 

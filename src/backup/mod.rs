@@ -49,6 +49,9 @@ pub enum BackupError {
     Config(#[from] crate::config::ConfigError),
     #[error("interrupted; the upload was aborted and no manifest was written")]
     Interrupted,
+    /// The new backup is complete and listed; only the prune after it failed.
+    #[error("backup {id} of set '{set}' is complete and stored, but pruning after it failed: {source}")]
+    PruneAfterBackup { set: String, id: String, source: Box<BackupError> },
 }
 
 impl Classify for BackupError {
@@ -63,6 +66,7 @@ impl Classify for BackupError {
             BackupError::Input(_) | BackupError::Config(_) => ErrorClass::Usage,
             BackupError::Lock(crate::lock::LockError::Busy { .. }) => ErrorClass::Busy,
             BackupError::Interrupted => ErrorClass::Interrupted,
+            BackupError::PruneAfterBackup { source, .. } => source.class(),
             _ => ErrorClass::Failed,
         }
     }

@@ -18,6 +18,8 @@ pub struct PruneOptions {
     pub policy: RetentionPolicy,
     pub tz: chrono_tz::Tz,
     pub force: bool,
+    /// Only plan: a plan the delete guard would refuse is still shown, with `refused` set.
+    pub dry_run: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -44,6 +46,12 @@ pub struct PrunePlan {
     pub backups: Vec<Verdict>,
     pub orphans: Vec<OrphanPlan>,
     pub stale_uploads: Vec<StaleUpload>,
+    /// Why stale uploads were not looked for (the provider lacks ListMultipartUploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_uploads_skipped: Option<String>,
+    /// Dry runs only: why the real run would refuse this plan (and that `--force` allows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Bytes the deleted backups and orphans free.
     pub reclaim_bytes: u64,
     #[serde(skip)]
@@ -59,7 +67,8 @@ impl PrunePlan {
     }
 }
 
-/// Computes the plan; refuses an empty policy and, without `force`, deleting more than half.
+/// Computes the plan; refuses an empty policy and, without `force`, deleting more than half
+/// (a dry run shows such a plan, with the refusal in `refused`).
 pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<PrunePlan, BackupError> {
     let catalog = Catalog::load(store, Some(set)).await?;
     let candidates: Vec<Candidate> = catalog
@@ -68,7 +77,10 @@ pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<Prune
         .map(|b| Candidate { id: b.id.clone(), time: b.time(), verified: b.verified(), drilled: b.drilled() })
         .collect();
     let verdicts = retention::plan(&opts.policy, &candidates, opts.tz, opts.now).map_err(retention_err)?;
-    retention::check_guard(&verdicts, opts.force).map_err(retention_err)?;
+    let refused = match retention::check_guard(&verdicts, opts.force) {
+        Err(e) if opts.dry_run => Some(retention_err(e).to_string()),
+        guard => guard.map(|()| None).map_err(retention_err)?,
+    };
 
     let mut reclaim_bytes = 0;
     let mut deletions = Vec::new();
@@ -89,18 +101,29 @@ pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<Prune
         orphans.push(OrphanPlan { dir: orphan.dir.clone(), objects: orphan.objects.len(), bytes });
         deletions.push(orphan.objects.iter().map(|o| o.key.clone()).collect());
     }
-    let stale_uploads = store
-        .stale_uploads(&format!("{set}/"), cutoff)
-        .await?
-        .into_iter()
-        .map(|p| StaleUpload { key: p.key.clone(), initiated: p.initiated, pending: p })
-        .collect();
+    // Stale uploads are housekeeping: a provider without the listing API (s3s-fs, some
+    // S3-compatible servers) must not stop the retention policy from being applied.
+    let (stale_uploads, stale_uploads_skipped) = match store.stale_uploads(&format!("{set}/"), cutoff).await {
+        Ok(pending) => (
+            pending
+                .into_iter()
+                .map(|p| StaleUpload { key: p.key.clone(), initiated: p.initiated, pending: p })
+                .collect(),
+            None,
+        ),
+        Err(e) => match e.unsupported() {
+            Some(why) => (Vec::new(), Some(format!("not supported by this provider ({why})"))),
+            None => return Err(e.into()),
+        },
+    };
     Ok(PrunePlan {
         set: set.into(),
         time_zone: opts.tz.name().into(),
         backups: verdicts,
         orphans,
         stale_uploads,
+        stale_uploads_skipped,
+        refused,
         reclaim_bytes,
         deletions,
     })
@@ -115,6 +138,9 @@ fn retention_err(e: retention::RetentionError) -> BackupError {
 
 /// Carries out a plan: backups (manifest first), orphans, stale uploads.
 pub async fn apply(store: &Store, plan: &PrunePlan) -> Result<(), BackupError> {
+    if let Some(why) = &plan.refused {
+        return Err(BackupError::Refused(why.clone()));
+    }
     for keys in &plan.deletions {
         for key in keys {
             store.delete(key).await?;

@@ -408,9 +408,9 @@ async fn read_tail(mut stderr: tokio::process::ChildStderr) -> String {
 }
 
 /// Tables pg_dump dumps data for: ordinary tables outside system schemas, not temporary, not
-/// owned by an extension.
-pub(crate) const TABLES_SQL: &str = "
-    SELECT format('%I.%I', n.nspname, c.relname) AS name, greatest(c.reltuples, 0)::bigint AS estimate
+/// owned by an extension. `estimate` is -1 for a table never vacuumed or analyzed.
+const TABLES_SQL: &str = "
+    SELECT format('%I.%I', n.nspname, c.relname) AS name, c.reltuples::bigint AS estimate
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND c.relpersistence <> 't'
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
@@ -426,8 +426,10 @@ async fn count_rows(conn: &mut PgConnection, method: Option<RowCountMethod>) -> 
     let mut counts = BTreeMap::new();
     for (name, estimate) in tables {
         let rows = match method {
-            RowCountMethod::Estimate => estimate,
-            RowCountMethod::Exact => {
+            RowCountMethod::Estimate if estimate >= 0 => estimate,
+            // No statistics yet (never vacuumed or analyzed): 0 would be a wrong figure, so such
+            // a table (usually new and small) is counted, inside the same snapshot.
+            RowCountMethod::Estimate | RowCountMethod::Exact => {
                 // `name` comes from format('%I.%I'), so it is already a quoted identifier.
                 let sql = format!("SELECT count(*) FROM {name}");
                 sqlx::query_scalar::<_, i64>(&sql)

@@ -129,7 +129,8 @@ async fn check_object(
     }
     drop(tx);
     let sha256 = hex::encode(hasher.finalize());
-    if sha256 == object.sha256 {
+    let intact = sha256 == object.sha256;
+    if intact {
         checks.push(pass(object, "sha256", sha256));
     } else {
         checks.push(fail(object, "sha256", format!("stored bytes hash to {sha256}, manifest says {}", object.sha256)));
@@ -140,10 +141,46 @@ async fn check_object(
             .map_err(|e| BackupError::Io { op: "deep verification".into(), source: io::Error::other(e) })?;
         match outcome {
             Ok(detail) => checks.push(pass(object, "decode", detail)),
-            Err(detail) => checks.push(fail(object, "decode", detail)),
+            // Intact bytes that the given key cannot open: the key is wrong, not the backup, so
+            // nothing is recorded against it.
+            Err(DeepFailure::WrongIdentity) if intact => {
+                return Err(BackupError::Input(format!(
+                    "none of the identities in --identity matches a recipient {} was encrypted to; \
+                     nothing was recorded (pass the AGE-SECRET-KEY for the backup's --encrypt-to recipient)",
+                    object.key
+                )))
+            }
+            Err(DeepFailure::WrongIdentity) => checks.push(fail(
+                object,
+                "decode",
+                "cannot decrypt: no identity matches (the bytes are damaged)".into(),
+            )),
+            Err(DeepFailure::Failed(detail)) => checks.push(fail(object, "decode", detail)),
         }
     }
     Ok(())
+}
+
+/// Why a deep check did not pass.
+enum DeepFailure {
+    /// The identities match none of the object's recipients.
+    WrongIdentity,
+    /// Anything else, described.
+    Failed(String),
+}
+
+impl From<String> for DeepFailure {
+    fn from(detail: String) -> Self {
+        DeepFailure::Failed(detail)
+    }
+}
+
+fn decode_failure(e: io::Error) -> DeepFailure {
+    if codec::is_no_matching_identity(&e) {
+        DeepFailure::WrongIdentity
+    } else {
+        DeepFailure::Failed(format!("cannot decode: {e}"))
+    }
 }
 
 /// Decrypts and decompresses the whole object; for the data archive, `pg_restore --list` reads
@@ -153,7 +190,7 @@ fn deep_check(
     identities: &[age::x25519::Identity],
     role: ObjectRole,
     pg_restore: Option<std::path::PathBuf>,
-) -> Result<String, String> {
+) -> Result<String, DeepFailure> {
     match (role, pg_restore) {
         (ObjectRole::Data, Some(pg_restore)) => {
             let mut child = std::process::Command::new(&pg_restore)
@@ -166,19 +203,21 @@ fn deep_check(
             let stdin = child.stdin.take().expect("piped stdin");
             let stdout = child.stdout.take().expect("piped stdout");
             let listing = std::thread::spawn(move || io::read_to_string(stdout).unwrap_or_default());
-            let raw = codec::decode(input, identities, TocFeed { stdin: Some(stdin) })
-                .map_err(|e| format!("cannot decode: {e}"))?;
+            let raw = codec::decode(input, identities, TocFeed { stdin: Some(stdin) }).map_err(decode_failure)?;
             let output = child.wait_with_output().map_err(|e| format!("pg_restore: {e}"))?;
             let listing = listing.join().unwrap_or_default();
             if !output.status.success() {
-                return Err(format!("pg_restore --list failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+                return Err(DeepFailure::Failed(format!(
+                    "pg_restore --list failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
             }
             let entries = listing.lines().filter(|l| !l.trim().is_empty() && !l.starts_with(';')).count();
             let tables = listing.lines().filter(|l| l.contains(" TABLE DATA ")).count();
             Ok(format!("{raw} bytes decoded; archive lists {entries} entries, {tables} with table data"))
         }
         _ => {
-            let raw = codec::decode(input, identities, io::sink()).map_err(|e| format!("cannot decode: {e}"))?;
+            let raw = codec::decode(input, identities, io::sink()).map_err(decode_failure)?;
             Ok(format!("{raw} bytes decoded"))
         }
     }

@@ -79,7 +79,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub all: bool,
     /// With --all: how many sets run at once.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "all")]
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "all", value_parser = at_least_one)]
     pub parallel: usize,
     /// Compression: zstd or zstd:LEVEL (1-19) [default: zstd:1, the fastest; higher levels
     /// spend more CPU for smaller backups].
@@ -107,7 +107,7 @@ pub struct RunArgs {
     /// requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub part_size: Option<usize>,
-    /// Parts uploaded at once; peak memory is about part size × (this + 2) plus ~20 MiB.
+    /// Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub upload_concurrency: usize,
     /// Prune the set by its retention policy after the new backup is complete.
@@ -194,12 +194,25 @@ pub struct RetentionArgs {
     pub force: bool,
 }
 
+/// `--parallel`: a count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number of at least 1")),
+    }
+}
+
 pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let size = parse_bytes(s)? as usize;
-    if size < 5 << 20 {
+    let size = parse_bytes(s)?;
+    if size < crate::store::S3_MIN_PART_SIZE as u64 {
         return Err(format!("part size {s} is below 5 MiB, the S3 minimum for multipart parts"));
     }
-    Ok(size)
+    if size > crate::store::S3_MAX_PART_SIZE as u64 {
+        return Err(format!(
+            "part size {s} is above 5 GiB, the S3 maximum for a part (parts are held in memory: 8MiB-64MiB is typical)"
+        ));
+    }
+    Ok(size as usize)
 }
 
 /// A byte count: a number with an optional unit (B, KiB, MiB, GiB; K/KB, M/MB, G/GB alike).
@@ -277,9 +290,11 @@ impl RunArgs {
 async fn backup_set(ctx: &Ctx<'_>, settings: &JobSettings, then_prune: bool, bars: bool) -> Result<JobReport> {
     let set = &settings.request.set;
     let reporter = if bars { progress::reporter(ctx.printer, set) } else { Box::new(crate::report::Silent) };
-    job::run_job(settings, then_prune, reporter.as_ref())
-        .await
-        .with_context(|| format!("backup of set '{set}' to {} failed", settings.store_url))
+    job::run_job(settings, then_prune, reporter.as_ref()).await.map_err(|e| match e {
+        // The backup did not fail: its own message says so.
+        e @ BackupError::PruneAfterBackup { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("backup of set '{set}' to {} failed", settings.store_url)),
+    })
 }
 
 async fn run_one(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
@@ -308,7 +323,20 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         .into());
     }
     let args = &args;
-    let overrides = args.overrides();
+    let mut overrides = args.overrides();
+    // A --notify-url (or OPSBOOK_NOTIFY_URL) given for --all watches the whole run: one start,
+    // then one success or failure for all sets together, so a failed set can never be followed
+    // by a green ping. Sets with their own notify_url in opsbook.toml still ping it per set.
+    let run_heartbeat = match overrides.notify_url.take() {
+        Some(url) => {
+            crate::notify::check_url(&url).map_err(|e| ClassifiedError::usage(format!("--notify-url: {e}")))?;
+            Some(crate::notify::Heartbeat::new(Some(url)))
+        }
+        None => None,
+    };
+    if let Some(h) = &run_heartbeat {
+        h.start().await;
+    }
     let overrides = &overrides;
     let results: Vec<(String, Result<JobReport>)> = stream::iter(sets)
         .map(|set| async move {
@@ -324,6 +352,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         .await;
     let mut status = ExitStatus::Success;
     let mut reports = Vec::new();
+    let mut failed = Vec::new();
     let mut rows = table::new(&["set", "status", "backup", "stored", "time", "error"]);
     for (set, outcome) in results {
         match outcome {
@@ -337,33 +366,55 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
                     format!("{:.1}s", report.duration_seconds),
                     String::new(),
                 ]);
-                reports.push(report);
+                reports.push((ExitStatus::Success, report));
             }
             Err(err) => {
                 let s = crate::exit::classify(&err);
                 status = status.worst(s);
-                let message = format!("{err:#}");
-                rows.add_row(vec![
-                    set.clone(),
-                    s.word().into(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    message.clone(),
-                ]);
-                reports.push(JobReport {
-                    set,
-                    store: String::new(),
-                    backup: None,
-                    duration_seconds: 0.0,
-                    prune: None,
-                    error: Some(message),
-                });
+                // The table has a set column: the cause, without "backup of set X failed".
+                let top = err.chain().next().and_then(|e| e.downcast_ref::<BackupError>());
+                let cause = match top {
+                    Some(e) => e.to_string(),
+                    None => err.chain().skip(1).map(ToString::to_string).collect::<Vec<_>>().join(": "),
+                };
+                rows.add_row(vec![set.clone(), s.word().into(), String::new(), String::new(), String::new(), cause]);
+                let store = job::resolve(&ctx.config, overrides, &set, true).map(|s| s.store_url).unwrap_or_default();
+                failed.push(set.clone());
+                reports.push((
+                    s,
+                    JobReport {
+                        set,
+                        store,
+                        backup: None,
+                        duration_seconds: 0.0,
+                        prune: None,
+                        error: Some(format!("{err:#}")),
+                    },
+                ));
             }
         }
     }
+    if let Some(h) = &run_heartbeat {
+        let total = reports.len();
+        if failed.is_empty() {
+            h.success(format!("backup --all: {total} sets backed up")).await;
+        } else {
+            h.fail(format!("backup --all: {} of {total} sets failed: {}", failed.len(), failed.join(", "))).await;
+        }
+    }
     if ctx.printer.is_json() {
-        ctx.printer.report(status, &serde_json::json!({ "sets": reports }))?;
+        let sets: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(s, report)| {
+                let mut entry = serde_json::to_value(report).unwrap_or_default();
+                if let serde_json::Value::Object(map) = &mut entry {
+                    map.insert("status".into(), s.word().into());
+                    map.insert("exit_code".into(), s.code().into());
+                }
+                entry
+            })
+            .collect();
+        ctx.printer.report(status, &serde_json::json!({ "sets": sets }))?;
     } else {
         ctx.printer.line(rows.to_string())?;
     }
@@ -533,6 +584,7 @@ async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
         policy: job::policy(&args.retention.policy(), cfg)?,
         tz: ctx.config.time_zone(args.retention.tz.as_deref())?,
         force: args.retention.force,
+        dry_run: args.dry_run,
         now: chrono::Utc::now(),
     };
     let _lock =
@@ -571,18 +623,24 @@ fn print_prune(ctx: &Ctx<'_>, plan: &PrunePlan, dry_run: bool) -> Result<()> {
         ctx.printer.line(t.to_string())?;
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     ctx.printer.line(format!(
-        "set {} ({}): kept {}, {verb} {} backups, {} orphaned director{}, {} stale uploads; {} {}",
+        "set {} ({}): kept {}, {verb} {}, {}, {}; {} {}",
         plan.set,
         plan.time_zone,
         plan.kept(),
-        plan.deleted(),
-        plan.orphans.len(),
-        if plan.orphans.len() == 1 { "y" } else { "ies" },
-        plan.stale_uploads.len(),
+        plural(plan.deleted(), "backup", "backups"),
+        plural(plan.orphans.len(), "orphaned directory", "orphaned directories"),
+        plural(plan.stale_uploads.len(), "stale upload", "stale uploads"),
         table::bytes(plan.reclaim_bytes),
         if dry_run { "would be freed" } else { "freed" },
     ))?;
+    if let Some(why) = &plan.stale_uploads_skipped {
+        ctx.printer.line(format!("stale uploads: skipped: {why}"))?;
+    }
+    if let Some(why) = &plan.refused {
+        ctx.printer.warn(format!("a real run would refuse this plan: {why}"));
+    }
     Ok(())
 }
 
@@ -594,5 +652,7 @@ mod tests {
         assert_eq!(super::parse_size("8M").unwrap(), 8 << 20);
         assert!(super::parse_size("1MiB").is_err());
         assert!(super::parse_size("12XB").is_err());
+        assert_eq!(super::parse_size("5GiB").unwrap(), 5 << 30);
+        assert!(super::parse_size("6GiB").unwrap_err().contains("5 GiB"));
     }
 }

@@ -26,14 +26,21 @@ pub struct ManArgs {
 }
 
 pub fn run_completions(args: CompletionsArgs) -> Result<ExitStatus> {
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut Cli::command(), "opsbook", &mut out);
+    // Generated into memory first: clap_complete panics when its writer fails, and a closed
+    // pipe (`opsbook completions bash | head`) is not an error.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "opsbook", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script).context("writing the completion script")?;
     Ok(ExitStatus::Success)
 }
 
 pub fn run_man(args: ManArgs, printer: &Printer) -> Result<ExitStatus> {
     let written = write_man_pages(&args.dir)?;
-    printer.line(format!("wrote {written} man pages to {}", args.dir.display()))?;
+    if printer.is_json() {
+        printer.report(ExitStatus::Success, &serde_json::json!({ "dir": args.dir, "pages": written }))?;
+    } else {
+        printer.line(format!("wrote {written} man pages to {}", args.dir.display()))?;
+    }
     Ok(ExitStatus::Success)
 }
 

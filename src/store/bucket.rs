@@ -23,18 +23,6 @@ pub enum Support<T> {
     Unsupported(String),
 }
 
-fn unsupported(e: &StoreError) -> Option<String> {
-    match e {
-        StoreError::S3 { code, status, message, .. }
-            if *status == Some(501)
-                || matches!(code.as_deref(), Some("NotImplemented" | "NotSupported" | "UnsupportedOperation")) =>
-        {
-            Some(message.clone())
-        }
-        _ => None,
-    }
-}
-
 /// "Nothing configured": S3 answers a missing lifecycle, CORS or public-access-block
 /// configuration with 404 and a `NoSuch…Configuration` code.
 fn absent(e: &StoreError) -> bool {
@@ -91,7 +79,7 @@ impl S3Store {
             Ok(out) => Ok(Support::Supported(out.status().map(|s| s.as_str().to_string()))),
             Err(e) => {
                 let e = sdk_error("GetBucketVersioning", self.bucket_resource(), "", e);
-                unsupported(&e).map(Support::Unsupported).ok_or(e)
+                e.unsupported().map(Support::Unsupported).ok_or(e)
             }
         }
     }
@@ -113,7 +101,7 @@ impl S3Store {
             Ok(out) => Ok(Support::Supported(out.rules().to_vec())),
             Err(e) => match sdk_error("GetBucketLifecycleConfiguration", self.bucket_resource(), "", e) {
                 e if absent(&e) => Ok(Support::Supported(Vec::new())),
-                e => unsupported(&e).map(Support::Unsupported).ok_or(e),
+                e => e.unsupported().map(Support::Unsupported).ok_or(e),
             },
         }
     }
@@ -202,7 +190,7 @@ impl S3Store {
             }
             Err(e) => match sdk_error("GetBucketCors", self.bucket_resource(), "", e) {
                 e if absent(&e) => Ok(Support::Supported(Vec::new())),
-                e => unsupported(&e).map(Support::Unsupported).ok_or(e),
+                e => e.unsupported().map(Support::Unsupported).ok_or(e),
             },
         }
     }
@@ -242,7 +230,7 @@ impl S3Store {
             }))),
             Err(e) => match sdk_error("GetPublicAccessBlock", self.bucket_resource(), "", e) {
                 e if absent(&e) => Ok(Support::Supported(false)),
-                e => unsupported(&e).map(Support::Unsupported).ok_or(e),
+                e => e.unsupported().map(Support::Unsupported).ok_or(e),
             },
         }
     }
@@ -265,7 +253,7 @@ impl S3Store {
             Ok(_) => Ok(Support::Supported(())),
             Err(e) => {
                 let e = sdk_error("PutPublicAccessBlock", self.bucket_resource(), "", e);
-                unsupported(&e).map(Support::Unsupported).ok_or(e)
+                e.unsupported().map(Support::Unsupported).ok_or(e)
             }
         }
     }

@@ -50,6 +50,19 @@ impl StoreError {
         matches!(self, StoreError::NotFound { .. })
     }
 
+    /// The provider's message when it does not implement the API (NotImplemented and the like).
+    pub fn unsupported(&self) -> Option<String> {
+        match self {
+            StoreError::S3 { code, status, message, .. }
+                if *status == Some(501)
+                    || matches!(code.as_deref(), Some("NotImplemented" | "NotSupported" | "UnsupportedOperation")) =>
+            {
+                Some(message.clone())
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, resource: impl Into<String>, error: std::io::Error) -> Self {
         StoreError::Io { op, resource: resource.into(), error }
     }

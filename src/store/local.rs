@@ -237,9 +237,19 @@ impl LocalStore {
     pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {
-            Err(e) if !is_missing(&e) => Err(StoreError::io("delete", resource(&path), e)),
-            _ => Ok(()),
+            Err(e) if !is_missing(&e) => return Err(StoreError::io("delete", resource(&path), e)),
+            _ => {}
         }
+        // Directories left empty go too (a pruned backup's id, month and year directories), as
+        // they would with object keys; the first one still in use stops the climb.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if tokio::fs::remove_dir(d).await.is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     pub(crate) async fn begin_upload(&self, key: &str) -> Result<LocalUpload, StoreError> {

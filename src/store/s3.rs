@@ -241,11 +241,25 @@ fn classify(failure: Failure, code: Option<&str>, status: Option<u16>) -> Outcom
     }
     match (code, status) {
         (Some("NoSuchKey" | "NotFound"), _) => Outcome::NotFound,
+        (Some("InvalidBucketName"), _) => Outcome::Class(ErrorClass::Usage),
         (Some(code), _) if UNAVAILABLE_CODES.contains(&code) => Outcome::Class(ErrorClass::Unavailable),
         (None, Some(404)) => Outcome::NotFound,
         (_, Some(401 | 403 | 429 | 500..=599)) => Outcome::Class(ErrorClass::Unavailable),
         _ => Outcome::Class(ErrorClass::Failed),
     }
+}
+
+/// What to do about the service errors people meet most.
+fn next_step(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "SignatureDoesNotMatch" => "check the secret key: AWS_SECRET_ACCESS_KEY or R2_SECRET_ACCESS_KEY",
+        "InvalidAccessKeyId" => "check the access key id: AWS_ACCESS_KEY_ID or R2_ACCESS_KEY_ID",
+        "AccessDenied" => "the credentials lack permission for this operation on the bucket",
+        "NoSuchBucket" => "create the bucket (opsbook provision) or fix the bucket name in the store URL",
+        "InvalidBucketName" => "bucket names are 3-63 lowercase letters, digits, '-' and '.'",
+        "RequestTimeTooSkewed" => "this machine's clock is off: sync it (NTP)",
+        _ => return None,
+    })
 }
 
 /// Turns an SDK error into a `StoreError` that names the operation and the object, with the
@@ -258,12 +272,15 @@ where
     let (failure, code, message) = match &err {
         SdkError::ServiceError(service) => {
             let (code, text) = (service.err().code(), service.err().message());
-            let message = match (code, text) {
+            let mut message = match (code, text) {
                 (Some(code), Some(text)) => format!("{code}: {text}"),
                 (Some(code), None) => code.to_owned(),
                 (None, Some(text)) => text.to_owned(),
                 (None, None) => format!("HTTP status {}", status.unwrap_or_default()),
             };
+            if let Some(hint) = code.and_then(next_step) {
+                message = format!("{message} ({hint})");
+            }
             (Failure::Service, code.map(str::to_owned), message)
         }
         SdkError::TimeoutError(_) => (Failure::Unreachable, None, format!("timed out{}", causes(&err))),

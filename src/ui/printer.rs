@@ -18,6 +18,8 @@ pub struct Printer {
     stdin_tty: bool,
     pub yes: bool,
     pub no_input: bool,
+    /// `--log-format json`: the final error goes out as a log line too, not as plain text.
+    log_json: bool,
 }
 
 impl Printer {
@@ -37,6 +39,7 @@ impl Printer {
             stdin_tty: std::io::stdin().is_terminal(),
             yes: args.yes,
             no_input: args.no_input,
+            log_json: args.log_format == crate::cli::LogFormat::Json,
         }
     }
 
@@ -81,13 +84,24 @@ impl Printer {
         let _ = writeln!(std::io::stderr().lock(), "{prefix} {}", redact(text.as_ref()));
     }
 
-    /// The error with its cause chain, on stderr.
+    /// The error with its cause chain, on stderr: as text, or as one JSON log line (with the
+    /// command and run id of the current span) under `--log-format json`.
     pub fn error(&self, err: &anyhow::Error) {
+        let causes = causes(err);
+        if self.log_json {
+            let message = redact(&err.to_string()).into_owned();
+            if causes.is_empty() {
+                tracing::error!("{message}");
+            } else {
+                tracing::error!(causes = %causes.join("; "), "{message}");
+            }
+            return;
+        }
         let prefix = if self.color { "\x1b[31merror:\x1b[0m" } else { "error:" };
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{prefix} {}", redact(&err.to_string()));
-        for cause in err.chain().skip(1) {
-            let _ = writeln!(stderr, "  caused by: {}", redact(&cause.to_string()));
+        for cause in causes {
+            let _ = writeln!(stderr, "  caused by: {cause}");
         }
     }
 
@@ -106,7 +120,7 @@ impl Printer {
 
     /// The error report in JSON mode, so scripts always get one document.
     pub fn error_report(&self, status: ExitStatus, err: &anyhow::Error) {
-        let causes: Vec<String> = err.chain().skip(1).map(|c| redact(&c.to_string()).into_owned()).collect();
+        let causes = causes(err);
         let doc = serde_json::json!({
             "status": status.word(),
             "exit_code": status.code(),
@@ -115,4 +129,20 @@ impl Printer {
         });
         let _ = writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
+}
+
+/// The causes under an error, redacted, leaving out any whose text the message above it
+/// already ends with ("create directory X: Not a directory" needs no "caused by: Not a
+/// directory").
+fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut above = err.to_string();
+    let mut out = Vec::new();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !above.ends_with(&text) {
+            out.push(redact(&text).into_owned());
+        }
+        above = text;
+    }
+    out
 }

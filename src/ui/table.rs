@@ -1,15 +1,29 @@
 //! Tables for human output (comfy-table), sized to the terminal.
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table};
 
-/// A table with the house style: light borders, header row, wrapped to the terminal width.
+/// Columns holding identifiers people copy into the next command: never wrapped.
+const WHOLE: [&str; 3] = ["id", "backup", "version"];
+
+/// Below this many columns a terminal is not worth fitting (a pty that reports width 0 would
+/// wrap every cell to one character): the table is printed at its natural width.
+const MIN_FIT_WIDTH: u16 = 40;
+
+/// A table with the house style: light borders, header row, wrapped to the terminal width
+/// (except identifier columns, which keep their full width).
 pub fn new(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().copied());
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
+    let fit = table.width().is_some_and(|w| w >= MIN_FIT_WIDTH);
+    table.set_content_arrangement(if fit { ContentArrangement::Dynamic } else { ContentArrangement::Disabled });
+    for (i, name) in header.iter().enumerate() {
+        if WHOLE.contains(name) {
+            if let Some(column) = table.column_mut(i) {
+                column.set_constraint(ColumnConstraint::ContentWidth);
+            }
+        }
+    }
     table
 }
 
@@ -42,6 +56,17 @@ pub fn age(seconds: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn identifiers_never_wrap_on_a_narrow_table() {
+        let mut t = super::new(&["set", "id", "detail"]);
+        t.set_width(50).set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        let id = "20261123T231500Z-37a96843";
+        t.add_row(vec!["shop", id, &"a long detail that must wrap ".repeat(4)]);
+        let text = t.to_string();
+        assert!(text.contains(id), "{text}");
+        assert!(text.lines().count() > 5, "the detail column wrapped: {text}");
+    }
+
     #[test]
     fn sizes_and_ages() {
         assert_eq!(super::bytes(512), "512 B");

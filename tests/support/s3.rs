@@ -22,6 +22,9 @@ use s3s_fs::FileSystem;
 pub const BUCKET: &str = "opsbook-test";
 pub const REGION: &str = "us-east-1";
 
+/// Key prefix under which the server does not implement ListMultipartUploads.
+pub const NO_UPLOAD_LISTING: &str = "no-upload-listing";
+
 /// A running server. Dropping it stops the server and removes its directory; the `shared()`
 /// one lives for the whole test binary and its directory is removed at process exit.
 pub struct S3Server {
@@ -134,7 +137,8 @@ impl S3Server {
         }
     }
 
-    /// `s3://opsbook-test/<prefix>`
+    /// `s3://opsbook-test/<prefix>`. Under a prefix starting with [`NO_UPLOAD_LISTING`] the
+    /// server answers ListMultipartUploads with NotImplemented, as some providers do.
     pub fn url(&self, prefix: &str) -> String {
         let prefix = prefix.trim_matches('/');
         if prefix.is_empty() {
@@ -375,6 +379,10 @@ impl S3 for TrackedFs {
                 return Err(s3s::s3_error!(NoSuchBucket));
             }
             let prefix = input.prefix.clone().unwrap_or_default();
+            // Stands in for providers without this API (s3s-fs itself, some S3-compatible servers).
+            if prefix.starts_with(NO_UPLOAD_LISTING) {
+                return Err(s3s::s3_error!(NotImplemented));
+            }
             let mut uploads: Vec<MultipartUpload> = self
                 .uploads
                 .lock()

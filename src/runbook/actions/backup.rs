@@ -167,6 +167,8 @@ pub mod prune {
             policy: job::policy(&input.keep.policy()?, cfg)?,
             tz: ctx.config.time_zone(input.tz.as_deref())?,
             force: input.force,
+            // A runbook's dry run must fail where its real run would: the guard still applies.
+            dry_run: false,
             now: chrono::Utc::now(),
         };
         let _lock = if ctx.dry_run {
