@@ -82,7 +82,9 @@ fn pg_dump_failing_mid_stream_leaves_no_manifest_and_no_upload() {
     // Nothing in the store: no manifest, no data object, no pending multipart upload.
     let objects = s3.list("midstream/");
     assert!(objects.is_empty(), "objects left behind: {objects:?}");
-    assert!(s3.pending_uploads().is_empty(), "multipart upload not aborted: {:?}", s3.pending_uploads());
+    // Only this test's uploads: the server is shared with tests running at the same time.
+    let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with("midstream/")).collect();
+    assert!(pending.is_empty(), "multipart upload not aborted: {pending:?}");
     let list = run(dir.path(), &["backup", "list", "--store", &url, "--output", "json"], &s3.env());
     assert_eq!(json(&list)["backups"].as_array().unwrap().len(), 0);
 }
@@ -233,6 +235,33 @@ fn interrupt_mid_upload_exits_130_and_aborts() {
     assert!(all_output(&out).contains("interrupted"), "{}", all_output(&out));
     assert!(s3.list("interrupted/").is_empty(), "objects left: {:?}", s3.list("interrupted/"));
     let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with("interrupted/")).collect();
+    assert!(pending.is_empty(), "upload not aborted: {pending:?}");
+}
+
+#[test]
+fn interrupt_while_the_upload_is_being_created_still_aborts_it() {
+    use support::s3::SLOW_CREATE;
+    let pg = TestPg::shared();
+    let s3 = S3Server::shared();
+    let db = big_db(pg);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("{SLOW_CREATE}-interrupted");
+    let url = s3.url(&prefix);
+    let child = support::cmd::background(dir.path())
+        .envs(s3.env())
+        .args(["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"])
+        .spawn()
+        .unwrap();
+    // The server has made the upload but holds back its id for 2 s: interrupt in that window.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s3.pending_uploads().iter().any(|(key, _)| key.starts_with(&prefix)) {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
     assert!(pending.is_empty(), "upload not aborted: {pending:?}");
 }
 

@@ -577,6 +577,7 @@ impl S3Store {
             in_flight: cfg.in_flight,
             first: None,
             upload_id: None,
+            creating: None,
             next_part: 0,
             tasks: JoinSet::new(),
             done: Vec::new(),
@@ -746,6 +747,10 @@ pub(crate) struct S3Upload {
     in_flight: usize,
     first: Option<Bytes>,
     upload_id: Option<String>,
+    /// A CreateMultipartUpload under way. It runs as its own task so that a `put` cancelled
+    /// while waiting for it (an interrupt) cannot lose the upload id: `abort` waits for it and
+    /// aborts the upload it made.
+    creating: Option<tokio::task::JoinHandle<Result<String, StoreError>>>,
     next_part: i32,
     tasks: JoinSet<Result<CompletedPart, StoreError>>,
     done: Vec<CompletedPart>,
@@ -770,20 +775,32 @@ impl S3Upload {
     }
 
     async fn create(&mut self) -> Result<(), StoreError> {
-        let output = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.full_key)
-            .send()
-            .await
-            .map_err(|e| sdk_error("CreateMultipartUpload", self.resource.clone(), &self.key, e))?;
-        let upload_id = output.upload_id().ok_or_else(|| StoreError::Upload {
-            resource: self.resource.clone(),
-            reason: "CreateMultipartUpload returned no upload id".to_owned(),
-        })?;
-        self.upload_id = Some(upload_id.to_owned());
+        if self.creating.is_none() {
+            let request = self.client.create_multipart_upload().bucket(&self.bucket).key(&self.full_key);
+            let (resource, key) = (self.resource.clone(), self.key.clone());
+            self.creating = Some(tokio::spawn(async move {
+                let output =
+                    request.send().await.map_err(|e| sdk_error("CreateMultipartUpload", resource.clone(), &key, e))?;
+                output.upload_id().map(str::to_owned).ok_or_else(|| StoreError::Upload {
+                    resource,
+                    reason: "CreateMultipartUpload returned no upload id".to_owned(),
+                })
+            }));
+        }
+        let id = self.wait_created().await?;
+        self.upload_id = Some(id);
         Ok(())
+    }
+
+    /// The result of the CreateMultipartUpload under way; `creating` is cleared only once the
+    /// task has finished, so waiting here is safe to cancel.
+    async fn wait_created(&mut self) -> Result<String, StoreError> {
+        let handle = self.creating.as_mut().expect("a create is under way");
+        let joined = handle.await;
+        self.creating = None;
+        joined.unwrap_or_else(|e| {
+            Err(StoreError::Upload { resource: self.resource.clone(), reason: format!("the create task failed: {e}") })
+        })
     }
 
     /// Waits while `in_flight` part uploads are running.
@@ -888,6 +905,13 @@ impl S3Upload {
             return Ok(());
         }
         self.finished = true;
+        if self.creating.is_some() {
+            // Interrupted while the upload was being created: it exists (or is about to) on
+            // the server, so wait for its id and abort it.
+            if let Ok(id) = self.wait_created().await {
+                self.upload_id = Some(id);
+            }
+        }
         self.abort_multipart().await
     }
 }
@@ -897,15 +921,22 @@ impl Drop for S3Upload {
         if self.finished {
             return;
         }
-        let Some(upload_id) = self.upload_id.take() else {
+        let (upload_id, creating) = (self.upload_id.take(), self.creating.take());
+        if upload_id.is_none() && creating.is_none() {
             return;
-        };
+        }
         self.tasks.abort_all();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (client, bucket) = (self.client.clone(), self.bucket.clone());
             let (full_key, key) = (self.full_key.clone(), self.key.clone());
             runtime.spawn(async move {
-                let _ = abort_multipart(&client, &bucket, &full_key, &upload_id, &key).await;
+                let upload_id = match creating {
+                    Some(handle) => handle.await.ok().and_then(Result::ok),
+                    None => upload_id,
+                };
+                if let Some(upload_id) = upload_id {
+                    let _ = abort_multipart(&client, &bucket, &full_key, &upload_id, &key).await;
+                }
             });
         }
     }

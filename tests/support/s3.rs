@@ -25,6 +25,9 @@ pub const REGION: &str = "us-east-1";
 /// Key prefix under which the server does not implement ListMultipartUploads.
 pub const NO_UPLOAD_LISTING: &str = "no-upload-listing";
 
+/// Key prefix under which CreateMultipartUpload answers 2 s after the upload exists.
+pub const SLOW_CREATE: &str = "slow-create";
+
 /// A running server. Dropping it stops the server and removes its directory; the `shared()`
 /// one lives for the whole test binary and its directory is removed at process exit.
 pub struct S3Server {
@@ -326,6 +329,11 @@ impl S3 for TrackedFs {
             if let Some(upload_id) = response.output.upload_id.clone() {
                 let record = InFlight { bucket, key, initiated: SystemTime::now() };
                 self.uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(upload_id, record);
+            }
+            // The upload exists from here on; a slow answer lets a test interrupt the client
+            // while it waits for the upload id.
+            if response.output.key.as_deref().is_some_and(|k| k.starts_with(SLOW_CREATE)) {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
             Ok(response)
         })
