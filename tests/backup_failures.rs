@@ -211,57 +211,47 @@ fn failure_pings_fail_and_metrics_keep_last_success() {
     assert!(fail.body.contains("cannot connect"), "{}", fail.body);
 }
 
-#[test]
-fn interrupt_mid_upload_exits_130_and_aborts() {
+/// Backs the big database up into `prefix` on the shared S3 server and interrupts the run once
+/// the server has a multipart upload under that prefix. Returns the run's output and the
+/// uploads still pending under the prefix.
+fn interrupted_backup(prefix: &str) -> (Output, Vec<(String, String)>) {
     let pg = TestPg::shared();
     let s3 = S3Server::shared();
     let db = big_db(pg);
     let dir = tempfile::tempdir().unwrap();
-    let url = s3.url("interrupted");
+    let url = s3.url(prefix);
     let child = support::cmd::background(dir.path())
         .envs(s3.env())
         .args(["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"])
         .spawn()
         .unwrap();
-    // Interrupt once the multipart upload is under way.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !s3.pending_uploads().iter().any(|(key, _)| key.starts_with("interrupted/")) {
+    while !s3.pending_uploads().iter().any(|(key, _)| key.starts_with(prefix)) {
         assert!(Instant::now() < deadline, "no multipart upload started");
         std::thread::sleep(Duration::from_millis(20));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
+    let pending = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    (out, pending)
+}
+
+#[test]
+fn interrupt_mid_upload_exits_130_and_aborts() {
+    let (out, pending) = interrupted_backup("interrupted/");
     assert_eq!(code(&out), 130, "{}", all_output(&out));
     assert!(all_output(&out).contains("interrupted"), "{}", all_output(&out));
+    let s3 = S3Server::shared();
     assert!(s3.list("interrupted/").is_empty(), "objects left: {:?}", s3.list("interrupted/"));
-    let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with("interrupted/")).collect();
     assert!(pending.is_empty(), "upload not aborted: {pending:?}");
 }
 
 #[test]
 fn interrupt_while_the_upload_is_being_created_still_aborts_it() {
-    use support::s3::SLOW_CREATE;
-    let pg = TestPg::shared();
-    let s3 = S3Server::shared();
-    let db = big_db(pg);
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("{SLOW_CREATE}-interrupted");
-    let url = s3.url(&prefix);
-    let child = support::cmd::background(dir.path())
-        .envs(s3.env())
-        .args(["backup", "run", "--database-url", &db, "--store", &url, "--part-size", "5MiB", "--row-counts", "off"])
-        .spawn()
-        .unwrap();
-    // The server has made the upload but holds back its id for 2 s: interrupt in that window.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s3.pending_uploads().iter().any(|(key, _)| key.starts_with(&prefix)) {
-        assert!(Instant::now() < deadline, "no multipart upload started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // Under this prefix the server makes the upload but holds back its id for 2 s: the
+    // interrupt lands while the client waits for it.
+    let (out, pending) = interrupted_backup(&format!("{}-interrupted/", support::s3::SLOW_CREATE));
     assert_eq!(code(&out), 130, "{}", all_output(&out));
-    let pending: Vec<_> = s3.pending_uploads().into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
     assert!(pending.is_empty(), "upload not aborted: {pending:?}");
 }
 
