@@ -217,10 +217,12 @@ fn backup_retention_needs_a_fresh_retained_drilled_backup() {
     let dir = tempfile::tempdir().unwrap();
     write_env(dir.path(), GOOD_JWT);
     let store = dir.path().join("store");
+    // An empty store (a missing directory is reported as such, not as an empty store).
+    std::fs::create_dir_all(&store).unwrap();
     let store = store.to_str().unwrap();
     let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
     assert_eq!(status_of(&doc, "backup-retention"), "fail");
-    assert!(doc.to_string().contains("no complete backup"));
+    assert!(doc.to_string().contains("no complete backup"), "{doc}");
     std::fs::write(dir.path().join("opsbook.toml"), "[profiles.default.sets.main]\nkeep_daily = 7\n").unwrap();
     let run = |args: &[&str]| {
         let out = opsbook(dir.path()).args(args).output().unwrap();
