@@ -59,9 +59,10 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads the listing of `set` (or of every set) and the manifests and latest records.
-    pub async fn load(store: &Store, set: Option<&str>) -> Result<Catalog, BackupError> {
-        // A mistyped directory would otherwise read as an empty store.
+    /// For commands given a store to read: a local store directory that does not exist is an
+    /// error (a mistyped path would otherwise read as an empty store). Runbook steps and
+    /// checks read a missing directory as empty, as a store an earlier step has yet to create.
+    pub async fn require_existing(store: &Store) -> Result<(), BackupError> {
         if let Store::Local(local) = store {
             if !tokio::fs::try_exists(local.root()).await.unwrap_or(true) {
                 return Err(BackupError::Input(format!(
@@ -70,6 +71,11 @@ impl Catalog {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Reads the listing of `set` (or of every set) and the manifests and latest records.
+    pub async fn load(store: &Store, set: Option<&str>) -> Result<Catalog, BackupError> {
         let prefix = set.map(|s| format!("{s}/")).unwrap_or_default();
         let listing = store.list(&prefix).await?;
         let mut dirs: BTreeMap<(String, BackupId), Vec<ObjectMeta>> = BTreeMap::new();

@@ -467,6 +467,7 @@ struct ListRow<'a> {
 
 async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), None)?).await?;
+    Catalog::require_existing(&store).await?;
     if let Some(set) = &args.set {
         set_name(Some(set))?;
     }
@@ -544,6 +545,7 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
 async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus> {
     let set = set_name(args.set.as_deref())?;
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), ctx.config.set(&set))?).await?;
+    Catalog::require_existing(&store).await?;
     let identities = match &args.identity {
         Some(path) => codec::read_identities(path).map_err(|e| ClassifiedError::usage(format!("--identity: {e}")))?,
         None => Vec::new(),
@@ -580,6 +582,7 @@ async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
     let set = set_name(args.set.as_deref())?;
     let cfg = ctx.config.set(&set);
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), cfg)?).await?;
+    Catalog::require_existing(&store).await?;
     let opts = PruneOptions {
         policy: job::policy(&args.retention.policy(), cfg)?,
         tz: ctx.config.time_zone(args.retention.tz.as_deref())?,
