@@ -217,7 +217,7 @@ fn backup_retention_needs_a_fresh_retained_drilled_backup() {
     let dir = tempfile::tempdir().unwrap();
     write_env(dir.path(), GOOD_JWT);
     let store = dir.path().join("store");
-    // An empty store (a missing directory is reported as such, not as an empty store).
+    // An empty store directory: no backups yet.
     std::fs::create_dir_all(&store).unwrap();
     let store = store.to_str().unwrap();
     let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
