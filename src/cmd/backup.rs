@@ -338,14 +338,17 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         h.start().await;
     }
     let overrides = &overrides;
-    let results: Vec<(String, Result<JobReport>)> = stream::iter(sets)
+    // Each result keeps the set's store URL (empty when its settings did not resolve), so a
+    // failed set's report can name it.
+    let results: Vec<(String, String, Result<JobReport>)> = stream::iter(sets)
         .map(|set| async move {
-            let outcome = async {
-                let settings = job::resolve(&ctx.config, overrides, &set, true)?;
-                backup_set(ctx, &settings, args.prune, false).await
+            match job::resolve(&ctx.config, overrides, &set, true) {
+                Ok(settings) => {
+                    let outcome = backup_set(ctx, &settings, args.prune, false).await;
+                    (set, settings.store_url, outcome)
+                }
+                Err(e) => (set, String::new(), Err(e.into())),
             }
-            .await;
-            (set, outcome)
         })
         .buffer_unordered(args.parallel.max(1))
         .collect()
@@ -354,7 +357,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     let mut rows = table::new(&["set", "status", "backup", "stored", "time", "error"]);
-    for (set, outcome) in results {
+    for (set, store, outcome) in results {
         match outcome {
             Ok(report) => {
                 let m = report.backup.as_ref().expect("successful run has a manifest");
@@ -378,7 +381,6 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
                     None => err.chain().skip(1).map(ToString::to_string).collect::<Vec<_>>().join(": "),
                 };
                 rows.add_row(vec![set.clone(), s.word().into(), String::new(), String::new(), String::new(), cause]);
-                let store = job::resolve(&ctx.config, overrides, &set, true).map(|s| s.store_url).unwrap_or_default();
                 failed.push(set.clone());
                 reports.push((
                     s,
