@@ -283,6 +283,10 @@ fn list_of_empty_store_and_missing_backup() {
     let out = env.run(&["backup", "verify", "--store", store.to_str().unwrap()], &[]);
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     assert!(all_output(&out).contains("no complete backup"), "{}", all_output(&out));
+    // An id the user typed that matches nothing is bad input, like an ambiguous prefix.
+    let out = env.run(&["backup", "verify", "nosuch", "--store", store.to_str().unwrap()], &[]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("backup nosuch not found in set"), "{}", all_output(&out));
 }
 
 #[test]

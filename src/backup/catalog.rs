@@ -134,6 +134,7 @@ impl Catalog {
             } else {
                 "; `opsbook backup list` shows the ids".into()
             },
+            named: which != "latest",
         })
     }
 }

@@ -37,8 +37,10 @@ pub enum BackupError {
     Io { op: String, source: std::io::Error },
     #[error("{0}")]
     Input(String),
+    /// `named`: the caller gave this id (a wrong id is an input error); otherwise the set had
+    /// no backup to pick for `latest` or `random` (the operation fails).
     #[error("backup {id} not found in set '{set}'{hint}")]
-    NotFound { set: String, id: String, hint: String },
+    NotFound { set: String, id: String, hint: String, named: bool },
     #[error("invalid manifest {key}: {message}")]
     Manifest { key: String, message: String },
     #[error(transparent)]
@@ -63,7 +65,9 @@ impl Classify for BackupError {
                 error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut, ..
             } => ErrorClass::Unavailable,
             BackupError::Spawn { .. } => ErrorClass::Unavailable,
-            BackupError::Input(_) | BackupError::Config(_) => ErrorClass::Usage,
+            BackupError::Input(_) | BackupError::Config(_) | BackupError::NotFound { named: true, .. } => {
+                ErrorClass::Usage
+            }
             BackupError::Lock(crate::lock::LockError::Busy { .. }) => ErrorClass::Busy,
             BackupError::Interrupted => ErrorClass::Interrupted,
             BackupError::PruneAfterBackup { source, .. } => source.class(),

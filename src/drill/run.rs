@@ -68,6 +68,7 @@ fn select<'a>(
                 set: set.into(),
                 id: "random".into(),
                 hint: "; the set has no complete backup yet (run `opsbook backup run`)".into(),
+                named: false,
             })
         }
     }
