@@ -47,6 +47,18 @@ fn completions_are_current() {
 }
 
 #[test]
+fn completions_in_json_are_one_report_carrying_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = opsbook(dir.path()).args(["completions", "zsh", "--output", "json"]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["status"], "ok", "{doc}");
+    assert_eq!(doc["shell"], "zsh", "{doc}");
+    let committed = std::fs::read_to_string(repo().join("completions").join("_opsbook")).unwrap();
+    assert_eq!(doc["script"].as_str().unwrap(), committed);
+}
+
+#[test]
 fn man_pages_are_current() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("man");

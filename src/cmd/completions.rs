@@ -25,12 +25,18 @@ pub struct ManArgs {
     pub dir: PathBuf,
 }
 
-pub fn run_completions(args: CompletionsArgs) -> Result<ExitStatus> {
+pub fn run_completions(args: CompletionsArgs, printer: &Printer) -> Result<ExitStatus> {
     // Generated into memory first: clap_complete panics when its writer fails, and a closed
     // pipe (`opsbook completions bash | head`) is not an error.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "opsbook", &mut script);
-    std::io::Write::write_all(&mut std::io::stdout().lock(), &script).context("writing the completion script")?;
+    if printer.is_json() {
+        let script = String::from_utf8_lossy(&script);
+        printer
+            .report(ExitStatus::Success, &serde_json::json!({ "shell": args.shell.to_string(), "script": script }))?;
+    } else {
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &script).context("writing the completion script")?;
+    }
     Ok(ExitStatus::Success)
 }
 

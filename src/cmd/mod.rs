@@ -33,7 +33,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     // Completions and man pages need no configuration; everything else loads it first so a bad
     // file fails before any work.
     match cli.command {
-        Command::Completions(args) => return completions::run_completions(args),
+        Command::Completions(args) => return completions::run_completions(args, printer),
         Command::Man(args) => return completions::run_man(args, printer),
         _ => {}
     }
