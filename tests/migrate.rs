@@ -604,3 +604,137 @@ fn lint_config_in_the_profile_changes_severity() {
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("no-such-rule"));
 }
+
+#[test]
+fn transaction_control_in_a_file_is_refused_before_anything_runs() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_txctl");
+    pg.execute(&url, "CREATE TABLE products (id int); INSERT INTO products SELECT generate_series(1, 100);");
+    let (tmp, _dir) = project(&[
+        ("1_note.sql", "BEGIN;\nALTER TABLE products ADD COLUMN note text;\nCOMMIT;\n"),
+        ("2_trim.sql", "DELETE FROM products WHERE id > 10;\n"),
+    ]);
+    // A COMMIT inside the file would end the dry run's transaction and make it real.
+    for args in [&["dry-run"][..], &["up"], &["up", "--allow-unsafe"]] {
+        let out = migrate(tmp.path(), &url, args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", all_output(&out));
+        let text = all_output(&out);
+        assert!(text.contains("1_note.sql") && text.contains("line 1: BEGIN"), "{text}");
+        assert!(text.contains("-- no-transaction"), "says how to fix: {text}");
+        assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM products"), 100, "{args:?} changed rows");
+        assert_eq!(
+            pg.query_i64(&url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"),
+            0,
+            "{args:?} changed the schema"
+        );
+    }
+}
+
+#[test]
+fn statements_that_need_no_transaction_get_their_own_file() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_notx_multi");
+    pg.execute(&url, SHOP);
+    // Alone in a transactional file: lint flags it, up refuses it by line (PostgreSQL would).
+    let (tmp, _dir) =
+        project(&[("1_idx.sql", "\nCREATE INDEX CONCURRENTLY IF NOT EXISTS p_name ON products (name);\n")]);
+    let out = opsbook(tmp.path()).args(["migrate", "lint", "migrations/1_idx.sql"]).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("requires-no-transaction"), "{}", all_output(&out));
+    let out = migrate(tmp.path(), &url, &["up"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("line 2: CREATE INDEX cannot run inside a transaction"), "{}", all_output(&out));
+    // A no-transaction file runs each of its statements on its own.
+    let (tmp, _dir) = project(&[(
+        "1_idx.sql",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS p_name ON products (name);\n\
+         DROP INDEX CONCURRENTLY IF EXISTS p_old;\n",
+    )]);
+    let out = migrate(tmp.path(), &url, &["up"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(table_exists(pg, &url, "p_name"));
+}
+
+#[test]
+fn a_failing_statement_is_named_by_its_line() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_line");
+    let (tmp, _dir) = project(&[(
+        "1_rows.sql",
+        "CREATE TABLE t (id int PRIMARY KEY);\n-- seed\nINSERT INTO t VALUES (1);\n\nINSERT INTO t VALUES (1);\n",
+    )]);
+    let out = migrate(tmp.path(), &url, &["up"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("1_rows.sql:5"), "{}", all_output(&out));
+    assert!(!table_exists(pg, &url, "t"), "rolled back");
+}
+
+#[test]
+fn a_migration_that_changes_search_path_is_still_recorded() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_search_path");
+    let (tmp, _dir) = project(&[
+        ("1_app.sql", "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE users (id bigint);\n"),
+        (
+            "2_empty_path.sql",
+            "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int);\n",
+        ),
+    ]);
+    let out = migrate(tmp.path(), &url, &["up"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(table_exists(pg, &url, "app.users"));
+    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM public._sqlx_migrations"), 2);
+    assert_eq!(code(&migrate(tmp.path(), &url, &["check"])), 0);
+}
+
+#[test]
+fn baseline_needs_the_version_of_a_file() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_baseline_typo");
+    let (tmp, _dir) = project(&[("1_a.sql", "CREATE TABLE a (id int);"), ("2_b.sql", "CREATE TABLE b (id int);")]);
+    let out = migrate(tmp.path(), &url, &["baseline", "20"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("no migration in"), "{}", all_output(&out));
+    assert!(
+        !table_exists(pg, &url, "_sqlx_migrations") || pg.query_i64(&url, "SELECT count(*) FROM _sqlx_migrations") == 0
+    );
+}
+
+#[test]
+fn repeatables_with_the_same_description_are_refused() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_rep_dup");
+    let (tmp, _dir) = project(&[("R__views_a.sql", "SELECT 1;"), ("R__views a.sql", "SELECT 2;")]);
+    let out = migrate(tmp.path(), &url, &["up"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("unique descriptions"), "{}", all_output(&out));
+}
+
+#[test]
+fn interrupt_cancels_the_running_statement_and_applies_nothing_more() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_interrupt");
+    let (tmp, _dir) = project(&[
+        ("1_slow.sql", "CREATE TABLE s1 (id bigint);\nSELECT pg_sleep(60);\n"),
+        ("2_next.sql", "CREATE TABLE s2 (id bigint);\n"),
+    ]);
+    let child = background(tmp.path()).env("DATABASE_URL", &url).args(["migrate", "up"]).spawn().unwrap();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pg.query_i64(&url, sleeping) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the slow migration never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("interrupted during migration 1 slow: it was rolled back"),
+        "{}",
+        all_output(&out)
+    );
+    // The statement was cancelled on the server, not left running with its locks.
+    assert_eq!(pg.query_i64(&url, sleeping), 0, "the statement still runs after opsbook exited");
+    assert!(!table_exists(pg, &url, "s1") && !table_exists(pg, &url, "s2"));
+    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM _sqlx_migrations"), 0);
+}

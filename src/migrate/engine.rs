@@ -16,9 +16,11 @@ use super::drift::{self, DriftKind};
 use super::history::{self, History, MigrationLock, OtherTool, SideEntry};
 use super::lint::{self, Finding, Rules};
 use super::source::{self, MigrationFile, Source};
+use super::statements::{self, TxEffect};
 use super::{MigrateError, Settings};
-use crate::pg::{self, PgError};
+use crate::pg::{self, DbUrl, PgError};
 use crate::report::Reporter;
+use crate::signal;
 
 /// Where one migration stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -271,12 +273,15 @@ struct ExecFailure {
     message: String,
     lock_timeout: bool,
     connection_lost: bool,
+    /// Ctrl-C arrived: the statement was cancelled, or the next one was not started.
+    interrupted: bool,
 }
 
 fn describe(e: &sqlx::Error, sql: &str, settings: &Settings) -> ExecFailure {
     let connection_lost = matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_));
+    let interrupted = signal::is_interrupted();
     let Some(db) = e.as_database_error().and_then(|d| d.try_downcast_ref::<PgDatabaseError>()) else {
-        return ExecFailure { line: None, message: e.to_string(), lock_timeout: false, connection_lost };
+        return ExecFailure { line: None, message: e.to_string(), lock_timeout: false, connection_lost, interrupted };
     };
     let line = match db.position() {
         Some(PgErrorPosition::Original(pos)) => {
@@ -298,14 +303,163 @@ fn describe(e: &sqlx::Error, sql: &str, settings: &Settings) -> ExecFailure {
             "; another session holds a conflicting lock for longer than lock_timeout ({}ms)",
             settings.lock_timeout.as_millis()
         ));
-    } else if db.code() == "57014" {
+    } else if db.code() == "57014" && !interrupted {
         message.push_str("; the statement ran past statement_timeout (raise --statement-timeout)");
     }
-    ExecFailure { line, message, lock_timeout, connection_lost }
+    ExecFailure { line, message, lock_timeout, connection_lost, interrupted }
 }
 
-async fn run_script(conn: &mut PgConnection, m: &MigrationFile, s: &Settings) -> Result<(), ExecFailure> {
-    conn.execute(sqlx::raw_sql(&m.sql)).await.map(drop).map_err(|e| describe(&e, &m.sql, s))
+/// What a run keeps about its migration connection.
+struct Session<'a> {
+    url: &'a DbUrl,
+    /// The connection's backend, for a cancel request on Ctrl-C.
+    pid: i32,
+    /// `search_path` when the run started: the history rows are written under it even after a
+    /// migration changed it (`SET search_path TO app`).
+    search_path: String,
+}
+
+impl<'a> Session<'a> {
+    async fn of(conn: &mut PgConnection, url: &'a DbUrl) -> Result<Session<'a>, MigrateError> {
+        let (pid, search_path): (i32, String) =
+            sqlx::query_as("SELECT pg_backend_pid(), current_setting('search_path')")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| MigrateError::Pg(PgError::query("read the session settings", "database", e)))?;
+        Ok(Session { url, pid, search_path })
+    }
+
+    /// Asks the server to cancel the statement this session's connection is running: without it
+    /// PostgreSQL would run it to the end, holding its locks, after opsbook has gone.
+    async fn cancel(&self) {
+        let cancelled = async {
+            let mut other = pg::connect(self.url).await?;
+            sqlx::query("SELECT pg_cancel_backend($1)")
+                .bind(self.pid)
+                .execute(&mut other)
+                .await
+                .map_err(|e| PgError::query("cancel the running migration statement", "database", e))
+        };
+        if let Err(e) = cancelled.await {
+            tracing::warn!("interrupted, but could not cancel the running statement: {e}");
+        }
+    }
+}
+
+/// Runs one statement; on Ctrl-C, cancels it on the server and waits for its answer.
+async fn run_statement(conn: &mut PgConnection, sql: &str, session: &Session<'_>) -> Result<(), sqlx::Error> {
+    let run = conn.execute(sqlx::raw_sql(sql));
+    tokio::pin!(run);
+    tokio::select! {
+        result = &mut run => result.map(drop),
+        _ = signal::interrupted() => {
+            session.cancel().await;
+            run.await.map(drop)
+        }
+    }
+}
+
+/// Runs a migration file statement by statement (so a failure names its line, and a
+/// `-- no-transaction` file runs each statement on its own). A file the parser rejects is sent
+/// whole for PostgreSQL to judge.
+async fn run_script(
+    conn: &mut PgConnection,
+    m: &MigrationFile,
+    s: &Settings,
+    session: &Session<'_>,
+) -> Result<(), ExecFailure> {
+    let pieces: Vec<(usize, &str)> = match statements::split(&m.sql) {
+        Some(list) if !list.is_empty() => list.iter().map(|st| (st.start, &m.sql[st.start..st.end])).collect(),
+        _ => vec![(0, m.sql.as_str())],
+    };
+    let whole = pieces.len() == 1 && pieces[0].0 == 0;
+    for (start, sql) in pieces {
+        if signal::is_interrupted() {
+            let line = Some(crate::config::line_col(&m.sql, start).0);
+            return Err(ExecFailure {
+                line,
+                message: "interrupted".into(),
+                lock_timeout: false,
+                connection_lost: false,
+                interrupted: true,
+            });
+        }
+        if let Err(e) = run_statement(conn, sql, session).await {
+            let mut f = describe(&e, sql, s);
+            if !whole {
+                let first = crate::config::line_col(&m.sql, start).0;
+                f.line = Some(first + f.line.map_or(0, |l| l - 1));
+            }
+            return Err(f);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses files that cannot run inside the transaction opsbook wraps them in, before anything
+/// runs: a COMMIT would end that transaction (everything after it — later files too, even in a
+/// dry run — would commit statement by statement), and PostgreSQL rejects e.g. CREATE INDEX
+/// CONCURRENTLY there. Not something --allow-unsafe can waive.
+fn ensure_transaction_safe(files: &[&MigrationFile]) -> Result<(), MigrateError> {
+    for m in files.iter().filter(|m| !m.no_tx) {
+        let Some(list) = statements::split(&m.sql) else { continue };
+        for st in list {
+            let line = crate::config::line_col(&m.sql, st.start).0;
+            let message = match st.effect {
+                TxEffect::None => continue,
+                TxEffect::EndsTransaction => format!(
+                    "line {line}: {} would end the transaction opsbook runs this file in, and everything after it \
+                     (later files too, even in a dry run) would commit statement by statement. Remove the \
+                     BEGIN/COMMIT lines (opsbook runs each file in its own transaction), or put \
+                     `-- no-transaction` on the first line if the file manages its own transactions",
+                    st.head
+                ),
+                TxEffect::NeedsNoTransaction => format!(
+                    "line {line}: {} cannot run inside a transaction block; move it to its own file whose first \
+                     line is `-- no-transaction`",
+                    st.head
+                ),
+            };
+            return Err(MigrateError::Source { path: m.path.clone(), message });
+        }
+    }
+    Ok(())
+}
+
+/// After a transactional file ran: is opsbook's transaction still open? A COMMIT the parser
+/// could not see (in a file it could not parse) would have ended it.
+async fn still_in_transaction(conn: &mut PgConnection) -> bool {
+    exec(conn, "SAVEPOINT opsbook_open; RELEASE SAVEPOINT opsbook_open", "check the transaction").await.is_ok()
+}
+
+const ENDED_TRANSACTION: &str = "the file ended opsbook's transaction (a COMMIT or ROLLBACK in it), so its \
+     statements committed as they ran; check the schema, remove the transaction control from the file, \
+     and run again";
+
+/// Writes the history rows under the run's original search_path, then gives the migration's
+/// own setting back (later files may rely on it, as they would under sqlx).
+async fn record_applied(
+    conn: &mut PgConnection,
+    m: &MigrationFile,
+    entry: &SideEntry<'_>,
+    elapsed: Duration,
+    session: &Session<'_>,
+) -> Result<(), MigrateError> {
+    let setting = |what: &'static str| move |e| MigrateError::Pg(PgError::query(what, "database", e));
+    let now: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(setting("read search_path"))?;
+    let changed = now != session.search_path;
+    let set = "SELECT set_config('search_path', $1, false)";
+    if changed {
+        sqlx::query(set).bind(&session.search_path).execute(&mut *conn).await.map_err(setting("set search_path"))?;
+    }
+    history::record(conn, &m.description, elapsed.as_nanos() as i64, entry).await?;
+    if changed {
+        sqlx::query(set).bind(&now).execute(&mut *conn).await.map_err(setting("restore search_path"))?;
+    }
+    Ok(())
 }
 
 fn side_entry<'a>(m: &'a MigrationFile, kind: &'a str, lint: &'a str, elapsed: Option<Duration>) -> SideEntry<'a> {
@@ -327,10 +481,25 @@ async fn apply_one(
     conn: &mut PgConnection,
     m: &MigrationFile,
     s: &Settings,
+    session: &Session<'_>,
     lint: &'static str,
     applied_before: usize,
 ) -> Result<Applied, MigrateError> {
+    let earlier = if applied_before > 0 {
+        format!("; the {applied_before} migration(s) before it in this run were applied and committed")
+    } else {
+        String::new()
+    };
     let fail = |f: ExecFailure, attempts: u32| -> MigrateError {
+        if f.interrupted {
+            let what = if m.no_tx {
+                "it runs without a transaction, so its statements before that point stay applied, and it is \
+                 not recorded: check them before running again"
+            } else {
+                "it was rolled back"
+            };
+            return MigrateError::Interrupted(format!("interrupted during migration {}: {what}{earlier}", m.label()));
+        }
         if f.connection_lost {
             return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
         }
@@ -343,35 +512,65 @@ async fn apply_one(
             applied_before,
         }
     };
+    let failed_record = |e: MigrateError| MigrateError::Execute {
+        label: m.label(),
+        file: m.path.display().to_string(),
+        line: None,
+        message: format!("it ran, but recording it in the migration history failed, so it was rolled back: {e}"),
+        attempts: 1,
+        applied_before,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let start = Instant::now();
         if m.no_tx {
             exec(conn, &timeouts_sql(s, false), "set timeouts").await?;
-            let ran = run_script(conn, m, s).await;
+            let ran = run_script(conn, m, s, session).await;
             exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
             ran.map_err(|f| fail(f, attempt))?;
             let elapsed = start.elapsed();
             let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
-            history::record(conn, &m.description, elapsed.as_nanos() as i64, &entry).await?;
+            record_applied(conn, m, &entry, elapsed, session).await.map_err(|e| MigrateError::Execute {
+                label: m.label(),
+                file: m.path.display().to_string(),
+                line: None,
+                message: format!(
+                    "its statements ran and stay applied, but recording it in the migration history failed: {e}"
+                ),
+                attempts: 1,
+                applied_before,
+            })?;
             return Ok(applied(m, elapsed, attempt, lint));
         }
         // One round trip opens the transaction and sets its timeouts.
         exec(conn, &format!("BEGIN; {}", timeouts_sql(s, true)), "begin").await?;
-        match run_script(conn, m, s).await {
+        match run_script(conn, m, s, session).await {
             Ok(()) => {
+                if !still_in_transaction(conn).await {
+                    return Err(MigrateError::Execute {
+                        label: m.label(),
+                        file: m.path.display().to_string(),
+                        line: None,
+                        message: ENDED_TRANSACTION.into(),
+                        attempts: attempt,
+                        applied_before,
+                    });
+                }
                 // Unlike sqlx (insert with -1, UPDATE after COMMIT), the time is written inside
                 // the transaction: one commit per migration instead of two.
                 let elapsed = start.elapsed();
                 let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
-                history::record(conn, &m.description, elapsed.as_nanos() as i64, &entry).await?;
+                if let Err(e) = record_applied(conn, m, &entry, elapsed, session).await {
+                    let _ = exec(conn, "ROLLBACK", "rollback").await;
+                    return Err(failed_record(e));
+                }
                 exec(conn, "COMMIT", "commit").await?;
                 return Ok(applied(m, start.elapsed(), attempt, lint));
             }
             Err(f) => {
                 let _ = exec(conn, "ROLLBACK", "rollback").await;
-                if f.lock_timeout && attempt <= s.retries {
+                if f.lock_timeout && !f.interrupted && attempt <= s.retries {
                     let pause = Duration::from_millis(500 * 2u64.pow(attempt - 1));
                     tracing::warn!(
                         migration = %m.label(),
@@ -443,19 +642,38 @@ async fn up_locked(
         }
     }
     let todo = pending(source, &status, opts.target);
+    ensure_transaction_safe(&todo)?;
     let linted = lint_files(rules, &todo);
     let all: Vec<Finding> = linted.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
+    if let Some(f) = all.iter().find(|f| f.rule == lint::SYNTAX_ERROR).filter(|_| !opts.allow_unsafe) {
+        return Err(MigrateError::Source {
+            path: f.file.clone().into(),
+            message: format!(
+                "line {}: syntax error: {}; fix the SQL (or, if PostgreSQL accepts it and only the linter's \
+                 parser does not, pass --allow-unsafe)",
+                f.line, f.message
+            ),
+        });
+    }
     if lint::has_errors(&all) && !opts.allow_unsafe {
         return Err(MigrateError::Unsafe { findings: all });
     }
+    let session = Session::of(conn, &settings.database_url).await?;
     let mut done = Vec::new();
     for (m, (_, findings)) in todo.iter().zip(&linted) {
+        if signal::is_interrupted() {
+            return Err(MigrateError::Interrupted(format!(
+                "interrupted before migration {}; {} migration(s) of this run were applied and committed",
+                m.label(),
+                done.len()
+            )));
+        }
         let verdict = match lint::verdict(findings) {
             "errors" => "unsafe-allowed",
             v => v,
         };
         reporter.note(&format!("applying {}", m.label()));
-        let a = apply_one(conn, m, settings, verdict, done.len()).await?;
+        let a = apply_one(conn, m, settings, &session, verdict, done.len()).await?;
         tracing::info!(migration = %m.label(), ms = a.duration_ms, "applied");
         done.push(a);
     }
@@ -559,6 +777,7 @@ pub async fn dry_run(settings: &Settings, target: Option<i64>) -> Result<DryRunR
     let status = compare(&source, &history, &settings.database_url.redacted());
     ensure_consistent(&status, false)?;
     let todo = pending(&source, &status, target);
+    ensure_transaction_safe(&todo)?;
     let lock = MigrationLock::acquire(&mut conn, settings.lock_wait).await?;
     let result = dry_run_locked(&mut conn, settings, &rules, &todo).await;
     let _ = exec(&mut conn, "ROLLBACK", "rollback").await;
@@ -572,6 +791,7 @@ async fn dry_run_locked(
     rules: &Rules,
     todo: &[&MigrationFile],
 ) -> Result<Vec<DryEntry>, MigrateError> {
+    let session = Session::of(conn, &settings.database_url).await?;
     exec(conn, "BEGIN", "begin").await?;
     exec(conn, &timeouts_sql(settings, true), "set timeouts").await?;
     let mut out = Vec::new();
@@ -597,7 +817,17 @@ async fn dry_run_locked(
             let before: HashSet<(i64, String)> =
                 held_locks(conn).await?.into_iter().map(|(oid, _, _, mode)| (oid, mode)).collect();
             let start = Instant::now();
-            match run_script(conn, m, settings).await {
+            match run_script(conn, m, settings, &session).await {
+                Ok(()) if !still_in_transaction(conn).await => {
+                    failed = true;
+                    entry.outcome = DryOutcome::Failed;
+                    entry.error = Some(format!("{}: {ENDED_TRANSACTION}", m.path.display()));
+                }
+                Err(f) if f.interrupted => {
+                    return Err(MigrateError::Interrupted(
+                        "interrupted; the dry run was rolled back and changed nothing".into(),
+                    ))
+                }
                 Ok(()) => {
                     entry.duration_ms = Some(start.elapsed().as_secs_f64() * 1000.0);
                     for (oid, relation, kind, mode) in held_locks(conn).await? {
@@ -725,14 +955,16 @@ pub struct BaselineReport {
 /// it (for a database whose schema already exists).
 pub async fn baseline(settings: &Settings, version: i64) -> Result<BaselineReport, MigrateError> {
     let (source, mut conn) = open(settings).await?;
-    let upto: Vec<&MigrationFile> =
-        source.versioned.iter().filter(|m| m.version.is_some_and(|v| v <= version)).collect();
-    if upto.is_empty() {
+    if source.find(version).is_none() {
+        // A typo (20 for 2) would otherwise mark every migration below it applied.
         return Err(MigrateError::Input(format!(
-            "baseline {version}: no migration in {} has a version at or below it",
+            "baseline {version}: no migration in {} has this version; give the version of the newest \
+             migration the database already has (see `opsbook migrate status`)",
             source.dir.display()
         )));
     }
+    let upto: Vec<&MigrationFile> =
+        source.versioned.iter().filter(|m| m.version.is_some_and(|v| v <= version)).collect();
     let lock = MigrationLock::acquire(&mut conn, settings.lock_wait).await?;
     let result = async {
         history::ensure_tables(&mut conn).await?;

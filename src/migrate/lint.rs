@@ -54,6 +54,13 @@ pub struct Finding {
     pub help: Option<String>,
 }
 
+/// The rule name of a parse error.
+pub const SYNTAX_ERROR: &str = "syntax-error";
+
+/// opsbook's own rule: a statement PostgreSQL refuses inside a transaction block, in a file the
+/// runner wraps in one (squawk flags it only beside other statements).
+pub const NEEDS_NO_TRANSACTION: &str = "requires-no-transaction";
+
 /// The rule set and severities, checked once.
 pub struct Rules {
     rules: Vec<Rule>,
@@ -131,13 +138,29 @@ impl Rules {
                     file: display.clone(),
                     line,
                     column,
-                    rule: "syntax-error".into(),
+                    rule: SYNTAX_ERROR.into(),
                     severity: Severity::Error,
                     message: e.message().to_string(),
                     help: Some("fix the SQL; PostgreSQL would reject this statement".into()),
                 }
             })
             .collect();
+        if in_transaction {
+            for st in super::statements::split(text).unwrap_or_default() {
+                if st.effect == super::statements::TxEffect::NeedsNoTransaction {
+                    let (line, column) = crate::config::line_col(text, st.start);
+                    findings.push(Finding {
+                        file: display.clone(),
+                        line,
+                        column,
+                        rule: NEEDS_NO_TRANSACTION.into(),
+                        severity: Severity::Error,
+                        message: format!("{} cannot run inside a transaction block", st.head),
+                        help: Some("move it to its own file whose first line is `-- no-transaction`".into()),
+                    });
+                }
+            }
+        }
         let mut linter = Linter::from(self.rules.iter().copied());
         linter.settings =
             LinterSettings { pg_version: self.pg_version.unwrap_or_default(), assume_in_transaction: in_transaction };
@@ -204,6 +227,14 @@ mod tests {
         let syntax: Vec<_> = f.iter().filter(|f| f.rule == "syntax-error").collect();
         assert!(!syntax.is_empty(), "{f:?}");
         assert_eq!(syntax[0].line, 2);
+    }
+
+    #[test]
+    fn a_concurrent_index_alone_in_a_transactional_file_is_flagged() {
+        let sql = "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);";
+        assert!(rules_hit(sql).contains(&NEEDS_NO_TRANSACTION.to_string()));
+        let no_tx = Rules::defaults().lint(Path::new("m.sql"), sql, false);
+        assert!(no_tx.iter().all(|f| f.rule != NEEDS_NO_TRANSACTION), "{no_tx:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod history;
 pub mod lint;
 pub mod source;
+pub mod statements;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -156,6 +157,10 @@ pub enum MigrateError {
         }
     )]
     Execute { label: String, file: String, line: Option<usize>, message: String, attempts: u32, applied_before: usize },
+
+    /// Ctrl-C / SIGTERM during a run (exit 130); says what was applied.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 fn unsafe_message(findings: &[Finding]) -> String {
@@ -187,6 +192,7 @@ impl Classify for MigrateError {
             MigrateError::Pg(e) => e.class(),
             MigrateError::Config(e) => e.class(),
             MigrateError::Busy { .. } => ErrorClass::Busy,
+            MigrateError::Interrupted(_) => ErrorClass::Interrupted,
             MigrateError::Io { .. }
             | MigrateError::Dirty { .. }
             | MigrateError::Drifted(_)

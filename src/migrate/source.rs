@@ -197,6 +197,16 @@ pub fn load(dir: &Path) -> Result<Source, MigrateError> {
             }
             Parsed::Repeatable { description } => {
                 let file = read_file(&path, &name, None, description.clone(), Style::Repeatable)?;
+                if let Some(other) = repeatable.get(&description) {
+                    return Err(MigrateError::Source {
+                        path,
+                        message: format!(
+                            "its description '{description}' is also that of {}; repeatable migrations must \
+                             have unique descriptions",
+                            other.file_name
+                        ),
+                    });
+                }
                 repeatable.insert(description, file);
             }
         }
