@@ -65,8 +65,18 @@ pub fn main() -> ExitCode {
         tokio::pin!(run);
         let result = tokio::select! {
             result = &mut run => result,
-            _ = async { signal::interrupted().await; tokio::time::sleep(INTERRUPT_GRACE).await } => {
-                Err(error::ClassifiedError::new(error::ErrorClass::Interrupted, "interrupted").into())
+            message = tracing::Instrument::instrument(async {
+                signal::interrupted().await;
+                tracing::warn!(
+                    "interrupted: stopping cleanly (at most {}s); interrupt again to stop at once",
+                    INTERRUPT_GRACE.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(INTERRUPT_GRACE) => "interrupted; the clean stop took too long",
+                    _ = signal::interrupted_again() => "interrupted twice; stopped at once, without cleaning up",
+                }
+            }, span.clone()) => {
+                Err(error::ClassifiedError::new(error::ErrorClass::Interrupted, message).into())
             }
         };
         span.in_scope(|| finish(&printer, result))

@@ -5,33 +5,43 @@ use std::sync::OnceLock;
 
 use tokio::sync::watch;
 
-fn channel() -> &'static (watch::Sender<bool>, watch::Receiver<bool>) {
-    static CHANNEL: OnceLock<(watch::Sender<bool>, watch::Receiver<bool>)> = OnceLock::new();
-    CHANNEL.get_or_init(|| watch::channel(false))
+fn channel() -> &'static (watch::Sender<u8>, watch::Receiver<u8>) {
+    static CHANNEL: OnceLock<(watch::Sender<u8>, watch::Receiver<u8>)> = OnceLock::new();
+    CHANNEL.get_or_init(|| watch::channel(0))
 }
 
-/// Starts listening for SIGINT and SIGTERM (call once from inside the runtime).
+/// Starts listening for SIGINT and SIGTERM (call once from inside the runtime). The handlers are
+/// installed before this returns, so an early Ctrl-C is never the default "die at once". The
+/// first signal asks the command to stop cleanly; a second one means "stop now".
 pub fn listen() {
-    tokio::spawn(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            channel().0.send_modify(|n| *n += 1);
         }
-        let _ = channel().0.send(true);
     });
 }
 
 /// True once an interrupt arrived.
 pub fn is_interrupted() -> bool {
-    *channel().1.borrow()
+    *channel().1.borrow() > 0
 }
 
 /// Resolves when an interrupt arrives.
 pub async fn interrupted() {
     let mut rx = channel().1.clone();
-    let _ = rx.wait_for(|v| *v).await;
+    let _ = rx.wait_for(|n| *n > 0).await;
+}
+
+/// Resolves when a second interrupt arrives.
+pub async fn interrupted_again() {
+    let mut rx = channel().1.clone();
+    let _ = rx.wait_for(|n| *n > 1).await;
 }

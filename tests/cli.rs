@@ -192,3 +192,31 @@ fn json_logs_carry_the_final_error_and_a_missing_store_is_not_empty() {
     // Without -v too, the line says which command and run it belongs to.
     assert_eq!(v["span"]["command"], "backup list", "{stderr}");
 }
+
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    // A server that accepts and never answers keeps the health check waiting (--timeout 10min).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let child = support::cmd::background(dir.path())
+        .args(["promote-check", "--only", "health", "--app-url", &app, "--timeout", "10min"])
+        .spawn()
+        .unwrap();
+    let (_conn, _) = listener.accept().unwrap();
+    let mut child = child;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    // The first one asks for a clean stop (up to 30 s) and says so; the second must not wait.
+    use std::io::BufRead;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("interrupt again to stop at once") {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "no clean-stop warning: {seen}");
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("interrupted twice; stopped at once"), "{seen}");
+}
