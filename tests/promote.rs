@@ -230,11 +230,147 @@ fn backup_retention_needs_a_fresh_retained_drilled_backup() {
     };
     run(&["backup", "run", "--database-url", &db, "--store", store]);
     let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
-    assert!(doc.to_string().contains("no backup has passed a restore drill"), "{doc:#}");
-    run(&["restore-drill", "--store", store, "--target-url", &pg.admin_url()]);
+    assert!(evidence_of(&doc, "backup-retention").contains("no restore drill is recorded for set 'main'"), "{doc:#}");
+    // A failing drill alone proves nothing, and the evidence says a drill ran and failed.
+    std::fs::write(dir.path().join("bad.sql"), "SELECT false;\n").unwrap();
+    let drill = |extra: &[&str], want: i32| {
+        let out = opsbook(dir.path())
+            .args(["restore-drill", "--store", store, "--target-url", &pg.admin_url()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), want, "{}", all_output(&out));
+    };
+    drill(&["--check-sql", "bad.sql"], 1);
+    let (_, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
+    assert_eq!(status_of(&doc, "backup-retention"), "fail", "{doc:#}");
+    assert!(evidence_of(&doc, "backup-retention").contains("none of the 1 restore drill(s)"), "{doc:#}");
+    drill(&[], 0);
     let (c, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
     assert_eq!(status_of(&doc, "backup-retention"), "pass", "{doc:#}");
     assert_eq!(c, 0);
+    // A later failing drill of the same backup does not hide the passing one within drill_interval.
+    drill(&["--check-sql", "bad.sql"], 1);
+    let drills = std::fs::read_dir(store_dir_of_backup(Path::new(store)))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("drill-"))
+        .count();
+    assert_eq!(drills, 3, "three drill records beside the one backup");
+    let (c, doc) = check(dir.path(), &["--store", store, "--only", "backup-retention"]);
+    assert_eq!((c, status_of(&doc, "backup-retention").as_str()), (0, "pass"), "{doc:#}");
+    assert!(evidence_of(&doc, "backup-retention").contains("last passing drill"), "{doc:#}");
+}
+
+/// The directory of the only backup in a local store (`<set>/<YYYY>/<MM>/<id>/`).
+fn store_dir_of_backup(store: &Path) -> std::path::PathBuf {
+    let manifests: Vec<_> = walk(store).into_iter().filter(|p| p.ends_with("manifest.json")).collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    manifests[0].parent().unwrap().to_path_buf()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn invalid_durations_in_the_profile_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    for (key, value, example) in [("rpo_target", "1 secnd", "26h"), ("drill_interval", "weekly", "8d")] {
+        std::fs::write(dir.path().join("opsbook.toml"), format!("[profiles.default.promote]\n{key} = \"{value}\"\n"))
+            .unwrap();
+        let out = opsbook(dir.path()).args(["promote-check", "--only", "backup-retention"]).output().unwrap();
+        assert_eq!(code(&out), 2, "{}", all_output(&out));
+        let text = all_output(&out);
+        for needle in [key, value, "opsbook.toml", example] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+    // Valid values are taken, not replaced by the defaults: a backup-less store fails on its own.
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        "[profiles.default.promote]\nrpo_target = \"90m\"\ndrill_interval = \"2w\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let (c, doc) = check(dir.path(), &["--store", "store", "--only", "backup-retention"]);
+    assert_eq!((c, status_of(&doc, "backup-retention").as_str()), (1, "fail"), "{doc:#}");
+}
+
+#[test]
+fn bad_database_and_store_urls_are_usage_errors_before_any_check() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let out = opsbook(dir.path())
+        .args(["promote-check", "--database-url", "not a url", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--database-url"), "{}", all_output(&out));
+    assert!(!all_output(&out).contains("\"checks\""), "no check ran: {}", all_output(&out));
+    let out = opsbook(dir.path()).args(["promote-check", "--store", "s3://", "--output", "json"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(text.contains("--store") && text.contains("no bucket"), "{text}");
+    let out = opsbook(dir.path()).args(["promote-check", "--store", "ftp://host/x"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--store"), "{}", all_output(&out));
+    // From the environment too (clap reads DATABASE_URL into the flag).
+    let out =
+        opsbook(dir.path()).args(["promote-check"]).env("DATABASE_URL", "mysql://u:hunter2@h/db").output().unwrap();
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("DATABASE_URL"), "{}", all_output(&out));
+    assert!(!all_output(&out).contains("hunter2"), "the password is masked: {}", all_output(&out));
+}
+
+#[test]
+fn jwt_secrets_with_repeats_runs_or_words_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    for weak in [
+        "0123456789".repeat(7),
+        "abcdefghij".repeat(5),
+        "Password1234567890Password1234567890Password12345".to_string(),
+    ] {
+        write_env(dir.path(), &weak);
+        let (c, doc) = check(dir.path(), &["--only", "jwt-secret"]);
+        assert_eq!((c, status_of(&doc, "jwt-secret").as_str()), (1, "fail"), "{weak}: {doc:#}");
+        assert!(!doc.to_string().contains(&weak), "the value is never printed");
+    }
+    // A base64 secret of 32 random bytes passes.
+    write_env(dir.path(), "oHtZt1Ecbi57f8acTOZl8FvFVYb49QJM593oQS3rvGo=");
+    let (c, doc) = check(dir.path(), &["--only", "jwt-secret"]);
+    assert_eq!((c, status_of(&doc, "jwt-secret").as_str()), (0, "pass"), "{doc:#}");
+}
+
+#[test]
+fn unreachable_http_targets_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    write_env(dir.path(), GOOD_JWT);
+    let site = HttpPeer::start_tls();
+    site.respond("/health", 200, &[], "ok");
+    // No --ca-file: the test CA is not trusted, and the fix names --ca-file.
+    let (c, doc) = check(dir.path(), &["--app-url", &site.url(""), "--only", "health"]);
+    assert_eq!((c, status_of(&doc, "health").as_str()), (1, "fail"), "{doc:#}");
+    let evidence = evidence_of(&doc, "health");
+    assert!(evidence.contains("certificate not trusted"), "{evidence}");
+    assert!(doc["checks"][0]["fix"].as_str().unwrap().contains("--ca-file"), "{doc:#}");
+    // An app that is down: connection refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_, doc) = check(dir.path(), &["--app-url", &format!("http://127.0.0.1:{closed}"), "--only", "health,cors"]);
+    for id in ["health", "cors"] {
+        assert_eq!(status_of(&doc, id), "fail", "{doc:#}");
+        assert!(evidence_of(&doc, id).contains("connection refused"), "{id}: {doc:#}");
+    }
 }
 
 #[test]
@@ -396,6 +532,8 @@ fn hsts_over_https_with_the_generated_ca() {
     let other = support::tls::TestCa::shared().unrelated_ca_file();
     let (c, doc) = hsts(&site.url("/preload"), other.to_str().unwrap());
     assert_eq!((c, status_of(&doc, "hsts").as_str()), (1, "fail"), "{doc:#}");
+    assert!(evidence_of(&doc, "hsts").contains("certificate not trusted"), "{doc:#}");
+    assert!(doc["checks"][0]["fix"].as_str().unwrap().contains("does not verify against --ca-file"), "{doc:#}");
 }
 
 const PAGE: &str = r#"<!doctype html><html><head>

@@ -8,21 +8,77 @@ use super::{Finding, Request};
 use crate::pg::{self, DbUrl};
 
 /// Marks of a value nobody filled in: anywhere in the value…
-const PLACEHOLDER_PARTS: &[&str] = &["changeme", "change-me", "change_me", "todo", "xxx", "placeholder", "your-", "<"];
+const PLACEHOLDER_PARTS: &[&str] = &["changeme", "change-me", "change_me", "placeholder", "your-", "<"];
+/// …as its first word (`xxx`, `TODO: set me`: anywhere, these would also match about one random
+/// base64 secret in 500)…
+const PLACEHOLDER_WORDS: &[&str] = &["xxx", "todo"];
 /// …or the whole value.
 const PLACEHOLDER_VALUES: &[&str] = &["secret", "password", "example", "default", "test", "none", "null", "dummy"];
 
 fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_ascii_lowercase();
+    let first_word = v.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
     PLACEHOLDER_PARTS.iter().any(|p| v.contains(p))
+        || PLACEHOLDER_WORDS.iter().any(|w| first_word == *w)
+        || (first_word.len() >= 3 && first_word.chars().all(|c| c == 'x'))
         || PLACEHOLDER_VALUES.contains(&v.as_str())
         || v.chars().all(|c| c == v.chars().next().unwrap_or('x'))
 }
 
-/// Bits of key material, estimated from the alphabet the value uses.
+/// Words that make a secret guessable wherever they stand in it, however long it is.
+const COMMON_WORDS: &[&str] =
+    &["password", "passwd", "secret", "changeme", "example", "qwerty", "letmein", "default", "sample"];
+
+fn has_common_word(value: &str) -> bool {
+    let v = value.to_ascii_lowercase();
+    COMMON_WORDS.iter().any(|w| v.contains(w))
+}
+
+/// A stretch this long that repeats an earlier one, or runs through consecutive characters
+/// ("aaaa…", "abcd…", "9876…"), carries no key material. Eight keeps real secrets clear: a random
+/// 64-hex value holds such a stretch with a probability of about one in a million.
+const STRETCH: usize = 8;
+
+/// How many characters carry key material: all but those that continue a repeat of an earlier
+/// `STRETCH`-character window (overlaps included, so a short period repeated counts once) or a
+/// constant, ascending or descending run of at least `STRETCH` characters (its first counts).
+fn novel_chars(value: &str) -> usize {
+    let c: Vec<char> = value.chars().collect();
+    let mut redundant = vec![false; c.len()];
+    let mut seen = std::collections::HashSet::new();
+    for end in STRETCH..=c.len() {
+        if !seen.insert(&c[end - STRETCH..end]) {
+            redundant[end - 1] = true;
+        }
+    }
+    let step = |i: usize| c[i] as i64 - c[i - 1] as i64;
+    let mut i = 1;
+    while i < c.len() {
+        let d = step(i);
+        if d.abs() > 1 {
+            i += 1;
+            continue;
+        }
+        // c[i - 1], c[i] start a run with step d; `end` is one past its last character.
+        let mut end = i + 1;
+        while end < c.len() && step(end) == d {
+            end += 1;
+        }
+        if end - (i - 1) >= STRETCH {
+            redundant[i..end].iter_mut().for_each(|r| *r = true);
+        }
+        // The pair that broke the run may start the next one.
+        i = end;
+    }
+    redundant.iter().filter(|r| !**r).count()
+}
+
+/// Bits of key material: the alphabet the value uses (hex 4, base64 6, otherwise 6.5 bits per
+/// character) times the characters that are not repeats or runs.
 fn key_bits(value: &str) -> usize {
+    let value = value.trim_end_matches('=');
     let hex = value.chars().all(|c| c.is_ascii_hexdigit());
-    let b64 = value.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_".contains(c));
+    let b64 = value.chars().all(|c| c.is_ascii_alphanumeric() || "+/-_".contains(c));
     let per_char = if hex {
         4.0
     } else if b64 {
@@ -30,7 +86,7 @@ fn key_bits(value: &str) -> usize {
     } else {
         6.5
     };
-    (value.trim_end_matches('=').len() as f64 * per_char) as usize
+    (novel_chars(value) as f64 * per_char) as usize
 }
 
 pub(super) fn jwt_secret(req: &Request) -> Finding {
@@ -49,10 +105,19 @@ pub(super) fn jwt_secret(req: &Request) -> Finding {
             "replace it with 256+ random bits (rotate-secrets kind = \"random\")",
         );
     }
+    if has_common_word(value) {
+        return Finding::fail(
+            "JWT_SECRET contains a common word (such as password, secret, changeme or example): guessable at any length",
+            "replace it with 256+ random bits: `opsbook rotate-secrets run JWT_SECRET` (kind = \"random\")",
+        );
+    }
     if bits < 256 {
         return Finding::fail(
-            format!("JWT_SECRET carries about {bits} bits of key material; 256 are needed"),
-            "use at least 32 random bytes (64 hex or 43 base64 characters)",
+            format!(
+                "JWT_SECRET carries about {bits} bits of key material ({} characters; repeated or sequential stretches add none); 256 are needed",
+                value.chars().count()
+            ),
+            "use at least 32 random bytes (64 hex or 43 base64 characters): `opsbook rotate-secrets run JWT_SECRET`",
         );
     }
     let fingerprint = crate::secrets::rotate::fingerprint(value);
@@ -250,11 +315,6 @@ pub(super) async fn migrations_applied(req: &Request) -> Finding {
     }
 }
 
-fn duration(raw: Option<&str>, default: &str) -> Duration {
-    humantime::parse_duration(raw.unwrap_or(default))
-        .unwrap_or_else(|_| humantime::parse_duration(default).expect("valid default"))
-}
-
 pub(super) async fn backup_retention(req: &Request) -> Finding {
     let Some(url) = &req.store_url else {
         return Finding::skip("no backup store (--store, OPSBOOK_STORE or the profile)");
@@ -268,8 +328,8 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
         Err(e) => return Finding::fail(e.to_string(), "make the store readable"),
     };
     let now = chrono::Utc::now();
-    let rpo = duration(req.config.rpo_target.as_deref(), "26h");
-    let drill_interval = duration(req.config.drill_interval.as_deref(), "8d");
+    let rpo = req.rpo_target;
+    let drill_interval = req.drill_interval;
     let mut problems = Vec::new();
     let mut evidence = Vec::new();
     match catalog.backups.first() {
@@ -304,9 +364,11 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
     } else {
         evidence.push("retention policy configured".into());
     }
-    let last_drill =
-        catalog.backups.iter().filter_map(|b| b.last_drill.as_ref()).filter(|d| d.ok).map(|d| d.time).max();
-    match last_drill {
+    let drills = match drill_history(&store, &catalog).await {
+        Ok(d) => d,
+        Err(e) => return Finding::fail(e.to_string(), "make the store readable"),
+    };
+    match drills.last_passed {
         Some(t) if (now - t).to_std().unwrap_or_default() <= drill_interval => {
             evidence.push(format!("last passing drill {}", t.format("%Y-%m-%d %H:%M")))
         }
@@ -315,7 +377,9 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
             t.format("%Y-%m-%d"),
             humantime::format_duration(drill_interval)
         )),
-        None => problems.push("no backup has passed a restore drill".into()),
+        None if drills.recorded == 0 => problems.push(format!("no restore drill is recorded for set '{}'", req.set)),
+        None => problems
+            .push(format!("none of the {} restore drill(s) recorded for set '{}' passed", drills.recorded, req.set)),
     }
     if problems.is_empty() {
         Finding::pass(evidence.join("; "))
@@ -325,6 +389,44 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
             "schedule `backup run` (runbooks/nightly-backup.toml), set keep_* in [profiles.X.sets.SET], and run `restore-drill` weekly",
         )
     }
+}
+
+/// What the drill records beside the backups say.
+struct DrillHistory {
+    /// How many drill records the backups hold.
+    recorded: usize,
+    /// The newest passing drill, whatever drills followed it.
+    last_passed: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every drill record of the catalog's backups, not only each backup's newest: a failed drill
+/// after a passing one does not undo the proof the passing one gave. Records are named
+/// `drill-<UTC timestamp>.json`, so they are read newest first until one passed; an unreadable
+/// record is skipped as the catalog skips it.
+async fn drill_history(
+    store: &crate::store::Store,
+    catalog: &crate::backup::Catalog,
+) -> Result<DrillHistory, crate::store::StoreError> {
+    use futures::stream::{self, StreamExt};
+    let file_name = |key: &str| key.rsplit('/').next().unwrap_or(key).to_string();
+    let mut keys: Vec<String> = catalog
+        .backups
+        .iter()
+        .flat_map(|b| &b.objects)
+        .map(|o| o.key.clone())
+        .filter(|k| file_name(k).starts_with("drill-") && k.ends_with(".json"))
+        .collect();
+    keys.sort_by_key(|k| std::cmp::Reverse(file_name(k)));
+    let recorded = keys.len();
+    let mut records = stream::iter(keys).map(|key| async move { (store.get_bytes(&key).await, key) }).buffered(8);
+    while let Some((bytes, key)) = records.next().await {
+        match serde_json::from_slice::<crate::backup::manifest::DrillSummary>(&bytes?) {
+            Ok(d) if d.ok => return Ok(DrillHistory { recorded, last_passed: Some(d.time) }),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("ignoring unreadable drill record {key}: {e}"),
+        }
+    }
+    Ok(DrillHistory { recorded, last_passed: None })
 }
 
 pub(super) fn required_env(req: &Request) -> Finding {
@@ -355,10 +457,51 @@ mod tests {
 
     #[test]
     fn key_material_estimates() {
-        assert_eq!(key_bits(&"a1".repeat(32)), 256);
+        assert_eq!(key_bits("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"), 256);
+        assert!(key_bits(&"a1".repeat(32)) < 256, "a repeated pair");
         assert!(key_bits("short") < 256);
         assert!(is_placeholder("changeme-in-prod"));
         assert!(is_placeholder("aaaaaaaaaaaa"));
         assert!(!is_placeholder("9f86d081884c7d659a2feaa0c55ad015"));
+        assert!(is_placeholder("xxx-replace-me") && is_placeholder("XXXXXXXX") && is_placeholder("TODO: set it"));
+        // Random base64 holds "xxx" or "todo" now and then: only a first word made of them counts.
+        assert!(!is_placeholder("q3xXxLr8/TodoPz0kV2cW9s1yYb7nE4uR6tA5mJ0hGf="));
+        assert!(!is_placeholder("xxxQ3Lr8TodoPz0kV2cW9s1yYb7nE4uR6tA5mJ0hGf"));
+    }
+
+    /// The values the QA pass found passing: repeats, short alphabets and words.
+    #[test]
+    fn low_entropy_secrets_are_refused() {
+        for weak in [
+            "0123456789".repeat(7),
+            "abcdefghij".repeat(5),
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".into(),
+            format!("{0}{0}", "9f86d081884c7d659a2feaa0c55ad015"),
+            "zYx9".repeat(20),
+        ] {
+            assert!(key_bits(&weak) < 256, "{weak}: {} bits", key_bits(&weak));
+        }
+        assert!(has_common_word("Password1234567890Password1234567890Password12345"));
+        assert!(has_common_word("my-JWT-Secret-for-the-shop-api-do-not-share-2024!"));
+        assert!(!has_common_word("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
+    }
+
+    /// Real random secrets of 32 bytes pass, hex and base64 (standard and URL-safe, padded or not).
+    #[test]
+    fn random_secrets_keep_passing() {
+        use base64::Engine;
+        use rand::RngCore;
+        for _ in 0..100 {
+            let hex = crate::secrets::hex_key(32);
+            assert!(key_bits(&hex) >= 256 && !has_common_word(&hex) && !is_placeholder(&hex), "{hex}");
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            for b64 in [
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            ] {
+                assert!(key_bits(&b64) >= 256 && !has_common_word(&b64), "{b64}: {} bits", key_bits(&b64));
+            }
+        }
     }
 }

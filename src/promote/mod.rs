@@ -144,6 +144,9 @@ pub struct Request {
     pub database_url: Option<String>,
     pub store_url: Option<String>,
     pub set: String,
+    /// `rpo_target` and `drill_interval` from the profile, parsed (defaults 26h and 8d).
+    pub rpo_target: Duration,
+    pub drill_interval: Duration,
     pub migrations: Option<crate::migrate::Settings>,
     /// KEY → value from the env file (and the process environment for missing keys).
     pub env: BTreeMap<String, String>,
@@ -365,7 +368,19 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
         Some(path) => Some((path.clone(), load_compare_env(&path)?)),
     };
     let database_url = config.database_url(o.database_url.as_deref(), None).ok();
+    if let Some(url) = &database_url {
+        crate::pg::DbUrl::parse_named(
+            &source_of(config, o.database_url.is_some(), "DATABASE_URL", "database_url"),
+            url,
+        )
+        .map_err(|e| PromoteError::Input(e.to_string()))?;
+    }
     let store_url = config.store_url(o.store.as_deref(), None).ok();
+    if let Some(url) = &store_url {
+        check_store_url(&source_of(config, o.store.is_some(), "OPSBOOK_STORE", "store"), url)?;
+    }
+    let rpo_target = config_duration(config, "rpo_target", pc.rpo_target.as_deref(), "26h")?;
+    let drill_interval = config_duration(config, "drill_interval", pc.drill_interval.as_deref(), "8d")?;
     let set = crate::backup::job::set_name(o.set.as_deref()).map_err(|e| PromoteError::Input(e.to_string()))?;
     let migrations = match (&o.migrations, &config.profile.migrate.dir, &database_url) {
         (None, None, _) | (_, _, None) => None,
@@ -390,6 +405,8 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
         database_url,
         store_url,
         set,
+        rpo_target,
+        drill_interval,
         migrations,
         env,
         compare_env,
@@ -398,5 +415,52 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
         skip: o.skip.clone(),
         timeout: o.timeout.unwrap_or(Duration::from_secs(15)),
         app_config: config.clone(),
+    })
+}
+
+/// Where a URL came from, for errors: the flag (which clap also fills from `env`), the variable
+/// (read by runbook steps), the profile key, or the sandbox.
+fn source_of(config: &Config, given: bool, env: &str, key: &str) -> String {
+    if given {
+        return format!("--{} (or {env})", key.replace('_', "-"));
+    }
+    if std::env::var(env).is_ok_and(|v| !v.is_empty()) {
+        return env.to_string();
+    }
+    let profile = &config.profile;
+    let configured = if key == "store" { profile.store.is_some() } else { profile.database_url.is_some() };
+    match (&config.path, configured) {
+        (Some(path), true) => format!("{key} in {} [profiles.{}]", path.display(), config.profile_name),
+        _ => format!("the sandbox's {env}"),
+    }
+}
+
+/// A store URL that cannot be opened is a usage error before any check runs: it must parse, and
+/// an `s3://` URL without a bucket needs R2_BUCKET (as `Store::open` fills it in).
+fn check_store_url(what: &str, url: &str) -> Result<(), PromoteError> {
+    let parsed = crate::store::StoreUrl::parse(url).map_err(|e| PromoteError::Input(format!("{what}: {e}")))?;
+    let r2_bucket = std::env::var("R2_BUCKET").is_ok_and(|v| !v.trim().is_empty());
+    if matches!(&parsed, crate::store::StoreUrl::S3 { bucket, .. } if bucket.is_empty()) && !r2_bucket {
+        return Err(PromoteError::Input(format!(
+            "{what} `{url}` names no bucket and R2_BUCKET is not set: give s3://BUCKET/prefix"
+        )));
+    }
+    Ok(())
+}
+
+/// A duration from the profile's `[promote]` table, or `default` when it is not set. A value
+/// that does not parse is an error naming the key, the file and the value: silently using the
+/// default would pass a check against a target nobody chose.
+fn config_duration(config: &Config, key: &str, raw: Option<&str>, default: &str) -> Result<Duration, PromoteError> {
+    let Some(raw) = raw else {
+        return Ok(humantime::parse_duration(default).expect("valid default duration"));
+    };
+    humantime::parse_duration(raw.trim()).map_err(|e| {
+        let file = config.path.as_ref().map_or_else(|| "opsbook.toml".into(), |p| p.display().to_string());
+        PromoteError::Input(format!(
+            "{key} = \"{raw}\" in {file} [profiles.{}.promote] is not a duration ({e}); \
+             write it like \"{default}\" (units: s, m, h, d, w)",
+            config.profile_name
+        ))
     })
 }

@@ -32,7 +32,60 @@ fn join(base: &str, path: &str) -> String {
 
 async fn get(req: &Request, url: &str) -> Result<reqwest::Response, Finding> {
     let c = client(req, true)?;
-    c.get(url).send().await.map_err(|e| Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"))
+    c.get(url).send().await.map_err(|e| unreachable(req, &format!("GET {url}"), &e))
+}
+
+/// Why a request got no answer, and what to do about it. reqwest's own message ("error sending
+/// request") keeps the cause in its source chain: a refused connection, a timeout, an untrusted
+/// certificate.
+fn unreachable(req: &Request, what: &str, e: &reqwest::Error) -> Finding {
+    let (cause, fix) = describe(req, e);
+    Finding::fail(format!("{what}: {cause}"), fix)
+}
+
+/// The cause (the source chain, classified) and the fix for a failed request.
+fn describe(req: &Request, e: &reqwest::Error) -> (String, String) {
+    let mut chain: Vec<String> = Vec::new();
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = io_kind.or(Some(io.kind()));
+        }
+        let text = s.to_string();
+        // hyper-util's "client error (Connect)" says nothing; its connector repeats its
+        // source's text in its own.
+        if !text.starts_with("client error (") && !chain.iter().any(|c| c.contains(&text)) {
+            chain.retain(|c| !text.contains(c.as_str()));
+            chain.push(text);
+        }
+        source = s.source();
+    }
+    let detail = chain.join(": ");
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("certificate") {
+        let fix = match &req.ca_file {
+            None => "pass --ca-file with the CA that signed the server's certificate (an internal or staging CA), or serve a publicly trusted certificate".to_string(),
+            Some(ca) => format!(
+                "the server's certificate does not verify against --ca-file {}: give the CA that signed it, or fix the certificate (chain, host name, expiry)",
+                ca.display()
+            ),
+        };
+        return (format!("TLS certificate not trusted ({detail})"), fix);
+    }
+    if e.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+        return (format!("timed out ({detail})"), "make it answer from here, or raise --timeout".into());
+    }
+    match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            (format!("connection refused ({detail})"), "start the service, or check the URL's host and port".into())
+        }
+        _ if lower.contains("dns error") => {
+            (format!("host name not resolved ({detail})"), "check the URL's host name and the DNS from here".into())
+        }
+        _ if detail.is_empty() => (e.to_string(), "make it reachable from here".into()),
+        _ => (detail, "make it reachable from here".into()),
+    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -144,7 +197,7 @@ fn asset_finding(path: &str, content_type: &str, policy: Option<&str>) -> (super
 
 /// The csp findings of the page's same-origin assets, fetched concurrently. An asset that does
 /// not answer 2xx is noted, not judged: a broken reference is not a policy problem.
-async fn check_assets(c: &reqwest::Client, assets: &[url::Url]) -> Vec<(super::Status, String)> {
+async fn check_assets(req: &Request, c: &reqwest::Client, assets: &[url::Url]) -> Vec<(super::Status, String)> {
     let checks = assets.iter().map(|asset| async move {
         let path = asset.path();
         match c.get(asset.as_str()).send().await {
@@ -154,7 +207,7 @@ async fn check_assets(c: &reqwest::Client, assets: &[url::Url]) -> Vec<(super::S
                 asset_finding(path, content_type, header(h, "content-security-policy"))
             }
             Ok(r) => (super::Status::Pass, format!("{path}: HTTP {} (not checked)", r.status().as_u16())),
-            Err(e) => (super::Status::Pass, format!("{path}: {} (not checked)", e.without_url())),
+            Err(e) => (super::Status::Pass, format!("{path}: {} (not checked)", describe(req, &e).0)),
         }
     });
     futures::future::join_all(checks).await
@@ -169,7 +222,7 @@ pub(super) async fn csp(req: &Request) -> Finding {
     };
     let resp = match c.get(url).send().await {
         Ok(r) => r,
-        Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"),
+        Err(e) => return unreachable(req, &format!("GET {url}"), &e),
     };
     let page = resp.url().clone();
     let h = resp.headers();
@@ -193,7 +246,7 @@ pub(super) async fn csp(req: &Request) -> Finding {
             "use nonces or hashes instead of 'unsafe-inline', drop 'unsafe-eval' and wildcards, add object-src 'none' and base-uri 'self'",
         );
     }
-    let assets = check_assets(&c, &asset_urls(&page, &html)).await;
+    let assets = check_assets(req, &c, &asset_urls(&page, &html)).await;
     let worst = assets.iter().map(|(s, _)| *s).min().unwrap_or(Status::Pass);
     let notes: Vec<&str> = assets.iter().map(|(_, n)| n.as_str()).collect();
     let evidence = format!(
@@ -226,7 +279,7 @@ pub(super) async fn hsts(req: &Request) -> Finding {
         // Served over plain HTTP: it must at least redirect to HTTPS on the same host.
         let resp = match c.get(url).send().await {
             Ok(r) => r,
-            Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make it reachable"),
+            Err(e) => return unreachable(req, &format!("GET {url}"), &e),
         };
         // Location may be relative (`/path`): resolve it against the request URL.
         let location = header(resp.headers(), "location").and_then(|l| parsed.join(l).ok());
@@ -243,17 +296,17 @@ pub(super) async fn hsts(req: &Request) -> Finding {
             );
         };
         // The redirect's target is where the browser goes next: its HSTS header is the one that counts.
-        let mut finding = hsts_header(&c, target.as_str()).await;
+        let mut finding = hsts_header(req, &c, target.as_str()).await;
         finding.evidence = format!("{url} redirects to {target}; {}", finding.evidence);
         return finding;
     }
-    hsts_header(&c, url).await
+    hsts_header(req, &c, url).await
 }
 
-async fn hsts_header(c: &reqwest::Client, url: &str) -> Finding {
+async fn hsts_header(req: &Request, c: &reqwest::Client, url: &str) -> Finding {
     let resp = match c.get(url).send().await {
         Ok(r) => r,
-        Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make HTTPS reachable"),
+        Err(e) => return unreachable(req, &format!("GET {url}"), &e),
     };
     let Some(value) = header(resp.headers(), "strict-transport-security") else {
         return Finding::fail(
@@ -302,7 +355,7 @@ pub(super) async fn cors(req: &Request) -> Finding {
     for (what, resp) in [("GET", simple), ("preflight", preflight)] {
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return Finding::fail(format!("{what} {app}: {}", e.without_url()), "make the app reachable"),
+            Err(e) => return unreachable(req, &format!("{what} {app}"), &e),
         };
         let allow = header(resp.headers(), "access-control-allow-origin").unwrap_or("").to_string();
         let creds =
@@ -397,10 +450,10 @@ pub(super) async fn otel(req: &Request) -> Finding {
     match c.get(&endpoint).send().await {
         // Any HTTP answer (OTLP collectors say 404/405 to GET) means it is up.
         Ok(r) => Finding::pass(format!("{endpoint} answers (HTTP {})", r.status().as_u16())),
-        Err(e) => Finding::fail(
-            format!("{endpoint}: {}", e.without_url()),
-            "start the collector, or set OTEL_SDK_DISABLED=true",
-        ),
+        Err(e) => {
+            let (cause, fix) = describe(req, &e);
+            Finding::fail(format!("{endpoint}: {cause}"), format!("{fix}; or set OTEL_SDK_DISABLED=true"))
+        }
     }
 }
 
@@ -430,7 +483,7 @@ pub(super) async fn rate_limits(req: &Request) -> Finding {
                 };
             }
             Ok(_) => {}
-            Err(e) => return Finding::fail(format!("GET {url}: {}", e.without_url()), "make the app reachable"),
+            Err(e) => return unreachable(req, &format!("GET {url}"), &e),
         }
     }
     Finding::fail(
