@@ -186,6 +186,48 @@ fn a_database_error_after_a_2xx_is_reported_and_the_rest_goes_on() {
 }
 
 #[test]
+fn losing_the_dlq_database_mid_run_exits_3_and_keeps_every_row() {
+    let env = Env::new("dblost");
+    env.insert(5, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    let dbname = env.db.rsplit('/').next().unwrap().to_string();
+    // The first removal (after its 2xx) takes the database away: from then on it refuses
+    // connections (through dblink, so that survives the rollback), and the removing session ends.
+    env.pg.execute(
+        &env.db,
+        &format!(
+            "CREATE EXTENSION IF NOT EXISTS dblink; \
+             CREATE FUNCTION lose_db() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               PERFORM dblink_exec('{admin}', 'ALTER DATABASE {dbname} ALLOW_CONNECTIONS false'); \
+               PERFORM pg_terminate_backend(pg_backend_pid()); RETURN OLD; END $$; \
+             CREATE TRIGGER lose BEFORE DELETE ON opsbook_dead_letters FOR EACH ROW EXECUTE FUNCTION lose_db();",
+            admin = env.pg.admin_url()
+        ),
+    );
+    let out = env.run(&["replay", "--yes", "--concurrency", "1", "--output", "json"]);
+    env.pg.execute(&env.pg.admin_url(), &format!("ALTER DATABASE {dbname} ALLOW_CONNECTIONS true"));
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    let doc = json(&out);
+    assert_eq!(doc["exit_code"], 3, "{doc}");
+    let report = &doc["report"];
+    assert_eq!(report["skipped_by_reason"]["source_unavailable"], 4, "{report}");
+    assert_eq!(env.rx.delivered().len(), 1, "nothing sent after the database was lost");
+    assert_eq!(env.remaining(), 5, "the delivered row's removal was rolled back; every row is still in the DLQ");
+}
+
+#[test]
+fn a_zero_timeout_is_a_usage_error_and_sends_nothing() {
+    let env = Env::new("timeout0");
+    env.insert(2, "/hooks/a", "a", "order.paid", "t1", "1 hour");
+    for flag in ["--timeout", "--connect-timeout"] {
+        let out = env.run(&["replay", "--yes", flag, "0s"]);
+        assert_eq!(code(&out), 2, "{flag}: {}", all_output(&out));
+        assert!(all_output(&out).contains(&format!("{flag} must be longer than 0s")), "{}", all_output(&out));
+    }
+    assert_eq!(env.rx.count(), 0, "nothing was sent");
+    assert_eq!(env.pg.query_i64(&env.db, "SELECT sum(attempts) FROM opsbook_dead_letters"), 0, "no failure recorded");
+}
+
+#[test]
 fn idle_in_transaction_timeout_does_not_cut_a_slow_delivery() {
     let env = Env::new("idle");
     env.pg.execute(

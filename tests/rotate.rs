@@ -201,6 +201,11 @@ fn a_crash_after_any_step_resumes_and_current_always_works() {
         assert_eq!(code(&out), 0, "{step}: {}", all_output(&out));
         login(&e.value("DATABASE_URL").unwrap()).unwrap();
         assert_eq!(e.value("DATABASE_URL_PENDING"), None, "{step}");
+        // Grace 0: the replaced login was revoked, whichever step the crash hit.
+        assert_eq!(e.value("DATABASE_URL_PREVIOUS"), None, "{step}");
+        let pg = TestPg::shared();
+        let sql = format!("SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}'", e.role);
+        assert_eq!(pg.query_string(&pg.admin_url(), &sql), "false", "{step}: the replaced login still works");
         let status = json(&e.run(&["status", "--output", "json"]));
         assert!(
             status["secrets"].as_array().unwrap().iter().all(|s| s["in_progress"] == Value::Null),
@@ -239,6 +244,173 @@ fn random_keys_keep_their_previous_value_and_roll_back() {
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert_eq!(e.value("JWT_SECRET").as_deref(), Some(old.as_str()));
     assert_eq!(e.value("JWT_SECRET_PREVIOUS").as_deref(), Some(new.as_str()));
+    // The value in use again was never rotated: no rotation evidence, due again.
+    let jwt = standing(&e.run(&["status", "--output", "json"]), "JWT_SECRET");
+    assert_eq!(jwt["rotated_at"], Value::Null, "{jwt}");
+    assert_eq!(jwt["due"], true, "{jwt}");
+    assert!(jwt["revoke_pending"].is_string(), "the rolled-away value is scheduled for removal: {jwt}");
+    // The next run removes the rolled-away value.
+    let out = e.run(&["run", "--resume"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(e.value("JWT_SECRET_PREVIOUS"), None);
+    assert_eq!(e.value("JWT_SECRET").as_deref(), Some(old.as_str()));
+}
+
+/// One secret's entry in `status --output json`.
+fn standing(out: &std::process::Output, name: &str) -> Value {
+    json(out)["secrets"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone()
+}
+
+#[test]
+fn rollback_restores_the_rotation_evidence_and_revokes_the_rolled_away_login() {
+    let e = Env::new("altrb", "alternating");
+    let pg = TestPg::shared();
+    // Keep the previous login for an hour, so there is something to roll back to.
+    let toml =
+        std::fs::read_to_string(e.path().join("opsbook.toml")).unwrap().replacen("grace = \"0s\"", "grace = \"1h\"", 1);
+    std::fs::write(e.path().join("opsbook.toml"), toml).unwrap();
+    let out = e.run(&["run", "DATABASE_URL"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let a_url = e.value("DATABASE_URL").unwrap();
+    let first = standing(&e.run(&["status", "--output", "json"]), "DATABASE_URL");
+    let out = e.run(&["run", "DATABASE_URL"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let b_url = e.value("DATABASE_URL").unwrap();
+    let b = opsbook::pg::DbUrl::parse(&b_url).unwrap().username().unwrap();
+    assert_eq!(b, format!("{}_b", e.role));
+    assert_eq!(e.value("DATABASE_URL_PREVIOUS").as_deref(), Some(a_url.as_str()));
+
+    let out = e.run(&["rollback", "DATABASE_URL"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(e.value("DATABASE_URL").as_deref(), Some(a_url.as_str()));
+    login(&a_url).unwrap();
+    // The evidence is the first rotation's, the one that put the login in use again.
+    let now = standing(&e.run(&["status", "--output", "json"]), "DATABASE_URL");
+    assert_eq!(now["rotated_at"], first["rotated_at"], "{now}");
+    assert_eq!(now["next_due"], first["next_due"], "{now}");
+    assert_eq!(now["fingerprint"], first["fingerprint"], "{now}");
+    assert_eq!(now["due"], false, "{now}");
+    assert!(now["revoke_pending"].is_string(), "the rolled-away login is scheduled for revocation: {now}");
+
+    // The next run revokes the login rolled away from, and forgets its URL.
+    let out = e.run(&["run", "--resume", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(
+        pg.query_string(&pg.admin_url(), &format!("SELECT rolcanlogin FROM pg_roles WHERE rolname = '{b}'")),
+        "false"
+    );
+    assert!(login(&b_url).is_err(), "the rolled-away login still works");
+    assert_eq!(e.value("DATABASE_URL_PREVIOUS"), None);
+    login(&e.value("DATABASE_URL").unwrap()).unwrap();
+}
+
+#[test]
+fn a_random_value_without_grace_keeps_no_previous_value() {
+    let e = Env::new("nograce", "single");
+    let toml = std::fs::read_to_string(e.path().join("opsbook.toml")).unwrap().replace("grace = \"1h\"\n", "");
+    std::fs::write(e.path().join("opsbook.toml"), toml).unwrap();
+    let out = e.run(&["run", "JWT_SECRET", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let steps = json(&out)["secrets"][0]["steps"].clone();
+    assert_eq!(steps.as_array().unwrap().last().unwrap(), "revoked value JWT_SECRET_PREVIOUS", "{steps}");
+    assert_eq!(e.value("JWT_SECRET_PREVIOUS"), None, "no grace: the previous value is removed at once");
+    assert_eq!(e.value("JWT_SECRET").unwrap().len(), 64);
+}
+
+#[test]
+fn an_unreachable_admin_database_exits_3() {
+    let e = Env::new("noadmin", "alternating");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = opsbook(e.path())
+        .args(["rotate-secrets", "run", "DATABASE_URL"])
+        .env("ADMIN_DATABASE_URL", format!("postgres://admin:secret@127.0.0.1:{port}/postgres"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    assert!(all_output(&out).contains("set: "), "{}", all_output(&out));
+}
+
+#[test]
+fn an_unreachable_gateway_exits_3() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = format!(
+        r#"[[profiles.default.secrets]]
+name = "GATEWAY_TOKEN"
+kind = "http-credential"
+store = "dotenv:.env"
+create = {{ url = "http://127.0.0.1:{port}/v1/keys", value_path = "data.token" }}
+test = {{ url = "http://127.0.0.1:{port}/v1/me", headers = {{ Authorization = "Bearer {{new}}" }} }}
+"#
+    );
+    let p = Plain::new(&toml, "GATEWAY_TOKEN=t0-original-token\n", vec![]);
+    let out = p.run(&["run", "GATEWAY_TOKEN"]);
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    assert_eq!(p.value("GATEWAY_TOKEN").as_deref(), Some("t0-original-token"));
+    assert_eq!(p.value("GATEWAY_TOKEN_PENDING"), None);
+}
+
+#[test]
+fn a_password_hash_without_plaintext_file_is_refused_without_a_terminal() {
+    let toml = r#"[[profiles.p.secrets]]
+name = "ADMIN_PASSWORD_HASH"
+kind = "password-hash"
+store = "dotenv:.env"
+"#;
+    let p = Plain::new(toml, "ADMIN_PASSWORD_HASH=old-hash\n", vec![]);
+    // stderr is a pipe here, as in CI or under cron.
+    for args in [&["run", "ADMIN_PASSWORD_HASH"][..], &["run", "--due"][..]] {
+        let out = opsbook(p.dir.path())
+            .args(["--profile", "p", "rotate-secrets"])
+            .args(args)
+            .args(["--output", "json", "--log-format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{args:?}: {}", all_output(&out));
+        assert!(all_output(&out).contains("plaintext_file"), "{}", all_output(&out));
+        assert!(!all_output(&out).contains("shown once"), "{}", all_output(&out));
+        assert_eq!(p.value("ADMIN_PASSWORD_HASH").as_deref(), Some("old-hash"), "nothing was rotated");
+        assert_eq!(p.value("ADMIN_PASSWORD_HASH_PENDING"), None);
+    }
+
+    // With a plaintext_file (relative to the config file) the plaintext goes there, and nowhere else.
+    std::fs::write(p.dir.path().join("opsbook.toml"), format!("{toml}plaintext_file = \"admin-password.txt\"\n"))
+        .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = opsbook(p.dir.path())
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(p.dir.path().join("opsbook.toml"))
+        .args(["--profile", "p", "rotate-secrets", "run", "ADMIN_PASSWORD_HASH"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let plaintext = std::fs::read_to_string(p.dir.path().join("admin-password.txt")).unwrap();
+    assert_eq!(plaintext.trim().len(), 24);
+    assert!(!all_output(&out).contains(plaintext.trim()));
+    assert!(p.value("ADMIN_PASSWORD_HASH").unwrap().starts_with("$argon2id$"));
+}
+
+#[test]
+fn a_relative_dotenv_store_is_relative_to_the_config_file() {
+    let e = Env::new("reldir", "single");
+    let old = e.value("JWT_SECRET").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = opsbook(e.path())
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(e.path().join("opsbook.toml"))
+        .args(["rotate-secrets", "run", "JWT_SECRET"])
+        .env("ADMIN_DATABASE_URL", TestPg::shared().admin_url())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(!elsewhere.path().join(".env").exists(), "a new .env was created in the working directory");
+    let new = e.value("JWT_SECRET").unwrap();
+    assert_ne!(new, old, "the .env beside the config file was rotated");
+    assert_eq!(e.value("JWT_SECRET_PREVIOUS").as_deref(), Some(old.as_str()));
+    let jwt = standing(&e.run(&["status", "--output", "json"]), "JWT_SECRET");
+    assert_eq!(jwt["fingerprint"].as_str().unwrap(), &opsbook::secrets::rotate::fingerprint(&new));
 }
 
 #[test]

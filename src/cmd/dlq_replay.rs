@@ -429,6 +429,8 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
     let report = result?;
     let status = if report.interrupted {
         ExitStatus::Interrupted
+    } else if report.source_lost() {
+        ExitStatus::Unavailable
     } else if report.failed > 0 {
         ExitStatus::Failure
     } else {
@@ -461,6 +463,11 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
     ))?;
     if report.interrupted {
         ctx.printer.warn("interrupted: claiming stopped, in-flight deliveries finished; the rest is still in the DLQ");
+    } else if report.source_lost() {
+        ctx.printer.warn(
+            "the DLQ database became unreachable: the rows not replayed are still in the DLQ; run the replay again \
+             once it is back",
+        );
     }
     Ok(status)
 }

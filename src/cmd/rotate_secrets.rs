@@ -1,12 +1,13 @@
 //! `opsbook rotate-secrets plan | run | status | rollback`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::Ctx;
+use crate::error::ErrorClass;
 use crate::exit::ExitStatus;
 use crate::secrets::rotate::{self, Selection, Standing};
 use crate::ui::table;
@@ -143,6 +144,7 @@ async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     } else {
         Selection::Names(args.names.clone())
     };
+    rotate::check_plaintext_destination(&rc, &selection, std::io::stderr().is_terminal()).await?;
     let outcomes = rotate::run(&rc, selection).await?;
     for o in &outcomes {
         if let Some(plaintext) = &o.plaintext {
@@ -150,7 +152,11 @@ async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
             let _ = writeln!(std::io::stderr().lock(), "{} plaintext (shown once): {plaintext}", o.name);
         }
     }
-    let status = if outcomes.iter().all(|o| o.ok) { ExitStatus::Success } else { ExitStatus::Failure };
+    // A target that could not be reached is exit 3, not a failed rotation.
+    let status = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .fold(ExitStatus::Success, |s, o| s.worst(o.error_class.unwrap_or(ErrorClass::Failed).into()));
     if ctx.printer.is_json() {
         ctx.printer.report(status, &serde_json::json!({ "profile": rc.profile, "secrets": outcomes }))?;
         return Ok(status);

@@ -69,6 +69,12 @@ pub struct ReplayReport {
 }
 
 impl ReplayReport {
+    /// The DLQ database was lost: a worker could not reconnect, and the rows it left were not
+    /// replayed (exit 3, not a failed delivery).
+    pub fn source_lost(&self) -> bool {
+        self.skipped_by_reason.contains_key(&SkipReason::SourceUnavailable)
+    }
+
     fn skip(&mut self, reason: SkipReason) {
         self.skipped += 1;
         *self.skipped_by_reason.entry(reason).or_default() += 1;

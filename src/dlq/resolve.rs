@@ -51,8 +51,8 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
         let header = opts.tenant_header.as_deref().or(dlq.tenant_header.as_deref()).unwrap_or(DEFAULT_TENANT_HEADER);
         let tenant = opts.tenant.clone().map(|t| (header.to_string(), t));
         let defaults = DeliveryConfig::default();
-        let timeout = opts.timeout.unwrap_or(defaults.timeout);
-        let connect_timeout = opts.connect_timeout.unwrap_or(defaults.connect_timeout);
+        let timeout = nonzero("--timeout", opts.timeout)?.unwrap_or(defaults.timeout);
+        let connect_timeout = nonzero("--connect-timeout", opts.connect_timeout)?.unwrap_or(defaults.connect_timeout);
         if opts.table.is_some() {
             return Err(DlqError::Input(
                 "--table applies to a dead-letter table; the http source (--source-url) has none".into(),
@@ -71,6 +71,15 @@ pub fn source(config: &Config, opts: &SourceOptions) -> Result<Source, DlqError>
     let url = DbUrl::parse(&url)?;
     let table = opts.table.as_deref().or(dlq.table.as_deref());
     Ok(Source::Postgres(Box::new(PgSource::new(url, table, &dlq.columns, dlq.history_table.as_deref())?)))
+}
+
+/// A zero timeout would send each request and then count it as timed out: refused, as a zero
+/// rate is.
+fn nonzero(name: &str, value: Option<Duration>) -> Result<Option<Duration>, DlqError> {
+    match value {
+        Some(d) if d.is_zero() => Err(DlqError::Input(format!("{name} must be longer than 0s (e.g. 30s)"))),
+        other => Ok(other),
+    }
 }
 
 fn input(e: crate::config::ConfigError) -> DlqError {
@@ -113,8 +122,8 @@ pub fn delivery(config: &Config, opts: &DeliveryOptions) -> Result<DeliveryConfi
         rate: positive("--rate", opts.rate.or(dlq.rate))?,
         endpoint_rate: positive("--endpoint-rate", opts.endpoint_rate.or(dlq.endpoint_rate))?,
         retries: opts.retries.unwrap_or(defaults.retries),
-        timeout: opts.timeout.unwrap_or(defaults.timeout),
-        connect_timeout: opts.connect_timeout.unwrap_or(defaults.connect_timeout),
+        timeout: nonzero("--timeout", opts.timeout)?.unwrap_or(defaults.timeout),
+        connect_timeout: nonzero("--connect-timeout", opts.connect_timeout)?.unwrap_or(defaults.connect_timeout),
         breaker_threshold: opts.breaker.unwrap_or(defaults.breaker_threshold),
         signer,
         ..defaults

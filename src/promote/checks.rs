@@ -19,7 +19,7 @@ fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_ascii_lowercase();
     let first_word = v.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
     PLACEHOLDER_PARTS.iter().any(|p| v.contains(p))
-        || PLACEHOLDER_WORDS.iter().any(|w| first_word == *w)
+        || PLACEHOLDER_WORDS.contains(&first_word)
         || (first_word.len() >= 3 && first_word.chars().all(|c| c == 'x'))
         || PLACEHOLDER_VALUES.contains(&v.as_str())
         || v.chars().all(|c| c == v.chars().next().unwrap_or('x'))

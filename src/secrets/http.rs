@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::{ClassifiedError, ErrorClass};
+
 /// One configured HTTP call.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,34 +113,43 @@ pub struct Answer {
     pub json: Option<serde_json::Value>,
 }
 
-/// Makes one call; a status other than the expected one is an error naming the call.
+/// Makes one call; a status other than the expected one is an error naming the call. A target
+/// that cannot be reached (no connection, a timeout, a 5xx) is `Unavailable` (exit 3).
 pub async fn call(
     what: &str,
     call: &HttpCall,
     default_method: &str,
     vars: &BTreeMap<&str, String>,
-) -> Result<Answer, String> {
+) -> Result<Answer, ClassifiedError> {
+    let failed = |m: String| ClassifiedError::new(ErrorClass::Failed, m);
     let method = call.method.as_deref().unwrap_or(default_method).to_ascii_uppercase();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| format!("{what}: bad method {method}"))?;
-    let url = render(&call.url, vars).map_err(|e| format!("{what}: url: {e}"))?;
+    let method =
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| failed(format!("{what}: bad method {method}")))?;
+    let url = render(&call.url, vars).map_err(|e| failed(format!("{what}: url: {e}")))?;
     let label = format!("{what} call {method} {}", crate::redact::redact(&url));
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| format!("{label}: {e}"))?;
+        .map_err(|e| failed(format!("{label}: {e}")))?;
     let mut req = client.request(method, &url);
     for (name, value) in &call.headers {
-        req = req.header(name, render(value, vars).map_err(|e| format!("{label}: header {name}: {e}"))?);
+        req = req.header(name, render(value, vars).map_err(|e| failed(format!("{label}: header {name}: {e}")))?);
     }
     if let Some(body) = &call.body {
-        let body = render(body, vars).map_err(|e| format!("{label}: body: {e}"))?;
+        let body = render(body, vars).map_err(|e| failed(format!("{label}: body: {e}")))?;
         if !call.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) && body.trim_start().starts_with('{') {
             req = req.header("content-type", "application/json");
         }
         req = req.body(body);
     }
-    let resp = req.send().await.map_err(|e| format!("{label}: {}", crate::redact::redact(&e.to_string())))?;
+    let resp = match req.send().await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let class = if e.is_connect() || e.is_timeout() { ErrorClass::Unavailable } else { ErrorClass::Failed };
+            return Err(ClassifiedError::new(class, format!("{label}: {}", crate::redact::redact(&e.to_string()))));
+        }
+    };
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     let ok = match call.expect_status {
@@ -148,7 +159,9 @@ pub async fn call(
     if !ok {
         let excerpt: String = text.chars().take(200).collect();
         let expected = call.expect_status.map(|s| s.to_string()).unwrap_or_else(|| "2xx".into());
-        return Err(format!("{label}: HTTP {status} (expected {expected}): {}", crate::redact::redact(&excerpt)));
+        let class = if status >= 500 { ErrorClass::Unavailable } else { ErrorClass::Failed };
+        let message = format!("{label}: HTTP {status} (expected {expected}): {}", crate::redact::redact(&excerpt));
+        return Err(ClassifiedError::new(class, message));
     }
     Ok(Answer { status, json: serde_json::from_str(&text).ok() })
 }

@@ -113,6 +113,9 @@ pub enum RotateError {
     ConfigFile(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Failed(String),
+    /// The admin database (or another target) could not be reached (exit 3).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Classify for RotateError {
@@ -123,6 +126,60 @@ impl Classify for RotateError {
             RotateError::Lock(e) => e.class(),
             RotateError::ConfigFile(e) => e.class(),
             RotateError::Failed(_) => ErrorClass::Failed,
+            RotateError::Unavailable(_) => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// Why a rotation step failed: the message for the report and the class that picks the exit
+/// code (a target that cannot be reached is exit 3, not a failed rotation).
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl StepError {
+    fn failed(message: impl Into<String>) -> Self {
+        StepError { class: ErrorClass::Failed, message: message.into() }
+    }
+
+    /// The same error, its message prefixed with the step or operation.
+    fn context(self, what: &str) -> Self {
+        StepError { message: format!("{what}: {}", self.message), ..self }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError::failed(message)
+    }
+}
+
+impl From<crate::error::ClassifiedError> for StepError {
+    fn from(e: crate::error::ClassifiedError) -> Self {
+        StepError { class: e.class, message: e.message }
+    }
+}
+
+impl From<SecretsError> for StepError {
+    fn from(e: SecretsError) -> Self {
+        StepError { class: e.class(), message: e.to_string() }
+    }
+}
+
+impl From<RotateError> for StepError {
+    fn from(e: RotateError) -> Self {
+        StepError { class: e.class(), message: e.to_string() }
+    }
+}
+
+impl From<StepError> for RotateError {
+    fn from(e: StepError) -> Self {
+        match e.class {
+            ErrorClass::Unavailable => RotateError::Unavailable(e.message),
+            ErrorClass::Usage => RotateError::Config(e.message),
+            _ => RotateError::Failed(e.message),
         }
     }
 }
@@ -307,6 +364,13 @@ pub struct SecretState {
     pub fingerprint: Option<String>,
     /// A login (alternating) or previous value to revoke once the grace period is over.
     pub revoke: Option<Revoke>,
+    /// When the value now in the previous slot was rotated in (None: never by opsbook), so a
+    /// rollback restores the evidence of the value it puts back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_rotated_at: Option<DateTime<Utc>>,
+    /// The fingerprint of the value the previous_rotated_at belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
     /// An unfinished rotation: the step it reached.
     pub in_progress: Option<Progress>,
 }
@@ -396,7 +460,26 @@ pub fn context(config: &Config, admin_url: Option<&str>) -> Result<Context, Rota
             return Err(RotateError::Config(format!("secrets `{}` is declared twice", spec.name)));
         }
     }
+    let mut specs = specs;
+    let base = config.path.as_deref().and_then(std::path::Path::parent).filter(|b| !b.as_os_str().is_empty());
+    for spec in &mut specs {
+        spec.store = anchored_store(base, &spec.store);
+        if let (Some(base), Some(file)) = (base, &spec.plaintext_file) {
+            spec.plaintext_file = Some(base.join(file));
+        }
+    }
     Ok(Context { profile: config.profile_name.clone(), specs, admin })
+}
+
+/// A relative `dotenv:PATH` (like a relative plaintext_file) is relative to the config file, as
+/// `file:` values are, not to the working directory: run from elsewhere, it names the same file.
+fn anchored_store(base: Option<&std::path::Path>, store: &str) -> String {
+    match (store.strip_prefix("dotenv:"), base) {
+        (Some(path), Some(base)) if std::path::Path::new(path).is_relative() => {
+            format!("dotenv:{}", base.join(path).display())
+        }
+        _ => store.to_string(),
+    }
 }
 
 /// One secret's standing: the evidence `status` prints and promote-check reads.
@@ -461,6 +544,9 @@ pub struct Outcome {
     pub previous_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (a target that cannot be reached: exit 3).
+    #[serde(skip)]
+    pub error_class: Option<ErrorClass>,
     /// password-hash without a plaintext_file: the one-time plaintext, for the terminal only.
     #[serde(skip)]
     pub plaintext: Option<String>,
@@ -478,15 +564,19 @@ fn alternate_logins(group: &str) -> (String, String) {
     (format!("{group}_a"), format!("{group}_b"))
 }
 
-async fn admin_conn(ctx: &Context) -> Result<(sqlx::PgConnection, DbUrl), String> {
-    let admin = ctx.admin.clone().ok_or("no admin database URL")?;
-    let conn = pg::connect(&admin).await.map_err(|e| e.to_string())?;
+async fn admin_conn(ctx: &Context) -> Result<(sqlx::PgConnection, DbUrl), StepError> {
+    let admin = ctx.admin.clone().ok_or_else(|| StepError::failed("no admin database URL"))?;
+    let conn = pg::connect(&admin).await.map_err(|e| StepError { class: e.class(), message: e.to_string() })?;
     Ok((conn, admin))
 }
 
-async fn admin_exec(ctx: &Context, sql: &str) -> Result<(), String> {
+async fn admin_exec(ctx: &Context, sql: &str) -> Result<(), StepError> {
     let (mut conn, _) = admin_conn(ctx).await?;
-    conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(|e| pg::query::describe_sql_error(&e))
+    conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(|e| {
+        let message = pg::query::describe_sql_error(&e);
+        let class = pg::PgError::query("", "", e).class();
+        StepError { class, message }
+    })
 }
 
 async fn login_works(url: &str) -> Result<(), String> {
@@ -502,7 +592,7 @@ async fn new_value(
     spec: &SecretSpec,
     current: Option<&Fields>,
     store: &Slots,
-) -> Result<(Fields, Option<String>), String> {
+) -> Result<(Fields, Option<String>), StepError> {
     let one = |v: String| Fields::from([(spec.name.clone(), v)]);
     match spec.kind {
         Kind::Random => {
@@ -562,7 +652,8 @@ async fn new_value(
                             unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                         )
                     }
-                ));
+                )
+                .into());
             }
             let key = provider.create().await?;
             let id_field = spec.id_field().expect("validated");
@@ -585,7 +676,7 @@ async fn new_value(
 
 /// Applies the pending value to the target system.
 /// (Access keys and gateway credentials are live from the moment they are created.)
-async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &Fields) -> Result<(), String> {
+async fn set_target(ctx: &Context, spec: &SecretSpec, pending: &Fields) -> Result<(), StepError> {
     if spec.kind != Kind::PostgresPassword {
         return Ok(());
     }
@@ -621,7 +712,7 @@ async fn roll_back_target(
     match (spec.kind, spec.strategy) {
         (Kind::PostgresPassword, Strategy::Alternating) => {
             let user = DbUrl::parse(spec.primary(pending)).ok().and_then(|u| u.username()).unwrap_or_default();
-            admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(&user))).await
+            admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(&user))).await.map_err(|e| e.message)
         }
         (Kind::PostgresPassword, Strategy::Single) => {
             let old = current
@@ -630,7 +721,9 @@ async fn roll_back_target(
                 .ok_or("no old password")?;
             let role = spec.role.as_deref().expect("validated");
             let verifier = super::scram_verifier(&old);
-            admin_exec(ctx, &format!("ALTER ROLE {} PASSWORD {}", quote_ident(role), quote_literal(&verifier))).await
+            admin_exec(ctx, &format!("ALTER ROLE {} PASSWORD {}", quote_ident(role), quote_literal(&verifier)))
+                .await
+                .map_err(|e| e.message)
         }
         (Kind::S3AccessKey, _) => match spec.id_of(pending) {
             Some(id) => spec.key_provider().await.delete(id).await,
@@ -644,7 +737,8 @@ async fn roll_back_target(
                 &spec.call_vars([("previous", Some(pending)), ("current", current)]),
             )
             .await
-            .map(drop),
+            .map(drop)
+            .map_err(|e| e.message),
             None => Err("no revoke call is configured: the new credential stays valid at the gateway".into()),
         },
         _ => Ok(()),
@@ -674,6 +768,7 @@ async fn test_value(spec: &SecretSpec, pending: &Fields, current: Option<&Fields
             http_call::call("test", test, "GET", &spec.call_vars([("new", Some(pending)), ("current", current)]))
                 .await
                 .map(drop)
+                .map_err(|e| e.message)
         }
     }
 }
@@ -687,23 +782,27 @@ async fn rotate_one(ctx: &Context, spec: &SecretSpec, state: &mut State) -> Outc
         fingerprint: None,
         previous_fingerprint: None,
         error: None,
+        error_class: None,
         plaintext: None,
     };
     match rotate_steps(ctx, spec, state, &mut outcome).await {
         Ok(()) => outcome.ok = true,
-        Err(e) => outcome.error = Some(e),
+        Err(e) => {
+            outcome.error = Some(e.message);
+            outcome.error_class = Some(e.class);
+        }
     }
     outcome
 }
 
-async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), String> {
-    let mut store = spec.slots().await.map_err(|e| e.to_string())?;
+async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), StepError> {
+    let mut store = spec.slots().await?;
     let current = store.get(Slot::Current).cloned();
     out.previous_fingerprint = store.primary(Slot::Current).map(fingerprint);
     let mut entry = state.secrets.get(&spec.name).cloned().unwrap_or_default();
-    let journal = |state: &mut State, entry: &SecretState| -> Result<(), String> {
+    let journal = |state: &mut State, entry: &SecretState| -> Result<(), StepError> {
         state.secrets.insert(spec.name.clone(), entry.clone());
-        save_state(&ctx.profile, state).map_err(|e| e.to_string())
+        save_state(&ctx.profile, state).map_err(StepError::from)
     };
 
     // A crash between writing the store and the journal at finish: the store already holds the
@@ -711,12 +810,23 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     if let (Some(p), None, Some(c)) = (&entry.in_progress, store.get(Slot::Pending), store.primary(Slot::Current)) {
         if p.pending_fingerprint == fingerprint(c) {
             let fp = fingerprint(c);
+            // The revocation finish would have scheduled: the replaced value is in the previous slot.
+            let grace = parse_duration("grace", &spec.name, &spec.grace)?.unwrap_or_default();
+            let (old, new) = (store.get(Slot::Previous), store.get(Slot::Current));
+            entry.revoke = old.zip(new).and_then(|(old, new)| revocation(spec, old, new, grace));
+            let outgoing = old.map(|o| fingerprint(spec.primary(o)));
+            entry.previous_rotated_at =
+                entry.rotated_at.filter(|_| outgoing.is_some() && entry.fingerprint == outgoing);
+            entry.previous_fingerprint = outgoing;
             entry.in_progress = None;
             entry.rotated_at = Some(Utc::now());
             entry.fingerprint = Some(fp.clone());
             journal(state, &entry)?;
             out.steps.push("finished (recorded after a crash)".into());
             out.fingerprint = Some(fp);
+            if grace.is_zero() {
+                revoke_due(ctx, spec, state, out).await?;
+            }
             return Ok(());
         }
     }
@@ -740,11 +850,13 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
             if let Err(e) = store.put_pending(&value).await {
                 // A credential created at a provider but not stored would be orphaned.
                 let undo = roll_back_target(ctx, spec, &value, current.as_ref()).await;
+                let e = StepError::from(e).context("create");
                 return Err(match (spec.kind, undo) {
-                    (Kind::S3AccessKey | Kind::HttpCredential, Err(u)) => {
-                        format!("create: {e}; the new credential could not be removed either ({u})")
-                    }
-                    _ => format!("create: {e}"),
+                    (Kind::S3AccessKey | Kind::HttpCredential, Err(u)) => StepError {
+                        message: format!("{}; the new credential could not be removed either ({u})", e.message),
+                        ..e
+                    },
+                    _ => e,
                 });
             }
             entry.in_progress = Some(Progress {
@@ -761,7 +873,7 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     let reached = entry.in_progress.as_ref().map(|p| p.step).unwrap_or(Step::Created);
 
     if reached < Step::Set {
-        set_target(ctx, spec, &pending).await.map_err(|e| format!("set: {e}"))?;
+        set_target(ctx, spec, &pending).await.map_err(|e| e.context("set"))?;
         entry.in_progress.as_mut().expect("in progress").step = Step::Set;
         journal(state, &entry)?;
         out.steps.push("set".into());
@@ -780,7 +892,7 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
             if let Err(d) = dropped {
                 message.push_str(&format!("; the pending value is still in the store ({d})"));
             }
-            return Err(message);
+            return Err(message.into());
         }
         entry.in_progress.as_mut().expect("in progress").step = Step::Tested;
         journal(state, &entry)?;
@@ -789,32 +901,19 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     }
 
     // finish: pending becomes current, current becomes previous.
-    let grace = parse_duration("grace", &spec.name, &spec.grace).map_err(|e| e.to_string())?.unwrap_or_default();
+    let grace = parse_duration("grace", &spec.name, &spec.grace)?.unwrap_or_default();
     // A single-user password's old value is dead once set: nothing to keep.
     let keep =
         !matches!((spec.kind, spec.strategy), (Kind::PostgresPassword, Strategy::Single) | (Kind::PasswordHash, _));
     let pending_fp = fingerprint(spec.primary(&pending));
-    store.finish(keep && current.as_ref() != Some(&pending)).await.map_err(|e| format!("finish: {e}"))?;
+    store.finish(keep && current.as_ref() != Some(&pending)).await.map_err(|e| StepError::from(e).context("finish"))?;
     crash_point("stored");
-    let revoke_what =
-        current.as_ref().filter(|old| **old != pending).and_then(|old| match (spec.kind, spec.strategy) {
-            (Kind::PostgresPassword, Strategy::Alternating) => DbUrl::parse(spec.primary(old))
-                .ok()
-                .and_then(|u| u.username())
-                .filter(|old_user| {
-                    DbUrl::parse(spec.primary(&pending)).ok().and_then(|p| p.username()).as_ref() != Some(old_user)
-                })
-                .map(|u| format!("login {u}")),
-            (Kind::Random, _) if spec.grace.is_some() => Some(format!("value {}", spec.previous_key())),
-            (Kind::S3AccessKey, _) => spec.id_of(old).map(|id| format!("key {id}")),
-            (Kind::HttpCredential, _) => Some(match spec.id_of(old) {
-                Some(id) => format!("credential {id}"),
-                None => format!("credential {}", fingerprint(spec.primary(old))),
-            }),
-            _ => None,
-        });
-    entry.revoke = revoke_what
-        .map(|what| Revoke { what, after: Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default() });
+    entry.revoke = current.as_ref().and_then(|old| revocation(spec, old, &pending, grace));
+    // The outgoing value's history, for a rollback: its rotation time only if the state's record
+    // is about that very value.
+    let outgoing = current.as_ref().map(|c| fingerprint(spec.primary(c)));
+    entry.previous_rotated_at = entry.rotated_at.filter(|_| outgoing.is_some() && entry.fingerprint == outgoing);
+    entry.previous_fingerprint = outgoing;
     entry.rotated_at = Some(Utc::now());
     entry.fingerprint = Some(pending_fp.clone());
     entry.in_progress = None;
@@ -828,33 +927,59 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
     Ok(())
 }
 
+/// What to revoke once `old` has been replaced by `new`, and when: the previous login
+/// (alternating), access key, credential or value, after the grace period. Without a grace
+/// period it is revoked at once, random values included.
+fn revocation(spec: &SecretSpec, old: &Fields, new: &Fields, grace: Duration) -> Option<Revoke> {
+    if old == new {
+        return None;
+    }
+    let what = match (spec.kind, spec.strategy) {
+        (Kind::PostgresPassword, Strategy::Alternating) => DbUrl::parse(spec.primary(old))
+            .ok()
+            .and_then(|u| u.username())
+            .filter(|old_user| {
+                DbUrl::parse(spec.primary(new)).ok().and_then(|p| p.username()).as_ref() != Some(old_user)
+            })
+            .map(|u| format!("login {u}")),
+        (Kind::Random, _) => Some(format!("value {}", spec.previous_key())),
+        (Kind::S3AccessKey, _) => spec.id_of(old).map(|id| format!("key {id}")),
+        (Kind::HttpCredential, _) => Some(match spec.id_of(old) {
+            Some(id) => format!("credential {id}"),
+            None => format!("credential {}", fingerprint(spec.primary(old))),
+        }),
+        _ => None,
+    }?;
+    Some(Revoke { what, after: Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default() })
+}
+
 /// Revokes the previous login, key, credential or value once its grace period is over.
-async fn revoke_due(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), String> {
+async fn revoke_due(ctx: &Context, spec: &SecretSpec, state: &mut State, out: &mut Outcome) -> Result<(), StepError> {
     let Some(entry) = state.secrets.get(&spec.name).cloned() else { return Ok(()) };
     let Some(revoke) = entry.revoke.clone() else { return Ok(()) };
     if revoke.after > Utc::now() {
         return Ok(());
     }
-    let mut store = spec.slots().await.map_err(|e| e.to_string())?;
+    let mut store = spec.slots().await?;
     if let Some(login) = revoke.what.strip_prefix("login ") {
         admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(login)))
             .await
-            .map_err(|e| format!("revoke: {e}"))?;
+            .map_err(|e| e.context("revoke"))?;
     } else if let Some(id) = revoke.what.strip_prefix("key ") {
         spec.key_provider().await.delete(id).await.map_err(|e| format!("revoke: {e}"))?;
     } else if revoke.what.starts_with("credential ") {
         if let Some(call) = &spec.revoke {
             let vars = spec.call_vars([("previous", store.get(Slot::Previous)), ("current", store.get(Slot::Current))]);
-            http_call::call("revoke", call, "DELETE", &vars).await.map_err(|e| format!("revoke: {e}"))?;
+            http_call::call("revoke", call, "DELETE", &vars).await.map_err(|e| StepError::from(e).context("revoke"))?;
         }
     }
     if revoke.what.strip_prefix("login ").is_none() || store.get(Slot::Previous).is_some() {
-        store.drop_previous().await.map_err(|e| format!("revoke: {e}"))?;
+        store.drop_previous().await.map_err(|e| StepError::from(e).context("revoke"))?;
     }
     let mut entry = entry;
     entry.revoke = None;
     state.secrets.insert(spec.name.clone(), entry);
-    save_state(&ctx.profile, state).map_err(|e| e.to_string())?;
+    save_state(&ctx.profile, state)?;
     out.steps.push(format!("revoked {}", revoke.what));
     Ok(())
 }
@@ -867,15 +992,11 @@ pub enum Selection {
     Resume,
 }
 
-pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, RotateError> {
-    let _lock = crate::lock::try_lock(
-        "rotate-secrets",
-        &format!("profile {}", ctx.profile),
-        &format!("rotate-secrets run (profile {})", ctx.profile),
-    )?;
+/// The secrets a run with `selection` rotates (besides the revocations that are due).
+pub async fn selected<'a>(ctx: &'a Context, selection: &Selection) -> Result<Vec<&'a SecretSpec>, RotateError> {
     let standings = status(ctx).await?;
-    let mut state = load_state(&ctx.profile)?;
-    let chosen: Vec<&SecretSpec> = match &selection {
+    let state = load_state(&ctx.profile)?;
+    Ok(match selection {
         Selection::Names(names) => {
             for n in names {
                 if !ctx.specs.iter().any(|s| &s.name == n) {
@@ -892,7 +1013,45 @@ pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, Ro
         Selection::Resume => {
             ctx.specs.iter().filter(|s| state.secrets.get(&s.name).is_some_and(|e| e.in_progress.is_some())).collect()
         }
-    };
+    })
+}
+
+/// Refuses, before anything is rotated, a password-hash secret without plaintext_file when
+/// there is no terminal to show its one-time plaintext on: it must never land in a log.
+pub async fn check_plaintext_destination(
+    ctx: &Context,
+    selection: &Selection,
+    terminal: bool,
+) -> Result<(), RotateError> {
+    if terminal {
+        return Ok(());
+    }
+    let homeless: Vec<&str> = selected(ctx, selection)
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == Kind::PasswordHash && s.plaintext_file.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
+    if homeless.is_empty() {
+        return Ok(());
+    }
+    Err(RotateError::Config(format!(
+        "{} (kind password-hash) has no plaintext_file and stderr is not a terminal: the one-time plaintext \
+         would land in a log. Set plaintext_file = \"PATH\" in its [[profiles.{}.secrets]] entry (written with \
+         mode 0600), or run on a terminal; nothing was rotated",
+        homeless.join(", "),
+        ctx.profile
+    )))
+}
+
+pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, RotateError> {
+    let _lock = crate::lock::try_lock(
+        "rotate-secrets",
+        &format!("profile {}", ctx.profile),
+        &format!("rotate-secrets run (profile {})", ctx.profile),
+    )?;
+    let chosen = selected(ctx, &selection).await?;
+    let mut state = load_state(&ctx.profile)?;
     let mut outcomes = Vec::new();
     for spec in &ctx.specs {
         let rotate = chosen.iter().any(|c| c.name == spec.name);
@@ -910,11 +1069,13 @@ pub async fn run(ctx: &Context, selection: Selection) -> Result<Vec<Outcome>, Ro
                 fingerprint: None,
                 previous_fingerprint: None,
                 error: None,
+                error_class: None,
                 plaintext: None,
             };
             if let Err(e) = revoke_due(ctx, spec, &mut state, &mut o).await {
                 o.ok = false;
-                o.error = Some(e);
+                o.error = Some(e.message);
+                o.error_class = Some(e.class);
             }
             outcomes.push(o);
         }
@@ -948,7 +1109,9 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
     let current = store.get(Slot::Current).cloned();
     if spec.kind == Kind::PostgresPassword {
         let user = DbUrl::parse(spec.primary(&previous)).ok().and_then(|u| u.username()).unwrap_or_default();
-        admin_exec(ctx, &format!("ALTER ROLE {} LOGIN", quote_ident(&user))).await.map_err(RotateError::Failed)?;
+        admin_exec(ctx, &format!("ALTER ROLE {} LOGIN", quote_ident(&user)))
+            .await
+            .map_err(|e| e.context("rollback"))?;
         login_works(spec.primary(&previous))
             .await
             .map_err(|e| RotateError::Failed(format!("the previous login does not work: {e}")))?;
@@ -956,17 +1119,32 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
     store.swap_previous().await?;
     let mut state = load_state(&ctx.profile)?;
     let entry = state.secrets.entry(spec.name.clone()).or_default();
-    entry.fingerprint = Some(fingerprint(spec.primary(&previous)));
-    // The rolled-back key or credential is revoked on the next run.
-    entry.revoke = match (spec.kind, &current) {
-        (Kind::S3AccessKey, Some(c)) => spec.id_of(c).map(|id| format!("key {id}")),
-        (Kind::HttpCredential, Some(c)) => Some(format!(
-            "credential {}",
-            spec.id_of(c).map(String::from).unwrap_or_else(|| fingerprint(spec.primary(c)))
-        )),
-        _ => None,
-    }
-    .map(|what| Revoke { what, after: Utc::now() });
+    let restored = fingerprint(spec.primary(&previous));
+    let rolled_away = current.as_ref().map(|c| fingerprint(spec.primary(c)));
+    // The evidence follows the value: the one put back keeps the rotation time it had (none if
+    // opsbook never rotated it in, so it is due again), and the one rolled away becomes the
+    // previous value with its own, so rolling back twice restores both.
+    let restored_at = entry.previous_rotated_at.filter(|_| entry.previous_fingerprint.as_ref() == Some(&restored));
+    entry.previous_rotated_at = entry.rotated_at.filter(|_| rolled_away.is_some() && entry.fingerprint == rolled_away);
+    entry.previous_fingerprint = rolled_away;
+    entry.rotated_at = restored_at;
+    entry.fingerprint = Some(restored);
+    // The rolled-away login, key, credential or value is revoked by the next run.
+    entry.revoke = current
+        .as_ref()
+        .and_then(|c| match spec.kind {
+            Kind::PostgresPassword => {
+                DbUrl::parse(spec.primary(c)).ok().and_then(|u| u.username()).map(|u| format!("login {u}"))
+            }
+            Kind::Random => Some(format!("value {}", spec.previous_key())),
+            Kind::S3AccessKey => spec.id_of(c).map(|id| format!("key {id}")),
+            Kind::HttpCredential => Some(format!(
+                "credential {}",
+                spec.id_of(c).map(String::from).unwrap_or_else(|| fingerprint(spec.primary(c)))
+            )),
+            Kind::PasswordHash => None,
+        })
+        .map(|what| Revoke { what, after: Utc::now() });
     save_state(&ctx.profile, &state)?;
     Ok(Outcome {
         name: name.to_string(),
@@ -975,6 +1153,7 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
         fingerprint: Some(fingerprint(spec.primary(&previous))),
         previous_fingerprint: current.as_ref().map(|c| fingerprint(spec.primary(c))),
         error: None,
+        error_class: None,
         plaintext: None,
     })
 }
