@@ -218,6 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
             [CompletionResult]::new('--delete-extraneous', '--delete-extraneous', [CompletionResultType]::ParameterName, 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be copied and removed; copy, remove and write nothing')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Go ahead even when the run would mark or remove more than half of the copy''s objects as deleted at the source (refused otherwise: a wrong or emptied --from looks like that)')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')

@@ -669,7 +669,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__backup__subcmd__objects)
-            opts="-y -v -q -h -V --from --to --store --set --concurrency --delete-extraneous --retain-deleted --dry-run --max-bytes --part-size --multipart-threshold --retries --notify-url --metrics-file --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            opts="-y -v -q -h -V --from --to --store --set --concurrency --delete-extraneous --retain-deleted --dry-run --force --max-bytes --part-size --multipart-threshold --retries --notify-url --metrics-file --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -209,6 +209,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
             cand --delete-extraneous 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept'
             cand --dry-run 'Show what would be copied and removed; copy, remove and write nothing'
+            cand --force 'Go ahead even when the run would mark or remove more than half of the copy''s objects as deleted at the source (refused otherwise: a wrong or emptied --from looks like that)'
             cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
             cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
             cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'

@@ -203,6 +203,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_
 json\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l delete-extraneous -d 'Remove copies whose source was deleted, once the source has been gone for --retain-deleted. Without it, such copies are kept'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l dry-run -d 'Show what would be copied and removed; copy, remove and write nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l force -d 'Go ahead even when the run would mark or remove more than half of the copy\'s objects as deleted at the source (refused otherwise: a wrong or emptied --from looks like that)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from objects" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'

@@ -350,8 +350,11 @@ fn ctrl_c_mid_drill_drops_the_scratch_database_and_exits_130() {
     let d = Drill::new("interrupt");
     std::fs::write(d.path().join("slow.sql"), "SELECT pg_sleep(60) IS NULL;\n").unwrap();
     let admin = pg.admin_url();
+    let peer = support::http::HttpPeer::start();
+    let hc = peer.url("/hc");
     let child = support::cmd::background(d.path())
         .args(["restore-drill", "--store", &d.store, "--target-url", &admin, "--check-sql", "slow.sql"])
+        .args(["--notify-url", &hc])
         .envs(d.envs.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -372,4 +375,218 @@ fn ctrl_c_mid_drill_drops_the_scratch_database_and_exits_130() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", all_output(&out));
     assert_eq!(pg.query_i64(&admin, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")), 0);
+    let fail = peer.received_at("/hc/fail");
+    assert!(fail.iter().any(|r| r.body.contains("interrupted")), "an interrupted drill pings /fail: {fail:?}");
+}
+
+/// The S3 keys under a store URL of the shared server, and the key prefix of the store.
+fn store_keys(s3: &S3Server, store: &str) -> (String, Vec<String>) {
+    let prefix = store.trim_start_matches("s3://").split_once('/').unwrap().1.to_string();
+    let keys = s3.list(&format!("{prefix}/"));
+    (prefix, keys)
+}
+
+#[test]
+fn a_drill_that_stops_on_an_error_pings_fail_updates_metrics_and_writes_its_reports() {
+    let d = Drill::new("errors");
+    let peer = support::http::HttpPeer::start();
+    let metrics = d.path().join("drill.prom");
+    let common = |target: &str| -> Vec<String> {
+        [
+            "restore-drill",
+            "--store",
+            &d.store,
+            "--target-url",
+            target,
+            "--notify-url",
+            &peer.url("/hc"),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "--report",
+            "drill.md",
+            "--junit",
+            "drill.xml",
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = common(&TestPg::shared().admin_url());
+    let out = d.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("opsbook_drill_last_run_success{set=\"main\"} 1"), "{text}");
+
+    // A target server that is down: the drill stops at the target step, after its start ping.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secret = "drill-target-secret-pw";
+    let args = common(&format!("postgres://u:{secret}@127.0.0.1:{port}/x"));
+    let out = d.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code(&out), 3, "{}", all_output(&out));
+    let paths: Vec<String> = peer.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/hc/start", "/hc", "/hc/start", "/hc/fail"], "{paths:?}");
+    let fail = peer.received_at("/hc/fail").pop().unwrap();
+    assert!(fail.body.contains("127.0.0.1") && !fail.body.contains(secret), "{}", fail.body);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("opsbook_drill_last_run_success{set=\"main\"} 0"), "{text}");
+    assert!(text.contains("opsbook_drill_last_success_timestamp_seconds"), "the last success stays: {text}");
+    let md = std::fs::read_to_string(d.path().join("drill.md")).unwrap();
+    assert!(md.contains("FAILED") && md.contains("| target | **FAILED**"), "{md}");
+    assert!(!md.contains(secret), "{md}");
+    let xml = std::fs::read_to_string(d.path().join("drill.xml")).unwrap();
+    assert!(xml.contains("name=\"target\"") && xml.contains("<failure"), "{xml}");
+    assert!(!xml.contains(secret), "{xml}");
+}
+
+#[test]
+fn a_wrong_age_identity_is_the_reported_failure_in_both_restore_modes() {
+    let d = Drill::new("wrongkey");
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let out = d.run(&["backup", "run", "--database-url", &d.db, "--store", &d.store, "--encrypt-to", &recipient]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    use age::secrecy::ExposeSecret;
+    let wrong = age::x25519::Identity::generate();
+    std::fs::write(d.path().join("wrong.key"), wrong.to_string().expose_secret()).unwrap();
+    for jobs in ["1", "2"] {
+        let out = d.drill(&["--identity", "wrong.key", "--jobs", jobs]);
+        assert_eq!(code(&out), 1, "jobs={jobs}: {}", all_output(&out));
+        let report = json(&out);
+        let download = step(&report, "download");
+        assert_eq!(download["outcome"], "failed", "jobs={jobs}: {report:#}");
+        assert!(download["detail"].as_str().unwrap().contains("none of the identities"), "jobs={jobs}: {report:#}");
+        let restore = step(&report, "restore");
+        assert_eq!(restore["outcome"], "skipped", "jobs={jobs}: {report:#}");
+        assert!(!restore["detail"].as_str().unwrap().contains("checksum"), "jobs={jobs}: {report:#}");
+        assert_ne!(step(&report, "rto")["outcome"], "passed", "nothing was restored: {report:#}");
+        assert_eq!(report["rto"]["ok"], false);
+    }
+}
+
+#[test]
+fn zero_jobs_and_presign_on_a_local_copy_are_usage_errors() {
+    let d = Drill::new("usage");
+    let out = d.drill(&["--jobs", "0"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--jobs"), "{}", all_output(&out));
+    let local = d.path().join("media");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("a.jpg"), b"a").unwrap();
+    let out = d.drill(&["--objects", local.to_str().unwrap(), "--presign"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--presign"), "{}", all_output(&out));
+    assert!(json(&out).get("steps").is_none(), "refused before the drill started: {}", all_output(&out));
+}
+
+#[test]
+fn an_unreadable_manifest_skips_that_backup_only() {
+    let s3 = S3Server::shared();
+    let d = Drill::new("badmanifest");
+    let good = d.backup()["backup"]["id"].as_str().unwrap().to_string();
+    let bad = d.backup()["backup"]["id"].as_str().unwrap().to_string();
+    let (_, keys) = store_keys(s3, &d.store);
+    let manifest_key = keys.iter().find(|k| k.contains(&bad) && k.ends_with("manifest.json")).unwrap().clone();
+    let path = s3.object_path(&manifest_key);
+    let text = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+    let bad_dir = manifest_key.trim_end_matches("manifest.json").to_string();
+    let in_bad_dir = |keys: &[String]| keys.iter().filter(|k| k.starts_with(&bad_dir)).count();
+    let before = in_bad_dir(&keys);
+
+    let list = d.run(&["backup", "list", "--store", &d.store, "--output", "json"]);
+    assert_eq!(code(&list), 0, "{}", all_output(&list));
+    let listed: Vec<String> =
+        json(&list)["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&good) && !listed.contains(&bad), "{listed:?}");
+    let short_key = manifest_key.split_once('/').unwrap().1;
+    assert!(all_output(&list).contains(short_key), "the warning names the manifest: {}", all_output(&list));
+    let unreadable = &json(&list)["unreadable"];
+    assert_eq!(unreadable.as_array().map(Vec::len), Some(1), "{unreadable}");
+    assert!(unreadable[0]["manifest_key"].as_str().unwrap().ends_with(short_key), "{unreadable}");
+
+    let out = d.drill(&[]);
+    assert_eq!(code(&out), 0, "the newest readable backup is drilled: {}", all_output(&out));
+    assert_eq!(json(&out)["backup_id"], good.as_str());
+    let out = d.run(&["backup", "verify", &good, "--store", &d.store]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let out = d.drill(&["--backup", &bad]);
+    assert_ne!(code(&out), 0, "{}", all_output(&out));
+    assert!(all_output(&out).contains(short_key), "{}", all_output(&out));
+
+    // Retention neither counts nor deletes a backup whose manifest it could not read.
+    let out = d.run(&["backup", "prune", "--store", &d.store, "--keep-last", "1", "--force", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let (_, keys) = store_keys(s3, &d.store);
+    assert_eq!(in_bad_dir(&keys), before, "the unreadable backup is left alone");
+    let list = d.run(&["backup", "list", "--store", &d.store, "--output", "json"]);
+    assert_eq!(json(&list)["backups"].as_array().unwrap().len(), 1, "{}", all_output(&list));
+}
+
+#[test]
+fn the_inventory_checked_is_the_one_of_the_sampled_copy_and_must_compare_something() {
+    let s3 = S3Server::shared();
+    let d = Drill::new("invcopies");
+    let put = |prefix: &str, key: &str, body: Vec<u8>| {
+        let path = s3.object_path(&format!("{prefix}/{key}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, body).unwrap();
+    };
+    let (media_a, media_b) = (format!("media-a-{}", std::process::id()), format!("media-b-{}", std::process::id()));
+    for i in 0..12 {
+        put(&media_a, &format!("receipts/r{i}.pdf"), vec![i as u8; 3000 + i]);
+    }
+    for i in 0..5 {
+        put(&media_b, &format!("avatars/u{i}.png"), vec![i as u8; 100 + i]);
+    }
+    let copy = |from: &str, name: &str| -> (String, Value) {
+        let to = d.path().join(name).display().to_string();
+        let out = d.run(&[
+            "backup",
+            "objects",
+            "--from",
+            &s3.url(from),
+            "--to",
+            &to,
+            "--store",
+            &d.store,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(code(&out), 0, "{}", all_output(&out));
+        (to, json(&out))
+    };
+    // Two copies under the same set; the newer inventory describes the other copy.
+    let (copy_a, run_a) = copy(&media_a, "copy-a");
+    copy(&media_b, "copy-b");
+    let out = d.drill(&["--objects", &copy_a, "--objects-inventory", "media", "--sample", "12"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["objects"]["inventory"]["run"], run_a["id"], "{report:#}");
+    assert_eq!(report["objects"]["inventory"]["checked"], 12, "{report:#}");
+
+    // A copy whose sampled objects its inventory does not list: nothing compared, no pass.
+    let (copy_c, _) = copy(&media_a, "copy-c");
+    let dir_c = Path::new(&copy_c);
+    std::fs::remove_dir_all(dir_c.join("receipts")).unwrap();
+    for i in 0..4 {
+        std::fs::write(dir_c.join(format!("stray-{i}.bin")), vec![7u8; 50]).unwrap();
+    }
+    let out = d.drill(&["--objects", &copy_c, "--objects-inventory", "media"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["objects"]["inventory"]["checked"], 0, "{report:#}");
+    let detail = step(&report, "objects")["detail"].as_str().unwrap().to_string();
+    assert_eq!(step(&report, "objects")["outcome"], "failed", "{report:#}");
+    assert!(detail.contains("no sampled object could be compared"), "{detail}");
+
+    // A copy no inventory of the set describes.
+    let other = d.path().join("not-a-copy");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("x.bin"), b"x").unwrap();
+    let out = d.drill(&["--objects", other.to_str().unwrap(), "--objects-inventory", "media"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("describes the copy"), "{}", all_output(&out));
 }

@@ -408,3 +408,78 @@ fn the_backup_objects_runbook_action_copies() {
     assert_eq!(env.copied("a.jpg").as_deref(), Some(&b"a"[..]));
     assert_eq!(summaries(&env.backups()).len(), 1);
 }
+
+#[test]
+fn a_missing_source_directory_is_an_input_error_not_an_empty_source() {
+    let env = Env::new();
+    let local = env.dir.path().join("src");
+    std::fs::create_dir_all(&local).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(local.join(format!("{i}.jpg")), pattern(100, i)).unwrap();
+    }
+    let first = ok(&env.objects(&["--from", local.to_str().unwrap(), "--to", "dst"]));
+    assert_eq!(first["copied"], 3, "{first}");
+    let inventories = summaries(&env.backups()).len();
+
+    let typo = env.dir.path().join("src2-typo");
+    let args = ["--from", typo.to_str().unwrap(), "--to", "dst", "--delete-extraneous", "--retain-deleted", "0s"];
+    let out = env.objects(&args);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("--from") && all_output(&out).contains("does not exist"), "{}", all_output(&out));
+    for i in 0..3u64 {
+        assert_eq!(env.copied(&format!("{i}.jpg")), Some(pattern(100, i)), "the copy is untouched");
+    }
+    assert_eq!(summaries(&env.backups()).len(), inventories, "no inventory written");
+
+    // A bare word that names no configured store says so.
+    let out = env.objects(&["--from", "nosuchstore", "--to", "dst"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("'nosuchstore' is not a store of profile 'default'"), "{}", all_output(&out));
+    assert!(all_output(&out).contains("dst, src"), "names the stores: {}", all_output(&out));
+}
+
+#[test]
+fn marking_or_removing_most_of_the_copy_needs_force() {
+    let env = Env::new();
+    for i in 0..12u64 {
+        env.put(&format!("img/{i}.jpg"), &pattern(500, i));
+    }
+    ok(&env.objects(&["--from", "src", "--to", "dst"]));
+    for i in 0..7u64 {
+        env.delete(&format!("img/{i}.jpg"));
+    }
+    let inventories = summaries(&env.backups()).len();
+
+    // Marking 7 of 12 as deleted at the source, or removing them: refused.
+    for extra in [&[][..], &["--delete-extraneous", "--retain-deleted", "0s"][..]] {
+        let out = env.objects(&[&["--from", "src", "--to", "dst"][..], extra].concat());
+        assert_eq!(code(&out), 1, "{}", all_output(&out));
+        assert!(
+            all_output(&out).contains("refusing to mark or remove 7 of the 12") && all_output(&out).contains("--force"),
+            "{}",
+            all_output(&out)
+        );
+    }
+    assert_eq!(summaries(&env.backups()).len(), inventories, "a refused run writes no inventory");
+    assert!(env.copied("img/0.jpg").is_some(), "a refused run removes nothing");
+
+    // A dry run shows the plan and says why the real run would refuse it.
+    let dry = ok(&env.objects(&[
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--delete-extraneous",
+        "--retain-deleted",
+        "0s",
+        "--dry-run",
+    ]));
+    assert_eq!(dry["removals"].as_array().unwrap().len(), 7, "{dry}");
+    assert!(dry["refused"].as_str().unwrap().contains("--force"), "{dry}");
+
+    let forced =
+        ok(&env.objects(&["--from", "src", "--to", "dst", "--delete-extraneous", "--retain-deleted", "0s", "--force"]));
+    assert_eq!(forced["removed"], 7, "{forced}");
+    assert!(env.copied("img/0.jpg").is_none());
+    assert!(env.copied("img/11.jpg").is_some());
+}

@@ -51,11 +51,24 @@ pub struct Orphan {
     pub newest: Option<DateTime<Utc>>,
 }
 
+/// A backup directory whose manifest cannot be read (truncated, not JSON, a newer format). It
+/// is neither a backup (never selected, verified, drilled or counted by retention) nor an
+/// orphan (never pruned): its data may be fine, and only a person can tell.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreadableBackup {
+    pub set: String,
+    pub dir: String,
+    pub manifest_key: String,
+    pub error: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Catalog {
     /// Newest first.
     pub backups: Vec<BackupEntry>,
     pub orphans: Vec<Orphan>,
+    /// Skipped backups, by directory.
+    pub unreadable: Vec<UnreadableBackup>,
 }
 
 impl Catalog {
@@ -99,13 +112,30 @@ impl Catalog {
                 orphans.push(Orphan { set, dir, objects, newest });
             }
         }
-        let mut backups: Vec<BackupEntry> = stream::iter(complete)
+        let loaded: Vec<Result<BackupEntry, UnreadableBackup>> = stream::iter(complete)
             .map(|(set, id, dir, objects)| load_entry(store, set, id, dir, objects))
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_collect()
             .await?;
+        let (mut backups, mut unreadable) = (Vec::new(), Vec::new());
+        for entry in loaded {
+            match entry {
+                Ok(entry) => backups.push(entry),
+                Err(bad) => unreadable.push(bad),
+            }
+        }
         backups.sort_by(|a, b| b.time().cmp(&a.time()).then_with(|| b.id.cmp(&a.id)));
-        Ok(Catalog { backups, orphans })
+        unreadable.sort_by(|a, b| a.dir.cmp(&b.dir));
+        for bad in &unreadable {
+            tracing::warn!(
+                "skipping backup {}: its manifest {} is unreadable ({}); it is not listed, drilled or pruned \
+                 until the manifest is repaired or the directory removed by hand",
+                bad.dir,
+                bad.manifest_key,
+                bad.error
+            );
+        }
+        Ok(Catalog { backups, orphans, unreadable })
     }
 
     /// `latest`, or an id (a unique prefix of one is accepted).
@@ -126,6 +156,17 @@ impl Catalog {
                 }
             }
         };
+        if found.is_none() && which != "latest" {
+            let named = |b: &&UnreadableBackup| {
+                b.set == set && b.dir.trim_end_matches('/').rsplit('/').next().is_some_and(|d| d.starts_with(which))
+            };
+            if let Some(bad) = self.unreadable.iter().find(named) {
+                return Err(BackupError::Manifest {
+                    key: bad.manifest_key.clone(),
+                    message: format!("{}; the backup cannot be used until its manifest is repaired", bad.error),
+                });
+            }
+        }
         found.ok_or_else(|| BackupError::NotFound {
             set: set.into(),
             id: which.into(),
@@ -149,14 +190,17 @@ async fn load_entry(
     id: BackupId,
     dir: String,
     objects: Vec<ObjectMeta>,
-) -> Result<BackupEntry, BackupError> {
+) -> Result<Result<BackupEntry, UnreadableBackup>, BackupError> {
     let manifest_key = format!("{dir}{MANIFEST_FILE}");
     let bytes = store.get_bytes(&manifest_key).await?;
-    let manifest =
-        Manifest::from_json(&bytes).map_err(|message| BackupError::Manifest { key: manifest_key.clone(), message })?;
+    // One bad manifest must not hide the set's other backups: it is reported, not fatal.
+    let manifest = match Manifest::from_json(&bytes) {
+        Ok(manifest) => manifest,
+        Err(error) => return Ok(Err(UnreadableBackup { set, dir, manifest_key, error })),
+    };
     let last_verify = latest_record::<VerifyRecord>(store, &objects, "verify-").await?;
     let last_drill = latest_record::<DrillSummary>(store, &objects, "drill-").await?;
-    Ok(BackupEntry { set, id: id.to_string(), dir, manifest, objects, last_verify, last_drill })
+    Ok(Ok(BackupEntry { set, id: id.to_string(), dir, manifest, objects, last_verify, last_drill }))
 }
 
 /// Records are named `<kind>-<UTC timestamp>.json`, so the greatest name is the newest.

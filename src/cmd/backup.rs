@@ -501,7 +501,8 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
                 "store": store.url().to_string(),
                 "backups": rows,
                 "object_sets": object_sets,
-                "orphans": catalog.orphans.len()
+                "orphans": catalog.orphans.len(),
+                "unreadable": catalog.unreadable
             }),
         )?;
         return Ok(ExitStatus::Success);

@@ -40,6 +40,10 @@ pub struct ObjectsArgs {
     /// Show what would be copied and removed; copy, remove and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Go ahead even when the run would mark or remove more than half of the copy's objects as
+    /// deleted at the source (refused otherwise: a wrong or emptied --from looks like that).
+    #[arg(long)]
+    pub force: bool,
     /// Copy at most about this many bytes in this run (e.g. 50GiB); the rest is left for the
     /// next run.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
@@ -87,7 +91,8 @@ impl ObjectsArgs {
 }
 
 pub async fn run(ctx: &Ctx<'_>, args: ObjectsArgs) -> Result<ExitStatus> {
-    let request = settings::resolve(&ctx.config, &args.overrides())?;
+    let mut request = settings::resolve(&ctx.config, &args.overrides())?;
+    request.force = args.force;
     let reporter = progress::reporter(ctx.printer, &request.set);
     let report = objects::run_job(&request, reporter.as_ref())
         .await
@@ -133,6 +138,9 @@ fn print_report(ctx: &Ctx<'_>, r: &ObjectsReport) -> Result<()> {
     if r.retained > 0 || r.removed > 0 {
         let removed = if r.dry_run { "would remove" } else { "removed" };
         p.line(format!("  source deleted: kept {} copies, {removed} {}", r.retained, r.removed))?;
+    }
+    if let Some(why) = &r.refused {
+        p.warn(format!("a real run would refuse this plan: {why}"));
     }
     if r.deferred > 0 {
         p.note(format!("{} copies left for the next run by --max-bytes", r.deferred));

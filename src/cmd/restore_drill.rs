@@ -124,18 +124,19 @@ impl RestoreDrillArgs {
 pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
     let request = drill::resolve(&ctx.config, &args.options())?;
     let reporter = progress::reporter(ctx.printer, "drill");
-    let report = drill::drill(&request, reporter.as_ref())
-        .await
-        .with_context(|| format!("restore drill of set '{}' from {}", request.set, request.store_url))?;
+    let report = match drill::drill_reporting(&request, reporter.as_ref()).await {
+        Ok(report) => report,
+        Err(failure) => {
+            // The report files describe the failure too; the drill's error stays the one reported.
+            if let Err(e) = write_reports(&args, &failure.report) {
+                tracing::warn!("{e:#}");
+            }
+            return Err(anyhow::Error::new(failure.error))
+                .with_context(|| format!("restore drill of set '{}' from {}", request.set, request.store_url));
+        }
+    };
     let status = if report.ok { ExitStatus::Success } else { ExitStatus::Failure };
-    if let Some(path) = &args.report {
-        crate::notify::write_atomic(path, render::markdown(&report).as_bytes(), None)
-            .with_context(|| format!("write the Markdown report {}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        crate::notify::write_atomic(path, render::junit(&report).as_bytes(), None)
-            .with_context(|| format!("write the JUnit report {}", path.display()))?;
-    }
+    write_reports(&args, &report)?;
     if ctx.printer.is_json() {
         ctx.printer.report(status, &report)?;
         return Ok(status);
@@ -175,4 +176,17 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
         report.seed
     ))?;
     Ok(status)
+}
+
+/// The --report and --junit files.
+fn write_reports(args: &RestoreDrillArgs, report: &drill::DrillReport) -> Result<()> {
+    if let Some(path) = &args.report {
+        crate::notify::write_atomic(path, render::markdown(report).as_bytes(), None)
+            .with_context(|| format!("write the Markdown report {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        crate::notify::write_atomic(path, render::junit(report).as_bytes(), None)
+            .with_context(|| format!("write the JUnit report {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use crate::migrate::MigrateError;
 use crate::pg::{DbUrl, PgError};
 use crate::store::StoreError;
 
-pub use run::drill;
+pub use run::{drill, drill_reporting, DrillFailure};
 
 /// Which backup to drill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +197,8 @@ pub struct DrillReport {
     pub store: String,
     pub set: String,
     pub backup_id: String,
-    pub backup_snapshot: DateTime<Utc>,
+    /// None when the drill stopped before selecting a backup.
+    pub backup_snapshot: Option<DateTime<Utc>>,
     pub seed: u64,
     pub target: String,
     /// pg_restore mode: "stream" or "spool -j N".
@@ -223,6 +224,10 @@ pub struct DrillReport {
     /// Where the record was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_key: Option<String>,
+    /// The error that stopped the drill before it could reach a verdict (report files only:
+    /// such a drill stores no record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl DrillReport {
@@ -356,6 +361,12 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
         None => None,
         Some(given) => {
             let (url, options) = config.store_with_options("objects", given).map_err(BackupError::from)?;
+            if o.presign && !matches!(crate::store::StoreUrl::parse(&url)?, crate::store::StoreUrl::S3 { .. }) {
+                return Err(DrillError::Input(format!(
+                    "--presign needs an S3 --objects store (s3://bucket[/prefix]); {url} is a local directory, \
+                     which has no presigned URLs: drop --presign"
+                )));
+            }
             Some(ObjectsSpec {
                 url,
                 options,
@@ -366,6 +377,12 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
             })
         }
     };
+    let jobs = o.jobs.unwrap_or(1);
+    if jobs == 0 {
+        return Err(DrillError::Input(
+            "--jobs must be at least 1 (1 streams the archive into pg_restore; more restores in parallel)".into(),
+        ));
+    }
     let identities = match &o.identity {
         None => Vec::new(),
         Some(path) => crate::backup::codec::read_identities(path).map_err(DrillError::Input)?,
@@ -382,7 +399,7 @@ pub fn resolve(config: &crate::config::Config, o: &Options) -> Result<DrillReque
         objects,
         rpo_target: o.rpo_target,
         rto_target: o.rto_target,
-        jobs: o.jobs.unwrap_or(1).max(1),
+        jobs,
         spool_dir: o.spool_dir.clone(),
         keep: o.keep,
         identities,

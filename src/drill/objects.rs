@@ -19,11 +19,28 @@ pub struct Inventory {
     pub entries: std::collections::HashMap<String, InventoryEntry>,
 }
 
-/// Loads the newest inventory of `set` from the backup store.
-pub async fn load_inventory(store: &Store, set: &str) -> Result<Inventory, String> {
-    let run = inventory::latest(store, set).await.map_err(|e| e.to_string())?.ok_or_else(|| {
-        format!("no inventory of object set '{set}' in {}; run `opsbook backup objects` first", store.url())
-    })?;
+/// Loads the newest inventory of `set` in the backup store that describes the copy at `copy`
+/// (its `--to`): another copy's inventory says nothing about this one's objects.
+pub async fn load_inventory(store: &Store, set: &str, copy: &str) -> Result<Inventory, String> {
+    let runs = inventory::list_runs(store, Some(set)).await.map_err(|e| e.to_string())?;
+    let runs: Vec<_> = runs.into_iter().filter(|r| r.summary.set == set).collect();
+    if runs.is_empty() {
+        return Err(format!(
+            "no inventory of object set '{set}' in {}; run `opsbook backup objects` first",
+            store.url()
+        ));
+    }
+    // Newest first, so the first match is the newest inventory of this copy.
+    let Some(run) = runs.iter().find(|r| r.summary.to == copy).cloned() else {
+        let mut copies: Vec<&str> = runs.iter().map(|r| r.summary.to.as_str()).collect();
+        copies.sort();
+        copies.dedup();
+        return Err(format!(
+            "no inventory of object set '{set}' describes the copy {copy} (its inventories describe {}): \
+             give --objects the --to of `backup objects --set {set}`",
+            copies.join(", ")
+        ));
+    };
     let entries = inventory::read_inventory(store, &run).await.map_err(|e| e.to_string())?;
     Ok(Inventory {
         set: set.to_string(),

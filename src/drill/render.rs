@@ -13,13 +13,18 @@ fn cell(text: &str) -> String {
 pub fn markdown(r: &DrillReport) -> String {
     let mut out = String::new();
     out.push_str(&format!("# Restore drill {} — {}\n\n", r.drill_id, if r.ok { "passed" } else { "FAILED" }));
+    if let Some(error) = &r.error {
+        out.push_str(&format!("Stopped by an error: {}\n\n", cell(error)));
+    }
+    let backup = match &r.backup_snapshot {
+        Some(snapshot) => {
+            format!("`{}` of set `{}` in `{}` (snapshot {})", r.backup_id, r.set, r.store, snapshot.to_rfc3339())
+        }
+        None => format!("none selected, set `{}` in `{}`", r.set, r.store),
+    };
     out.push_str(&format!(
-        "- Backup: `{}` of set `{}` in `{}` (snapshot {})\n- Target: {}\n- Restore: {}, {} bytes\n- Started: {}; finished: {}\n- Seed: {}\n",
-        r.backup_id,
-        r.set,
-        r.store,
-        r.backup_snapshot.to_rfc3339(),
-        r.target,
+        "- Backup: {backup}\n- Target: {}\n- Restore: {}, {} bytes\n- Started: {}; finished: {}\n- Seed: {}\n",
+        if r.target.is_empty() { "not created" } else { &r.target },
         r.restore_mode,
         r.restored_bytes,
         r.started.to_rfc3339(),

@@ -34,8 +34,8 @@ pub struct Phase {
 #[derive(Debug, Clone)]
 pub struct Restored {
     pub download: Phase,
-    /// None when the restore did not run (download failed in spool mode).
-    pub restore: Option<Phase>,
+    /// Skipped (reported as not ok, with the reason) when the download step failed.
+    pub restore: Phase,
     pub mode: String,
     pub raw_bytes: u64,
 }
@@ -106,6 +106,14 @@ fn check_sums(object: &StoredObject, size: u64, sha256: &str) -> Result<String, 
     Ok(format!("{size} bytes, sha256 {}…", &sha256[..12]))
 }
 
+/// Why nothing restored counts once the download step failed: the checksum, or else decoding.
+fn not_restored(sums: &Result<String, String>) -> String {
+    match sums {
+        Err(_) => "not trusted: the archive failed its checksum".into(),
+        Ok(_) => "not restored: the archive could not be decoded (see the download step)".into(),
+    }
+}
+
 fn tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -143,7 +151,10 @@ async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Resto
     let raw_bytes = *decoded.as_ref().unwrap_or(&0);
     let download = match (&sums, &decoded) {
         (Err(e), _) => Phase { ok: false, seconds: download_seconds, detail: e.clone() },
-        (Ok(_), Err(e)) if output.status.success() => {
+        // A broken pipe is pg_restore having stopped reading (its failure is the restore's);
+        // any other decoder error (wrong age identity, corrupt zstd) is the archive's, and
+        // pg_restore's "input file is too short" only follows from it.
+        (Ok(_), Err(e)) if output.status.success() || e.kind() != io::ErrorKind::BrokenPipe => {
             Phase { ok: false, seconds: download_seconds, detail: format!("cannot decode: {e}") }
         }
         (Ok(s), _) => Phase {
@@ -153,11 +164,7 @@ async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Resto
         },
     };
     let restore = if !download.ok {
-        Phase {
-            ok: false,
-            seconds: start.elapsed().as_secs_f64(),
-            detail: "not trusted: the archive failed its checksum".into(),
-        }
+        Phase { ok: false, seconds: start.elapsed().as_secs_f64(), detail: not_restored(&sums) }
     } else if !output.status.success() {
         Phase {
             ok: false,
@@ -167,7 +174,7 @@ async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Resto
     } else {
         Phase { ok: true, seconds: start.elapsed().as_secs_f64(), detail: format!("{raw_bytes} bytes restored") }
     };
-    Ok(Restored { download, restore: Some(restore), mode: "stream".into(), raw_bytes })
+    Ok(Restored { download, restore, mode: "stream".into(), raw_bytes })
 }
 
 /// Removes the spool file however the drill ends.
@@ -179,15 +186,22 @@ impl Drop for SpoolFile {
     }
 }
 
+/// Creates the spool file readable by its owner only: it holds the decrypted database.
+fn create_spool_file(path: &Path) -> Result<std::fs::File, DrillError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| DrillError::Io { op: format!("create {}", path.display()), source })
+}
+
 async fn spooled(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restored, DrillError> {
     let start = Instant::now();
     std::fs::create_dir_all(&job.spool_dir).map_err(io_err("create the spool directory"))?;
     let spool = SpoolFile(job.spool_dir.join(format!("opsbook-drill-{}.dump", job.drill_id)));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&spool.0)
-        .map_err(|source| DrillError::Io { op: format!("create {}", spool.0.display()), source })?;
+    let file = create_spool_file(&spool.0)?;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let identities = job.identities.to_vec();
     let decoder = tokio::task::spawn_blocking(move || {
@@ -200,15 +214,17 @@ async fn spooled(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restor
     reporter.finish();
     let (size, sha) = pumped?;
     let seconds = start.elapsed().as_secs_f64();
-    let download = match (check_sums(job.object, size, &sha), &decoded) {
-        (Err(e), _) => Phase { ok: false, seconds, detail: e },
+    let sums = check_sums(job.object, size, &sha);
+    let download = match (&sums, &decoded) {
+        (Err(e), _) => Phase { ok: false, seconds, detail: e.clone() },
         (Ok(_), Err(e)) => Phase { ok: false, seconds, detail: format!("cannot decode: {e}") },
         (Ok(s), Ok(raw)) => Phase { ok: true, seconds, detail: format!("{s}; {raw} bytes spooled") },
     };
     let raw_bytes = *decoded.as_ref().unwrap_or(&0);
     let mode = format!("spool -j {}", job.jobs);
     if !download.ok {
-        return Ok(Restored { download, restore: None, mode, raw_bytes });
+        let restore = Phase { ok: false, seconds: 0.0, detail: not_restored(&sums) };
+        return Ok(Restored { download, restore, mode, raw_bytes: 0 });
     }
     reporter.phase("restore", None);
     let restore_start = Instant::now();
@@ -227,7 +243,7 @@ async fn spooled(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restor
     } else {
         Phase { ok: false, seconds, detail: format!("pg_restore failed ({}): {}", output.status, tail(&output.stderr)) }
     };
-    Ok(Restored { download, restore: Some(restore), mode, raw_bytes })
+    Ok(Restored { download, restore, mode, raw_bytes })
 }
 
 /// Restores the globals object (roles, tablespaces) with psql; errors about roles that already
@@ -271,5 +287,23 @@ pub async fn restore_globals(
         Ok(Ok(format!("{} bytes of globals applied", script.len())))
     } else {
         Ok(Err(format!("globals: {}", errors.join(" | "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_spool_file_is_readable_by_its_owner_only() {
+        // The usual umask: without an explicit mode the file would be 0644, world-readable.
+        unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsbook-drill-x.dump");
+        let file = super::create_spool_file(&path).unwrap();
+        drop(file);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        assert!(super::create_spool_file(&path).is_err(), "never reuses a file someone else created");
     }
 }

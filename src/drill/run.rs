@@ -25,9 +25,24 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 struct Steps {
     steps: Vec<Step>,
+    /// The step under way, named in the report when an error ends the drill there.
+    stage: &'static str,
+    stage_started: Instant,
+    /// Whether the error that ended the drill already has its failed step.
+    recorded: bool,
 }
 
 impl Steps {
+    fn stage(&mut self, name: &'static str) {
+        self.stage = name;
+        self.stage_started = Instant::now();
+    }
+    /// Records the error that stopped the drill as the failure of the step under way.
+    fn fail_stage(&mut self, error: &DrillError) {
+        let (name, since) = (self.stage, self.stage_started);
+        self.push(name, Outcome::Failed, since, crate::redact::redact(&error.to_string()));
+        self.recorded = true;
+    }
     fn push(&mut self, name: &str, outcome: Outcome, since: Instant, detail: impl Into<String>) {
         self.steps.push(Step {
             name: name.into(),
@@ -74,22 +89,104 @@ fn select<'a>(
     }
 }
 
+/// A drill that ended in an error rather than a verdict: the error, and the report of the steps
+/// up to it (the last failed step names where it stopped), for the report files.
+#[derive(Debug)]
+pub struct DrillFailure {
+    pub error: DrillError,
+    pub report: DrillReport,
+}
+
 /// Runs a drill and stores its record beside the backup.
 pub async fn drill(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillReport, DrillError> {
+    drill_reporting(req, reporter).await.map_err(|failure| failure.error)
+}
+
+/// [`drill`], keeping the report of a drill that ended in an error. Every failure after the
+/// start ping pings `/fail` and updates the metrics file, as a failed check does.
+pub async fn drill_reporting(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillReport, Box<DrillFailure>> {
     let started = Utc::now();
-    let drill_id = new_drill_id();
     let seed = req.seed.unwrap_or_else(|| rand::rng().random());
-    let mut rng = StdRng::seed_from_u64(seed);
     let heartbeat = crate::notify::Heartbeat::new(req.notify_url.clone());
     heartbeat.start().await;
-    let mut steps = Steps { steps: Vec::new() };
+    let mut report = DrillReport {
+        tool: crate::backup::run::tool_name(),
+        drill_id: new_drill_id(),
+        time: started,
+        started,
+        ok: false,
+        store: req.store_url.clone(),
+        set: req.set.clone(),
+        backup_id: String::new(),
+        backup_snapshot: None,
+        seed,
+        target: String::new(),
+        restore_mode: String::new(),
+        restored_bytes: 0,
+        steps: Vec::new(),
+        tables: Vec::new(),
+        row_count_method: None,
+        sql_checks: Vec::new(),
+        migrations: None,
+        objects: None,
+        rto: Measure { seconds: 0.0, target_seconds: req.rto_target.map(|d| d.as_secs_f64()), ok: true },
+        rto_seconds_per_gib: None,
+        rpo: Measure { seconds: 0.0, target_seconds: req.rpo_target.map(|d| d.as_secs_f64()), ok: true },
+        kept: None,
+        record_key: None,
+        error: None,
+    };
+    let mut steps = Steps { steps: Vec::new(), stage: "select", stage_started: Instant::now(), recorded: false };
+    match attempt(req, reporter, &mut report, &mut steps).await {
+        Ok(()) => {
+            if report.ok {
+                heartbeat.success(format!("drill of {} passed", report.backup_id)).await;
+            } else {
+                let failed: Vec<String> = report.failed_steps().map(|s| format!("{}: {}", s.name, s.detail)).collect();
+                heartbeat.fail(failed.join("; ")).await;
+            }
+            if let Some(path) = &req.metrics_file {
+                write_metrics(path, &report);
+            }
+            Ok(report)
+        }
+        Err(error) => {
+            if !steps.recorded {
+                steps.fail_stage(&error);
+            }
+            report.steps = steps.steps;
+            report.ok = false;
+            report.time = Utc::now();
+            report.error = Some(crate::redact::redact(&error.to_string()).into_owned());
+            heartbeat.fail(format!("drill of set {} failed: {error}", req.set)).await;
+            if let Some(path) = &req.metrics_file {
+                write_metrics(path, &report);
+            }
+            Err(Box::new(DrillFailure { error, report }))
+        }
+    }
+}
+
+/// The drill proper: fills `report`; an error leaves the steps so far in `steps`.
+async fn attempt(
+    req: &DrillRequest,
+    reporter: &dyn Reporter,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+) -> Result<(), DrillError> {
+    let mut rng = StdRng::seed_from_u64(report.seed);
+    let drill_id = report.drill_id.clone();
 
     let t = Instant::now();
+    steps.stage("select");
     let store = job::open_store(&req.store_url).await?;
+    report.store = store.url().to_string();
     let catalog = Catalog::load(&store, Some(&req.set)).await?;
     let entry = select(&catalog, &req.set, &req.which, &mut rng)?;
     let newest_snapshot = catalog.backups.iter().filter(|b| b.set == req.set).map(|b| b.manifest.snapshot_time).max();
     let manifest = &entry.manifest;
+    report.backup_id = entry.id.clone();
+    report.backup_snapshot = Some(manifest.snapshot_time);
     if manifest.encryption.is_some() && req.identities.is_empty() {
         return Err(DrillError::Input(format!(
             "backup {} is age-encrypted: pass --identity FILE with a matching AGE-SECRET-KEY",
@@ -107,45 +204,25 @@ pub async fn drill(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillR
     );
 
     // pg_restore at least as new as the pg_dump that wrote the archive.
+    steps.stage("target");
     let dump_major = manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
     let tools = pg::discover(dump_major)?;
 
     let t = Instant::now();
     let target = Target::create(&req.target, &drill_id).await?;
     steps.push("target", Outcome::Passed, t, target.describe());
-    let target_desc = target.describe();
-
-    let mut report = DrillReport {
-        tool: crate::backup::run::tool_name(),
-        drill_id: drill_id.clone(),
-        time: started,
-        started,
-        ok: false,
-        store: store.url().to_string(),
-        set: req.set.clone(),
-        backup_id: entry.id.clone(),
-        backup_snapshot: manifest.snapshot_time,
-        seed,
-        target: target_desc,
-        restore_mode: String::new(),
-        restored_bytes: 0,
-        steps: Vec::new(),
-        tables: Vec::new(),
-        row_count_method: None,
-        sql_checks: Vec::new(),
-        migrations: None,
-        objects: None,
-        rto: Measure { seconds: 0.0, target_seconds: req.rto_target.map(|d| d.as_secs_f64()), ok: true },
-        rto_seconds_per_gib: None,
-        rpo: Measure { seconds: 0.0, target_seconds: req.rpo_target.map(|d| d.as_secs_f64()), ok: true },
-        kept: None,
-        record_key: None,
-    };
+    report.target = target.describe();
 
     let outcome = tokio::select! {
-        r = body(req, &store, entry, &tools, &target, &drill_id, &mut rng, &mut steps, &mut report, reporter) => Some(r),
+        r = body(req, &store, entry, &tools, &target, &drill_id, &mut rng, steps, report, reporter) => Some(r),
         _ = crate::signal::interrupted() => None,
     };
+    match &outcome {
+        None => steps.fail_stage(&DrillError::Interrupted),
+        Some(Err(e)) => steps.fail_stage(e),
+        Some(Ok(())) => {}
+    }
+    steps.stage("cleanup");
     let t = Instant::now();
     let cleanup = target.cleanup(req.keep).await;
     match &cleanup {
@@ -154,14 +231,14 @@ pub async fn drill(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillR
             let what = if req.keep { "kept (--keep)" } else { "scratch database or cluster removed" };
             steps.push("cleanup", Outcome::Passed, t, what);
         }
-        Err(e) => steps.push("cleanup", Outcome::Failed, t, e.to_string()),
+        Err(e) => {
+            steps.push("cleanup", Outcome::Failed, t, e.to_string());
+            steps.recorded = true;
+        }
     }
     match outcome {
         None => return Err(DrillError::Interrupted),
-        Some(Err(e)) => {
-            heartbeat.fail(e.to_string()).await;
-            return Err(e);
-        }
+        Some(Err(e)) => return Err(e),
         Some(Ok(())) => {}
     }
     cleanup?;
@@ -182,20 +259,12 @@ pub async fn drill(req: &DrillRequest, reporter: &dyn Reporter) -> Result<DrillR
             report.rpo.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
         ),
     );
-    report.steps = steps.steps;
+    steps.stage("record");
+    report.steps = steps.steps.clone();
     report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
     report.time = Utc::now();
-    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &report).await?);
-    if report.ok {
-        heartbeat.success(format!("drill of {} passed", report.backup_id)).await;
-    } else {
-        let failed: Vec<String> = report.failed_steps().map(|s| format!("{}: {}", s.name, s.detail)).collect();
-        heartbeat.fail(failed.join("; ")).await;
-    }
-    if let Some(path) = &req.metrics_file {
-        write_metrics(path, &report);
-    }
-    Ok(report)
+    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &*report).await?);
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -218,6 +287,7 @@ async fn body(
     let mut owners = false;
     match (manifest.globals(), req.globals, target.is_ephemeral()) {
         (Some(globals), true, true) => {
+            steps.stage("globals");
             let t = Instant::now();
             match restore::restore_globals(store, globals, &tools.psql(), url, &req.identities).await? {
                 Ok(detail) => {
@@ -245,6 +315,7 @@ async fn body(
         identities: &req.identities,
         keep_owners: owners,
     };
+    steps.stage("restore");
     let restored = restore::run(&job, reporter).await?;
     report.restore_mode = restored.mode.clone();
     report.restored_bytes = restored.raw_bytes;
@@ -255,29 +326,25 @@ async fn body(
         seconds: d.seconds,
         detail: d.detail.clone(),
     });
-    let restore_ok = match &restored.restore {
-        Some(r) => {
-            steps.steps.push(Step {
-                name: "restore".into(),
-                outcome: if d.ok { Steps::passed_or_failed(r.ok) } else { Outcome::Skipped },
-                seconds: r.seconds,
-                detail: r.detail.clone(),
-            });
-            r.ok && d.ok
-        }
-        None => {
-            steps.skip("restore", "the archive failed its checksum");
-            false
-        }
-    };
-    if !restore_ok {
+    let r = &restored.restore;
+    steps.steps.push(Step {
+        name: "restore".into(),
+        outcome: if d.ok { Steps::passed_or_failed(r.ok) } else { Outcome::Skipped },
+        seconds: r.seconds,
+        detail: r.detail.clone(),
+    });
+    if !(r.ok && d.ok) {
         for name in ["row counts", "check sql", "migrations", "objects"] {
             steps.skip(name, "the restore did not succeed");
         }
-        finish_rto(req, report, steps, rto_start);
+        // Nothing was recovered, so there is no recovery time to hold against the target.
+        report.rto.seconds = rto_start.elapsed().as_secs_f64();
+        report.rto.ok = false;
+        steps.skip("rto", "nothing was restored");
         return Ok(());
     }
 
+    steps.stage("row counts");
     let mut conn = pg::connect(url).await?;
     row_counts(entry, &mut conn, steps, report).await;
     check_sql(req, &mut conn, steps, report).await;
@@ -287,6 +354,7 @@ async fn body(
     match &req.objects {
         None => {}
         Some(spec) => {
+            steps.stage("objects");
             let t = Instant::now();
             let keys = match &spec.query {
                 Some(q) => match objects::keys_from_query(&mut conn, q).await {
@@ -298,9 +366,10 @@ async fn body(
                 },
                 None => None,
             };
+            let media = job::open_store_with(&spec.url, &spec.options).await?;
             let inventory = match &spec.inventory {
                 None => None,
-                Some(set) => match objects::load_inventory(store, set).await {
+                Some(set) => match objects::load_inventory(store, set, &media.url().to_string()).await {
                     Ok(inventory) => Some(inventory),
                     Err(e) => {
                         steps.push("objects", Outcome::Failed, t, format!("--objects-inventory {set}: {e}"));
@@ -308,9 +377,9 @@ async fn body(
                     }
                 },
             };
-            let media = job::open_store_with(&spec.url, &spec.options).await?;
             let check = objects::check(spec, &media, keys, inventory.as_ref(), rng).await?;
-            let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty());
+            // An inventory check that compared nothing proved nothing.
+            let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty() && i.checked > 0);
             let ok = check.missing.is_empty()
                 && check.unreadable.is_empty()
                 && hashes_ok
@@ -335,6 +404,9 @@ async fn body(
                 ));
                 if inv.not_in_inventory > 0 {
                     detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
+                }
+                if inv.checked == 0 {
+                    detail.push_str(": no sampled object could be compared with the inventory");
                 }
                 if !inv.mismatched.is_empty() {
                     let list: Vec<String> = inv.mismatched.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
@@ -406,6 +478,7 @@ async fn row_counts(entry: &BackupEntry, conn: &mut sqlx::PgConnection, steps: &
 
 async fn check_sql(req: &DrillRequest, conn: &mut sqlx::PgConnection, steps: &mut Steps, report: &mut DrillReport) {
     let Some((path, text)) = &req.check_sql else { return };
+    steps.stage("check sql");
     let t = Instant::now();
     for (line, statement) in pg::query::split_statements(text) {
         let (value, ok, error) = match pg::query::execute(conn, &statement).await {
@@ -446,6 +519,7 @@ async fn migrations(
     report: &mut DrillReport,
 ) {
     let Some(base) = &req.migrations else { return };
+    steps.stage("migrations");
     let t = Instant::now();
     let mut settings = base.clone();
     settings.database_url = url.clone();
@@ -490,13 +564,22 @@ fn write_metrics(path: &std::path::Path, report: &DrillReport) {
             "1 when the last restore drill passed, else 0.",
             if report.ok { 1.0 } else { 0.0 },
         ),
-        sample("opsbook_drill_rto_seconds", "Download + restore + verify time of the last drill.", report.rto.seconds),
-        sample(
-            "opsbook_drill_rpo_seconds",
-            "Age of the newest backup's snapshot at the last drill.",
-            report.rpo.seconds,
-        ),
     ];
+    // A drill that stopped on an error measured neither: the last measured values stay.
+    if report.error.is_none() {
+        samples.extend([
+            sample(
+                "opsbook_drill_rto_seconds",
+                "Download + restore + verify time of the last drill.",
+                report.rto.seconds,
+            ),
+            sample(
+                "opsbook_drill_rpo_seconds",
+                "Age of the newest backup's snapshot at the last drill.",
+                report.rpo.seconds,
+            ),
+        ]);
+    }
     if report.ok {
         samples.push(sample(
             "opsbook_drill_last_success_timestamp_seconds",

@@ -53,6 +53,9 @@ pub enum ObjectsError {
     Copies { failed: usize, planned: usize, done: usize, attempts: u32, first: StoreError },
     #[error("interrupted; {done} finished copies are in the journal and the next run resumes from there")]
     Interrupted { done: usize },
+    /// The delete guard: the plan would mark or remove most of the copy.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Classify for ObjectsError {
@@ -63,7 +66,9 @@ impl Classify for ObjectsError {
             ObjectsError::Lock(e) => e.class(),
             ObjectsError::Copies { first, .. } => first.class(),
             ObjectsError::Interrupted { .. } => ErrorClass::Interrupted,
-            ObjectsError::Inventory { .. } | ObjectsError::Journal { .. } => ErrorClass::Failed,
+            ObjectsError::Inventory { .. } | ObjectsError::Journal { .. } | ObjectsError::Refused(_) => {
+                ErrorClass::Failed
+            }
         }
     }
 }
@@ -73,6 +78,9 @@ impl Classify for ObjectsError {
 pub struct StoreSpec {
     pub url: String,
     pub options: StoreOptions,
+    /// Said when the store is a local directory that does not exist, e.g. that the name given
+    /// is not one of the profile's stores.
+    pub hint: Option<String>,
 }
 
 impl StoreSpec {
@@ -102,6 +110,8 @@ pub struct ObjectsRequest {
     pub retry: RetryPolicy,
     pub notify_url: Option<String>,
     pub metrics_file: Option<PathBuf>,
+    /// Carry out a plan that marks or removes more than half of the copy.
+    pub force: bool,
 }
 
 /// One planned or finished copy, for the report.
@@ -135,6 +145,27 @@ pub struct ObjectsReport {
     pub inventory_key: Option<String>,
     pub copies: Vec<CopyLine>,
     pub removals: Vec<String>,
+    /// Dry runs only: why the real run would refuse this plan (and that `--force` allows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A source directory that does not exist is a mistyped --from, not an empty source: read as
+/// empty, it would mark (or, with --delete-extraneous, remove) the whole copy.
+fn require_source(from: &Store, spec: &StoreSpec) -> Result<(), ObjectsError> {
+    let Store::Local(local) = from else { return Ok(()) };
+    let root = local.root();
+    if root.is_dir() {
+        return Ok(());
+    }
+    let why = if root.exists() { "is not a directory" } else { "does not exist" };
+    Err(ObjectsError::Input(format!(
+        "--from {}: the source directory {} {why}{}; check --from (a store URL, a directory, or the name of a \
+         [profiles.NAME.stores.STORE] table)",
+        spec.url,
+        root.display(),
+        spec.hint.as_deref().map(|h| format!(" and {h}")).unwrap_or_default()
+    )))
 }
 
 fn check_overlap(to: &str, store: &str) -> Result<(), ObjectsError> {
@@ -152,6 +183,7 @@ fn check_overlap(to: &str, store: &str) -> Result<(), ObjectsError> {
 /// runbook action run it.
 pub async fn run_job(req: &ObjectsRequest, reporter: &dyn Reporter) -> Result<ObjectsReport, ObjectsError> {
     let from = req.from.open("--from").await?;
+    require_source(&from, &req.from)?;
     let to = req.to.open("--to").await?;
     let store = req.store.open("--store").await?;
     check_overlap(&to.url().to_string(), &store.url().to_string())?;
@@ -241,7 +273,13 @@ pub async fn run(
             .map(|c| CopyLine { key: c.source.key.clone(), size: c.source.size, reason: c.reason })
             .collect(),
         removals: planned.remove.iter().map(|e| e.key.clone()).collect(),
+        refused: None,
     };
+    let marked = planned.remove.len() + planned.retained.iter().filter(|e| e.deleted_at == Some(now)).count();
+    match plan::check_guard(marked, dest.len(), req.force) {
+        Err(why) if req.dry_run => report.refused = Some(why),
+        guard => guard.map_err(ObjectsError::Refused)?,
+    }
     if req.dry_run {
         report.duration_seconds = started.elapsed().as_secs_f64();
         return Ok(report);

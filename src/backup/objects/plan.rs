@@ -112,6 +112,22 @@ fn source_changed(source: &ObjectMeta, record: &InventoryEntry) -> bool {
     }
 }
 
+/// Copies of fewer objects than this are not guarded: a handful of deletions is no accident.
+pub const GUARD_MIN_OBJECTS: usize = 10;
+
+/// The delete guard, as `backup prune` has one: refuses, without `force`, a plan that marks as
+/// deleted at the source or removes more than half of the `total` objects in the copy — what an
+/// emptied or wrong source looks like.
+pub fn check_guard(marked: usize, total: usize, force: bool) -> Result<(), String> {
+    if force || total < GUARD_MIN_OBJECTS || marked * 2 <= total {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to mark or remove {marked} of the {total} objects in the copy as deleted at the source (more than \
+         half): check --from, preview with --dry-run, or use --force to go ahead anyway"
+    ))
+}
+
 /// Splits the copies into those that fit in `budget` bytes (in plan order; the first copy
 /// always runs so a budget smaller than one object still makes progress) and the deferred rest.
 pub fn take_budget(copies: Vec<PlannedCopy>, budget: Option<u64>) -> (Vec<PlannedCopy>, Vec<PlannedCopy>) {

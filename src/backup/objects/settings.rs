@@ -68,7 +68,17 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
             return Err(ObjectsError::Input(format!("{key} is empty: give a store URL or a configured store name")));
         }
         let (url, options) = config.store_with_options(key, given)?;
-        Ok(StoreSpec { url, options })
+        // A bare word that names no configured store was probably meant as one.
+        let bare = !given.contains('/') && !given.contains(':');
+        let hint = (bare && !config.profile.stores.contains_key(given)).then(|| {
+            let names: Vec<&str> = config.profile.stores.keys().map(String::as_str).collect();
+            format!(
+                "'{given}' is not a store of profile '{}' ({})",
+                config.profile_name,
+                if names.is_empty() { "it has none".to_string() } else { format!("its stores: {}", names.join(", ")) }
+            )
+        });
+        Ok(StoreSpec { url, options, hint })
     };
     let store_url = config.store_url(o.store.as_deref(), None)?;
     Ok(ObjectsRequest {
@@ -92,5 +102,7 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
         },
         notify_url: o.notify_url.clone(),
         metrics_file: o.metrics_file.clone(),
+        // The command sets it from --force; a runbook step never overrides the guard.
+        force: false,
     })
 }
