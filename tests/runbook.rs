@@ -214,7 +214,7 @@ with = { command = "echo token=$TOKEN; echo token=$TOKEN >&2", env = { TOKEN = "
 [[steps]]
 id = "fail"
 action = "shell"
-with = { command = "echo failing with ${params.token} >&2; exit 3" }
+with = { command = "echo failing with $TOKEN >&2; exit 3", env = { TOKEN = "${params.token}" } }
 "#,
     );
     let out = opsbook(dir.path())
@@ -417,4 +417,355 @@ fn nightly_backup_runs_against_a_real_database() {
     let backup = &list["backups"][0];
     assert_eq!(backup["id"], report["steps"][0]["outputs"]["backup_id"]);
     assert_eq!(backup["verified"]["ok"], true, "the runbook's verify is recorded in the store");
+}
+
+/// Waits (with a deadline) until `ready` holds while `child` still runs.
+fn wait_for(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "the run exited before {what}");
+        assert!(std::time::Instant::now() < deadline, "no {what} within 60s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_dlq_replay_step_lets_in_flight_deliveries_finish() {
+    let pg = TestPg::shared();
+    let db = pg.fresh_db("rb_dlq_sigint");
+    let dir = tempfile::tempdir().unwrap();
+    let init = run(dir.path(), &["dlq-replay", "init", "--database-url", &db]);
+    assert_eq!(code(&init), 0, "{}", all_output(&init));
+    let peer = support::http::HttpPeer::start();
+    peer.delay("/hook", std::time::Duration::from_secs(2));
+    pg.execute(
+        &db,
+        &format!(
+            "INSERT INTO opsbook_dead_letters (target_url, payload, event_type, failed_at) \
+             SELECT '{}', '{{\"seq\":' || g || '}}', 'order.paid', now() - interval '1 hour' \
+             FROM generate_series(1, 6) g",
+            peer.url("/hook")
+        ),
+    );
+    let rb = write(
+        dir.path(),
+        "replay.toml",
+        r#"
+name = "replay"
+[params.db]
+type = "string"
+required = true
+[[steps]]
+id = "replay"
+action = "dlq-replay"
+with = { mode = "replay", database_url = "${params.db}", concurrency = 2 }
+[[steps]]
+id = "after"
+action = "shell"
+with = { command = "echo after >> after.txt" }
+"#,
+    );
+    let mut child = support::cmd::background(dir.path())
+        .args(["run", rb.to_str().unwrap(), "--output", "json", "--param"])
+        .arg(format!("db={db}"))
+        .spawn()
+        .unwrap();
+    // Both workers' requests are at the receiver, which answers only after 2 s.
+    wait_for(&mut child, "two deliveries in flight", || peer.received().len() >= 2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    let sent: Vec<String> = peer.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(sent.len(), 2, "nothing new is sent after Ctrl-C: {sent:?}");
+    for body in &sent {
+        let left =
+            pg.query_i64(&db, &format!("SELECT count(*) FROM opsbook_dead_letters WHERE payload::text = '{body}'"));
+        assert_eq!(left, 0, "{body} was delivered during Ctrl-C and must be removed, not sent again");
+    }
+    assert_eq!(pg.query_i64(&db, "SELECT count(*) FROM opsbook_dead_letters"), 4);
+    assert_eq!(pg.query_i64(&db, "SELECT coalesce(sum(attempts), 0) FROM opsbook_dead_letters"), 0);
+    let report = json(&out);
+    assert_eq!(report["status"], "interrupted", "{report}");
+    assert_eq!(report["steps"][0]["status"], "failed", "rows are left: the step is not done: {report}");
+    assert!(report["steps"][0]["error"].as_str().unwrap().contains("--resume"), "{report}");
+    assert_eq!(report["steps"][1]["status"], "skipped");
+    assert_eq!(report["steps"][1]["note"], "interrupted");
+    assert!(!dir.path().join("after.txt").exists());
+
+    // The resume replays the rest, each row once, and the skipped step loses its note.
+    peer.delay("/hook", std::time::Duration::ZERO);
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let out = opsbook(dir.path())
+        .args(["run", rb.to_str().unwrap(), "--resume", &run_id, "--output", "json", "--param"])
+        .arg(format!("db={db}"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["steps"][0]["outputs"]["delivered"], 4, "{report}");
+    assert_eq!(report["steps"][1]["status"], "ok");
+    assert!(report["steps"][1].get("note").is_none(), "stale note: {report}");
+    assert_eq!(journal(dir.path(), &run_id)["steps"][1].get("note"), None);
+    let mut bodies: Vec<String> = peer.received().into_iter().map(|r| r.body).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!((bodies.len(), peer.received().len()), (6, 6), "every row sent exactly once");
+    assert_eq!(pg.query_i64(&db, "SELECT count(*) FROM opsbook_dead_letters"), 0);
+}
+
+#[test]
+fn resume_reruns_a_step_whose_output_held_a_secret_and_never_uses_the_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Sup3r-Secret-PW-77";
+    let rb = write(
+        dir.path(),
+        "masked.toml",
+        r#"
+name = "masked"
+[params.pw]
+type = "secret"
+[[steps]]
+id = "url"
+action = "shell"
+with = { command = "echo ran >> url-runs.txt; echo \"postgres://app:$PW@db.internal/shop\"", env = { PW = "${params.pw}" } }
+[[steps]]
+id = "plain"
+action = "shell"
+with = { command = "echo ran >> plain-runs.txt; echo plain-value" }
+[[steps]]
+id = "gate"
+action = "shell"
+with = { command = "test -f flag" }
+[[steps]]
+id = "use"
+action = "shell"
+with = { command = "printf '%s %s' \"$URL\" \"$PLAIN\" > used.txt", env = { URL = "${steps.url.outputs.stdout}", PLAIN = "${steps.plain.outputs.stdout}" } }
+"#,
+    );
+    let first = opsbook(dir.path())
+        .env("OPSBOOK_PARAM_PW", secret)
+        .args(["run", rb.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&first), 1, "{}", all_output(&first));
+    let run_id = json(&first)["run_id"].as_str().unwrap().to_string();
+    let saved = journal(dir.path(), &run_id);
+    assert_eq!(saved["steps"][0]["masked"], serde_json::json!(["stdout"]), "{saved}");
+    assert!(saved["steps"][1].get("masked").is_none(), "{saved}");
+    assert!(!saved.to_string().contains(secret));
+
+    std::fs::write(dir.path().join("flag"), "").unwrap();
+    let out = opsbook(dir.path())
+        .env("OPSBOOK_PARAM_PW", secret)
+        .args(["run", rb.to_str().unwrap(), "--resume", &run_id, "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(!all_output(&out).contains(secret), "{}", all_output(&out));
+    let used = std::fs::read_to_string(dir.path().join("used.txt")).unwrap();
+    assert_eq!(used, format!("postgres://app:{secret}@db.internal/shop plain-value"), "the clear value, not ***");
+    let runs = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert_eq!(runs("url-runs.txt"), "ran\nran\n", "the secret-bearing step ran again");
+    assert_eq!(runs("plain-runs.txt"), "ran\n", "a step with clear outputs did not");
+    let report = json(&out);
+    assert!(report["steps"][0]["note"].as_str().unwrap().contains("held a secret"), "{report}");
+    assert!(!std::fs::read_to_string(dir.path().join("runs").join(format!("{run_id}.json"))).unwrap().contains(secret));
+}
+
+#[test]
+fn quickstart_resumes_after_a_failed_lint() {
+    // The shipped quickstart, copied beside a migrations directory that is missing at first.
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sandbox");
+    std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+    let rb = dir.path().join("runbooks/quickstart.toml");
+    std::fs::copy(repo().join("runbooks/quickstart.toml"), &rb).unwrap();
+    let quickstart = |extra: &[&str]| {
+        opsbook(dir.path())
+            .env("OPSBOOK_SANDBOX_DIR", &sandbox)
+            .arg("run")
+            .arg(&rb)
+            .args(extra)
+            .args(["--output", "json"])
+            .output()
+            .unwrap()
+    };
+    let first = quickstart(&["--param", "teardown=true"]);
+    assert_ne!(code(&first), 0, "{}", all_output(&first));
+    let report = json(&first);
+    let status =
+        |r: &Value, id: &str| r["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status(&report, "lint"), "failed", "{report}");
+    assert_eq!(status(&report, "teardown"), "ok", "{report}");
+    assert!(!sandbox.join("pg").exists(), "teardown ran");
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let migrations = dir.path().join("examples/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/migrations")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), migrations.join(entry.file_name())).unwrap();
+    }
+    let out = quickstart(&["--resume", &run_id]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    assert!(report["steps"].as_array().unwrap().iter().all(|s| s["status"] == "ok"), "{report}");
+    assert_eq!(report["steps"][0]["id"], "sandbox");
+    assert!(report["steps"][0]["note"].as_str().unwrap().contains("database_url"), "{report}");
+    assert!(!sandbox.join("pg").exists(), "the cleanup step ran again after the resumed steps");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("postgres:postgres@"));
+}
+
+#[test]
+fn resume_runs_cleanup_steps_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(
+        dir.path(),
+        "cleanup.toml",
+        r#"
+name = "cleanup"
+[[steps]]
+id = "work"
+action = "shell"
+with = { command = "echo work >> log.txt" }
+[[steps]]
+id = "gate"
+action = "shell"
+with = { command = "test -f flag && echo gate >> log.txt" }
+[[steps]]
+id = "cleanup"
+action = "shell"
+always = true
+with = { command = "echo cleanup >> log.txt" }
+"#,
+    );
+    let out = run(dir.path(), &["run", rb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    std::fs::write(dir.path().join("flag"), "").unwrap();
+    let out = run(dir.path(), &["run", rb.to_str().unwrap(), "--resume", &run_id, "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let log = std::fs::read_to_string(dir.path().join("log.txt")).unwrap();
+    assert_eq!(log, "work\ncleanup\ngate\ncleanup\n", "cleanup follows the resumed steps");
+}
+
+#[test]
+fn a_second_resume_of_the_same_run_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(
+        dir.path(),
+        "pay.toml",
+        r#"
+name = "pay"
+[[steps]]
+id = "pay"
+action = "shell"
+with = { command = "test -f armed || exit 1; echo paid >> payments.txt; touch started; for i in $(seq 600); do test -f release && break; sleep 0.05; done" }
+"#,
+    );
+    let out = run(dir.path(), &["run", rb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    std::fs::write(dir.path().join("armed"), "").unwrap();
+    let mut first =
+        support::cmd::background(dir.path()).args(["run", rb.to_str().unwrap(), "--resume", &run_id]).spawn().unwrap();
+    wait_for(&mut first, "the first resume's step", || dir.path().join("started").exists());
+    let first_pid = first.id();
+    let second = run(dir.path(), &["run", rb.to_str().unwrap(), "--resume", &run_id]);
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(code(&second), 4, "{}", all_output(&second));
+    let text = all_output(&second);
+    let holder = format!("pid {first_pid}");
+    assert!(text.contains(&run_id) && text.contains("--resume") && text.contains(&holder), "{text}");
+    assert_eq!(code(&first), 0, "{}", all_output(&first));
+    assert_eq!(std::fs::read_to_string(dir.path().join("payments.txt")).unwrap(), "paid\n", "paid once");
+}
+
+#[test]
+fn dry_run_shows_outputs_only_a_real_run_produces_as_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = write(
+        dir.path(),
+        "outputs.toml",
+        r#"
+name = "outputs"
+[[steps]]
+id = "a"
+action = "shell"
+with = { command = "echo hello" }
+[[steps]]
+id = "b"
+action = "shell"
+with = { command = "echo got ${steps.a.outputs.stdout}" }
+[[steps]]
+id = "c"
+action = "shell"
+with = { command = "echo ${steps.a.outputs.nope}" }
+"#,
+    );
+    let out = run(dir.path(), &["run", rb.to_str().unwrap(), "--dry-run", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    let would = report["steps"][1]["outputs"]["would"].as_str().unwrap();
+    assert!(would.contains("got <output of steps.a: stdout, known after a real run>"), "{report}");
+
+    // A real run still fails on an output that does not exist.
+    let out = run(dir.path(), &["run", rb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    let report = json(&out);
+    assert_eq!(report["steps"][1]["outputs"]["stdout"], "got hello");
+    assert!(report["steps"][2]["error"].as_str().unwrap().contains("${steps.a.outputs.nope} has no value"), "{report}");
+
+    // The shipped quarterly rotation: its last step quotes fingerprints only a real rotation makes.
+    std::fs::write(
+        dir.path().join("opsbook.toml"),
+        "[[profiles.default.secrets]]\nname = \"JWT_SECRET\"\nkind = \"random\"\nbits = 256\nstore = \"dotenv:.env\"\nmax_age = \"90d\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "JWT_SECRET=old-value-123456\n").unwrap();
+    let out = opsbook(dir.path())
+        .args(["run"])
+        .arg(repo().join("runbooks/rotate-quarterly.toml"))
+        .args(["--dry-run", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let report = json(&out);
+    let instructions = report["steps"][2]["outputs"]["instructions"].as_str().unwrap();
+    assert!(instructions.contains("<output of steps.rotate: fingerprints, known after a real run>"), "{report}");
+    assert_eq!(std::fs::read_to_string(dir.path().join(".env")).unwrap(), "JWT_SECRET=old-value-123456\n");
+}
+
+#[test]
+fn secret_parameters_stay_out_of_a_shell_steps_argv() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Sup3rSecretPW-in-argv";
+    let bad = write(
+        dir.path(),
+        "argv.toml",
+        "name = \"argv\"\n[params.pw]\ntype = \"secret\"\n[[steps]]\nid = \"login\"\naction = \"shell\"\nwith = { command = \"mysql --password=${params.pw}\" }\n[[steps]]\nid = \"direct\"\naction = \"shell\"\nwith = { argv = [\"login\", \"${params.pw}\"] }\n",
+    );
+    for args in [vec!["runbook", "validate", bad.to_str().unwrap()], vec!["run", bad.to_str().unwrap()]] {
+        let out = opsbook(dir.path()).env("OPSBOOK_PARAM_PW", secret).args(&args).output().unwrap();
+        assert_eq!(code(&out), 2, "{}", all_output(&out));
+        let text = all_output(&out);
+        assert!(text.contains("argv.toml:7:") && text.contains("env = { PW = \"${params.pw}\" }"), "{text}");
+        assert!(text.contains("argv.toml:11:") && text.contains("secret parameter `pw` in `argv`"), "{text}");
+        assert!(!text.contains(secret));
+    }
+    assert!(!dir.path().join("runs").exists(), "nothing ran");
+
+    // Through `env` the child gets the value, and its argv does not hold it.
+    let good = write(
+        dir.path(),
+        "env.toml",
+        "name = \"env\"\n[params.pw]\ntype = \"secret\"\n[[steps]]\nid = \"login\"\naction = \"shell\"\nwith = { command = \"tr '\\\\0' ' ' < /proc/$$/cmdline > argv.txt; printf %s \\\"$PW\\\" > pw.txt\", env = { PW = \"${params.pw}\" } }\n",
+    );
+    let out =
+        opsbook(dir.path()).env("OPSBOOK_PARAM_PW", secret).args(["run", good.to_str().unwrap()]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("pw.txt")).unwrap(), secret);
+    let argv = std::fs::read_to_string(dir.path().join("argv.txt")).unwrap();
+    assert!(argv.starts_with("sh -c") && !argv.contains(secret), "{argv}");
 }

@@ -3,7 +3,7 @@
 //! appending to the audit log after every step. Failure routing: `abort` runs only `always`
 //! steps afterwards, `continue` carries on, a list of ids runs those steps (and `always` ones).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -127,7 +127,16 @@ fn lookup<'a>(params: &'a Params, journal: &'a RunJournal) -> impl Fn(&Ref) -> O
         Ref::Param(n) => params.all.get(n).cloned(),
         Ref::Env(n) => std::env::var(n).ok().map(Value::from),
         Ref::StepOutput { step, key } => {
-            journal.steps.iter().find(|s| &s.id == step).and_then(|s| s.outputs.get(key).cloned())
+            let found = journal.steps.iter().find(|s| &s.id == step);
+            // A value masked in a resumed journal is never interpolated (`run_again` re-runs its
+            // step when a step still to run needs it); otherwise it has no value.
+            let usable = found.filter(|s| !s.output_masked(key));
+            usable.and_then(|s| s.outputs.get(key).cloned()).or_else(|| {
+                // A dry run only plans: outputs that only a real run produces get a placeholder,
+                // so the later steps can still be shown. A real run fails on a missing output.
+                (journal.dry_run && found.is_some())
+                    .then(|| Value::from(format!("<output of steps.{step}: {key}, known after a real run>")))
+            })
         }
         Ref::StepStatus(step) => {
             journal.steps.iter().find(|s| &s.id == step).map(|s| serde_json::to_value(s.status).unwrap_or(Value::Null))
@@ -146,6 +155,11 @@ pub async fn execute(
     observer: &dyn RunObserver,
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, RunbookError> {
+    // One process per run id: a second `--resume` of the same run would repeat its steps.
+    let mut run_lock = match &req.resume {
+        Some(id) => Some(lock_run(id, rb, req)?),
+        None => None,
+    };
     let previous = match &req.resume {
         Some(id) => {
             let j = RunJournal::load(id)?;
@@ -211,6 +225,7 @@ pub async fn execute(
                     duration_ms: None,
                     attempts: 0,
                     outputs: Default::default(),
+                    masked: Vec::new(),
                     error: None,
                     error_class: None,
                     note: None,
@@ -218,6 +233,13 @@ pub async fn execute(
                 .collect(),
         },
     };
+    if run_lock.is_none() {
+        run_lock = Some(lock_run(&journal.run_id, rb, req)?);
+    }
+    let _run_lock = run_lock;
+    // On resume: cleanup steps run again, and so do finished steps whose outputs were masked in
+    // the journal but are needed by a step still to run (a masked value is never interpolated).
+    let again = if req.resume.is_some() { run_again(&steps, &journal) } else { HashMap::new() };
     journal.save()?;
     audit(rb, &journal, "run_started", None)?;
 
@@ -229,7 +251,8 @@ pub async fn execute(
     let mut rescue: HashSet<String> = HashSet::new();
     for (index, step) in steps.iter().enumerate() {
         let id = step.id.get_ref().clone();
-        if journal.steps[index].status == StepStatus::Ok {
+        let before_from = from_index.is_some_and(|f| index < f);
+        if journal.steps[index].status == StepStatus::Ok && (!again.contains_key(&index) || before_from) {
             continue;
         }
         let skip = |journal: &mut RunJournal, note: &str| {
@@ -238,13 +261,17 @@ pub async fn execute(
             rec.note = Some(note.into());
         };
         let interrupted = crate::signal::is_interrupted();
-        if from_index.is_some_and(|f| index < f) {
+        if before_from {
             skip(&mut journal, "before --from");
         } else if (failing || interrupted) && !step.always && !rescue.contains(&id) {
             skip(&mut journal, if interrupted { "interrupted" } else { "an earlier step failed" });
         } else {
             observer.step_started(index, total, &journal.steps[index]);
             run_step(&env, &mut journal, index, step).await;
+            let why = again.get(&index).filter(|w| !w.is_empty());
+            if let Some(why) = why.filter(|_| journal.steps[index].status == StepStatus::Ok) {
+                journal.steps[index].note = Some(why.clone());
+            }
             let rec = &journal.steps[index];
             if rec.status == StepStatus::Failed {
                 let class = rec_class(rec);
@@ -278,6 +305,57 @@ pub async fn execute(
     journal.save()?;
     audit(rb, &journal, "run_finished", None)?;
     Ok(RunOutcome { journal, failure })
+}
+
+/// Takes the lock of run `run_id`, held until the run or resume ends.
+fn lock_run(run_id: &str, rb: &Runbook, req: &RunRequest) -> Result<crate::lock::LockGuard, RunbookError> {
+    let what = match &req.resume {
+        Some(id) => format!("opsbook run {} --resume {id}", rb.path.display()),
+        None => format!("opsbook run {}", rb.path.display()),
+    };
+    Ok(crate::lock::try_lock("run", &format!("run {run_id}"), &what)?)
+}
+
+/// Finished steps of a resumed run that run again, with the note to record: `always` steps
+/// (cleanup follows the resumed steps; no note), and steps whose outputs are masked in the
+/// journal while a step that will run refers to them. Walking backwards catches chains (a step run again for its
+/// secret output may itself need another step's secret output).
+fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> HashMap<usize, String> {
+    let mut again: HashMap<usize, String> = HashMap::new();
+    for (index, step) in steps.iter().enumerate().rev() {
+        let rec = &journal.steps[index];
+        if rec.status == StepStatus::Ok && step.always {
+            again.entry(index).or_default();
+        }
+        if rec.status == StepStatus::Ok && !again.contains_key(&index) {
+            continue;
+        }
+        for r in step_refs(step) {
+            let Ref::StepOutput { step: other, key } = r else { continue };
+            let Some(j) = journal.steps.iter().position(|s| s.id == other) else { continue };
+            if journal.steps[j].status == StepStatus::Ok && journal.steps[j].output_masked(&key) {
+                again.entry(j).or_insert_with(|| {
+                    format!("run again on resume: its output `{key}` held a secret, which the journal does not keep")
+                });
+            }
+        }
+    }
+    again
+}
+
+/// Every reference in a step's `when`, `target` and `with` (validated, so they parse).
+fn step_refs(step: &StepSpec) -> Vec<Ref> {
+    let mut refs = Vec::new();
+    if let Some(when) = &step.when {
+        refs.extend(interp::refs(when.get_ref()).unwrap_or_default());
+    }
+    if let Some(target) = &step.target {
+        refs.extend(interp::refs(target).unwrap_or_default());
+    }
+    if let Some(with) = &step.with {
+        refs.extend(interp::value_refs(&toml::Value::Table(with.get_ref().clone())).unwrap_or_default());
+    }
+    refs
 }
 
 /// The class recorded for a failed step.
@@ -340,8 +418,12 @@ async fn run_step(env: &StepEnv<'_>, journal: &mut RunJournal, index: usize, ste
         Ok(StepResult::Ran(outputs, attempts)) => {
             rec.status = StepStatus::Ok;
             rec.outputs = outputs;
+            rec.masked.clear();
             rec.attempts = attempts;
             rec.error = None;
+            rec.error_class = None;
+            // A note from an earlier attempt of this run ("interrupted", …) no longer holds.
+            rec.note = None;
         }
         Ok(StepResult::Skipped(note)) => {
             rec.status = StepStatus::Skipped;
@@ -413,7 +495,8 @@ async fn prepare_and_run(
     loop {
         attempt += 1;
         let run = actions::run(action, with.clone(), &ctx);
-        let outcome = run_bounded(run, timeout, step.always).await;
+        let wind_down = step.always || actions::winds_down_on_interrupt(action);
+        let outcome = run_bounded(run, timeout, wind_down).await;
         match outcome {
             Ok(outputs) => return Ok(StepResult::Ran(outputs, attempt)),
             Err(e) => {
@@ -434,11 +517,13 @@ async fn prepare_and_run(
     }
 }
 
-/// The action, bounded by the step timeout and (except for cleanup steps) by Ctrl-C.
+/// The action, bounded by the step timeout and, unless `wind_down`, by Ctrl-C. Cleanup steps
+/// and actions that handle Ctrl-C themselves are left to finish; the process-wide grace period
+/// after Ctrl-C (`INTERRUPT_GRACE` in lib.rs) still bounds them.
 async fn run_bounded(
     run: impl std::future::Future<Output = Result<actions::Outputs, ActionError>>,
     timeout: Option<Duration>,
-    cleanup: bool,
+    wind_down: bool,
 ) -> Result<actions::Outputs, ActionError> {
     let timed = async {
         match timeout {
@@ -448,7 +533,7 @@ async fn run_bounded(
             None => run.await,
         }
     };
-    if cleanup {
+    if wind_down {
         return timed.await;
     }
     tokio::select! {

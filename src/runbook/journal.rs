@@ -35,6 +35,10 @@ pub struct StepRecord {
     pub attempts: u32,
     #[serde(default)]
     pub outputs: Outputs,
+    /// Output keys whose values held a secret and are masked in the saved journal. A resume
+    /// runs the step again when a step still to run needs one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// How the failure maps onto the exit codes: failed, usage, unavailable, busy, …
@@ -79,11 +83,28 @@ pub fn journal_path(run_id: &str) -> PathBuf {
     runs_dir().join(format!("{run_id}.json"))
 }
 
+impl StepRecord {
+    /// Whether output `key` was loaded masked from a journal, so it must not be used.
+    pub fn output_masked(&self, key: &str) -> bool {
+        self.masked.iter().any(|k| k == key)
+    }
+}
+
 impl RunJournal {
-    /// Writes the journal atomically (0600), secrets masked.
+    /// Writes the journal atomically (0600), secrets masked; each step lists the outputs that
+    /// lost their value to the mask.
     pub fn save(&self) -> Result<(), RunbookError> {
         let path = journal_path(&self.run_id);
-        let text = serde_json::to_string_pretty(self).expect("journal serializes");
+        let mut saved = self.clone();
+        for step in &mut saved.steps {
+            for (key, value) in &step.outputs {
+                let text = value.to_string();
+                if crate::redact::redact(&text) != text && !step.masked.contains(key) {
+                    step.masked.push(key.clone());
+                }
+            }
+        }
+        let text = serde_json::to_string_pretty(&saved).expect("journal serializes");
         let text = crate::redact::redact(&text);
         crate::notify::write_atomic(&path, text.as_bytes(), Some(0o600))
             .map_err(|source| RunbookError::State { path, source })
@@ -100,8 +121,15 @@ impl RunJournal {
                 path.display()
             ))
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| RunbookError::Resume(format!("unreadable journal {}: {e}", path.display())))
+        let mut journal: RunJournal = serde_json::from_str(&text)
+            .map_err(|e| RunbookError::Resume(format!("unreadable journal {}: {e}", path.display())))?;
+        // Journals written before `masked` existed: recognise the mask itself (`***`, as
+        // `redact` writes it).
+        for step in journal.steps.iter_mut().filter(|s| s.masked.is_empty()) {
+            step.masked =
+                step.outputs.iter().filter(|(_, v)| v.to_string().contains("***")).map(|(k, _)| k.clone()).collect();
+        }
+        Ok(journal)
     }
 }
 

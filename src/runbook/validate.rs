@@ -95,6 +95,9 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
                         c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
                     }
                 }
+                if action == "shell" {
+                    check_secret_argv(&mut c, span.clone(), id, table, file);
+                }
                 let mut has_refs = false;
                 for value in table.values() {
                     let refs = interp::value_refs(value);
@@ -177,6 +180,31 @@ fn check_refs(
                 c.at(span.clone(), format!("step `{step}`: {r} refers to `{other}`, which is not an earlier step"))
             }
             _ => {}
+        }
+    }
+}
+
+/// A secret parameter inside a shell step's `command` or `argv` would be part of the child's
+/// argv, which every user of the machine can read (`ps`, /proc/PID/cmdline). It must travel in
+/// the step's `env` instead.
+fn check_secret_argv(c: &mut Checker<'_>, span: Range<usize>, step: &str, with: &toml::Table, file: &RunbookFile) {
+    for key in ["command", "argv"] {
+        let Some(value) = with.get(key) else { continue };
+        let mut reported = HashSet::new();
+        for r in interp::value_refs(value).unwrap_or_default() {
+            let Ref::Param(name) = &r else { continue };
+            let secret = file.params.get(name).is_some_and(|p| p.kind == ParamType::Secret);
+            if secret && reported.insert(name.clone()) {
+                let var = name.to_ascii_uppercase().replace('-', "_");
+                c.at(
+                    span.clone(),
+                    format!(
+                        "step `{step}`: secret parameter `{name}` in `{key}` would be visible in the process list \
+                         (the child's argv); pass it in the step's environment, env = {{ {var} = \"{r}\" }}, for the \
+                         program to read (e.g. PGPASSWORD) or a shell builtin to use as \"${var}\""
+                    ),
+                );
+            }
         }
     }
 }

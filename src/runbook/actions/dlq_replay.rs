@@ -1,5 +1,7 @@
 //! The `dlq-replay` action: DLQ stats (failing above `max`), a listing, or a replay as a step.
-//! A dry run plans the replay and sends nothing; a failed delivery fails the step.
+//! A dry run plans the replay and sends nothing; a failed delivery fails the step. Ctrl-C lets
+//! in-flight deliveries finish (the engine does not drop this action) and fails the step as
+//! interrupted when rows were left, so a resume replays them.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -137,6 +139,21 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             out.insert("delivered".into(), report.delivered.into());
             out.insert("failed".into(), report.failed.into());
             out.insert("skipped".into(), report.skipped.into());
+            if report.interrupted && report.skipped > 0 {
+                // In-flight deliveries finished and were recorded; the rest stay for --resume.
+                return Err(ActionError::Interrupted(format!(
+                    "interrupted: {} of {} dead letters delivered, {} failed, {} not attempted and still in \
+                     the DLQ; `opsbook run --resume {}` replays them",
+                    report.delivered, report.planned, report.failed, report.skipped, ctx.run_id
+                )));
+            }
+            if report.source_lost() {
+                return Err(ActionError::Unavailable(format!(
+                    "the DLQ database became unreachable: {} of {} dead letters delivered; the rest are still in \
+                     the DLQ (`opsbook run --resume {}` once it is back)",
+                    report.delivered, report.planned, ctx.run_id
+                )));
+            }
             if report.failed > 0 {
                 let first =
                     report.failures.iter().take(3).map(|f| format!("#{}: {}", f.id, f.error)).collect::<Vec<_>>();

@@ -84,6 +84,9 @@ pub enum ActionError {
     /// A confirmation or acknowledgement is needed and nobody gave it (exit 5).
     #[error("{0}")]
     NeedsConfirmation(String),
+    /// Ctrl-C stopped the action part-way; what it finished is kept (exit 130).
+    #[error("{0}")]
+    Interrupted(String),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
@@ -111,6 +114,7 @@ impl Classify for ActionError {
             ActionError::Failed(_) => ErrorClass::Failed,
             ActionError::Unavailable(_) => ErrorClass::Unavailable,
             ActionError::NeedsConfirmation(_) => ErrorClass::ConfirmationRequired,
+            ActionError::Interrupted(_) => ErrorClass::Interrupted,
             ActionError::Backup(e) => e.class(),
             ActionError::Objects(e) => e.class(),
             ActionError::Store(e) => e.class(),
@@ -122,6 +126,15 @@ impl Classify for ActionError {
             ActionError::Rotate(e) => e.class(),
         }
     }
+}
+
+/// Actions that watch Ctrl-C themselves and wind down cleanly: a replay lets in-flight
+/// deliveries finish and records them, a backup aborts its upload, a drill removes its scratch
+/// target, an object copy journals what it copied. Dropping them mid-way would lose that work
+/// (a delivered dead letter left in the table is sent again), so the engine lets them return.
+/// Everything else is dropped on Ctrl-C (a shell step's process group is killed).
+pub fn winds_down_on_interrupt(action: &str) -> bool {
+    matches!(action, "dlq-replay" | "backup" | "backup-objects" | "restore-drill" | "wait")
 }
 
 /// Deserializes an action's input, naming the action on error.
