@@ -483,3 +483,20 @@ fn marking_or_removing_most_of_the_copy_needs_force() {
     assert!(env.copied("img/0.jpg").is_none());
     assert!(env.copied("img/11.jpg").is_some());
 }
+
+#[test]
+fn each_destination_of_a_set_is_planned_against_its_own_inventory() {
+    let env = Env::new();
+    let cold = env.dir.path().join("cold");
+    let cold_url = format!("file://{}", cold.display());
+    env.put("a.jpg", b"a1");
+    ok(&env.objects(&["--from", "src", "--to", &cold_url]));
+    // The source changes (same size) and only the other copy of the set is refreshed…
+    env.put("a.jpg", b"a2");
+    ok(&env.objects(&["--from", "src", "--to", "dst"]));
+    // …so the first copy still holds the old bytes: its own inventory says so, the other
+    // copy's (the newest of the set) would call it current.
+    let report = ok(&env.objects(&["--from", "src", "--to", &cold_url]));
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(std::fs::read(cold.join("a.jpg")).unwrap(), b"a2");
+}

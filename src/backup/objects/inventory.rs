@@ -120,9 +120,10 @@ pub async fn list_runs(store: &Store, set: Option<&str>) -> Result<Vec<ObjectSet
     Ok(runs)
 }
 
-/// The newest complete run of `set`, if any.
-pub async fn latest(store: &Store, set: &str) -> Result<Option<ObjectSetEntry>, ObjectsError> {
-    Ok(list_runs(store, Some(set)).await?.into_iter().find(|r| r.summary.set == set))
+/// The newest complete run of `set` that copied to `to`, if any: a set may hold copies to
+/// several destinations, and another destination's inventory says nothing about this one.
+pub async fn latest(store: &Store, set: &str, to: &str) -> Result<Option<ObjectSetEntry>, ObjectsError> {
+    Ok(list_runs(store, Some(set)).await?.into_iter().find(|r| r.summary.set == set && r.summary.to == to))
 }
 
 /// Reads a run's inventory and checks it against the SHA-256 its summary recorded.

@@ -232,7 +232,9 @@ pub async fn run(
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     reporter.phase("list", None);
-    let (source, dest, previous) = tokio::join!(from.list(""), to.list(""), inventory::latest(store, &req.set));
+    let to_url = to.url().to_string();
+    let (source, dest, previous) =
+        tokio::join!(from.list(""), to.list(""), inventory::latest(store, &req.set, &to_url));
     reporter.finish();
     let (source, dest) = (source?, dest?);
     let previous = match previous? {
