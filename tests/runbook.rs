@@ -375,9 +375,24 @@ fn schema_is_json_schema_with_actions() {
     assert_eq!(code(&out), 0);
     let schema = json(&out);
     assert!(schema["properties"]["steps"].is_object(), "{schema}");
+    assert!(schema.get("status").is_none() && schema.get("exit_code").is_none(), "a pure schema document");
     for action in ["backup", "backup-prune", "sql", "http", "shell", "manual", "sandbox", "migrate", "restore-drill"] {
         assert!(schema["x-opsbook-actions"][action].is_object(), "{action}");
     }
+    let out = run(dir.path(), &["runbook", "schema", "--output", "json"]);
+    let report = json(&out);
+    assert_eq!(report["status"], "ok");
+    assert!(report["schema"]["properties"]["steps"].is_object(), "{report}");
+
+    // Validation problems are errors, named by file, line and column.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"t\"\n[[steps]]\nid = \"one\"\naction = \"shell\"\nwith = { command = \"true\", bogus = 1 }\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["runbook", "validate", "bad.toml"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("error: bad.toml:5:"), "{}", all_output(&out));
 }
 
 #[test]

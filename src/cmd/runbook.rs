@@ -56,8 +56,12 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
         RunbookCommand::Schema => {
             let mut schema = runbook::format::json_schema();
             schema["x-opsbook-actions"] = runbook::actions::input_schemas();
-            // Always JSON: the schema is the output.
-            p.report(ExitStatus::Success, &schema).ok();
+            if p.is_json() {
+                p.report(ExitStatus::Success, &serde_json::json!({ "schema": schema }))?;
+            } else {
+                // The schema document itself, for editors (`> runbook.schema.json`).
+                p.line(serde_json::to_string_pretty(&schema)?)?;
+            }
             Ok(ExitStatus::Success)
         }
         RunbookCommand::List { dir } => {
@@ -180,13 +184,13 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
                     Err(RunbookError::Invalid { diagnostics, .. }) => {
                         status = ExitStatus::Usage;
                         for d in &diagnostics {
-                            p.warn(format!("{}:{}:{}: {}", path.display(), d.line, d.column, d.message));
+                            p.error(&anyhow::anyhow!("{}:{}:{}: {}", path.display(), d.line, d.column, d.message));
                         }
                         results.push(serde_json::json!({"path": path, "valid": false, "diagnostics": diagnostics}));
                     }
                     Err(e) => {
                         status = ExitStatus::Usage;
-                        p.warn(e.to_string());
+                        p.error(&anyhow::anyhow!("{e}"));
                         results.push(serde_json::json!({"path": path, "valid": false, "error": e.to_string()}));
                     }
                 }
