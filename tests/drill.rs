@@ -332,6 +332,22 @@ fn ephemeral_drills_start_and_remove_their_own_cluster() {
 }
 
 #[test]
+fn a_kept_cluster_says_how_to_stop_it_and_that_command_works() {
+    let d = Drill::new("keep");
+    let out = d.drill(&["--ephemeral", "--keep"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let kept = json(&out)["kept"].as_str().unwrap().to_string();
+    let stop = kept.split_once("stop it with `").and_then(|(_, rest)| rest.split_once('`')).unwrap().0.to_string();
+    let cluster = clusters_left(&d.path().join("tmp")).pop().expect("the cluster is kept");
+    assert!(cluster.join("data/postmaster.pid").exists(), "kept running");
+    // The hint runs as given, whoever we are (as root it must not be a bare `pg_ctl`).
+    let status = std::process::Command::new("sh").arg("-c").arg(&stop).status().unwrap();
+    assert!(status.success(), "`{stop}` failed");
+    assert!(!cluster.join("data/postmaster.pid").exists(), "stopped by `{stop}`");
+    std::fs::remove_dir_all(&cluster).unwrap();
+}
+
+#[test]
 fn bad_input_is_a_usage_error_and_no_backup_is_a_failure() {
     let pg = TestPg::shared();
     let d = Drill::new("input");

@@ -100,12 +100,13 @@ impl Target {
                 Target::Scratch { name, admin, .. } => {
                     format!("database {name} on {} (drop it with DROP DATABASE {name})", admin.redacted())
                 }
-                Target::Ephemeral { dir, url, .. } => format!(
-                    "cluster in {} serving {} (password in {}/cluster.json; stop it with `pg_ctl -D {}/data stop`)",
+                Target::Ephemeral { cluster, dir, url } => format!(
+                    "cluster in {} serving {} (password in {}/cluster.json; stop it with `{}`, then remove the \
+                     directory)",
                     dir.display(),
                     url.redacted(),
                     dir.display(),
-                    dir.display()
+                    cluster.stop_command()
                 ),
             }));
         }

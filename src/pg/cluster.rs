@@ -327,6 +327,16 @@ impl LocalCluster {
         std::fs::remove_dir_all(&self.dir).map_err(|e| PgError::io("remove", &self.dir, e))
     }
 
+    /// The shell command that stops this cluster, as whoever runs it now would type it: the
+    /// full `pg_ctl` path, and run as the `postgres` OS user when the cluster runs as that user.
+    pub fn stop_command(&self) -> String {
+        let pg_ctl = format!("{} -D {} stop", self.bins.pg_ctl.display(), self.data_dir.display());
+        match &self.run_as {
+            Some(_) => format!("runuser -u {SUPERUSER} -- {pg_ctl}"),
+            None => pg_ctl,
+        }
+    }
+
     /// The server log (`dir/postgres.log`).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(LOG_FILE)
