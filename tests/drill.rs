@@ -348,6 +348,37 @@ fn a_kept_cluster_says_how_to_stop_it_and_that_command_works() {
 }
 
 #[test]
+fn a_cluster_left_by_a_killed_drill_is_removed_by_the_next_and_a_kept_one_is_not() {
+    let d = Drill::new("sweep");
+    let kept_json = |out: &std::process::Output| json(out)["kept"].as_str().unwrap().to_string();
+    let first = d.drill(&["--ephemeral", "--keep"]);
+    assert_eq!(code(&first), 0, "{}", all_output(&first));
+    let second = d.drill(&["--ephemeral", "--keep"]);
+    assert_eq!(code(&second), 0, "{}", all_output(&second));
+    let mut clusters = clusters_left(&d.path().join("tmp"));
+    clusters.sort();
+    assert_eq!(clusters.len(), 2, "{clusters:?}");
+    let (kept, abandoned) = (clusters[0].clone(), clusters[1].clone());
+    // Make the second look like the cluster of a drill that was killed: its owner is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    std::fs::write(abandoned.join("opsbook-drill.pid"), gone.id().to_string()).unwrap();
+
+    let out = d.drill(&["--ephemeral"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(all_output(&out).contains("left by process"), "{}", all_output(&out));
+    assert_eq!(clusters_left(&d.path().join("tmp")), vec![kept.clone()], "only the abandoned cluster is removed");
+    // The kept one still runs; stop it as its hint says.
+    let hint = [kept_json(&first), kept_json(&second)]
+        .into_iter()
+        .find(|h| h.contains(kept.to_str().unwrap()))
+        .expect("a hint names the kept cluster");
+    let stop = hint.split_once("stop it with `").and_then(|(_, r)| r.split_once('`')).unwrap().0.to_string();
+    assert!(std::process::Command::new("sh").arg("-c").arg(&stop).status().unwrap().success(), "{stop}");
+    std::fs::remove_dir_all(&kept).unwrap();
+}
+
+#[test]
 fn bad_input_is_a_usage_error_and_no_backup_is_a_failure() {
     let pg = TestPg::shared();
     let d = Drill::new("input");

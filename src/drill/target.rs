@@ -1,7 +1,7 @@
 //! The drill's restore target: a scratch database the drill creates on a server, or a throwaway
 //! local cluster. Only what the drill created is ever dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sqlx::Executor;
 
@@ -20,6 +20,32 @@ pub fn scratch_name(drill_id: &str) -> String {
     let mut name = format!("opsbook_drill_{clean}");
     name.truncate(63);
     name
+}
+
+/// In an ephemeral drill cluster's directory: the pid of the drill that owns it.
+const OWNER_FILE: &str = "opsbook-drill.pid";
+
+/// Stops and removes the drill clusters under `parent` whose owning process is gone (a drill
+/// killed before its cleanup). Clusters kept with --keep have no owner file and stay.
+fn sweep_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let is_drill = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("drill-"));
+        let Some(pid) = std::fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
+        if !is_drill || !gone {
+            continue;
+        }
+        match LocalCluster::open(&dir).and_then(LocalCluster::destroy) {
+            Ok(()) => tracing::warn!("removed drill cluster {} left by process {pid}, which is gone", dir.display()),
+            Err(e) => {
+                tracing::warn!("drill cluster {} was left by process {pid}; removing it failed: {e}", dir.display())
+            }
+        }
+    }
 }
 
 fn blocking_error(e: tokio::task::JoinError) -> DrillError {
@@ -50,8 +76,13 @@ impl Target {
             TargetSpec::Ephemeral { parent } => {
                 let dir = parent.join(format!("drill-{drill_id}"));
                 let d = dir.clone();
+                let p = parent.clone();
                 let cluster = tokio::task::spawn_blocking(move || {
+                    sweep_abandoned(&p);
                     let mut cluster = LocalCluster::create(&d)?;
+                    // Whose cluster this is: a drill killed outright (kill -9, OOM) leaves it
+                    // running, and the next drill removes it once this process is gone.
+                    let _ = std::fs::write(d.join(OWNER_FILE), std::process::id().to_string());
                     if let Err(e) = cluster.start() {
                         let _ = cluster.destroy();
                         return Err(e);
@@ -96,6 +127,10 @@ impl Target {
     /// Drops the scratch database or removes the cluster; with `keep`, leaves it and says where.
     pub async fn cleanup(self, keep: bool) -> Result<Option<String>, DrillError> {
         if keep {
+            if let Target::Ephemeral { dir, .. } = &self {
+                // Kept on purpose: no later drill may sweep it.
+                let _ = std::fs::remove_file(dir.join(OWNER_FILE));
+            }
             return Ok(Some(match &self {
                 Target::Scratch { name, admin, .. } => {
                     format!("database {name} on {} (drop it with DROP DATABASE {name})", admin.redacted())
