@@ -84,7 +84,8 @@ async fn apply(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
     let plan = provision::plan(&target).await?;
     if plan.changes() == 0 {
         if ctx.printer.is_json() {
-            let report = serde_json::json!({ "profile": plan.profile, "items": plan.items, "applied": [] });
+            let report =
+                serde_json::json!({ "profile": plan.profile, "items": plan.items, "applied": [], "skipped": [] });
             ctx.printer.report(ExitStatus::Success, &report)?;
         } else {
             print_plan(ctx, &plan)?;
@@ -135,6 +136,9 @@ async fn apply(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
     } else {
         for line in &report.applied {
             ctx.printer.line(format!("done: {line}"))?;
+        }
+        for line in &report.skipped {
+            ctx.printer.line(format!("skipped: {line}"))?;
         }
         if let Some(file) = &report.admin_password_file {
             ctx.printer.line(format!("admin password written to {file} (mode 0600)"))?;

@@ -82,6 +82,15 @@ pub enum RoleKind {
 }
 
 impl RoleKind {
+    /// The key naming this role in the profile's `[provision]` table.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            RoleKind::Owner => "owner_role",
+            RoleKind::App => "app_role",
+            RoleKind::ReadOnly => "readonly_role",
+        }
+    }
+
     /// The `.env` key holding this role's connection URL.
     pub fn env_key(self) -> &'static str {
         match self {
@@ -142,6 +151,8 @@ pub struct ApplyReport {
     pub profile: String,
     pub items: Vec<Item>,
     pub applied: Vec<String>,
+    /// Items the provider has no API for (not changes, not failures).
+    pub skipped: Vec<String>,
     pub login_test: String,
     /// Where the one-time admin password was written, when a file was configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +178,16 @@ pub enum ProvisionError {
         if remaining.is_empty() { "nothing".to_string() } else { remaining.join(", ") }
     )]
     Partial { failed: String, message: String, done: Vec<String>, remaining: Vec<String>, class: ErrorClass },
+    /// Another apply holds the environment (exit 4).
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// Planned again under the lock, the environment needs changes that were not confirmed.
+    #[error(
+        "the environment changed since the plan was shown (another provision run?): {} not confirmed; nothing was \
+         applied. Run `opsbook provision apply` again to review the new plan",
+        unconfirmed.join(", ")
+    )]
+    Changed { unconfirmed: Vec<String> },
 }
 
 impl Classify for ProvisionError {
@@ -175,6 +196,8 @@ impl Classify for ProvisionError {
             ProvisionError::Config(_) => ErrorClass::Usage,
             ProvisionError::ConfigFile(e) => e.class(),
             ProvisionError::Inspect { class, .. } | ProvisionError::Partial { class, .. } => *class,
+            ProvisionError::Lock(e) => e.class(),
+            ProvisionError::Changed { .. } => ErrorClass::Failed,
         }
     }
 }
@@ -195,6 +218,11 @@ impl<E: Classify + std::fmt::Display> From<E> for StepError {
 impl StepError {
     fn failed(message: impl Into<String>) -> Self {
         StepError { message: message.into(), class: ErrorClass::Failed }
+    }
+
+    /// The profile asks for something opsbook must not do (exit 2).
+    fn usage(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), class: ErrorClass::Usage }
     }
 }
 
@@ -342,25 +370,11 @@ pub async fn plan(t: &Target) -> Result<Plan, ProvisionError> {
         class: e.class,
     })?;
     if let Some(store) = &t.store {
-        match bucket::plan(t, store).await {
-            Ok(bucket_items) => items.extend(bucket_items),
-            // An unreachable provider does not hide the rest of the plan: the bucket shows as
-            // unknown, and apply fails there after doing everything before it.
-            Err(e) if e.class == ErrorClass::Unavailable => items.push(Item {
-                resource: format!("bucket {}", store.url()),
-                current: format!("unknown: {}", e.message),
-                desired: "exists, configured".into(),
-                action: Action::Update,
-                op: Op::Bucket,
-            }),
-            Err(e) => {
-                return Err(ProvisionError::Inspect {
-                    what: format!("inspect bucket {}", store.url()),
-                    message: e.message,
-                    class: e.class,
-                })
-            }
-        }
+        items.extend(bucket::plan(t, store).await.map_err(|e| ProvisionError::Inspect {
+            what: format!("inspect bucket {}", store.url()),
+            message: e.message,
+            class: e.class,
+        })?);
     }
     items.extend(secret_items(t));
     let db_exists = items.iter().any(|i| matches!(i.op, Op::Database) && i.action != Action::Create);
@@ -435,12 +449,63 @@ fn secret_items(t: &Target) -> Vec<Item> {
     items
 }
 
-/// Applies a plan in order. Stops at the first failure with what was done and what was not.
-pub async fn apply(t: &mut Target, plan: Plan, reporter: &dyn Reporter) -> Result<ApplyReport, ProvisionError> {
+/// One apply at a time per env file and per database (on this machine, see [`crate::lock`]):
+/// two runs would race on the roles and each write the env file from its own copy.
+fn lock(t: &Target) -> Result<Vec<crate::lock::LockGuard>, ProvisionError> {
+    let env = std::path::absolute(t.env.path()).unwrap_or_else(|_| t.env.path().to_path_buf());
+    // The same file through a symlinked directory is the same env file.
+    let env = match (env.parent(), env.file_name()) {
+        (Some(dir), Some(name)) => dir.canonicalize().map_or(env.clone(), |d| d.join(name)),
+        _ => env,
+    };
+    let database = format!(
+        "database {} on {}:{}",
+        t.config.database,
+        t.admin.host().unwrap_or_else(|| "localhost".into()),
+        t.admin.port().unwrap_or(5432)
+    );
+    let what = format!("provision apply (profile {})", t.profile);
+    Ok(vec![
+        crate::lock::try_lock("provision", &format!("env file {}", env.display()), &what)?,
+        crate::lock::try_lock("provision", &database, &what)?,
+    ])
+}
+
+/// Changes in `fresh` (planned again under the lock) on resources `shown` did not change: a
+/// change nobody confirmed. Fewer changes are fine (another run did some of the work).
+fn unconfirmed(shown: &Plan, fresh: &Plan) -> Vec<String> {
+    let is_change = |i: &&Item| matches!(i.action, Action::Create | Action::Update);
+    fresh
+        .items
+        .iter()
+        .filter(is_change)
+        .filter(|f| !shown.items.iter().filter(is_change).any(|s| s.resource == f.resource))
+        .map(|f| format!("{} {}", f.action.as_str(), f.resource))
+        .collect()
+}
+
+/// Applies a confirmed plan in order. Stops at the first failure with what was done and what was not.
+///
+/// Holds the provision lock throughout. Under it the env file is read again and the plan made
+/// again, so a run that waited on a confirmation while another finished neither repeats that
+/// work (new passwords, a new JWT secret) nor writes back a stale copy of the env file.
+pub async fn apply(t: &mut Target, shown: Plan, reporter: &dyn Reporter) -> Result<ApplyReport, ProvisionError> {
+    let _locks = lock(t)?;
+    t.env = EnvFile::load(t.env.path()).map_err(|e| ProvisionError::Inspect {
+        what: "read the env file".into(),
+        message: e.to_string(),
+        class: e.class(),
+    })?;
+    let plan = self::plan(t).await?;
+    let unconfirmed = unconfirmed(&shown, &plan);
+    if !unconfirmed.is_empty() {
+        return Err(ProvisionError::Changed { unconfirmed });
+    }
     let mut report = ApplyReport {
         profile: plan.profile.clone(),
         items: plan.items.clone(),
         applied: Vec::new(),
+        skipped: Vec::new(),
         login_test: String::new(),
         admin_password_file: None,
         admin_password: None,
@@ -448,26 +513,36 @@ pub async fn apply(t: &mut Target, plan: Plan, reporter: &dyn Reporter) -> Resul
     let todo: Vec<&Item> = plan.items.iter().filter(|i| matches!(i.action, Action::Create | Action::Update)).collect();
     for (n, item) in todo.iter().enumerate() {
         reporter.note(&format!("{} {}", item.action.as_str(), item.resource));
+        // `Some(why)`: the provider lacks the API; the item is skipped, not failed.
         let result = match &item.op {
             Op::Bucket | Op::Versioning | Op::Lifecycle | Op::Cors | Op::PublicAccess => {
                 let store = t.store.as_ref().expect("bucket items need a store");
                 bucket::apply(t, store, &item.op).await
             }
-            Op::JwtSecret => save_env(t, "JWT_SECRET", &crate::secrets::hex_key(64)),
-            Op::EnvValue(key, value) => save_env(t, key, value),
-            Op::AdminPassword => admin_password(t, &mut report),
-            _ => postgres::apply(t, &item.op).await,
+            Op::JwtSecret => save_env(t, "JWT_SECRET", &crate::secrets::hex_key(64)).map(|()| None),
+            Op::EnvValue(key, value) => save_env(t, key, value).map(|()| None),
+            Op::AdminPassword => admin_password(t, &mut report).map(|()| None),
+            _ => postgres::apply(t, &item.op).await.map(|()| None),
         };
-        if let Err(e) = result {
-            return Err(ProvisionError::Partial {
-                failed: format!("{} {}", item.action.as_str(), item.resource),
-                message: e.message,
-                done: report.applied.clone(),
-                remaining: todo[n + 1..].iter().map(|i| format!("{} {}", i.action.as_str(), i.resource)).collect(),
-                class: e.class,
-            });
+        match result {
+            Err(e) => {
+                return Err(ProvisionError::Partial {
+                    failed: format!("{} {}", item.action.as_str(), item.resource),
+                    message: e.message,
+                    done: report.applied.clone(),
+                    remaining: todo[n + 1..].iter().map(|i| format!("{} {}", i.action.as_str(), i.resource)).collect(),
+                    class: e.class,
+                })
+            }
+            Ok(Some(why)) => {
+                if let Some(reported) = report.items.iter_mut().find(|i| i.resource == item.resource) {
+                    reported.action = Action::Skipped;
+                    reported.current = bucket::unsupported_note(&why);
+                }
+                report.skipped.push(format!("{}: not supported by this provider ({why})", item.resource));
+            }
+            Ok(None) => report.applied.push(format!("{} {}", item.action.as_str(), item.resource)),
         }
-        report.applied.push(format!("{} {}", item.action.as_str(), item.resource));
     }
     report.login_test = postgres::login_test(t).await.map_err(|e| ProvisionError::Partial {
         failed: "login test as the app role".into(),
@@ -498,4 +573,42 @@ fn admin_password(t: &mut Target, report: &mut ApplyReport) -> Result<(), StepEr
         None => report.admin_password = Some(password),
     }
     save_env(t, "ADMIN_PASSWORD_HASH", &hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(items: &[(&str, Action)]) -> Plan {
+        Plan {
+            profile: "staging".into(),
+            items: items
+                .iter()
+                .map(|(resource, action)| Item {
+                    resource: resource.to_string(),
+                    current: String::new(),
+                    desired: String::new(),
+                    action: *action,
+                    op: Op::Grants,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_plan_made_again_under_the_lock_may_only_drop_changes() {
+        let shown = plan(&[("role app", Action::Create), ("JWT_SECRET", Action::Create), ("bucket m", Action::None)]);
+        // Another run did part of the work: fine.
+        let fresh = plan(&[("role app", Action::None), ("JWT_SECRET", Action::Create), ("bucket m", Action::None)]);
+        assert!(unconfirmed(&shown, &fresh).is_empty());
+        // Another action on a confirmed resource is still that resource's change.
+        let fresh = plan(&[("role app", Action::Update), ("JWT_SECRET", Action::None), ("bucket m", Action::None)]);
+        assert!(unconfirmed(&shown, &fresh).is_empty());
+        // A change nobody saw is not applied.
+        let fresh = plan(&[("role app", Action::None), ("JWT_SECRET", Action::None), ("bucket m", Action::Update)]);
+        assert_eq!(unconfirmed(&shown, &fresh), ["update bucket m"]);
+        let fresh =
+            plan(&[("role app", Action::Create), ("JWT_SECRET", Action::Create), ("bucket m", Action::Skipped)]);
+        assert!(unconfirmed(&shown, &fresh).is_empty(), "skipped is not a change");
+    }
 }

@@ -110,12 +110,23 @@ pub(super) async fn plan(t: &Target) -> Result<Vec<Item>, StepError> {
     .map_err(|e| q("read pg_database", admin_db, e))?;
     let db_exists = db_row.is_some();
 
+    let admin_user: String = sqlx::query_scalar("SELECT session_user::text")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| q("read the admin connection's user", admin_db, e))?;
     for (kind, role) in c.roles() {
-        let exists: Option<bool> = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
-            .bind(role)
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(|e| q("read pg_roles", admin_db, e))?;
+        let row = sqlx::query(
+            "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls \
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| q("read pg_roles", admin_db, e))?;
+        if let Some(row) = &row {
+            refuse_privileged(kind, role, row, &admin_user)?;
+        }
+        let exists: Option<bool> = row.map(|r| r.get(0));
         items.push(Item {
             resource: format!("role {role}"),
             current: match exists {
@@ -267,6 +278,40 @@ pub(super) async fn plan(t: &Target) -> Result<Vec<Item>, StepError> {
         op: Op::Grants,
     });
     Ok(items)
+}
+
+/// Attributes opsbook never grants a role it manages (see `Op::Role`), in pg_roles column order
+/// after rolcanlogin.
+const PRIVILEGED: [&str; 5] = ["SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS"];
+
+/// An existing role becomes managed: its password is rotated into the env file and the app logs
+/// in with it. A privileged role, or the admin connection's own user, must not be taken over.
+fn refuse_privileged(
+    kind: RoleKind,
+    role: &str,
+    row: &sqlx::postgres::PgRow,
+    admin_user: &str,
+) -> Result<(), StepError> {
+    let key = kind.config_key();
+    if role == admin_user {
+        return Err(StepError::usage(format!(
+            "provision.{key} `{role}` is the admin connection's own user: managing it would replace the admin \
+             password and hand the admin login to the application; choose another role name for provision.{key}"
+        )));
+    }
+    let held: Vec<&str> =
+        PRIVILEGED.iter().enumerate().filter(|(i, _)| row.get::<bool, _>(i + 1)).map(|(_, a)| *a).collect();
+    if !held.is_empty() {
+        return Err(StepError::usage(format!(
+            "provision.{key} `{role}` is an existing role with {}: managing it would rotate its password and put \
+             a login with {} into {}; choose another role name for provision.{key} (opsbook creates it with \
+             LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE)",
+            held.join(", "),
+            if held.len() == 1 { "that attribute" } else { "those attributes" },
+            kind.env_key()
+        )));
+    }
+    Ok(())
 }
 
 /// What the grants check finds missing (empty when everything is in place).

@@ -1,6 +1,7 @@
 //! The `.env` file secret store: `KEY=value` lines, edited in place. Unrelated keys, comments,
-//! blank lines and order are kept; the previous file is copied to `<file>.bak`; the new one
-//! replaces it atomically with mode 0600, so a crash never leaves a truncated file.
+//! blank lines and order are kept; the file as it was before the first save of this `EnvFile`
+//! (one load, one run) is copied to `<file>.bak`; the new one replaces it atomically with mode
+//! 0600, so a crash never leaves a truncated file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub struct EnvFile {
     path: PathBuf,
     lines: Vec<Line>,
     dirty: bool,
+    /// The first save has dealt with `.bak`: later saves of the same run keep the copy of the
+    /// file as it was before the run instead of replacing it with this run's own output.
+    backed_up: bool,
 }
 
 fn unquote(raw: &str) -> String {
@@ -119,7 +123,7 @@ impl EnvFile {
             let value = unquote(value);
             lines.push(Line::Entry { export, key: key.to_string(), value });
         }
-        Ok(EnvFile { path: path.to_path_buf(), lines, dirty: false })
+        Ok(EnvFile { path: path.to_path_buf(), lines, dirty: false, backed_up: false })
     }
 
     pub fn path(&self) -> &Path {
@@ -206,12 +210,13 @@ impl SecretStore for EnvFile {
             .open(&lock_path)
             .map_err(|e| io("open the lock file of", e))?;
         lock.lock().map_err(|e| io("lock", e))?;
-        if self.path.exists() {
+        if !self.backed_up && self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
             crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
         }
         crate::notify::write_atomic(&self.path, self.render().as_bytes(), Some(0o600)).map_err(|e| io("write", e))?;
+        self.backed_up = true;
         self.dirty = false;
         Ok(true)
     }
@@ -246,6 +251,39 @@ mod tests {
         let mut unchanged = EnvFile::load(&path).unwrap();
         unchanged.set("PORT", "8080");
         assert!(!unchanged.save().unwrap(), "no change, no write");
+    }
+
+    #[test]
+    fn bak_keeps_the_file_as_it_was_before_the_run_across_several_saves() {
+        let dir = tempfile_dir();
+        let path = dir.join(".env");
+        let bak = dir.join(".env.bak");
+        let original = "DATABASE_URL=postgres://legacy@old-host/shop\n";
+        std::fs::write(&path, original).unwrap();
+        let mut env = EnvFile::load(&path).unwrap();
+        env.set("DATABASE_URL", "postgres://app@new-host/shop");
+        assert!(env.save().unwrap());
+        env.set("JWT_SECRET", "abc");
+        assert!(env.save().unwrap());
+        assert_eq!(std::fs::read_to_string(&bak).unwrap(), original, "later saves of a run keep the first backup");
+
+        // The next run backs up what the previous run left.
+        let after_first_run = std::fs::read_to_string(&path).unwrap();
+        let mut next = EnvFile::load(&path).unwrap();
+        next.set("JWT_SECRET", "def");
+        next.save().unwrap();
+        next.set("S3_BUCKET", "media");
+        next.save().unwrap();
+        assert_eq!(std::fs::read_to_string(&bak).unwrap(), after_first_run);
+
+        // A file this run created has no previous version: later saves do not invent one.
+        let fresh = dir.join(".env.new");
+        let mut created = EnvFile::load(&fresh).unwrap();
+        created.set("A", "1");
+        created.save().unwrap();
+        created.set("B", "2");
+        created.save().unwrap();
+        assert!(!dir.join(".env.new.bak").exists());
     }
 
     #[test]
