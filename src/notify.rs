@@ -147,6 +147,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Re
     result
 }
 
+/// Replaces a file of secrets atomically, as an edit in place would: through a symlink (the link
+/// stays, its target gets the new bytes), keeping its owner, group and mode — less any access
+/// for others, since it holds secrets. A new file gets `new_mode`.
+pub fn replace_secret_file(path: &Path, bytes: &[u8], new_mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
+        _ => path.to_path_buf(),
+    };
+    let existing = match std::fs::metadata(&target) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        if let Some(m) = &existing {
+            if (m.uid(), m.gid()) != (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
+                std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))?;
+            }
+        }
+        let mode = existing.as_ref().map_or(new_mode, |m| m.mode() & 0o7770);
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

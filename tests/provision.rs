@@ -200,11 +200,11 @@ fn plan_apply_and_a_second_plan_that_changes_nothing() {
     );
     assert!(verifier.starts_with("SCRAM-SHA-256$"), "{verifier}");
 
-    // The .env file: unrelated lines kept, mode 0600, a backup of the previous file.
+    // The .env file: unrelated lines kept, no access for others, a backup of the previous file.
     let text = std::fs::read_to_string(e.path().join(".env.test")).unwrap();
     assert!(text.starts_with(ORIGINAL_ENV), "{text}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(e.path().join(".env.test")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(e.path().join(".env.test")).unwrap().permissions().mode() & 0o007, 0);
     // The backup is the file as it was before the run, not the state before its last save.
     assert_eq!(std::fs::read_to_string(e.path().join(".env.test.bak")).unwrap(), ORIGINAL_ENV);
     assert!(e.env_value("JWT_SECRET").len() >= 64);

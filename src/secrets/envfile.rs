@@ -24,46 +24,76 @@ pub trait SecretStore {
 
 #[derive(Debug, Clone)]
 enum Line {
-    Entry { export: bool, key: String, value: String },
+    /// `raw`: the line as read, written back as it was while the value is unchanged (quoting
+    /// and spacing kept); `comment`: its inline `# …` comment, kept when the value changes.
+    Entry {
+        export: bool,
+        key: String,
+        value: String,
+        raw: Option<String>,
+        comment: Option<String>,
+    },
     Other(String),
+}
+
+/// A staged edit, replayed onto the file as it is on disk when saving: another writer's
+/// changes to other keys in the meantime are kept.
+#[derive(Debug, Clone)]
+enum Change {
+    Set(String, String),
+    Remove(String),
 }
 
 #[derive(Debug, Clone)]
 pub struct EnvFile {
     path: PathBuf,
     lines: Vec<Line>,
-    dirty: bool,
+    changes: Vec<Change>,
     /// The first save has dealt with `.bak`: later saves of the same run keep the copy of the
     /// file as it was before the run instead of replacing it with this run's own output.
     backed_up: bool,
 }
 
-fn unquote(raw: &str) -> String {
+/// A value as dotenv readers take it, and the inline comment after it: `'single'` (literal),
+/// `"double"` (backslash escapes), or bare (a ` #` starts a comment).
+fn parse_value(raw: &str) -> (String, Option<String>) {
     let v = raw.trim();
-    if v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') {
-        return v[1..v.len() - 1].to_string();
-    }
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
-        let inner = &v[1..v.len() - 1];
-        let mut out = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('n') => out.push('\n'),
-                    Some(other) => out.push(other),
-                    None => out.push('\\'),
-                }
-            } else {
-                out.push(c);
+    let comment_after = |rest: &str| {
+        let rest = rest.trim();
+        rest.starts_with('#').then(|| rest.to_string())
+    };
+    if let Some(inner) = v.strip_prefix('\'') {
+        if let Some(end) = inner.find('\'') {
+            if inner[end + 1..].trim().is_empty() || inner[end + 1..].trim_start().starts_with('#') {
+                return (inner[..end].to_string(), comment_after(&inner[end + 1..]));
             }
         }
-        return out;
     }
-    // Unquoted: a ` #` starts a comment.
+    if let Some(inner) = v.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = inner.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, other)) => out.push(other),
+                    None => out.push('\\'),
+                },
+                '"' => {
+                    let rest = &inner[i + 1..];
+                    if rest.trim().is_empty() || rest.trim_start().starts_with('#') {
+                        return (out, comment_after(rest));
+                    }
+                    break;
+                }
+                _ => out.push(c),
+            }
+        }
+    }
+    // Unquoted (or a quote that does not close): a ` #` starts a comment.
     match v.find(" #") {
-        Some(i) => v[..i].trim_end().to_string(),
-        None => v.to_string(),
+        Some(i) => (v[..i].trim_end().to_string(), Some(v[i..].trim().to_string())),
+        None => (v.to_string(), None),
     }
 }
 
@@ -120,10 +150,10 @@ impl EnvFile {
                     message: format!("`{key}` is not a valid variable name"),
                 });
             }
-            let value = unquote(value);
-            lines.push(Line::Entry { export, key: key.to_string(), value });
+            let (value, comment) = parse_value(value);
+            lines.push(Line::Entry { export, key: key.to_string(), value, raw: Some(raw.to_string()), comment });
         }
-        Ok(EnvFile { path: path.to_path_buf(), lines, dirty: false, backed_up: false })
+        Ok(EnvFile { path: path.to_path_buf(), lines, changes: Vec::new(), backed_up: false })
     }
 
     pub fn path(&self) -> &Path {
@@ -146,11 +176,16 @@ impl EnvFile {
         for line in &self.lines {
             match line {
                 Line::Other(text) => out.push_str(text),
-                Line::Entry { export, key, value } => {
+                Line::Entry { raw: Some(raw), .. } => out.push_str(raw),
+                Line::Entry { export, key, value, raw: None, comment } => {
                     if *export {
                         out.push_str("export ");
                     }
                     out.push_str(&format!("{key}={}", quote(value)));
+                    if let Some(c) = comment {
+                        out.push(' ');
+                        out.push_str(c);
+                    }
                 }
             }
             out.push('\n');
@@ -175,30 +210,24 @@ impl SecretStore for EnvFile {
         if self.get(key).as_deref() == Some(value) {
             return;
         }
-        self.dirty = true;
-        for line in self.lines.iter_mut().rev() {
-            if let Line::Entry { key: k, value: v, .. } = line {
-                if k == key {
-                    *v = value.to_string();
-                    return;
-                }
-            }
-        }
-        self.lines.push(Line::Entry { export: false, key: key.to_string(), value: value.to_string() });
+        self.changes.push(Change::Set(key.to_string(), value.to_string()));
+        self.apply(self.changes.len() - 1);
     }
 
     fn remove(&mut self, key: &str) {
-        let before = self.lines.len();
-        self.lines.retain(|l| !matches!(l, Line::Entry { key: k, .. } if k == key));
-        self.dirty |= self.lines.len() != before;
+        if self.get(key).is_some() {
+            self.changes.push(Change::Remove(key.to_string()));
+            self.apply(self.changes.len() - 1);
+        }
     }
 
     fn save(&mut self) -> Result<bool, SecretsError> {
-        if !self.dirty {
+        if self.changes.is_empty() {
             return Ok(false);
         }
         let io = |op: &str, source| SecretsError::Io { op: op.into(), path: self.path.clone(), source };
-        // Writers of the same file take turns (a sidecar lock, held until the rename is done).
+        // Writers of the same file take turns (a sidecar lock, held until the rename is done),
+        // and each replays its edits onto the file as the others left it.
         let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
@@ -210,15 +239,45 @@ impl SecretStore for EnvFile {
             .open(&lock_path)
             .map_err(|e| io("open the lock file of", e))?;
         lock.lock().map_err(|e| io("lock", e))?;
+        let mut current = EnvFile::load(&self.path)?;
+        current.changes = std::mem::take(&mut self.changes);
+        for index in 0..current.changes.len() {
+            current.apply(index);
+        }
         if !self.backed_up && self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
             crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
         }
-        crate::notify::write_atomic(&self.path, self.render().as_bytes(), Some(0o600)).map_err(|e| io("write", e))?;
+        // In place of the file (through a symlink, keeping its owner and mode): the app reads it.
+        crate::notify::replace_secret_file(&self.path, current.render().as_bytes(), 0o600)
+            .map_err(|e| io("write", e))?;
+        self.lines = current.lines;
         self.backed_up = true;
-        self.dirty = false;
         Ok(true)
+    }
+}
+
+impl EnvFile {
+    /// Applies staged change `index` to the lines.
+    fn apply(&mut self, index: usize) {
+        match self.changes[index].clone() {
+            Change::Set(key, value) => {
+                for line in self.lines.iter_mut().rev() {
+                    if let Line::Entry { key: k, value: v, raw, .. } = line {
+                        if *k == key {
+                            if *v != value {
+                                *v = value;
+                                *raw = None;
+                            }
+                            return;
+                        }
+                    }
+                }
+                self.lines.push(Line::Entry { export: false, key, value, raw: None, comment: None });
+            }
+            Change::Remove(key) => self.lines.retain(|l| !matches!(l, Line::Entry { key: k, .. } if *k == key)),
+        }
     }
 }
 
@@ -232,6 +291,8 @@ mod tests {
         let path = dir.join(".env");
         std::fs::write(&path, "# app settings\nexport PORT=8080\nNAME=\"shop app\"\n\nDATABASE_URL=old # old one\n")
             .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut env = EnvFile::load(&path).unwrap();
         assert_eq!(env.get("NAME").as_deref(), Some("shop app"));
         assert_eq!(env.get("DATABASE_URL").as_deref(), Some("old"));
@@ -241,13 +302,13 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "# app settings\nexport PORT=8080\nNAME='shop app'\n\nDATABASE_URL=postgres://a:b@h/db\nADMIN_PASSWORD_HASH='$argon2id$v=19$m=1,t=2,p=1$abc$def'\n"
+            "# app settings\nexport PORT=8080\nNAME=\"shop app\"\n\nDATABASE_URL=postgres://a:b@h/db # old one\nADMIN_PASSWORD_HASH='$argon2id$v=19$m=1,t=2,p=1$abc$def'\n"
         );
         let again = EnvFile::load(&path).unwrap();
         assert_eq!(again.get("ADMIN_PASSWORD_HASH").as_deref(), Some("$argon2id$v=19$m=1,t=2,p=1$abc$def"));
         assert!(dir.join(".env.bak").exists());
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // Group access kept (an app group may read it), access for others removed.
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         let mut unchanged = EnvFile::load(&path).unwrap();
         unchanged.set("PORT", "8080");
         assert!(!unchanged.save().unwrap(), "no change, no write");
@@ -284,6 +345,75 @@ mod tests {
         created.set("B", "2");
         created.save().unwrap();
         assert!(!dir.join(".env.new.bak").exists());
+    }
+
+    #[test]
+    fn quoted_values_with_comments_and_untouched_lines_survive_an_edit() {
+        let dir = tempfile_dir();
+        let path = dir.join(".env");
+        let original = "# app\nPORT=8080 # http port\nAPP_NAME=\"shop app\" # shown in titles\n\
+                        GREETING='hello world' # inline\nESCAPED=\"a \\\"b\\\" c\"\nJWT_SECRET=old # rotated\n";
+        std::fs::write(&path, original).unwrap();
+        let mut env = EnvFile::load(&path).unwrap();
+        assert_eq!(env.get("PORT").as_deref(), Some("8080"));
+        assert_eq!(env.get("APP_NAME").as_deref(), Some("shop app"));
+        assert_eq!(env.get("GREETING").as_deref(), Some("hello world"));
+        assert_eq!(env.get("ESCAPED").as_deref(), Some("a \"b\" c"));
+        env.set("JWT_SECRET", "new value");
+        assert!(env.save().unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = original.replace("JWT_SECRET=old # rotated", "JWT_SECRET='new value' # rotated");
+        assert_eq!(text, expected, "only the edited line changes");
+        assert_eq!(std::fs::read_to_string(dir.join(".env.bak")).unwrap(), original);
+    }
+
+    #[test]
+    fn a_writer_keeps_what_another_wrote_since_it_loaded() {
+        let dir = tempfile_dir();
+        let path = dir.join(".env");
+        std::fs::write(&path, "A=1\nB=1\n").unwrap();
+        let mut first = EnvFile::load(&path).unwrap();
+        let mut second = EnvFile::load(&path).unwrap();
+        second.set("B", "2");
+        second.set("C", "3");
+        second.save().unwrap();
+        first.set("A", "2");
+        first.save().unwrap();
+        let env = EnvFile::load(&path).unwrap();
+        assert_eq!((env.get("A"), env.get("B"), env.get("C")), (Some("2".into()), Some("2".into()), Some("3".into())));
+        assert_eq!(first.get("C").as_deref(), Some("3"), "the saved view is the file's");
+    }
+
+    #[test]
+    fn a_symlinked_file_is_edited_through_the_link_keeping_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir();
+        let real = dir.join("real.env");
+        std::fs::write(&real, "A=1\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // As root, the file may belong to the app's user: it must stay theirs.
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(&real, Some(65534), Some(65534)).unwrap();
+        }
+        let link = dir.join(".env");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let mut env = EnvFile::load(&link).unwrap();
+        env.set("A", "2");
+        env.save().unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "A=2\n", "the file the app reads has the value");
+        assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640, "mode kept");
+        if root {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(&real).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner and group kept");
+        }
+        // A new file is private.
+        let mut fresh = EnvFile::load(&dir.join(".env.new")).unwrap();
+        fresh.set("A", "1");
+        fresh.save().unwrap();
+        assert_eq!(std::fs::metadata(dir.join(".env.new")).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
