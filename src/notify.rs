@@ -171,7 +171,17 @@ pub fn replace_secret_file(path: &Path, bytes: &[u8], new_mode: u32) -> std::io:
         file.write_all(bytes)?;
         if let Some(m) = &existing {
             if (m.uid(), m.gid()) != (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
-                std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))?;
+                std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid())).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot give the new file the owner and group of the old one (uid {}, gid {}): {e}; run \
+                             as the file's owner or as root, so the app keeps access",
+                            m.uid(),
+                            m.gid()
+                        ),
+                    )
+                })?;
             }
         }
         let mode = existing.as_ref().map_or(new_mode, |m| m.mode() & 0o7770);

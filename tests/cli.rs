@@ -203,8 +203,21 @@ fn a_second_interrupt_stops_at_once() {
         .args(["promote-check", "--only", "health", "--app-url", &app, "--timeout", "10min"])
         .spawn()
         .unwrap();
-    let (_conn, _) = listener.accept().unwrap();
     let mut child = child;
+    // Wait for the check to connect, without hanging if the command ends first.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let _conn = loop {
+        match listener.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(child.try_wait().unwrap().is_none(), "promote-check ended before connecting");
+                assert!(std::time::Instant::now() < deadline, "promote-check never connected");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     // The first one asks for a clean stop (up to 30 s) and says so; the second must not wait.

@@ -362,7 +362,8 @@ fn a_cluster_left_by_a_killed_drill_is_removed_by_the_next_and_a_kept_one_is_not
     // Make the second look like the cluster of a drill that was killed: its owner is gone.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    std::fs::write(abandoned.join("opsbook-drill.pid"), gone.id().to_string()).unwrap();
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    std::fs::write(abandoned.join("opsbook-drill.pid"), format!("{} {host}", gone.id())).unwrap();
 
     let out = d.drill(&["--ephemeral"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));

@@ -631,6 +631,23 @@ fn transaction_control_in_a_file_is_refused_before_anything_runs() {
 }
 
 #[test]
+fn dry_run_never_runs_a_file_the_parser_cannot_read() {
+    let pg = TestPg::shared();
+    let url = pg.fresh_db("mig_dry_unparsed");
+    pg.execute(&url, SHOP);
+    let (tmp, _dir) = project(&[
+        ("1_sku.sql", "ALTER TABLE products ADD COLUMN sku text;\n"),
+        ("2_odd.sql", "SELECT 1;\nCREAT TABLE x (id int);\n"),
+    ]);
+    let out = migrate(tmp.path(), &url, &["dry-run", "--output", "json"]);
+    let doc = json(&out);
+    assert_eq!(doc["migrations"][0]["outcome"], "ok", "{doc}");
+    assert_eq!(doc["migrations"][1]["outcome"], "cannot-dry-run", "{doc}");
+    assert!(doc["migrations"][1]["error"].as_str().unwrap().contains("parser cannot read it"), "{doc}");
+    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'sku'"), 0);
+}
+
+#[test]
 fn statements_that_need_no_transaction_get_their_own_file() {
     let pg = TestPg::shared();
     let url = pg.fresh_db("mig_notx_multi");
@@ -674,16 +691,19 @@ fn a_migration_that_changes_search_path_is_still_recorded() {
     let pg = TestPg::shared();
     let url = pg.fresh_db("mig_search_path");
     let (tmp, _dir) = project(&[
-        ("1_app.sql", "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE users (id bigint);\n"),
+        ("1_app.sql", "CREATE SCHEMA app;\nSET LOCAL search_path TO app;\nCREATE TABLE users (id bigint);\n"),
+        // SET LOCAL ended with the migration's transaction: this lands in public.
+        ("2_orders.sql", "CREATE TABLE orders (id bigint);\n"),
         (
-            "2_empty_path.sql",
+            "3_empty_path.sql",
             "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int);\n",
         ),
     ]);
     let out = migrate(tmp.path(), &url, &["up"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert!(table_exists(pg, &url, "app.users"));
-    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM public._sqlx_migrations"), 2);
+    assert!(table_exists(pg, &url, "public.orders"), "the history write leaked search_path into the next file");
+    assert_eq!(pg.query_i64(&url, "SELECT count(*) FROM public._sqlx_migrations"), 3);
     assert_eq!(code(&migrate(tmp.path(), &url, &["check"])), 0);
 }
 

@@ -31,11 +31,15 @@ fn sweep_abandoned(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for dir in entries.flatten().map(|e| e.path()) {
         let is_drill = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("drill-"));
-        let Some(pid) = std::fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|t| t.trim().parse::<i32>().ok())
-        else {
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).unwrap_or_default();
+        let mut words = owner.split_whitespace();
+        let (Some(pid), Some(owner_host)) = (words.next().and_then(|p| p.parse::<i32>().ok()), words.next()) else {
             continue;
         };
-        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
+        // Only this host's processes can be checked (a directory shared with other hosts or
+        // containers holds clusters whose owners we cannot see).
+        let gone = owner_host == host()
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
         if !is_drill || !gone {
             continue;
         }
@@ -46,6 +50,10 @@ fn sweep_abandoned(parent: &Path) {
             }
         }
     }
+}
+
+fn host() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn blocking_error(e: tokio::task::JoinError) -> DrillError {
@@ -82,7 +90,7 @@ impl Target {
                     let mut cluster = LocalCluster::create(&d)?;
                     // Whose cluster this is: a drill killed outright (kill -9, OOM) leaves it
                     // running, and the next drill removes it once this process is gone.
-                    let _ = std::fs::write(d.join(OWNER_FILE), std::process::id().to_string());
+                    let _ = std::fs::write(d.join(OWNER_FILE), format!("{} {}", std::process::id(), host()));
                     if let Err(e) = cluster.start() {
                         let _ = cluster.destroy();
                         return Err(e);

@@ -436,8 +436,10 @@ const ENDED_TRANSACTION: &str = "the file ended opsbook's transaction (a COMMIT 
      statements committed as they ran; check the schema, remove the transaction control from the file, \
      and run again";
 
-/// Writes the history rows under the run's original search_path, then gives the migration's
-/// own setting back (later files may rely on it, as they would under sqlx).
+/// Writes the history rows under the run's original search_path; the migration's own setting
+/// is what later files see (as under sqlx). Inside the migration's transaction the switch is
+/// transaction-local, so the COMMIT restores exactly what the migration left for the session
+/// (a `SET` survives, a `SET LOCAL` ends); outside one it is switched back by hand.
 async fn record_applied(
     conn: &mut PgConnection,
     m: &MigrationFile,
@@ -451,13 +453,19 @@ async fn record_applied(
         .await
         .map_err(setting("read search_path"))?;
     let changed = now != session.search_path;
-    let set = "SELECT set_config('search_path', $1, false)";
+    let in_transaction = !m.no_tx;
+    let set = "SELECT set_config('search_path', $1, $2)";
     if changed {
-        sqlx::query(set).bind(&session.search_path).execute(&mut *conn).await.map_err(setting("set search_path"))?;
+        sqlx::query(set)
+            .bind(&session.search_path)
+            .bind(in_transaction)
+            .execute(&mut *conn)
+            .await
+            .map_err(setting("set search_path"))?;
     }
     history::record(conn, &m.description, elapsed.as_nanos() as i64, entry).await?;
-    if changed {
-        sqlx::query(set).bind(&now).execute(&mut *conn).await.map_err(setting("restore search_path"))?;
+    if changed && !in_transaction {
+        sqlx::query(set).bind(&now).bind(false).execute(&mut *conn).await.map_err(setting("restore search_path"))?;
     }
     Ok(())
 }
@@ -812,6 +820,14 @@ async fn dry_run_locked(
             entry.outcome = DryOutcome::Skipped;
         } else if m.no_tx {
             entry.outcome = DryOutcome::CannotDryRun;
+        } else if statements::split(&m.sql).is_none() {
+            // Unread by the parser, it could hide a COMMIT that would make the dry run real.
+            entry.outcome = DryOutcome::CannotDryRun;
+            entry.error = Some(format!(
+                "{}: not run: the linter's parser cannot read it (see its syntax-error findings), so the dry run \
+                 cannot rule out a COMMIT that would make it real",
+                m.path.display()
+            ));
         } else {
             let existing = relation_oids(conn).await?;
             let before: HashSet<(i64, String)> =

@@ -239,7 +239,7 @@ pub async fn execute(
     let _run_lock = run_lock;
     // On resume: cleanup steps run again, and so do finished steps whose outputs were masked in
     // the journal but are needed by a step still to run (a masked value is never interpolated).
-    let again = if req.resume.is_some() { run_again(&steps, &journal) } else { HashMap::new() };
+    let again = if req.resume.is_some() { run_again(&steps, &journal)? } else { HashMap::new() };
     journal.save()?;
     audit(rb, &journal, "run_started", None)?;
 
@@ -320,7 +320,9 @@ fn lock_run(run_id: &str, rb: &Runbook, req: &RunRequest) -> Result<crate::lock:
 /// (cleanup follows the resumed steps; no note), and steps whose outputs are masked in the
 /// journal while a step that will run refers to them. Walking backwards catches chains (a step run again for its
 /// secret output may itself need another step's secret output).
-fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> HashMap<usize, String> {
+/// Only actions whose repetition is harmless are run again for a secret output; for any other
+/// (a shell command, an HTTP POST, a rotation) the resume is refused, naming the step.
+fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> Result<HashMap<usize, String>, RunbookError> {
     let mut again: HashMap<usize, String> = HashMap::new();
     for (index, step) in steps.iter().enumerate().rev() {
         let rec = &journal.steps[index];
@@ -334,13 +336,23 @@ fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> HashMap<usize, String
             let Ref::StepOutput { step: other, key } = r else { continue };
             let Some(j) = journal.steps.iter().position(|s| s.id == other) else { continue };
             if journal.steps[j].status == StepStatus::Ok && journal.steps[j].output_masked(&key) {
+                let action = steps[j].action.get_ref();
+                if !actions::repeatable_on_resume(action) {
+                    return Err(RunbookError::Resume(format!(
+                        "cannot resume run {}: step '{other}' ({action}) finished, and its output `{key}` held a secret, \
+                         which the journal does not keep; step '{}' needs it, and running '{other}' again could \
+                         repeat its effect. Start a new run of the runbook instead",
+                        journal.run_id,
+                        step.id.get_ref()
+                    )));
+                }
                 again.entry(j).or_insert_with(|| {
                     format!("run again on resume: its output `{key}` held a secret, which the journal does not keep")
                 });
             }
         }
     }
-    again
+    Ok(again)
 }
 
 /// Every reference in a step's `when`, `target` and `with` (validated, so they parse).

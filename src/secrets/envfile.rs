@@ -240,22 +240,42 @@ impl SecretStore for EnvFile {
             .map_err(|e| io("open the lock file of", e))?;
         lock.lock().map_err(|e| io("lock", e))?;
         let mut current = EnvFile::load(&self.path)?;
-        current.changes = std::mem::take(&mut self.changes);
+        current.changes = self.changes.clone();
         for index in 0..current.changes.len() {
             current.apply(index);
         }
-        if !self.backed_up && self.path.exists() {
+        // `.bak` is the file as it was before this run: written by the run's first save of it,
+        // whichever `EnvFile` (a run may load the same file several times).
+        let first_save = !self.backed_up && first_save_this_run(&self.path);
+        if first_save && self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
             crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
         }
         // In place of the file (through a symlink, keeping its owner and mode): the app reads it.
+        // On failure the staged changes stay, so a later save still writes them.
         crate::notify::replace_secret_file(&self.path, current.render().as_bytes(), 0o600)
             .map_err(|e| io("write", e))?;
         self.lines = current.lines;
+        self.changes.clear();
         self.backed_up = true;
         Ok(true)
     }
+}
+
+/// True the first time this process saves `path` (one process is one run).
+fn first_save_this_run(path: &Path) -> bool {
+    static SEEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    // By its directory (which exists by now) and name: the file itself may not exist yet.
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let key =
+        std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).join(path.file_name().unwrap_or_default());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.contains(&key) {
+        return false;
+    }
+    seen.push(key);
+    true
 }
 
 impl EnvFile {
@@ -328,14 +348,14 @@ mod tests {
         assert!(env.save().unwrap());
         assert_eq!(std::fs::read_to_string(&bak).unwrap(), original, "later saves of a run keep the first backup");
 
-        // The next run backs up what the previous run left.
-        let after_first_run = std::fs::read_to_string(&path).unwrap();
-        let mut next = EnvFile::load(&path).unwrap();
-        next.set("JWT_SECRET", "def");
-        next.save().unwrap();
-        next.set("S3_BUCKET", "media");
-        next.save().unwrap();
-        assert_eq!(std::fs::read_to_string(&bak).unwrap(), after_first_run);
+        // The same file loaded again in the same run (rotate-secrets loads it once per secret)
+        // keeps the run's first backup too.
+        let mut again = EnvFile::load(&dir.join(".").join(".env")).unwrap();
+        again.set("JWT_SECRET", "def");
+        again.save().unwrap();
+        again.remove("JWT_SECRET");
+        again.save().unwrap();
+        assert_eq!(std::fs::read_to_string(&bak).unwrap(), original);
 
         // A file this run created has no previous version: later saves do not invent one.
         let fresh = dir.join(".env.new");

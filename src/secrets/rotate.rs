@@ -1134,7 +1134,9 @@ pub async fn rollback(ctx: &Context, name: &str) -> Result<Outcome, RotateError>
         .as_ref()
         .and_then(|c| match spec.kind {
             Kind::PostgresPassword => {
-                DbUrl::parse(spec.primary(c)).ok().and_then(|u| u.username()).map(|u| format!("login {u}"))
+                let user_of = |f: &Fields| DbUrl::parse(spec.primary(f)).ok().and_then(|u| u.username());
+                // Never the login just restored (both values may name the same user).
+                user_of(c).filter(|u| user_of(&previous).as_ref() != Some(u)).map(|u| format!("login {u}"))
             }
             Kind::Random => Some(format!("value {}", spec.previous_key())),
             Kind::S3AccessKey => spec.id_of(c).map(|id| format!("key {id}")),

@@ -277,7 +277,10 @@ pub async fn run(
         removals: planned.remove.iter().map(|e| e.key.clone()).collect(),
         refused: None,
     };
-    let marked = planned.remove.len() + planned.retained.iter().filter(|e| e.deleted_at == Some(now)).count();
+    // Only what this run newly finds gone from the source: copies marked in an earlier run
+    // (which passed the guard then) and now past --retain-deleted are routine removals.
+    let newly_gone = |e: &&InventoryEntry| e.deleted_at == Some(now);
+    let marked = planned.remove.iter().filter(newly_gone).count() + planned.retained.iter().filter(newly_gone).count();
     match plan::check_guard(marked, dest.len(), req.force) {
         Err(why) if req.dry_run => report.refused = Some(why),
         guard => guard.map_err(ObjectsError::Refused)?,

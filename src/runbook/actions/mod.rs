@@ -137,6 +137,12 @@ pub fn winds_down_on_interrupt(action: &str) -> bool {
     matches!(action, "dlq-replay" | "backup" | "backup-objects" | "restore-drill" | "wait")
 }
 
+/// Actions a resume may run again when a later step needs an output of theirs that the journal
+/// masks: running them twice does no harm (they converge, or only read).
+pub fn repeatable_on_resume(action: &str) -> bool {
+    matches!(action, "sandbox" | "provision" | "migrate" | "backup-list" | "backup-verify" | "promote-check" | "wait")
+}
+
 /// Deserializes an action's input, naming the action on error.
 pub fn input<T: DeserializeOwned>(action: &str, with: Value) -> Result<T, ActionError> {
     serde_json::from_value(with).map_err(|e| ActionError::Input(format!("invalid `with` for action {action}: {e}")))

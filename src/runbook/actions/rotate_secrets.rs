@@ -69,7 +69,11 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         .map(|o| format!("{}: {}", o.name, o.error.as_deref().unwrap_or("failed")))
         .collect();
     if !failed.is_empty() {
-        return Err(ActionError::Failed(format!("rotation failed for {}", failed.join("; "))));
+        let message = format!("rotation failed for {}", failed.join("; "));
+        // A target that could not be reached is "unavailable" here too, as for the command.
+        let unreachable =
+            outcomes.iter().any(|o| !o.ok && o.error_class == Some(crate::error::ErrorClass::Unavailable));
+        return Err(if unreachable { ActionError::Unavailable(message) } else { ActionError::Failed(message) });
     }
     Ok(out)
 }
