@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::layout::{self, BackupId};
 use super::manifest::{DrillSummary, Manifest, VerifyRecord, MANIFEST_FILE};
 use super::BackupError;
-use crate::store::{ObjectMeta, Store};
+use crate::store::{ObjectMeta, Store, StoreError};
 
 /// How many small objects (manifests, records) are fetched at once.
 const FETCH_CONCURRENCY: usize = 16;
@@ -180,7 +180,7 @@ impl Catalog {
     }
 }
 
-fn file_name(key: &str) -> &str {
+pub fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
@@ -209,16 +209,25 @@ async fn latest_record<T: serde::de::DeserializeOwned>(
     objects: &[ObjectMeta],
     kind: &str,
 ) -> Result<Option<T>, BackupError> {
-    let newest = objects
-        .iter()
-        .filter(|o| file_name(&o.key).starts_with(kind) && o.key.ends_with(".json"))
-        .max_by(|a, b| a.key.cmp(&b.key));
-    let Some(object) = newest else { return Ok(None) };
-    let bytes = store.get_bytes(&object.key).await?;
+    match record_keys(objects, kind).max() {
+        Some(key) => Ok(read_record(store, key).await?),
+        None => Ok(None),
+    }
+}
+
+/// The keys of a backup's `<kind>-*.json` records (verify, drill), in no order; their file
+/// names ([`file_name`]) sort by time.
+pub fn record_keys<'a>(objects: &'a [ObjectMeta], kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    objects.iter().map(|o| o.key.as_str()).filter(move |k| file_name(k).starts_with(kind) && k.ends_with(".json"))
+}
+
+/// Reads one record; an unreadable one is logged and read as none.
+pub async fn read_record<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>, StoreError> {
+    let bytes = store.get_bytes(key).await?;
     match serde_json::from_slice(&bytes) {
         Ok(record) => Ok(Some(record)),
         Err(e) => {
-            tracing::warn!("ignoring unreadable record {}: {e}", object.key);
+            tracing::warn!("ignoring unreadable record {key}: {e}");
             Ok(None)
         }
     }

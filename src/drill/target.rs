@@ -38,7 +38,7 @@ fn sweep_abandoned(parent: &Path) {
         };
         // Only this host's processes can be checked (a directory shared with other hosts or
         // containers holds clusters whose owners we cannot see).
-        let gone = owner_host == host()
+        let gone = owner_host == crate::lock::hostname()
             && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
         if !is_drill || !gone {
             continue;
@@ -50,10 +50,6 @@ fn sweep_abandoned(parent: &Path) {
             }
         }
     }
-}
-
-fn host() -> String {
-    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn blocking_error(e: tokio::task::JoinError) -> DrillError {
@@ -90,7 +86,10 @@ impl Target {
                     let mut cluster = LocalCluster::create(&d)?;
                     // Whose cluster this is: a drill killed outright (kill -9, OOM) leaves it
                     // running, and the next drill removes it once this process is gone.
-                    let _ = std::fs::write(d.join(OWNER_FILE), format!("{} {}", std::process::id(), host()));
+                    let _ = std::fs::write(
+                        d.join(OWNER_FILE),
+                        format!("{} {}", std::process::id(), crate::lock::hostname()),
+                    );
                     if let Err(e) = cluster.start() {
                         let _ = cluster.destroy();
                         return Err(e);

@@ -407,23 +407,18 @@ async fn drill_history(
     store: &crate::store::Store,
     catalog: &crate::backup::Catalog,
 ) -> Result<DrillHistory, crate::store::StoreError> {
+    use crate::backup::catalog::{file_name, read_record, record_keys};
     use futures::stream::{self, StreamExt};
-    let file_name = |key: &str| key.rsplit('/').next().unwrap_or(key).to_string();
-    let mut keys: Vec<String> = catalog
-        .backups
-        .iter()
-        .flat_map(|b| &b.objects)
-        .map(|o| o.key.clone())
-        .filter(|k| file_name(k).starts_with("drill-") && k.ends_with(".json"))
-        .collect();
-    keys.sort_by_key(|k| std::cmp::Reverse(file_name(k)));
+    let mut keys: Vec<String> =
+        catalog.backups.iter().flat_map(|b| record_keys(&b.objects, "drill-")).map(String::from).collect();
+    keys.sort_by(|a, b| file_name(b).cmp(file_name(a)));
     let recorded = keys.len();
-    let mut records = stream::iter(keys).map(|key| async move { (store.get_bytes(&key).await, key) }).buffered(8);
-    while let Some((bytes, key)) = records.next().await {
-        match serde_json::from_slice::<crate::backup::manifest::DrillSummary>(&bytes?) {
-            Ok(d) if d.ok => return Ok(DrillHistory { recorded, last_passed: Some(d.time) }),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("ignoring unreadable drill record {key}: {e}"),
+    let mut records = stream::iter(keys)
+        .map(|key| async move { read_record::<crate::backup::manifest::DrillSummary>(store, &key).await })
+        .buffered(8);
+    while let Some(record) = records.next().await {
+        if let Some(d) = record?.filter(|d| d.ok) {
+            return Ok(DrillHistory { recorded, last_passed: Some(d.time) });
         }
     }
     Ok(DrillHistory { recorded, last_passed: None })

@@ -1,7 +1,7 @@
-//! The `.env` file secret store: `KEY=value` lines, edited in place. Unrelated keys, comments,
-//! blank lines and order are kept; the file as it was before the first save of this `EnvFile`
-//! (one load, one run) is copied to `<file>.bak`; the new one replaces it atomically with mode
-//! 0600, so a crash never leaves a truncated file.
+//! The `.env` file secret store: `KEY=value` lines, edited in place. Lines not edited are kept as
+//! they were, with order and comments; the file as it was before the run's first save of it is
+//! copied to `<file>.bak`; the new one replaces it atomically (see `notify::replace_secret_file`),
+//! so a crash never leaves a truncated file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,9 +49,6 @@ pub struct EnvFile {
     path: PathBuf,
     lines: Vec<Line>,
     changes: Vec<Change>,
-    /// The first save has dealt with `.bak`: later saves of the same run keep the copy of the
-    /// file as it was before the run instead of replacing it with this run's own output.
-    backed_up: bool,
 }
 
 /// A value as dotenv readers take it, and the inline comment after it: `'single'` (literal),
@@ -153,7 +150,7 @@ impl EnvFile {
             let (value, comment) = parse_value(value);
             lines.push(Line::Entry { export, key: key.to_string(), value, raw: Some(raw.to_string()), comment });
         }
-        Ok(EnvFile { path: path.to_path_buf(), lines, changes: Vec::new(), backed_up: false })
+        Ok(EnvFile { path: path.to_path_buf(), lines, changes: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -246,8 +243,7 @@ impl SecretStore for EnvFile {
         }
         // `.bak` is the file as it was before this run: written by the run's first save of it,
         // whichever `EnvFile` (a run may load the same file several times).
-        let first_save = !self.backed_up && first_save_this_run(&self.path);
-        if first_save && self.path.exists() {
+        if first_save_this_run(&self.path) && self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
             crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
@@ -258,7 +254,6 @@ impl SecretStore for EnvFile {
             .map_err(|e| io("write", e))?;
         self.lines = current.lines;
         self.changes.clear();
-        self.backed_up = true;
         Ok(true)
     }
 }
