@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod drill;
 pub mod error;
 pub mod exit;
+pub mod files;
 pub mod lock;
 pub mod migrate;
 pub mod notify;
@@ -40,11 +41,17 @@ use crate::ui::Printer;
 const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
 
 pub fn main() -> ExitCode {
+    register_given_secrets();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(err) if err.use_stderr() => {
+            // A usage error can quote the flag's value: masked like every other output.
+            eprint!("{}", redact::redact(&err.render().to_string()));
+            return ExitCode::from(ExitStatus::Usage.code());
+        }
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { ExitStatus::Usage.code() } else { 0 });
+            return ExitCode::from(0);
         }
     };
     let printer = Printer::from_args(&cli.global);
@@ -84,6 +91,13 @@ pub fn main() -> ExitCode {
     // Do not wait for stray blocking tasks (a pg_dump reader) after the outcome is known.
     runtime.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(status.code())
+}
+
+/// Registers the password of every URL on the command line and in the environment before the
+/// first byte of output, whichever command, step or error later prints it.
+fn register_given_secrets() {
+    std::env::args_os().skip(1).for_each(|arg| redact::register_urls_in(&arg.to_string_lossy()));
+    std::env::vars_os().for_each(|(_, value)| redact::register_urls_in(&value.to_string_lossy()));
 }
 
 fn finish(printer: &Printer, result: anyhow::Result<ExitStatus>) -> ExitStatus {

@@ -3,8 +3,7 @@
 //! effort: a monitoring hiccup never fails the run it reports on.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Checks a ping URL before any work starts: http(s) with a host.
@@ -120,74 +119,7 @@ pub fn update_textfile(path: &Path, samples: &[Sample]) -> std::io::Result<()> {
             out.push_str(&format!("{key} {value}\n"));
         }
     }
-    write_atomic(path, out.as_bytes(), None)
-}
-
-/// Replaces `path` with `bytes`: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    replace_via_temp(path, mode.unwrap_or(0o666), |file| file.write_all(bytes))
-}
-
-/// Replaces a file of secrets atomically, as an edit in place would: through a symlink (the link
-/// stays, its target gets the new bytes), keeping its owner, group and mode — less any access
-/// for others, since it holds secrets. A new file gets `new_mode`.
-pub fn replace_secret_file(path: &Path, bytes: &[u8], new_mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)?,
-        _ => path.to_path_buf(),
-    };
-    let existing = match std::fs::metadata(&target) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    // Written while only we can read it; owner and mode are set before it takes the name.
-    replace_via_temp(&target, 0o600, |file| {
-        file.write_all(bytes)?;
-        if let Some(m) = &existing {
-            if (m.uid(), m.gid()) != (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
-                std::os::unix::fs::fchown(&*file, Some(m.uid()), Some(m.gid())).map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot give the new file the owner and group of the old one (uid {}, gid {}): {e}; run \
-                             as the file's owner or as root, so the app keeps access",
-                            m.uid(),
-                            m.gid()
-                        ),
-                    )
-                })?;
-            }
-        }
-        let mode = existing.as_ref().map_or(new_mode, |m| m.mode() & 0o7770);
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-    })
-}
-
-/// Creates a temp file beside `path` (with `mode`, less the umask), lets `fill` write it, then
-/// fsyncs it and renames it over `path`; the temp file is removed on any failure.
-fn replace_via_temp(
-    path: &Path,
-    mode: u32,
-    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::redact::write_file(path, &out, None)
 }
 
 #[cfg(test)]

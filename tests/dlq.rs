@@ -626,27 +626,22 @@ fn signatures_verify_with_the_reference_library_and_during_rotation() {
             })
         })
         .collect();
-    let mut py = std::process::Command::new("python3")
+    support::tools::require("standardwebhooks", "standardwebhooks.webhooks", "the signature tests");
+    let mut py = std::process::Command::new(support::tools::python())
         .args(["-c", &script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect(
-            "python3 with the standardwebhooks package (python3 -m pip install standardwebhooks; .ci/run installs it)",
-        );
+        .unwrap();
     std::io::Write::write_all(py.stdin.as_mut().unwrap(), serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
     let res = py.wait_with_output().unwrap();
-    assert!(
-        res.status.success(),
-        "Standard Webhooks verification failed (install: python3 -m pip install standardwebhooks): {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "Standard Webhooks verification failed: {}", String::from_utf8_lossy(&res.stderr));
     assert_eq!(String::from_utf8_lossy(&res.stdout).trim(), "4");
     // A tampered body fails verification: the check above can fail.
     let mut tampered = cases[0].clone();
     tampered["body"] = serde_json::Value::from("{\"seq\":\"forged\"}");
-    let mut py = std::process::Command::new("python3")
+    let mut py = std::process::Command::new(support::tools::python())
         .args(["-c", &script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -65,6 +65,7 @@ pub fn set_name(given: Option<&str>) -> Result<String, BackupError> {
             "invalid set name '{name}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
         )));
     }
+    crate::redact::check_identifier("set name", name).map_err(|e| input(e.to_string()))?;
     Ok(name.to_string())
 }
 

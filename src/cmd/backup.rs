@@ -418,7 +418,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
             .collect();
         ctx.printer.report(status, &serde_json::json!({ "sets": sets }))?;
     } else {
-        ctx.printer.line(rows.to_string())?;
+        ctx.printer.table(&rows)?;
     }
     Ok(status)
 }
@@ -451,20 +451,44 @@ fn print_run(ctx: &Ctx<'_>, m: &Manifest, duration: f64) -> Result<()> {
     Ok(())
 }
 
+/// A row a backup: set, id, time, age, size, compression, encryption, verification and drill.
+pub(crate) fn list_table(rows: &[ListRow<'_>]) -> table::Table {
+    let mut t = table::new(&["set", "id", "time", "age", "size", "compression", "encrypted", "verified", "drilled"]);
+    let check = |ok: Option<bool>| match ok {
+        Some(true) => "yes",
+        Some(false) => "FAILED",
+        None => "-",
+    };
+    for r in rows {
+        t.add_row(vec![
+            r.set.to_string(),
+            r.id.to_string(),
+            r.time.format("%Y-%m-%d %H:%M").to_string(),
+            table::age(r.age_seconds),
+            table::bytes(r.size),
+            r.compression.clone(),
+            if r.encrypted { "age" } else { "no" }.to_string(),
+            check(r.verified.map(|v| v.ok)).to_string(),
+            check(r.drilled.map(|d| d.ok)).to_string(),
+        ]);
+    }
+    t
+}
+
 #[derive(Serialize)]
-struct ListRow<'a> {
-    set: &'a str,
-    id: &'a str,
-    time: chrono::DateTime<chrono::Utc>,
-    snapshot_time: chrono::DateTime<chrono::Utc>,
-    age_seconds: i64,
-    size: u64,
-    raw_size: u64,
-    compression: String,
-    encrypted: bool,
-    verified: Option<&'a VerifyRecord>,
-    drilled: Option<&'a crate::backup::manifest::DrillSummary>,
-    rows: Option<i64>,
+pub(crate) struct ListRow<'a> {
+    pub(crate) set: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) time: chrono::DateTime<chrono::Utc>,
+    pub(crate) snapshot_time: chrono::DateTime<chrono::Utc>,
+    pub(crate) age_seconds: i64,
+    pub(crate) size: u64,
+    pub(crate) raw_size: u64,
+    pub(crate) compression: String,
+    pub(crate) encrypted: bool,
+    pub(crate) verified: Option<&'a VerifyRecord>,
+    pub(crate) drilled: Option<&'a crate::backup::manifest::DrillSummary>,
+    pub(crate) rows: Option<i64>,
 }
 
 async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
@@ -515,26 +539,7 @@ async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
         ctx.printer.line(format!("no backups in {}", store.url()))?;
         return Ok(ExitStatus::Success);
     }
-    let mut t = table::new(&["set", "id", "time", "age", "size", "compression", "encrypted", "verified", "drilled"]);
-    let check = |ok: Option<bool>| match ok {
-        Some(true) => "yes",
-        Some(false) => "FAILED",
-        None => "-",
-    };
-    for r in &rows {
-        t.add_row(vec![
-            r.set.to_string(),
-            r.id.to_string(),
-            r.time.format("%Y-%m-%d %H:%M").to_string(),
-            table::age(r.age_seconds),
-            table::bytes(r.size),
-            r.compression.clone(),
-            if r.encrypted { "age" } else { "no" }.to_string(),
-            check(r.verified.map(|v| v.ok)).to_string(),
-            check(r.drilled.map(|d| d.ok)).to_string(),
-        ]);
-    }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&list_table(&rows))?;
     if !catalog.orphans.is_empty() {
         ctx.printer.note(format!(
             "{} incomplete backup director{} without a manifest (prune removes them after a day)",
@@ -570,7 +575,7 @@ async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus> {
         let object = c.object.rsplit('/').next().unwrap_or(&c.object).to_string();
         t.add_row(vec![object, c.check.clone(), if c.ok { "ok" } else { "FAILED" }.into(), c.detail.clone()]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     ctx.printer.line(format!(
         "backup {}/{} {}{}",
         set,
@@ -626,7 +631,7 @@ fn print_prune(ctx: &Ctx<'_>, plan: &PrunePlan, dry_run: bool) -> Result<()> {
         ]);
     }
     if !plan.backups.is_empty() {
-        ctx.printer.line(t.to_string())?;
+        ctx.printer.table(&t)?;
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });

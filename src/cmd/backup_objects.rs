@@ -116,7 +116,7 @@ fn print_report(ctx: &Ctx<'_>, r: &ObjectsReport) -> Result<()> {
         for key in &r.removals {
             t.add_row(vec![key.clone(), String::new(), "remove".into()]);
         }
-        p.line(t.to_string())?;
+        p.table(&t)?;
     }
     let verb = if r.dry_run { "would copy" } else { "copied" };
     p.line(format!(
@@ -172,6 +172,6 @@ pub fn print_object_sets(ctx: &Ctx<'_>, runs: &[objects::ObjectSetEntry]) -> Res
             s.to.clone(),
         ]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     Ok(())
 }

@@ -265,7 +265,7 @@ fn short(text: &str, n: usize) -> String {
     }
 }
 
-fn items_table(items: &[DeadLetter]) -> String {
+fn items_table(items: &[DeadLetter]) -> table::Table {
     let now = chrono::Utc::now();
     let mut t = table::new(&["id", "age", "event", "tenant", "attempts", "target", "last error"]);
     for d in items {
@@ -279,7 +279,7 @@ fn items_table(items: &[DeadLetter]) -> String {
             short(d.last_error.as_deref().unwrap_or("-"), 60),
         ]);
     }
-    t.to_string()
+    t
 }
 
 async fn list(ctx: &Ctx<'_>, a: ListArgs) -> Result<ExitStatus> {
@@ -291,7 +291,7 @@ async fn list(ctx: &Ctx<'_>, a: ListArgs) -> Result<ExitStatus> {
     } else if items.is_empty() {
         ctx.printer.line("no dead letters match")?;
     } else {
-        ctx.printer.line(items_table(&items))?;
+        ctx.printer.table(&items_table(&items))?;
         ctx.printer.line(format!("{} dead letter(s) shown (--limit {})", items.len(), filter.limit.unwrap_or(0)))?;
     }
     Ok(ExitStatus::Success)
@@ -322,7 +322,7 @@ async fn stats(ctx: &Ctx<'_>, a: StatsArgs) -> Result<ExitStatus> {
         for (k, n) in rows {
             t.add_row(vec![k.clone(), n.to_string()]);
         }
-        ctx.printer.line(t.to_string())?;
+        ctx.printer.table(&t)?;
     }
     if over {
         ctx.printer
@@ -344,11 +344,11 @@ fn print_plan(ctx: &Ctx<'_>, plan: &Plan, rate: Option<f64>) -> Result<()> {
         for (e, n) in &plan.by_endpoint {
             t.add_row(vec![e.clone(), n.to_string()]);
         }
-        ctx.printer.line(t.to_string())?;
+        ctx.printer.table(&t)?;
     }
     if !plan.sample.is_empty() {
         ctx.printer.line("sample:")?;
-        ctx.printer.line(items_table(&plan.sample))?;
+        ctx.printer.table(&items_table(&plan.sample))?;
     }
     Ok(())
 }
@@ -445,7 +445,7 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
         for f in report.failures.iter().take(20) {
             t.add_row(vec![f.id.to_string(), f.tries.to_string(), f.target_url.clone(), short(&f.error, 80)]);
         }
-        ctx.printer.line(t.to_string())?;
+        ctx.printer.table(&t)?;
         if report.failures.len() > 20 {
             ctx.printer.line(format!("… and {} more (--output json lists all)", report.failures.len() - 20))?;
         }

@@ -224,7 +224,7 @@ async fn up(ctx: &Ctx<'_>, args: UpArgs) -> Result<ExitStatus> {
             note.join(", "),
         ]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     ctx.printer.line(format!(
         "applied {} migration(s); head {}{}",
         report.applied.len(),
@@ -260,7 +260,7 @@ async fn status(ctx: &Ctx<'_>, args: ConnArgs, check: bool) -> Result<ExitStatus
                 e.note.clone().unwrap_or_default(),
             ]);
         }
-        ctx.printer.line(t.to_string())?;
+        ctx.printer.table(&t)?;
     }
     for o in &status.other_tools {
         ctx.printer.line(format!(
@@ -360,7 +360,7 @@ async fn dry_run(ctx: &Ctx<'_>, args: DryRunArgs) -> Result<ExitStatus> {
             locks.join("\n"),
         ]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     for m in &report.migrations {
         if let Some(e) = &m.error {
             ctx.printer.line(format!("error: {e}"))?;

@@ -8,6 +8,8 @@ pub mod dlq_replay;
 pub mod migrate;
 pub mod promote_check;
 pub mod provision;
+#[cfg(test)]
+mod redaction_tests;
 pub mod restore_drill;
 pub mod rotate_secrets;
 pub mod run;

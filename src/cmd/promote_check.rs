@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::Ctx;
 use crate::exit::ExitStatus;
-use crate::promote::{self, Options, Status};
+use crate::promote::{self, CheckResult, Options, Status};
 use crate::ui::table;
 
 #[derive(Debug, Args)]
@@ -74,22 +74,14 @@ pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
     let status = if failed > 0 { ExitStatus::Failure } else { ExitStatus::Success };
     if let Some(path) = &args.junit {
-        crate::notify::write_atomic(path, promote::junit(&request.profile, &results).as_bytes(), None)
+        crate::redact::write_file(path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
             .with_context(|| format!("write the JUnit report {}", path.display()))?;
     }
     if ctx.printer.is_json() {
         ctx.printer.report(status, &serde_json::json!({ "profile": request.profile, "checks": results }))?;
         return Ok(status);
     }
-    let mut t = table::new(&["status", "check", "evidence", "fix"]);
-    for r in &results {
-        let evidence = match &r.waiver {
-            Some(w) => format!("{} (waived until {}: {})", r.evidence, w.expires, w.reason),
-            None => r.evidence.clone(),
-        };
-        t.add_row(vec![r.status.as_str().to_uppercase(), r.id.clone(), evidence, r.fix.clone()]);
-    }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&checks_table(&results))?;
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     ctx.printer.line(format!(
         "profile '{}': {} failed, {} warnings, {} waived, {} passed, {} skipped",
@@ -101,4 +93,17 @@ pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
         count(Status::Skip)
     ))?;
     Ok(status)
+}
+
+/// A row a check: status, id, evidence (with its waiver) and the fix.
+pub(crate) fn checks_table(results: &[CheckResult]) -> table::Table {
+    let mut t = table::new(&["status", "check", "evidence", "fix"]);
+    for r in results {
+        let evidence = match &r.waiver {
+            Some(w) => format!("{} (waived until {}: {})", r.evidence, w.expires, w.reason),
+            None => r.evidence.clone(),
+        };
+        t.add_row(vec![r.status.as_str().to_uppercase(), r.id.clone(), evidence, r.fix.clone()]);
+    }
+    t
 }

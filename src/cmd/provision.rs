@@ -57,7 +57,7 @@ fn print_plan(ctx: &Ctx<'_>, plan: &Plan) -> Result<()> {
     for i in &plan.items {
         t.add_row(vec![i.resource.clone(), i.current.clone(), i.desired.clone(), i.action.as_str().to_string()]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     let skipped = plan.items.iter().filter(|i| i.action == Action::Skipped).count();
     ctx.printer.line(format!(
         "{} change(s) for profile '{}'{}",

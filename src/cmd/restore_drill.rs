@@ -141,16 +141,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
         ctx.printer.report(status, &report)?;
         return Ok(status);
     }
-    let mut t = table::new(&["step", "result", "time", "detail"]);
-    for s in &report.steps {
-        let result = match s.outcome {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "FAILED",
-            Outcome::Skipped => "skipped",
-        };
-        t.add_row(vec![s.name.clone(), result.into(), format!("{:.1}s", s.seconds), s.detail.clone()]);
-    }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&steps_table(&report))?;
     if !report.tables.is_empty() {
         let mut rows = table::new(&["table", "in backup", "restored", ""]);
         for c in &report.tables {
@@ -161,7 +152,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
                 if c.ok { "ok".into() } else { "MISMATCH".into() },
             ]);
         }
-        ctx.printer.line(rows.to_string())?;
+        ctx.printer.table(&rows)?;
     }
     if let Some(kept) = &report.kept {
         ctx.printer.line(format!("kept: {kept}"))?;
@@ -181,12 +172,26 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
 /// The --report and --junit files.
 fn write_reports(args: &RestoreDrillArgs, report: &drill::DrillReport) -> Result<()> {
     if let Some(path) = &args.report {
-        crate::notify::write_atomic(path, render::markdown(report).as_bytes(), None)
+        crate::redact::write_file(path, &render::markdown(&crate::redact::redacted(report)), None)
             .with_context(|| format!("write the Markdown report {}", path.display()))?;
     }
     if let Some(path) = &args.junit {
-        crate::notify::write_atomic(path, render::junit(report).as_bytes(), None)
+        crate::redact::write_file(path, &render::junit(&crate::redact::redacted(report)), None)
             .with_context(|| format!("write the JUnit report {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A row a drill step: name, result, time and detail.
+pub(crate) fn steps_table(report: &drill::DrillReport) -> table::Table {
+    let mut t = table::new(&["step", "result", "time", "detail"]);
+    for s in &report.steps {
+        let result = match s.outcome {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => "skipped",
+        };
+        t.add_row(vec![s.name.clone(), result.into(), format!("{:.1}s", s.seconds), s.detail.clone()]);
+    }
+    t
 }

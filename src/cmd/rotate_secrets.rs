@@ -131,7 +131,7 @@ async fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitSta
             state,
         ]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     Ok(ExitStatus::Success)
 }
 
@@ -179,7 +179,7 @@ async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
             o.error.clone().unwrap_or_default(),
         ]);
     }
-    ctx.printer.line(t.to_string())?;
+    ctx.printer.table(&t)?;
     Ok(status)
 }
 

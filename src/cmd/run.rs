@@ -132,6 +132,17 @@ pub async fn run(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
 }
 
 fn print_summary(ctx: &Ctx<'_>, path: &Path, journal: &RunJournal, status: ExitStatus) -> Result<()> {
+    ctx.printer.table(&summary_table(journal))?;
+    let mode = if journal.dry_run { " (dry run)" } else { "" };
+    ctx.printer.line(format!("run {} of {}{mode}: {}", journal.run_id, journal.runbook, status.word()))?;
+    if status != ExitStatus::Success && !journal.dry_run {
+        ctx.printer.note(format!("resume with: opsbook run {} --resume {}", path.display(), journal.run_id));
+    }
+    Ok(())
+}
+
+/// The run summary: a row a step, with its error, note or first outputs.
+pub(crate) fn summary_table(journal: &RunJournal) -> table::Table {
     let mut t = table::new(&["step", "action", "status", "time", "detail"]);
     for step in &journal.steps {
         let detail = step.error.clone().or_else(|| step.note.clone()).unwrap_or_else(|| {
@@ -151,11 +162,5 @@ fn print_summary(ctx: &Ctx<'_>, path: &Path, journal: &RunJournal, status: ExitS
             detail,
         ]);
     }
-    ctx.printer.line(t.to_string())?;
-    let mode = if journal.dry_run { " (dry run)" } else { "" };
-    ctx.printer.line(format!("run {} of {}{mode}: {}", journal.run_id, journal.runbook, status.word()))?;
-    if status != ExitStatus::Success && !journal.dry_run {
-        ctx.printer.note(format!("resume with: opsbook run {} --resume {}", path.display(), journal.run_id));
-    }
-    Ok(())
+    t
 }

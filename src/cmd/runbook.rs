@@ -95,7 +95,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
                     let desc = if r["valid"] == true { s("description") } else { s("error") };
                     t.add_row(vec![s("path"), name, s("schedule"), r["steps"].to_string().replace("null", ""), desc]);
                 }
-                p.line(t.to_string())?;
+                p.table(&t)?;
             }
             Ok(status)
         }
@@ -149,7 +149,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
                         spec.description.clone().unwrap_or_default(),
                     ]);
                 }
-                p.line(t.to_string())?;
+                p.table(&t)?;
             }
             let mut t = table::new(&["#", "step", "action", "flags"]);
             for (i, s) in rb.file.steps.iter().enumerate() {
@@ -171,7 +171,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
                     flags.join(", "),
                 ]);
             }
-            p.line(t.to_string())?;
+            p.table(&t)?;
             Ok(ExitStatus::Success)
         }
         RunbookCommand::Validate { runbooks } => {

@@ -98,7 +98,7 @@ pub struct DrillRequest {
 }
 
 /// How one step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
@@ -106,7 +106,7 @@ pub enum Outcome {
     Skipped,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Step {
     pub name: String,
     pub outcome: Outcome,
@@ -114,7 +114,7 @@ pub struct Step {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TableCheck {
     pub table: String,
     pub expected: i64,
@@ -123,7 +123,7 @@ pub struct TableCheck {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SqlCheck {
     pub line: usize,
     pub statement: String,
@@ -133,7 +133,7 @@ pub struct SqlCheck {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MigrationCheck {
     /// Applied in the backup (head at backup time).
     pub head_in_backup: Option<i64>,
@@ -142,13 +142,13 @@ pub struct MigrationCheck {
     pub head_after: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ObjectProblem {
     pub key: String,
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ObjectCheck {
     pub source: String,
     /// "listing" or "query".
@@ -164,7 +164,7 @@ pub struct ObjectCheck {
 }
 
 /// Sampled objects compared with an object copy's inventory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct InventoryCheck {
     pub set: String,
     /// The copy run whose inventory was used.
@@ -177,7 +177,7 @@ pub struct InventoryCheck {
     pub mismatched: Vec<ObjectProblem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Measure {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,7 +186,7 @@ pub struct Measure {
 }
 
 /// The drill's result; also the drill record stored beside the backup (`drill-<time>.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DrillReport {
     pub tool: String,
     pub drill_id: String,

@@ -566,7 +566,7 @@ fn admin_password(t: &mut Target, report: &mut ApplyReport) -> Result<(), StepEr
     // The plaintext goes out first: a hash nobody knows the password of would lock the admin out.
     match &t.config.admin_password_file {
         Some(path) => {
-            crate::notify::write_atomic(path, format!("{password}\n").as_bytes(), Some(0o600))
+            crate::files::write_atomic(path, format!("{password}\n").as_bytes(), Some(0o600))
                 .map_err(|e| StepError::failed(format!("write {}: {e}", path.display())))?;
             report.admin_password_file = Some(path.display().to_string());
         }

@@ -108,6 +108,9 @@ fn resolve_params(
             continue;
         };
         let value = validate::convert(spec, &raw).map_err(|e| param_error(name, e))?;
+        // Registered before the first write (the audit line, the journal): a URL password in a
+        // parameter of any type is a secret.
+        crate::redact::register_urls_in(&raw);
         if spec.kind == ParamType::Secret {
             crate::redact::register(&raw);
         } else {
@@ -428,6 +431,9 @@ async fn run_step(env: &StepEnv<'_>, journal: &mut RunJournal, index: usize, ste
     rec.duration_ms = Some(started.elapsed().as_millis() as u64);
     match result {
         Ok(StepResult::Ran(outputs, attempts)) => {
+            // A URL password in any output is a secret from now on, before the journal and the
+            // audit log write the step.
+            outputs.values().for_each(crate::redact::register_urls_in_json);
             rec.status = StepStatus::Ok;
             rec.outputs = outputs;
             rec.masked.clear();

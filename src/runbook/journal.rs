@@ -2,7 +2,6 @@
 //! the append-only audit log. Both pass through secret redaction before they touch disk.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -104,10 +103,8 @@ impl RunJournal {
                 }
             }
         }
-        let text = serde_json::to_string_pretty(&saved).expect("journal serializes");
-        let text = crate::redact::redact(&text);
-        crate::notify::write_atomic(&path, text.as_bytes(), Some(0o600))
-            .map_err(|source| RunbookError::State { path, source })
+        let text = crate::redact::to_json(&saved, true).expect("journal serializes");
+        crate::redact::write_file(&path, &text, Some(0o600)).map_err(|source| RunbookError::State { path, source })
     }
 
     pub fn load(run_id: &str) -> Result<RunJournal, RunbookError> {
@@ -165,13 +162,5 @@ pub fn audit(event: &AuditEvent<'_>) -> Result<(), RunbookError> {
     let path = std::env::var_os("OPSBOOK_AUDIT_LOG")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::lock::state_dir().join("audit.jsonl"));
-    let line = crate::redact::redact(&serde_json::to_string(event).expect("audit event serializes")).into_owned();
-    let io = |source| RunbookError::State { path: path.clone(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io)?;
-    // One write per line keeps concurrent appenders from interleaving.
-    file.write_all(format!("{line}\n").as_bytes()).map_err(io)
+    crate::redact::append_json_line(&path, event, 0o600).map_err(|source| RunbookError::State { path, source })
 }

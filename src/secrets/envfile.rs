@@ -1,6 +1,6 @@
 //! The `.env` file secret store: `KEY=value` lines, edited in place. Lines not edited are kept as
 //! they were, with order and comments; the file as it was before the run's first save of it is
-//! copied to `<file>.bak`; the new one replaces it atomically (see `notify::replace_secret_file`),
+//! copied to `<file>.bak`; the new one replaces it atomically (see `files::replace_secret_file`),
 //! so a crash never leaves a truncated file.
 
 use std::collections::BTreeMap;
@@ -246,11 +246,11 @@ impl SecretStore for EnvFile {
         if first_save_this_run(&self.path) && self.path.exists() {
             let backup = PathBuf::from(format!("{}.bak", self.path.display()));
             let previous = std::fs::read(&self.path).map_err(|e| io("read", e))?;
-            crate::notify::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
+            crate::files::write_atomic(&backup, &previous, Some(0o600)).map_err(|e| io("back up", e))?;
         }
         // In place of the file (through a symlink, keeping its owner and mode): the app reads it.
         // On failure the staged changes stay, so a later save still writes them.
-        crate::notify::replace_secret_file(&self.path, current.render().as_bytes(), 0o600)
+        crate::files::replace_secret_file(&self.path, current.render().as_bytes(), 0o600)
             .map_err(|e| io("write", e))?;
         self.lines = current.lines;
         self.changes.clear();

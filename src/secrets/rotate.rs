@@ -421,7 +421,7 @@ fn save_state(profile: &str, state: &State) -> Result<(), RotateError> {
         })?;
     }
     let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-    crate::notify::write_atomic(&path, &bytes, Some(0o600)).map_err(|source| SecretsError::Io {
+    crate::files::write_atomic(&path, &bytes, Some(0o600)).map_err(|source| SecretsError::Io {
         op: "write".into(),
         path,
         source,
@@ -842,7 +842,7 @@ async fn rotate_steps(ctx: &Context, spec: &SecretSpec, state: &mut State, out: 
             let (value, plaintext) = new_value(spec, current.as_ref(), &store).await?;
             if let Some(plaintext) = plaintext {
                 match &spec.plaintext_file {
-                    Some(file) => crate::notify::write_atomic(file, format!("{plaintext}\n").as_bytes(), Some(0o600))
+                    Some(file) => crate::files::write_atomic(file, format!("{plaintext}\n").as_bytes(), Some(0o600))
                         .map_err(|e| format!("write {}: {e}", file.display()))?,
                     None => out.plaintext = Some(plaintext),
                 }

@@ -1,7 +1,7 @@
 //! Local directory stores: keys are files under a root, written atomically through partial files.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -38,11 +38,6 @@ fn partial_path(dest: &Path, id: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Makes a rename or a new file in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 async fn blocking<T: Send + 'static>(
     op: &'static str,
     what: String,
@@ -54,24 +49,10 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Writes `body` to a partial file beside `dest`, fsyncs it, renames it over `dest` and fsyncs
-/// the directory, so readers see either the old object or the whole new one.
+/// Writes `body` to a partial file beside `dest` and renames it over `dest` (see
+/// [`crate::files::write_via`]), so readers see either the old object or the whole new one.
 fn write_atomically(dest: &Path, body: &[u8]) -> io::Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir)?;
-    let partial = partial_path(dest, &random_id());
-    let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
-        file.write_all(body)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&partial, dest)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&partial);
-    }
-    result
+    crate::files::write_via(&partial_path(dest, &random_id()), dest, 0o666, body)
 }
 
 /// The key of `path` relative to `root`, '/'-separated; `None` for names that are not UTF-8.
@@ -353,7 +334,7 @@ impl LocalUpload {
         let (partial, dest) = (self.partial.clone(), self.dest.clone());
         blocking("rename", what, move || {
             fs::rename(&partial, &dest)?;
-            sync_dir(dest.parent().unwrap_or(Path::new("/")))
+            crate::files::sync_dir(dest.parent().unwrap_or(Path::new("/")))
         })
         .await?;
         self.finished = true;

@@ -71,6 +71,16 @@ impl Printer {
         writeln!(out, "{}", redact(text.as_ref()))
     }
 
+    /// A table on stdout (suppressed in JSON mode). Its cells were masked as they were added,
+    /// so the rendered text is not masked again: a weak secret must not rewrite an identifier
+    /// column, and a wrapped secret was already gone before layout.
+    pub fn table(&self, table: &crate::ui::table::Table) -> std::io::Result<()> {
+        if self.is_json() {
+            return Ok(());
+        }
+        writeln!(std::io::stdout().lock(), "{table}")
+    }
+
     /// A note for the person on stderr (suppressed by -q).
     pub fn note(&self, text: impl AsRef<str>) {
         if !self.quiet {
@@ -112,9 +122,10 @@ impl Printer {
             map.insert("status".into(), status.word().into());
             map.insert("exit_code".into(), status.code().into());
         }
-        let text = serde_json::to_string_pretty(&value)?;
+        // Masked in the data, before serialization: identifiers stay exact.
+        let text = crate::redact::to_json(&value, true)?;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", redact(&text))?;
+        writeln!(out, "{text}")?;
         Ok(())
     }
 

@@ -1,19 +1,49 @@
-//! Tables for human output (comfy-table), sized to the terminal.
+//! Tables for human output (comfy-table), sized to the terminal. Cells are masked for secrets as
+//! they are added, before the layout can wrap a secret across lines past the mask.
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{ColumnConstraint, ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement};
 
 /// Columns holding identifiers people copy into the next command: never wrapped.
 const WHOLE: [&str; 3] = ["id", "backup", "version"];
+
+/// Columns holding identifiers or names opsbook prints exactly (see `redact::redact_identifier`):
+/// a weak secret never rewrites them.
+const IDENTIFIERS: [&str; 15] = [
+    "id",
+    "backup",
+    "version",
+    "set",
+    "step",
+    "check",
+    "key",
+    "object",
+    "object set",
+    "secret",
+    "run",
+    "resource",
+    "action",
+    "status",
+    "result",
+];
 
 /// Below this many columns a terminal is not worth fitting (a pty that reports width 0 would
 /// wrap every cell to one character): the table is printed at its natural width.
 const MIN_FIT_WIDTH: u16 = 40;
 
+/// A table whose cells are masked for secrets before layout: rows are kept as given and masked
+/// when the table is drawn, after the URL passwords of every cell are registered, so a secret
+/// is masked whichever row shows it first.
+pub struct Table {
+    inner: comfy_table::Table,
+    identifier: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
 /// A table with the house style: light borders, header row, wrapped to the terminal width
 /// (except identifier columns, which keep their full width).
 pub fn new(header: &[&str]) -> Table {
-    let mut table = Table::new();
+    let mut table = comfy_table::Table::new();
     table.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
     let fit = table.width().is_some_and(|w| w >= MIN_FIT_WIDTH);
     table.set_content_arrangement(if fit { ContentArrangement::Dynamic } else { ContentArrangement::Disabled });
@@ -24,7 +54,41 @@ pub fn new(header: &[&str]) -> Table {
             }
         }
     }
-    table
+    Table { inner: table, identifier: header.iter().map(|h| IDENTIFIERS.contains(h)).collect(), rows: Vec::new() }
+}
+
+impl Table {
+    pub fn add_row(&mut self, cells: Vec<String>) -> &mut Self {
+        self.rows.push(cells);
+        self
+    }
+
+    /// Lays the table out for a terminal of `width` columns (tests; a real table reads the
+    /// terminal's width).
+    pub fn set_width(&mut self, width: u16) -> &mut Self {
+        self.inner.set_width(width).set_content_arrangement(ContentArrangement::Dynamic);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact;
+        self.rows.iter().flatten().for_each(|cell| redact::register_urls_in(cell));
+        let mut table = self.inner.clone();
+        for row in &self.rows {
+            let masked = row.iter().enumerate().map(|(i, cell)| {
+                let identifier = self.identifier.get(i).copied().unwrap_or(false);
+                if identifier { redact::redact_identifier(cell) } else { redact::redact(cell) }.into_owned()
+            });
+            table.add_row(masked.collect::<Vec<_>>());
+        }
+        table.fmt(f)
+    }
 }
 
 /// Human byte sizes: 1.2 GiB, 340 KiB.
@@ -59,9 +123,9 @@ mod tests {
     #[test]
     fn identifiers_never_wrap_on_a_narrow_table() {
         let mut t = super::new(&["set", "id", "detail"]);
-        t.set_width(50).set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        t.set_width(50);
         let id = "20261123T231500Z-37a96843";
-        t.add_row(vec!["shop", id, &"a long detail that must wrap ".repeat(4)]);
+        t.add_row(vec!["shop".into(), id.into(), "a long detail that must wrap ".repeat(4)]);
         let text = t.to_string();
         assert!(text.contains(id), "{text}");
         assert!(text.lines().count() > 5, "the detail column wrapped: {text}");

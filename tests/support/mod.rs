@@ -11,6 +11,7 @@ pub mod receiver;
 pub mod s3;
 pub mod server;
 pub mod tls;
+pub mod tools;
 pub mod vault;
 
 /// Deterministic bytes, different per seed, that do not repeat with any period a part boundary

@@ -6,19 +6,11 @@ use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const MOTO_VERSION: &str = "5.0.28";
 pub const REGION: &str = "us-east-1";
 
 pub struct Moto {
     /// `http://127.0.0.1:<port>`
     pub endpoint: String,
-}
-
-fn install_hint() -> String {
-    format!(
-        "the provision tests need moto's S3 server: `python3 -m pip install 'moto[server]=={MOTO_VERSION}'` \
-         (.ci/run installs it)"
-    )
 }
 
 impl Moto {
@@ -28,23 +20,14 @@ impl Moto {
     }
 
     fn start() -> Moto {
-        let check = std::process::Command::new("python3")
-            .args(["-c", "import moto.server, sys; print(__import__('moto').__version__)"])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {}", install_hint()));
-        assert!(
-            check.status.success(),
-            "moto is not importable: {}; {}",
-            String::from_utf8_lossy(&check.stderr),
-            install_hint()
-        );
+        super::tools::require("moto", "moto.server", "the provision tests (moto's S3 server)");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let endpoint = format!("http://127.0.0.1:{port}");
         // Spawned from a thread that never ends, so PDEATHSIG fires only when the test process
         // exits (it fires when the spawning thread dies).
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut cmd = std::process::Command::new("python3");
+            let mut cmd = std::process::Command::new(super::tools::python());
             cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
@@ -63,10 +46,14 @@ impl Moto {
                 }
             }
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("cannot start moto: {e}; {}", install_hint()));
+        rx.recv().unwrap().unwrap_or_else(|e| panic!("cannot start moto: {e}; {}", super::tools::INSTALL_HINT));
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {endpoint} within 30s; {}", install_hint());
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {endpoint} within 30s; {}",
+                super::tools::INSTALL_HINT
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { endpoint }

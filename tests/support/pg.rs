@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 
 use opsbook::pg::{DbUrl, LocalCluster};
 
-const INSTALL_HINT: &str = "install PostgreSQL server binaries: apt-get install -y postgresql";
+const INSTALL_HINT: &str =
+    "install PostgreSQL server binaries: `scripts/test` does (or `apt-get install -y postgresql`)";
 
 pub struct TestPg {
     cluster: LocalCluster,

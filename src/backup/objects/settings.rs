@@ -47,6 +47,7 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
             "invalid set name '{set}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
         )));
     }
+    crate::redact::check_identifier("object set name", set).map_err(|e| ObjectsError::Input(e.to_string()))?;
     let concurrency = o.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     if concurrency == 0 {
         return Err(ObjectsError::Input("--concurrency must be at least 1".into()));

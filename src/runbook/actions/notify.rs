@@ -39,16 +39,9 @@ pub fn payload(input: &Input, ctx: &ActionCtx<'_>) -> Value {
             body.insert(k.clone(), v.clone());
         }
     }
-    redact_strings(Value::Object(body))
-}
-
-fn redact_strings(value: Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(crate::redact::redact(&s).into_owned()),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact_strings).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, redact_strings(v))).collect()),
-        other => other,
-    }
+    let mut payload = Value::Object(body);
+    crate::redact::redact_json(&mut payload);
+    payload
 }
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {

@@ -67,7 +67,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let results = promote::run(&request).await.map_err(|e| ActionError::Input(e.to_string()))?;
     if let Some(p) = some(&input.junit) {
         let path = ctx.resolve_path(p);
-        crate::notify::write_atomic(&path, promote::junit(&request.profile, &results).as_bytes(), None)
+        crate::redact::write_file(&path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
             .map_err(|e| ActionError::Failed(format!("write {}: {e}", path.display())))?;
     }
     let mut out = Outputs::new();

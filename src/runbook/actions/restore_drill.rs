@@ -112,11 +112,11 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     }
     let report = drill::drill(&request, ctx.reporter).await.map_err(|e| ActionError::Drill(Box::new(e)))?;
     if let Some(p) = path(&input.report) {
-        crate::notify::write_atomic(&p, drill::render::markdown(&report).as_bytes(), None)
+        crate::redact::write_file(&p, &drill::render::markdown(&crate::redact::redacted(&report)), None)
             .map_err(|e| ActionError::Failed(format!("write {}: {e}", p.display())))?;
     }
     if let Some(p) = path(&input.junit) {
-        crate::notify::write_atomic(&p, drill::render::junit(&report).as_bytes(), None)
+        crate::redact::write_file(&p, &drill::render::junit(&crate::redact::redacted(&report)), None)
             .map_err(|e| ActionError::Failed(format!("write {}: {e}", p.display())))?;
     }
     out.insert("backup_id".into(), report.backup_id.clone().into());
