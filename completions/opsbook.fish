@@ -84,9 +84,9 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_
 estimate\t'Planner statistics: free, approximate'
 off\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l metrics-file -d 'Prometheus textfile to update (last success, duration, bytes, rows)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l metrics-file -d 'Prometheus textfile to update (last run, success, duration and the job\'s figures)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l part-size -d 'Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2 requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts]' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l upload-concurrency -d 'Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB [default: 2]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-last -d 'Keep the N newest backups' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-hourly -d 'Keep the newest backup of each of the last N hours that have one' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand backup; and __fish_seen_subcommand_from run" -l keep-daily -d 'Keep the newest backup of each of the last N days that have one' -r
@@ -431,8 +431,8 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l spool-
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l report -d 'Write a Markdown report here' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l junit -d 'Write JUnit XML here (one test case per step)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l identity -d 'age identity file for encrypted backups' -r -F
-complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the failures' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l metrics-file -d 'Prometheus textfile to update (last run, success, RTO, RPO)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l metrics-file -d 'Prometheus textfile to update (last run, success, duration and the job\'s figures)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''

@@ -149,6 +149,23 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 }
 
+/// How a scheduled job is watched; flattened by every command that can run from cron.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MonitorArgs {
+    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error.
+    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+    /// Prometheus textfile to update (last run, success, duration and the job's figures).
+    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+impl MonitorArgs {
+    pub fn spec(&self) -> crate::spec::MonitorSpec {
+        crate::spec::MonitorSpec { notify_url: self.notify_url.clone(), metrics_file: self.metrics_file.clone() }
+    }
+}
+
 /// The backup store.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {

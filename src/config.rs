@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::backup::spec::BackupSpec;
 use crate::error::{Classify, ErrorClass};
 
 /// The file looked for in the working directory when `--config` is not given.
@@ -57,8 +58,8 @@ pub struct Profile {
     /// Time zone in which retention periods (days, weeks…) are computed, e.g. "Europe/Berlin".
     pub time_zone: Option<String>,
     /// Backup sets (`[profiles.NAME.sets.SET]`).
-    #[serde(default)]
-    pub sets: BTreeMap<String, SetConfig>,
+    #[serde(default, deserialize_with = "crate::spec::strict_map")]
+    pub sets: BTreeMap<String, BackupSpec>,
     /// Migration settings (`[profiles.NAME.migrate]`).
     #[serde(default)]
     pub migrate: MigrateConfig,
@@ -114,29 +115,6 @@ pub struct MigrateConfig {
     /// Lint rules and severities (`[profiles.NAME.migrate.lint]`).
     #[serde(default)]
     pub lint: crate::migrate::LintConfig,
-}
-
-/// One backup set: what to dump, where, how, and how long to keep it.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetConfig {
-    pub database_url: Option<String>,
-    pub store: Option<String>,
-    pub compression: Option<String>,
-    #[serde(default)]
-    pub encrypt_to: Vec<String>,
-    pub globals: Option<bool>,
-    pub row_counts: Option<String>,
-    pub notify_url: Option<String>,
-    pub metrics_file: Option<PathBuf>,
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    pub keep_within: Option<String>,
-    pub min_keep: Option<u32>,
 }
 
 /// The loaded configuration: the selected profile and where it came from.
@@ -286,7 +264,7 @@ impl Config {
     }
 
     /// The application database URL: flag > DATABASE_URL > set > profile > sandbox.
-    pub fn database_url(&self, given: Option<&str>, set: Option<&SetConfig>) -> Result<String, ConfigError> {
+    pub fn database_url(&self, given: Option<&str>, set: Option<&BackupSpec>) -> Result<String, ConfigError> {
         let configured = set.and_then(|s| s.database_url.as_deref()).or(self.profile.database_url.as_deref());
         let sandbox = self.sandbox.as_ref().and_then(|s| s.database_url.as_deref());
         // Commands get DATABASE_URL through clap; runbook steps read it here.
@@ -304,7 +282,7 @@ impl Config {
     }
 
     /// The backup store URL: flag > OPSBOOK_STORE > set > profile > sandbox.
-    pub fn store_url(&self, given: Option<&str>, set: Option<&SetConfig>) -> Result<String, ConfigError> {
+    pub fn store_url(&self, given: Option<&str>, set: Option<&BackupSpec>) -> Result<String, ConfigError> {
         let configured = set.and_then(|s| s.store.as_deref()).or(self.profile.store.as_deref());
         let sandbox = self.sandbox.as_ref().and_then(|s| s.store.as_deref());
         let from_env = env_value("OPSBOOK_STORE");
@@ -333,7 +311,7 @@ impl Config {
         })
     }
 
-    pub fn set(&self, name: &str) -> Option<&SetConfig> {
+    pub fn set(&self, name: &str) -> Option<&BackupSpec> {
         self.profile.sets.get(name)
     }
 
@@ -433,7 +411,7 @@ mod tests {
         assert_eq!(cfg.database_url(Some("postgres://flag"), None).unwrap(), "postgres://flag");
         let err = cfg.store_url(None, None).unwrap_err();
         assert!(err.to_string().contains("OPSBOOK_TEST_STORE_X"), "{err}");
-        assert_eq!(cfg.set("shop").unwrap().keep_daily, Some(30));
+        assert_eq!(cfg.set("shop").unwrap().retention.keep_daily, Some(30));
         assert_eq!(crate::redact::redact("pw-from-file"), "***");
     }
 

@@ -24,7 +24,9 @@ pub mod runbook;
 pub mod sandbox;
 pub mod schedule;
 pub mod secrets;
+pub mod settings;
 pub mod signal;
+pub mod spec;
 pub mod store;
 pub mod ui;
 

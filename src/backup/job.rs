@@ -7,39 +7,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::manifest::{Manifest, RowCountMethod};
+use super::manifest::Manifest;
 use super::prune::{self, PruneOptions, PrunePlan};
 use super::retention::RetentionPolicy;
-use super::{codec, BackupError, BackupRequest, Globals};
-use crate::config::{Config, ConfigError, SetConfig};
+use super::{BackupError, BackupRequest};
 use crate::notify::{self, Heartbeat, Sample};
-use crate::pg::DbUrl;
 use crate::report::Reporter;
 use crate::store::{Store, StoreOptions, StoreUrl};
 
 /// The set used when none is named.
 pub const DEFAULT_SET: &str = "main";
-
-/// Values given for this run; `None` falls back to the set's config, then the profile.
-#[derive(Debug, Clone, Default)]
-pub struct JobOverrides {
-    pub database_url: Option<String>,
-    pub store: Option<String>,
-    pub compression: Option<String>,
-    pub encrypt_to: Vec<String>,
-    pub globals: bool,
-    pub globals_with_passwords: bool,
-    /// "exact", "estimate" or "off".
-    pub row_counts: Option<String>,
-    pub part_size: Option<usize>,
-    pub upload_concurrency: Option<usize>,
-    pub notify_url: Option<String>,
-    pub metrics_file: Option<PathBuf>,
-    pub retention: RetentionPolicy,
-    pub time_zone: Option<String>,
-    /// Allow prune to delete more than half of the set.
-    pub force: bool,
-}
 
 /// Fully resolved settings of one set's job.
 #[derive(Debug, Clone)]
@@ -78,93 +55,6 @@ pub async fn open_store(url: &str) -> Result<Store, BackupError> {
 pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Store, BackupError> {
     let parsed = StoreUrl::parse(url)?;
     Ok(Store::open(&parsed, options).await?)
-}
-
-/// Resolves one set's settings. With `per_set` (running every set of the profile), a set's own
-/// database_url/store are more specific than a global override or environment variable.
-pub fn resolve(config: &Config, o: &JobOverrides, set: &str, per_set: bool) -> Result<JobSettings, BackupError> {
-    let cfg = config.set(set);
-    let own_db = cfg.and_then(|c| c.database_url.as_deref()).filter(|_| per_set);
-    let own_store = cfg.and_then(|c| c.store.as_deref()).filter(|_| per_set);
-    let database_url = match own_db {
-        Some(own) => config.pick(None, Some(own), "database URL", "")?,
-        None => config.database_url(o.database_url.as_deref(), cfg)?,
-    };
-    let database_url = DbUrl::parse_named("--database-url", &database_url)?;
-    let store_url = match own_store {
-        Some(own) => config.pick(None, Some(own), "store", "")?,
-        None => config.store_url(o.store.as_deref(), cfg)?,
-    };
-    let compression =
-        o.compression.clone().or_else(|| cfg.and_then(|c| c.compression.clone())).unwrap_or_else(|| "zstd".into());
-    let codec = codec::Codec::parse(&compression).map_err(|e| input(format!("--compression: {e}")))?;
-    let recipients = if o.encrypt_to.is_empty() {
-        cfg.map(|c| c.encrypt_to.clone()).unwrap_or_default()
-    } else {
-        o.encrypt_to.clone()
-    };
-    codec::parse_recipients(&recipients).map_err(|e| input(format!("--encrypt-to: {e}")))?;
-    let globals = match (o.globals || cfg.and_then(|c| c.globals).unwrap_or(false), o.globals_with_passwords) {
-        (false, _) => Globals::Off,
-        (true, false) => Globals::WithoutPasswords,
-        (true, true) => Globals::WithPasswords,
-    };
-    let row_counts = match o.row_counts.as_deref().or(cfg.and_then(|c| c.row_counts.as_deref())) {
-        None | Some("exact") => Some(RowCountMethod::Exact),
-        Some("estimate") => Some(RowCountMethod::Estimate),
-        Some("off") => None,
-        Some(other) => return Err(input(format!("row counts '{other}' for set '{set}': use exact, estimate or off"))),
-    };
-    let in_flight = o.upload_concurrency.unwrap_or(2);
-    if in_flight == 0 {
-        return Err(input("--upload-concurrency must be at least 1".into()));
-    }
-    let notify_url = o.notify_url.clone().or_else(|| cfg.and_then(|c| c.notify_url.clone()));
-    if let Some(url) = &notify_url {
-        notify::check_url(url).map_err(|e| input(format!("--notify-url for set '{set}': {e}")))?;
-    }
-    Ok(JobSettings {
-        request: BackupRequest {
-            set: set.to_string(),
-            database_url,
-            codec,
-            recipients,
-            globals,
-            row_counts,
-            part_size: o.part_size,
-            in_flight,
-        },
-        store_url,
-        notify_url,
-        metrics_file: o.metrics_file.clone().or_else(|| cfg.and_then(|c| c.metrics_file.clone())),
-        policy: policy(&o.retention, cfg)?,
-        tz: config.time_zone(o.time_zone.as_deref())?,
-        force: o.force,
-    })
-}
-
-/// The retention policy: overrides over the set's configured policy.
-pub fn policy(over: &RetentionPolicy, cfg: Option<&SetConfig>) -> Result<RetentionPolicy, BackupError> {
-    let configured = match cfg {
-        Some(c) => RetentionPolicy {
-            keep_last: c.keep_last,
-            keep_hourly: c.keep_hourly,
-            keep_daily: c.keep_daily,
-            keep_weekly: c.keep_weekly,
-            keep_monthly: c.keep_monthly,
-            keep_yearly: c.keep_yearly,
-            keep_within: c.keep_within.as_deref().map(humantime::parse_duration).transpose().map_err(|e| {
-                BackupError::Config(ConfigError::Invalid { key: "keep_within".into(), message: e.to_string() })
-            })?,
-            min_keep: c.min_keep.unwrap_or(0),
-        },
-        None => RetentionPolicy::default(),
-    };
-    let mut over = over.clone();
-    if over.min_keep == 0 {
-        over.min_keep = configured.min_keep;
-    }
-    Ok(over.merge_over(&configured))
 }
 
 /// What one set's job did.

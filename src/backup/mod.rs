@@ -9,6 +9,7 @@ pub mod objects;
 pub mod prune;
 pub mod retention;
 pub mod run;
+pub mod spec;
 pub mod verify;
 
 use crate::error::{Classify, ErrorClass};

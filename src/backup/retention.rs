@@ -53,7 +53,7 @@ use crate::error::{Classify, ErrorClass};
 /// Which backups `opsbook backup prune` keeps. Deserialized from the `keep_*` keys in
 /// `opsbook.toml` and built from the `--keep-*` flags; see the module documentation for the
 /// meaning of each rule.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RetentionPolicy {
     /// Keep the N newest backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +76,7 @@ pub struct RetentionPolicy {
     /// Keep every backup taken within this duration of the newest backup. Written as a humantime
     /// string such as `"30d"` or `"1d 12h"`.
     #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub keep_within: Option<Duration>,
     /// Floor: the newest `min_keep` backups are always kept.
     #[serde(default)]
@@ -342,7 +343,7 @@ mod humantime_opt {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(de)? {
+        match Option::<String>::deserialize(de)?.filter(|s| !s.trim().is_empty()) {
             None => Ok(None),
             Some(s) => humantime::parse_duration(s.trim()).map(Some).map_err(|e| {
                 serde::de::Error::custom(format!(

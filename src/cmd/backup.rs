@@ -7,13 +7,14 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::Ctx;
-use crate::backup::job::{self, JobOverrides, JobReport, JobSettings};
+use crate::backup::job::{self, JobReport, JobSettings};
 use crate::backup::manifest::{RowCountMethod, VerifyRecord};
 use crate::backup::prune::{self, PruneOptions, PrunePlan};
 use crate::backup::retention::RetentionPolicy;
+use crate::backup::spec::{BackupSpec, RowCounts};
 use crate::backup::verify::VerifyOptions;
 use crate::backup::{codec, BackupError, Catalog, Manifest};
-use crate::cli::{DatabaseArgs, StoreArgs};
+use crate::cli::{DatabaseArgs, MonitorArgs, StoreArgs};
 use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
 use crate::store::Store;
@@ -97,19 +98,16 @@ pub struct RunArgs {
     /// Per-table row counts recorded in the manifest [default: exact].
     #[arg(long, value_enum, value_name = "MODE")]
     pub row_counts: Option<RowCountArg>,
-    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error.
-    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
-    pub notify_url: Option<String>,
-    /// Prometheus textfile to update (last success, duration, bytes, rows).
-    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
     /// Upload part size (e.g. 16MiB); every part but the last has exactly this size (R2
     /// requires it) [default: 8MiB, larger for databases over ~64 GiB to stay under 10,000 parts].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub part_size: Option<usize>,
-    /// Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub upload_concurrency: usize,
+    /// Parts uploaded at once; peak memory is about part size × (this + 1) plus ~20 MiB
+    /// [default: 2].
+    #[arg(long, value_name = "N")]
+    pub upload_concurrency: Option<usize>,
     /// Prune the set by its retention policy after the new backup is complete.
     #[arg(long)]
     pub prune: bool,
@@ -202,33 +200,10 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--part-size`: a byte size within S3's part limits.
 pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let size = parse_bytes(s)?;
-    if size < crate::store::S3_MIN_PART_SIZE as u64 {
-        return Err(format!("part size {s} is below 5 MiB, the S3 minimum for multipart parts"));
-    }
-    if size > crate::store::S3_MAX_PART_SIZE as u64 {
-        return Err(format!(
-            "part size {s} is above 5 GiB, the S3 maximum for a part (parts are held in memory: 8MiB-64MiB is typical)"
-        ));
-    }
-    Ok(size as usize)
-}
-
-/// A byte count: a number with an optional unit (B, KiB, MiB, GiB; K/KB, M/MB, G/GB alike).
-pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}': use e.g. 16MiB, 8M or 5242880"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("invalid size unit '{other}': use KiB, MiB or GiB")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"))
+    let size = crate::spec::parse_bytes(s)?;
+    crate::settings::backup::check_part_size(size).map_err(|e| format!("{s}: {e}"))
 }
 
 pub async fn run(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
@@ -266,23 +241,37 @@ impl RetentionArgs {
 }
 
 impl RunArgs {
-    fn overrides(&self) -> JobOverrides {
-        JobOverrides {
+    /// The flags as a backup spec; `None` leaves an input to the set's configuration.
+    fn spec(&self) -> BackupSpec {
+        BackupSpec {
             database_url: self.db.database_url.clone(),
             store: self.store.store.clone(),
             compression: self.compression.clone(),
             encrypt_to: self.encrypt_to.clone(),
-            globals: self.globals,
-            globals_with_passwords: self.globals_with_passwords,
-            row_counts: self.row_counts.map(|r| format!("{r:?}").to_lowercase()),
-            part_size: self.part_size,
-            upload_concurrency: Some(self.upload_concurrency),
-            notify_url: self.notify_url.clone(),
-            metrics_file: self.metrics_file.clone(),
+            globals: self.globals.then_some(true),
+            globals_with_passwords: self.globals_with_passwords.then_some(true),
+            row_counts: self.row_counts.map(|r| match r {
+                RowCountArg::Exact => RowCounts::Exact,
+                RowCountArg::Estimate => RowCounts::Estimate,
+                RowCountArg::Off => RowCounts::Off,
+            }),
+            part_size: self.part_size.map(|p| p as u64),
+            upload_concurrency: self.upload_concurrency,
+            monitor: self.monitor.spec(),
             retention: self.retention.policy(),
-            time_zone: self.retention.tz.clone(),
-            force: self.retention.force,
         }
+    }
+
+    /// One set's settings: these flags over the set's configuration.
+    fn resolve(
+        &self,
+        config: &crate::config::Config,
+        spec: &BackupSpec,
+        set: &str,
+        per_set: bool,
+    ) -> Result<JobSettings> {
+        let tz = self.retention.tz.as_deref();
+        Ok(crate::settings::backup::resolve(config, spec, set, per_set, tz, self.retention.force)?)
     }
 }
 
@@ -299,7 +288,7 @@ async fn backup_set(ctx: &Ctx<'_>, settings: &JobSettings, then_prune: bool, bar
 
 async fn run_one(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     let set = set_name(args.set.as_deref())?;
-    let settings = job::resolve(&ctx.config, &args.overrides(), &set, false)?;
+    let settings = args.resolve(&ctx.config, &args.spec(), &set, false)?;
     let report = backup_set(ctx, &settings, args.prune, true).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &report)?;
@@ -323,11 +312,11 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
         .into());
     }
     let args = &args;
-    let mut overrides = args.overrides();
+    let mut spec = args.spec();
     // A --notify-url (or OPSBOOK_NOTIFY_URL) given for --all watches the whole run: one start,
     // then one success or failure for all sets together, so a failed set can never be followed
     // by a green ping. Sets with their own notify_url in opsbook.toml still ping it per set.
-    let run_heartbeat = match overrides.notify_url.take() {
+    let run_heartbeat = match spec.monitor.notify_url.take() {
         Some(url) => {
             crate::notify::check_url(&url).map_err(|e| ClassifiedError::usage(format!("--notify-url: {e}")))?;
             Some(crate::notify::Heartbeat::new(Some(url)))
@@ -337,12 +326,12 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     if let Some(h) = &run_heartbeat {
         h.start().await;
     }
-    let overrides = &overrides;
+    let spec = &spec;
     // Each result keeps the set's store URL (empty when its settings did not resolve), so a
     // failed set's report can name it.
     let results: Vec<(String, String, Result<JobReport>)> = stream::iter(sets)
         .map(|set| async move {
-            match job::resolve(&ctx.config, overrides, &set, true) {
+            match args.resolve(&ctx.config, spec, &set, true) {
                 Ok(settings) => {
                     let outcome = backup_set(ctx, &settings, args.prune, false).await;
                     (set, settings.store_url, outcome)
@@ -592,7 +581,7 @@ async fn prune_cmd(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitStatus> {
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), cfg)?).await?;
     Catalog::require_existing(&store).await?;
     let opts = PruneOptions {
-        policy: job::policy(&args.retention.policy(), cfg)?,
+        policy: crate::settings::backup::policy(&ctx.config, &args.retention.policy(), &set),
         tz: ctx.config.time_zone(args.retention.tz.as_deref())?,
         force: args.retention.force,
         dry_run: args.dry_run,

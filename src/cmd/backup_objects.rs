@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::backup::{parse_bytes, parse_size};
+use super::backup::parse_size;
 use super::Ctx;
 use crate::backup::objects::settings::{self, ObjectsOverrides};
 use crate::backup::objects::{self, ObjectsReport};
 use crate::cli::StoreArgs;
 use crate::exit::ExitStatus;
+use crate::spec::parse_bytes;
 use crate::ui::{progress, table};
 
 #[derive(Debug, Args)]

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 
 use super::Ctx;
-use crate::cli::StoreArgs;
-use crate::drill::{self, render, Options, Outcome};
+use crate::cli::{MonitorArgs, StoreArgs};
+use crate::drill::{self, render, DrillSpec, Outcome};
 use crate::exit::ExitStatus;
 use crate::ui::{progress, table};
 
@@ -84,17 +84,14 @@ pub struct RestoreDrillArgs {
     /// age identity file for encrypted backups.
     #[arg(long, value_name = "AGE_IDENTITY_FILE", env = "OPSBOOK_AGE_IDENTITY")]
     pub identity: Option<PathBuf>,
-    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the failures.
-    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
-    pub notify_url: Option<String>,
-    /// Prometheus textfile to update (last run, success, RTO, RPO).
-    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 impl RestoreDrillArgs {
-    fn options(&self) -> Options {
-        Options {
+    /// The flags as a drill spec.
+    fn spec(&self) -> DrillSpec {
+        DrillSpec {
             store: self.store.store.clone(),
             set: self.set.clone(),
             backup: Some(self.backup.clone()),
@@ -115,20 +112,22 @@ impl RestoreDrillArgs {
             spool_dir: self.spool_dir.clone(),
             keep: self.keep,
             identity: self.identity.clone(),
-            notify_url: self.notify_url.clone(),
-            metrics_file: self.metrics_file.clone(),
+            report: self.report.clone(),
+            junit: self.junit.clone(),
+            monitor: self.monitor.spec(),
         }
     }
 }
 
 pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
-    let request = drill::resolve(&ctx.config, &args.options())?;
+    let spec = args.spec();
+    let request = crate::settings::drill::resolve(&ctx.config, &spec)?;
     let reporter = progress::reporter(ctx.printer, "drill");
     let report = match drill::drill_reporting(&request, reporter.as_ref()).await {
         Ok(report) => report,
         Err(failure) => {
             // The report files describe the failure too; the drill's error stays the one reported.
-            if let Err(e) = write_reports(&args, &failure.report) {
+            if let Err(e) = render::write_files(&spec, &failure.report) {
                 tracing::warn!("{e:#}");
             }
             return Err(anyhow::Error::new(failure.error))
@@ -136,7 +135,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
         }
     };
     let status = if report.ok { ExitStatus::Success } else { ExitStatus::Failure };
-    write_reports(&args, &report)?;
+    render::write_files(&spec, &report)?;
     if ctx.printer.is_json() {
         ctx.printer.report(status, &report)?;
         return Ok(status);
@@ -167,19 +166,6 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
         report.seed
     ))?;
     Ok(status)
-}
-
-/// The --report and --junit files.
-fn write_reports(args: &RestoreDrillArgs, report: &drill::DrillReport) -> Result<()> {
-    if let Some(path) = &args.report {
-        crate::redact::write_file(path, &render::markdown(&crate::redact::redacted(report)), None)
-            .with_context(|| format!("write the Markdown report {}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        crate::redact::write_file(path, &render::junit(&crate::redact::redacted(report)), None)
-            .with_context(|| format!("write the JUnit report {}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// A row a drill step: name, result, time and detail.

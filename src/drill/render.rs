@@ -123,3 +123,20 @@ pub fn junit(r: &DrillReport) -> String {
     report.add_test_suite(suite);
     report.to_string().unwrap_or_default()
 }
+
+/// Writes the Markdown report and JUnit file the spec asks for, rendered from the report with its
+/// secrets masked.
+pub fn write_files(spec: &super::DrillSpec, report: &DrillReport) -> Result<(), super::DrillError> {
+    let masked = crate::redact::redacted(report);
+    let files: [(&Option<std::path::PathBuf>, fn(&DrillReport) -> String, &str); 2] =
+        [(&spec.report, markdown, "Markdown report"), (&spec.junit, junit, "JUnit report")];
+    for (path, render, what) in files {
+        if let Some(path) = path {
+            crate::redact::write_file(path, &render(&masked), None).map_err(|source| super::DrillError::Io {
+                op: format!("write the {what} {}", path.display()),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}

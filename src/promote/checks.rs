@@ -350,15 +350,7 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
         }
     }
     let set_cfg = req.app_config.set(&req.set);
-    let policy = set_cfg.map(|c| {
-        c.keep_last.is_some()
-            || c.keep_hourly.is_some()
-            || c.keep_daily.is_some()
-            || c.keep_weekly.is_some()
-            || c.keep_monthly.is_some()
-            || c.keep_yearly.is_some()
-            || c.keep_within.is_some()
-    });
+    let policy = set_cfg.map(|c| !c.retention.is_empty());
     if policy != Some(true) {
         problems.push(format!("set '{}' has no retention policy in the profile", req.set));
     } else {

@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
-use crate::backup::job::{self, JobOverrides};
+use crate::backup::job;
 use crate::backup::prune::{self as prune_lib, PruneOptions};
 use crate::backup::retention::RetentionPolicy;
+use crate::backup::spec::BackupSpec;
 use crate::backup::verify::{self as verify_lib, VerifyOptions};
 use crate::backup::{codec, Catalog};
 
@@ -23,97 +24,29 @@ async fn open_set(
     Ok((set, store))
 }
 
-/// Retention rules shared by `backup` (with prune = true) and `backup-prune`. (Inputs that
-/// flatten these cannot deny unknown fields in serde; runbook validation rejects unknown keys.)
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-pub struct Keep {
-    /// Keep the N newest backups.
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N hours.
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest backup of each of the last N days.
-    pub keep_daily: Option<u32>,
-    /// Keep the newest backup of each of the last N ISO weeks.
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest backup of each of the last N months.
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest backup of each of the last N years.
-    pub keep_yearly: Option<u32>,
-    /// Keep every backup within this duration of the newest (e.g. 14d).
-    pub keep_within: Option<String>,
-    /// Never keep fewer than the N newest.
-    pub min_keep: Option<u32>,
-}
-
-impl Keep {
-    fn policy(&self) -> Result<RetentionPolicy, ActionError> {
-        Ok(RetentionPolicy {
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: self
-                .keep_within
-                .as_deref()
-                .map(humantime::parse_duration)
-                .transpose()
-                .map_err(|e| ActionError::Input(format!("keep_within: {e}")))?,
-            min_keep: self.min_keep.unwrap_or(0),
-        })
-    }
-}
-
-/// `backup`: dump the database into the store (and optionally prune afterwards).
+/// `backup`: dump the database into the store (and optionally prune afterwards). The inputs are
+/// the set's [`BackupSpec`] (as in `[profiles.NAME.sets.SET]`) plus the job's own choices.
+/// (Inputs that flatten a spec cannot deny unknown fields in serde; runbook validation rejects
+/// unknown keys from the schema.)
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Input {
-    /// Database URL [default: DATABASE_URL / profile / sandbox].
-    pub database_url: Option<String>,
-    /// Store URL [default: OPSBOOK_STORE / profile / sandbox].
-    pub store: Option<String>,
     /// Backup set [default: main].
     pub set: Option<String>,
-    /// zstd or zstd:LEVEL.
-    pub compression: Option<String>,
-    /// age recipients to encrypt to.
-    #[serde(default)]
-    pub encrypt_to: Vec<String>,
-    /// Also store pg_dumpall --globals-only.
-    #[serde(default)]
-    pub globals: bool,
-    /// exact | estimate | off.
-    pub row_counts: Option<String>,
-    /// Healthchecks-style ping URL.
-    pub notify_url: Option<String>,
-    /// Prometheus textfile to update.
-    pub metrics_file: Option<String>,
-    /// Prune by the retention rules below (or the set's configured policy) after the backup.
+    /// Prune by the retention rules (or the set's configured policy) after the backup.
     #[serde(default)]
     pub prune: bool,
     /// Allow prune to delete more than half of the set.
     #[serde(default)]
     pub force: bool,
     #[serde(flatten)]
-    pub keep: Keep,
+    pub spec: BackupSpec,
 }
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
     let set = job::set_name(input.set.as_deref())?;
-    let overrides = JobOverrides {
-        database_url: input.database_url,
-        store: input.store,
-        compression: input.compression,
-        encrypt_to: input.encrypt_to,
-        globals: input.globals,
-        row_counts: input.row_counts,
-        notify_url: input.notify_url,
-        metrics_file: input.metrics_file.map(|p| ctx.resolve_path(&p)),
-        retention: input.keep.policy()?,
-        force: input.force,
-        ..Default::default()
-    };
-    let settings = job::resolve(ctx.config, &overrides, &set, false)?;
+    let mut spec = input.spec;
+    spec.monitor.metrics_file = spec.monitor.metrics_file.map(|p| ctx.resolve_path(&p.to_string_lossy()));
+    let settings = crate::settings::backup::resolve(ctx.config, &spec, &set, false, None, input.force)?;
     let mut out = Outputs::new();
     out.insert("set".into(), set.clone().into());
     out.insert("store".into(), settings.store_url.clone().into());
@@ -157,14 +90,13 @@ pub mod prune {
         #[serde(default)]
         pub force: bool,
         #[serde(flatten)]
-        pub keep: Keep,
+        pub retention: RetentionPolicy,
     }
 
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
         let (set, store) = open_set(ctx, input.store.as_deref(), input.set.as_deref()).await?;
-        let cfg = ctx.config.set(&set);
         let opts = PruneOptions {
-            policy: job::policy(&input.keep.policy()?, cfg)?,
+            policy: crate::settings::backup::policy(ctx.config, &input.retention, &set),
             tz: ctx.config.time_zone(input.tz.as_deref())?,
             force: input.force,
             // A runbook's dry run must fail where its real run would: the guard still applies.

@@ -1,0 +1,81 @@
+//! The one layer that resolves an operation's spec, as given by flags or a runbook step, with
+//! the profile, the environment and the sandbox into the typed request its library runs. Domain
+//! modules take that request and never see `Config`. Precedence everywhere: flags (and the
+//! variables clap reads for them) > environment > opsbook.toml profile > sandbox > defaults.
+
+pub mod backup;
+pub mod drill;
+
+#[cfg(test)]
+mod tests {
+    use crate::backup::retention::RetentionPolicy;
+    use crate::backup::spec::{BackupSpec, RowCounts};
+    use crate::drill::DrillSpec;
+    use crate::runbook::actions;
+    use crate::spec::{field_names, MonitorSpec};
+
+    fn inputs(action: &str) -> Vec<String> {
+        actions::fields(action).unwrap_or_else(|| panic!("no action {action}")).0
+    }
+
+    fn assert_all_in(what: &str, fields: Vec<String>, inputs: &[String]) {
+        let missing: Vec<_> = fields.iter().filter(|f| !inputs.contains(f)).collect();
+        assert!(missing.is_empty(), "{what} cannot be given: {missing:?}");
+    }
+
+    /// Adding an input is one field on a spec: every spec field is a runbook input of the action
+    /// that runs the spec, and (for specs with a config section) an opsbook.toml key.
+    #[test]
+    fn every_spec_field_is_reachable_from_runbooks_and_config() {
+        assert_all_in("backup spec in `backup` steps", field_names::<BackupSpec>(), &inputs("backup"));
+        assert_all_in("retention in `backup-prune` steps", field_names::<RetentionPolicy>(), &inputs("backup-prune"));
+        assert_all_in("drill spec in `restore-drill` steps", field_names::<DrillSpec>(), &inputs("restore-drill"));
+        for action in ["backup", "restore-drill", "backup-objects"] {
+            assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
+        }
+
+        // Every field of a set's spec, written into opsbook.toml, reads back as written.
+        let full = BackupSpec {
+            database_url: Some("postgres://app@db/shop".into()),
+            store: Some("s3://backups/prod".into()),
+            compression: Some("zstd:3".into()),
+            encrypt_to: vec!["age1example".into()],
+            globals: Some(true),
+            globals_with_passwords: Some(false),
+            row_counts: Some(RowCounts::Estimate),
+            part_size: Some(16 << 20),
+            upload_concurrency: Some(4),
+            monitor: MonitorSpec {
+                notify_url: Some("https://hc-ping.com/x".into()),
+                metrics_file: Some("/var/lib/node_exporter/opsbook.prom".into()),
+            },
+            retention: RetentionPolicy {
+                keep_last: Some(1),
+                keep_hourly: Some(2),
+                keep_daily: Some(3),
+                keep_weekly: Some(4),
+                keep_monthly: Some(5),
+                keep_yearly: Some(6),
+                keep_within: Some(std::time::Duration::from_secs(86_400)),
+                min_keep: 7,
+            },
+        };
+        let serialized = serde_json::to_value(&full).unwrap();
+        assert_eq!(
+            serialized.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+            field_names::<BackupSpec>().into_iter().collect(),
+            "the example sets every field"
+        );
+        let table: toml::Table = serde_json::from_value(serialized).unwrap();
+        let text = format!("[profiles.prod.sets.shop]\n{}", toml::to_string(&table).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsbook.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
+        assert_eq!(config.set("shop"), Some(&full), "{text}");
+        // A misspelt key is refused, as it was before the spec flattened its groups.
+        std::fs::write(&path, "[profiles.prod.sets.shop]\nkeep_dialy = 3\n").unwrap();
+        let err = crate::config::Config::load(Some(&path), Some("prod")).unwrap_err().to_string();
+        assert!(err.contains("keep_dialy"), "{err}");
+    }
+}
