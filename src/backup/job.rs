@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, SetConfig};
 use crate::notify::{self, Heartbeat, Sample};
 use crate::pg::DbUrl;
 use crate::report::Reporter;
-use crate::store::{Store, StoreOptions, StoreUrl};
+use crate::store::{Store, StoreOptions};
 
 /// The set used when none is named.
 pub const DEFAULT_SET: &str = "main";
@@ -76,8 +76,7 @@ pub async fn open_store(url: &str) -> Result<Store, BackupError> {
 
 /// The same with endpoint and credential overrides (`[profiles.X.stores]`).
 pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Store, BackupError> {
-    let parsed = StoreUrl::parse(url)?;
-    Ok(Store::open(&parsed, options).await?)
+    Ok(Store::open_url(url, options).await?)
 }
 
 /// Resolves one set's settings. With `per_set` (running every set of the profile), a set's own
