@@ -13,7 +13,7 @@ use super::retention::RetentionPolicy;
 use super::{BackupError, BackupRequest};
 use crate::notify::{self, Heartbeat, Sample};
 use crate::report::Reporter;
-use crate::store::{Store, StoreOptions, StoreUrl};
+use crate::store::{Store, StoreOptions};
 
 /// The set used when none is named.
 pub const DEFAULT_SET: &str = "main";
@@ -53,8 +53,7 @@ pub async fn open_store(url: &str) -> Result<Store, BackupError> {
 
 /// The same with endpoint and credential overrides (`[profiles.X.stores]`).
 pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Store, BackupError> {
-    let parsed = StoreUrl::parse(url)?;
-    Ok(Store::open(&parsed, options).await?)
+    Ok(Store::open_url(url, options).await?)
 }
 
 /// What one set's job did.

@@ -17,7 +17,7 @@ use crate::backup::{codec, BackupError, Catalog, Manifest};
 use crate::cli::{DatabaseArgs, MonitorArgs, StoreArgs};
 use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use crate::ui::{progress, table};
 
 pub use super::backup_objects::ObjectsArgs;
@@ -222,7 +222,7 @@ fn set_name(given: Option<&str>) -> Result<String> {
 }
 
 async fn open_store(url: &str) -> Result<Store> {
-    Ok(job::open_store(url).await?)
+    Ok(Store::open_url(url, &StoreOptions::default()).await?)
 }
 
 impl RetentionArgs {

@@ -15,11 +15,11 @@ use super::{
 };
 use crate::backup::catalog::{self, BackupEntry, Catalog};
 use crate::backup::manifest::RowCountMethod;
-use crate::backup::{job, BackupError};
+use crate::backup::BackupError;
 use crate::migrate::engine::UpOptions;
 use crate::pg::{self, DbUrl};
 use crate::report::Reporter;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -179,7 +179,7 @@ async fn attempt(
 
     let t = Instant::now();
     steps.stage("select");
-    let store = job::open_store(&req.store_url).await?;
+    let store = Store::open_url(&req.store_url, &StoreOptions::default()).await?;
     report.store = store.url().to_string();
     let catalog = Catalog::load(&store, Some(&req.set)).await?;
     let entry = select(&catalog, &req.set, &req.which, &mut rng)?;
@@ -366,7 +366,7 @@ async fn body(
                 },
                 None => None,
             };
-            let media = job::open_store_with(&spec.url, &spec.options).await?;
+            let media = Store::open_url(&spec.url, &spec.options).await?;
             let inventory = match &spec.inventory {
                 None => None,
                 Some(set) => match objects::load_inventory(store, set, &media.url().to_string()).await {

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 
 use super::{Finding, Request};
 use crate::pg::{self, DbUrl};
+use crate::store::{Store, StoreOptions};
 
 /// Marks of a value nobody filled in: anywhere in the value…
 const PLACEHOLDER_PARTS: &[&str] = &["changeme", "change-me", "change_me", "placeholder", "your-", "<"];
@@ -319,7 +320,7 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
     let Some(url) = &req.store_url else {
         return Finding::skip("no backup store (--store, OPSBOOK_STORE or the profile)");
     };
-    let store = match crate::backup::job::open_store(url).await {
+    let store = match Store::open_url(url, &StoreOptions::default()).await {
         Ok(s) => s,
         Err(e) => return Finding::fail(e.to_string(), "make the store reachable"),
     };

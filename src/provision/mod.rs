@@ -15,7 +15,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::pg::DbUrl;
 use crate::report::Reporter;
 use crate::secrets::{EnvFile, SecretStore};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// `[profiles.NAME.provision]` in opsbook.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -338,7 +338,7 @@ pub async fn target(config: &Config, admin_url: Option<&str>) -> Result<Target, 
         None => None,
         Some(bucket) => {
             let url = format!("s3://{bucket}");
-            Some(crate::backup::job::open_store(&url).await.map_err(|e| ProvisionError::Inspect {
+            Some(Store::open_url(&url, &StoreOptions::default()).await.map_err(|e| ProvisionError::Inspect {
                 what: format!("open bucket {bucket}"),
                 message: e.to_string(),
                 class: e.class(),

@@ -90,6 +90,11 @@ impl Store {
         }
     }
 
+    /// Parses `url` (see [`StoreUrl::parse`]) and opens the store it names.
+    pub async fn open_url(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        Store::open(&StoreUrl::parse(url)?, options).await
+    }
+
     /// The store's URL, with the bucket filled in from `R2_BUCKET` when the URL had none.
     pub fn url(&self) -> &StoreUrl {
         match self {

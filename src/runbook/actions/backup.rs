@@ -12,15 +12,13 @@ use crate::backup::retention::RetentionPolicy;
 use crate::backup::spec::BackupSpec;
 use crate::backup::verify::{self as verify_lib, VerifyOptions};
 use crate::backup::{codec, Catalog};
+use crate::store::{Store, StoreOptions};
 
 /// The set name and its store, for the actions that read or change a set.
-async fn open_set(
-    ctx: &ActionCtx<'_>,
-    store: Option<&str>,
-    set: Option<&str>,
-) -> Result<(String, crate::store::Store), ActionError> {
+async fn open_set(ctx: &ActionCtx<'_>, store: Option<&str>, set: Option<&str>) -> Result<(String, Store), ActionError> {
     let set = job::set_name(set)?;
-    let store = job::open_store(&ctx.config.store_url(store, ctx.config.set(&set))?).await?;
+    let url = ctx.config.store_url(store, ctx.config.set(&set))?;
+    let store = Store::open_url(&url, &StoreOptions::default()).await?;
     Ok((set, store))
 }
 
