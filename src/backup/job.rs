@@ -46,16 +46,6 @@ pub fn set_name(given: Option<&str>) -> Result<String, BackupError> {
     Ok(name.to_string())
 }
 
-/// Opens a store from its URL with the standard environment.
-pub async fn open_store(url: &str) -> Result<Store, BackupError> {
-    open_store_with(url, &StoreOptions::default()).await
-}
-
-/// The same with endpoint and credential overrides (`[profiles.X.stores]`).
-pub async fn open_store_with(url: &str, options: &StoreOptions) -> Result<Store, BackupError> {
-    Ok(Store::open_url(url, options).await?)
-}
-
 /// What one set's job did.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobReport {
@@ -78,7 +68,7 @@ pub async fn run_job(s: &JobSettings, then_prune: bool, reporter: &dyn Reporter)
             "pruning needs a retention policy for set '{set}': give --keep-* flags or keep_* in opsbook.toml"
         )));
     }
-    let store = open_store(&s.store_url).await?;
+    let store = Store::open_url(&s.store_url, &StoreOptions::default()).await?;
     let store_name = store.url().to_string();
     let _lock =
         crate::lock::try_lock("backup", &format!("set {set} in {store_name}"), &format!("backup run --set {set}"))?;
