@@ -1,6 +1,6 @@
-//! A backup job for one set: settings resolved from overrides (flags or a runbook step),
-//! environment and opsbook.toml, then lock → heartbeat → dump → metrics → optional prune. The
-//! `backup run` command and the runbook `backup` action both run exactly this.
+//! A backup job for one set, from its resolved `JobSettings` (see `settings::backup`): lock →
+//! heartbeat → dump → metrics → optional prune. The `backup run` command and the runbook `backup`
+//! action both run exactly this.
 
 use std::path::PathBuf;
 use std::time::Instant;

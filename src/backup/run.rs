@@ -180,25 +180,14 @@ async fn query_one(conn: &mut PgConnection, sql: &'static str) -> Result<String,
     sqlx::query_scalar(sql).fetch_one(conn).await.map_err(query_err(sql))
 }
 
-/// Connection settings for libpq tools: the URL without its password on the command line, the
-/// password in the child's environment only.
-fn libpq_command(program: std::path::PathBuf, url: &DbUrl) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env("PGAPPNAME", "opsbook");
-    cmd.envs(url.child_env());
-    cmd.arg("--no-password");
-    cmd.arg(format!("--dbname={}", url.libpq_dsn_without_password()));
-    cmd
-}
-
 fn pg_dump_command(tools: &PgTools, url: &DbUrl, snapshot: &str) -> Command {
-    let mut cmd = libpq_command(tools.pg_dump(), url);
+    let mut cmd = url.libpq_command(tools.pg_dump(), "backup");
     cmd.args(["--format=custom", "--compress=0"]).arg(format!("--snapshot={snapshot}"));
     cmd
 }
 
 fn pg_dumpall_command(tools: &PgTools, url: &DbUrl, globals: Globals) -> Command {
-    let mut cmd = libpq_command(tools.pg_dumpall(), url);
+    let mut cmd = url.libpq_command(tools.pg_dumpall(), "backup");
     cmd.arg("--globals-only");
     if globals == Globals::WithoutPasswords {
         cmd.arg("--no-role-passwords");

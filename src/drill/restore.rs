@@ -58,13 +58,11 @@ fn io_err(op: &str) -> impl FnOnce(io::Error) -> DrillError + '_ {
 }
 
 fn pg_restore_command(job: &RestoreJob<'_>) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(&job.pg_restore);
+    let mut cmd = job.target.libpq_command(&job.pg_restore, "restore-drill");
     cmd.arg("--exit-on-error");
     if !job.keep_owners {
         cmd.args(["--no-owner", "--no-privileges"]);
     }
-    cmd.arg("--dbname").arg(job.target.libpq_dsn_without_password());
-    cmd.envs(job.target.child_env());
     cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     cmd
 }
@@ -264,10 +262,9 @@ pub async fn restore_globals(
     if let Err(e) = codec::decode(&stored[..], identities, &mut script) {
         return Ok(Err(format!("globals: cannot decode: {e}")));
     }
-    let mut child = tokio::process::Command::new(psql)
-        .args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0", "--dbname"])
-        .arg(target.libpq_dsn_without_password())
-        .envs(target.child_env())
+    let mut child = target
+        .libpq_command(psql, "restore-drill")
+        .args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -185,6 +185,19 @@ impl DbUrl {
         url.to_string()
     }
 
+    /// A libpq tool (pg_dump, pg_restore, psql…) run against this URL, the one way opsbook
+    /// starts one: the URL without its password as `--dbname`, the password only in the child's
+    /// environment, `--no-password` so a missing one fails instead of prompting, and
+    /// `PGAPPNAME=opsbook/<command>` so the server's `pg_stat_activity` says who is connected.
+    pub fn libpq_command(&self, program: impl AsRef<std::ffi::OsStr>, command: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env("PGAPPNAME", format!("opsbook/{command}"));
+        cmd.envs(self.child_env());
+        cmd.arg("--no-password");
+        cmd.arg(format!("--dbname={}", self.libpq_dsn_without_password()));
+        cmd
+    }
+
     /// Environment for a child tool run against this URL: `PGPASSWORD` when the URL carries a
     /// password. Passwords never go into a child's argv.
     pub fn child_env(&self) -> Vec<(String, String)> {
@@ -523,6 +536,16 @@ mod tests {
         assert_eq!(u.child_env(), vec![("PGPASSWORD".to_string(), "pa ss".to_string())]);
         let dsn = u.libpq_dsn_without_password();
         assert_eq!(dsn, "postgresql://app@h:5433/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem");
+        let cmd = u.libpq_command("pg_dump", "backup");
+        let cmd = cmd.as_std();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["--no-password".to_string(), format!("--dbname={dsn}")]);
+        let env: Vec<_> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        assert!(env.contains(&("PGAPPNAME".into(), Some("opsbook/backup".into()))), "{env:?}");
+        assert!(env.contains(&("PGPASSWORD".into(), Some("pa ss".into()))), "{env:?}");
     }
 
     #[test]
