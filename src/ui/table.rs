@@ -45,6 +45,13 @@ pub struct Table {
 pub fn new(header: &[&str]) -> Table {
     let mut table = comfy_table::Table::new();
     table.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
+    // Off a terminal, `COLUMNS` (as `ls` reads it) still asks for a width: scripts and the
+    // layout snapshots use it.
+    if table.width().is_none() {
+        if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()) {
+            table.set_width(columns);
+        }
+    }
     let fit = table.width().is_some_and(|w| w >= MIN_FIT_WIDTH);
     table.set_content_arrangement(if fit { ContentArrangement::Dynamic } else { ContentArrangement::Disabled });
     for (i, name) in header.iter().enumerate() {
