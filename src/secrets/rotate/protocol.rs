@@ -57,12 +57,17 @@ impl Outcome {
 }
 
 /// Test-only crash hook: `OPSBOOK_ROTATE_CRASH_AFTER=<step>` ends the process right after that
-/// step is journaled, the way a kill would.
+/// step is journaled, the way a kill would. Only in builds with the `fault-injection` feature, so
+/// a release binary cannot be made to stop half-way by its environment.
+#[cfg(feature = "fault-injection")]
 fn crash_point(step: &str) {
     if std::env::var("OPSBOOK_ROTATE_CRASH_AFTER").is_ok_and(|s| s == step) {
         std::process::exit(99);
     }
 }
+
+#[cfg(not(feature = "fault-injection"))]
+fn crash_point(_step: &str) {}
 
 /// One secret's rotation under way: its kind, its journal entry (saved into `state` after every
 /// step) and the report of this run.
