@@ -13,6 +13,8 @@
 //! target/release/examples/dlq_peer --receiver 127.0.0.1:9100 --service 127.0.0.1:9101 --database-url URL
 //! ```
 //! Prints `ready` once both sockets are bound. Stops on SIGINT/SIGTERM.
+// A benchmark fixture, not opsbook: it talks to the bench scripts through stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

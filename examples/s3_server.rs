@@ -11,6 +11,8 @@
 //! addressing only. Requests must be signed with the given key pair (SigV4). The listening
 //! address is printed on stdout as `listening on http://ADDR` once the socket is bound, so a
 //! script can wait for that line (or poll the port). Stops on SIGINT/SIGTERM.
+// A benchmark fixture, not opsbook: it talks to the bench scripts through stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,6 +2,9 @@
 //!
 //! `main` parses the command line, runs one command and maps its outcome onto the exit-code
 //! table; commands live in `cmd`, terminal output in `ui`, the work in the library modules.
+// Library and command code never unwraps: a failure is a typed error with its resource
+// (`#[cfg(test)]` code may, see clippy.toml). The other lints are in Cargo.toml's [lints].
+#![deny(clippy::unwrap_used)]
 
 pub mod backup;
 pub mod cli;
@@ -48,7 +51,8 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() => {
             // A usage error can quote the flag's value: masked like every other output.
-            eprint!("{}", redact::redact(&err.render().to_string()));
+            let _ =
+                std::io::Write::write_all(&mut std::io::stderr(), redact::redact(&err.render().to_string()).as_bytes());
             return ExitCode::from(ExitStatus::Usage.code());
         }
         Err(err) => {

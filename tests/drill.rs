@@ -419,7 +419,11 @@ fn ctrl_c_mid_drill_drops_the_scratch_database_and_exits_130() {
         &admin,
         "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'opsbook\\_drill\\_%' AND query LIKE '%pg_sleep(60)%' LIMIT 1",
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT)
+    };
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", all_output(&out));
     assert_eq!(pg.query_i64(&admin, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")), 0);

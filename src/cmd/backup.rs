@@ -336,7 +336,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
                     let outcome = backup_set(ctx, &settings, args.prune, false).await;
                     (set, settings.store_url, outcome)
                 }
-                Err(e) => (set, String::new(), Err(e.into())),
+                Err(e) => (set, String::new(), Err(e)),
             }
         })
         .buffer_unordered(args.parallel.max(1))

@@ -128,7 +128,8 @@ pub fn junit(r: &DrillReport) -> String {
 /// secrets masked.
 pub fn write_files(spec: &super::DrillSpec, report: &DrillReport) -> Result<(), super::DrillError> {
     let masked = crate::redact::redacted(report);
-    let files: [(&Option<std::path::PathBuf>, fn(&DrillReport) -> String, &str); 2] =
+    type Render = fn(&DrillReport) -> String;
+    let files: [(&Option<std::path::PathBuf>, Render, &str); 2] =
         [(&spec.report, markdown, "Markdown report"), (&spec.junit, junit, "JUnit report")];
     for (path, render, what) in files {
         if let Some(path) = path {

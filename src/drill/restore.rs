@@ -294,7 +294,11 @@ mod tests {
     #[test]
     fn the_spool_file_is_readable_by_its_owner_only() {
         // The usual umask: without an explicit mode the file would be 0644, world-readable.
-        unsafe { libc::umask(0o022) };
+        // SAFETY: umask only swaps the process's file-mode mask; it cannot fail.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::umask(0o022)
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opsbook-drill-x.dump");
         let file = super::create_spool_file(&path).unwrap();

@@ -1,6 +1,8 @@
 //! Test harness: real Postgres clusters, an in-process S3 server, real HTTP peers, and the
 //! opsbook binary.
 #![allow(dead_code)]
+// Harness code is test code: it may print like the tests it serves.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cmd;
 pub mod http;

@@ -31,6 +31,8 @@ impl Moto {
             cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
+            // SAFETY: the closure only calls prctl, which is async-signal-safe, between fork and exec.
+            #[allow(unsafe_code)]
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

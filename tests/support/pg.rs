@@ -35,6 +35,7 @@ static ATEXIT: OnceLock<()> = OnceLock::new();
 fn stop_at_exit() {
     ATEXIT.get_or_init(|| {
         // SAFETY: registering a plain `extern "C" fn()` with atexit has no preconditions.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::atexit(shutdown_shared) };
         assert_eq!(rc, 0, "atexit registration failed");
     });

@@ -233,6 +233,7 @@ fn remove_at_exit(dir: PathBuf) {
     let mut dirs = EXIT_DIRS.lock().unwrap_or_else(|e| e.into_inner());
     if dirs.is_empty() {
         // SAFETY: registers a plain `extern "C"` function with no arguments, as atexit requires.
+        #[allow(unsafe_code)]
         unsafe {
             libc::atexit(remove_dirs);
         }
