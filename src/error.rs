@@ -1,7 +1,9 @@
 //! Error classes: how a failure maps onto the exit-code table in DESIGN.md.
 
-/// The class of a failure, which decides the process exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The class of a failure, which decides the process exit code. Journals record it by these
+/// names (`failed`, `usage`, `unavailable`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The operation ran and failed (exit 1).
     Failed,

@@ -111,6 +111,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::secrets::rotate::RotateError,
         crate::promote::PromoteError,
         crate::dlq::DlqError,
+        crate::schedule::ScheduleError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });
@@ -121,4 +122,35 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
 /// True when the error is a closed stdout (e.g. `opsbook backup list | head`), which is not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every library error that knows its class is in `class_of`'s list: one left out would
+    /// silently exit 1 whatever its class.
+    #[test]
+    fn every_classified_error_type_is_looked_up() {
+        let this = include_str!("exit.rs");
+        let list = &this[this.find("try_classes!(").expect("the list")..];
+        let list = &list[..list.find(");").expect("its end")];
+        let re = regex_lite::Regex::new(r"impl Classify for (\w+)").expect("pattern");
+        let mut missing = Vec::new();
+        let mut stack = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).expect("src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source");
+                    for caps in re.captures_iter(&text) {
+                        if !list.contains(&format!("::{},", &caps[1])) {
+                            missing.push(format!("{} ({})", &caps[1], path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "add to class_of's list: {missing:?}");
+    }
 }

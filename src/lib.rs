@@ -30,7 +30,9 @@ pub mod secrets;
 pub mod settings;
 pub mod signal;
 pub mod spec;
+pub mod state;
 pub mod store;
+pub mod text;
 pub mod ui;
 
 use std::process::ExitCode;

@@ -61,19 +61,6 @@ impl LockGuard {
     }
 }
 
-/// The directory for state that outlives a run: `$OPSBOOK_STATE_DIR`, `$XDG_STATE_HOME/opsbook`,
-/// or `~/.local/state/opsbook`.
-pub fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("OPSBOOK_STATE_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir).join("opsbook");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".local/state/opsbook")
-}
-
 pub fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".into())
 }
@@ -81,7 +68,7 @@ pub fn hostname() -> String {
 /// Takes the lock for `resource` (e.g. "backup set shop at s3://b/p") without waiting.
 pub fn try_lock(kind: &str, resource: &str, what: &str) -> Result<LockGuard, LockError> {
     let digest = hex::encode(&Sha256::digest(resource.as_bytes())[..8]);
-    let dir = state_dir().join("locks");
+    let dir = crate::state::state_dir().join("locks");
     let path = dir.join(format!("{kind}-{digest}.lock"));
     let io = |source| LockError::Io { path: path.clone(), source };
     std::fs::create_dir_all(&dir).map_err(io)?;

@@ -7,10 +7,10 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Ctx;
-use crate::error::{ClassifiedError, Classify};
+use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
 use crate::runbook;
-use crate::schedule::{self, Host, Job, Plan, ScheduleError};
+use crate::schedule::{self, Host, Job, Plan};
 
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
@@ -104,21 +104,21 @@ pub async fn run(ctx: &Ctx<'_>, args: ScheduleArgs) -> Result<ExitStatus> {
         ScheduleCommand::Crontab(a) => {
             let host = host(&a.host, &cwd)?;
             let jobs = jobs(&a.runbooks, &host.workdir)?;
-            (schedule::crontab(&jobs, &host, &std::path::absolute(&a.log_dir)?).map_err(classified)?, None)
+            (schedule::crontab(&jobs, &host, &std::path::absolute(&a.log_dir)?)?, None)
         }
         ScheduleCommand::Systemd(a) => {
             let host = host(&a.host, &cwd)?;
             let jobs = jobs(&a.runbooks, &host.workdir)?;
-            (schedule::systemd(&jobs, &host).map_err(classified)?, a.out)
+            (schedule::systemd(&jobs, &host)?, a.out)
         }
         ScheduleCommand::K8s(a) => {
             let jobs = jobs(&a.runbooks, &cwd)?;
             let settings = schedule::K8s { image: a.image, secret: a.secret };
-            (schedule::k8s(&jobs, &settings).map_err(classified)?, None)
+            (schedule::k8s(&jobs, &settings)?, None)
         }
     };
     if let Some(dir) = &out {
-        schedule::write_files(&mut plan, dir).map_err(classified)?;
+        schedule::write_files(&mut plan, dir)?;
     }
     if p.is_json() {
         p.report(ExitStatus::Success, &plan)?;
@@ -142,11 +142,6 @@ fn notes(ctx: &Ctx<'_>, plan: &Plan) {
         ctx.printer
             .note(format!("enable with: systemctl daemon-reload && systemctl enable --now {}", timers.join(" ")));
     }
-}
-
-/// Library errors this command raises, classified for the exit code.
-fn classified(err: ScheduleError) -> anyhow::Error {
-    ClassifiedError::new(err.class(), err.to_string()).into()
 }
 
 fn host(args: &HostArgs, cwd: &Path) -> Result<Host> {
@@ -179,7 +174,7 @@ fn jobs(list: &RunbookList, workdir: &Path) -> Result<Vec<Job>> {
         let run_path = absolute.strip_prefix(workdir).map_or_else(|_| absolute.clone(), Path::to_path_buf);
         jobs.push(Job::new(&rb, run_path));
     }
-    schedule::require_scheduled(&jobs).map_err(classified)?;
+    schedule::require_scheduled(&jobs)?;
     Ok(jobs)
 }
 

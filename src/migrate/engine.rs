@@ -286,7 +286,7 @@ fn describe(e: &sqlx::Error, sql: &str, settings: &Settings) -> ExecFailure {
     let line = match db.position() {
         Some(PgErrorPosition::Original(pos)) => {
             let offset: usize = sql.chars().take(pos.saturating_sub(1)).map(char::len_utf8).sum();
-            Some(crate::config::line_col(sql, offset).0)
+            Some(crate::text::line_col(sql, offset).0)
         }
         _ => None,
     };
@@ -375,7 +375,7 @@ async fn run_script(
     let whole = pieces.len() == 1 && pieces[0].0 == 0;
     for (start, sql) in pieces {
         if signal::is_interrupted() {
-            let line = Some(crate::config::line_col(&m.sql, start).0);
+            let line = Some(crate::text::line_col(&m.sql, start).0);
             return Err(ExecFailure {
                 line,
                 message: "interrupted".into(),
@@ -387,7 +387,7 @@ async fn run_script(
         if let Err(e) = run_statement(conn, sql, session).await {
             let mut f = describe(&e, sql, s);
             if !whole {
-                let first = crate::config::line_col(&m.sql, start).0;
+                let first = crate::text::line_col(&m.sql, start).0;
                 f.line = Some(first + f.line.map_or(0, |l| l - 1));
             }
             return Err(f);
@@ -404,7 +404,7 @@ fn ensure_transaction_safe(files: &[&MigrationFile]) -> Result<(), MigrateError>
     for m in files.iter().filter(|m| !m.no_tx) {
         let Some(list) = statements::split(&m.sql) else { continue };
         for st in list {
-            let line = crate::config::line_col(&m.sql, st.start).0;
+            let line = crate::text::line_col(&m.sql, st.start).0;
             let message = match st.effect {
                 TxEffect::None => continue,
                 TxEffect::EndsTransaction => format!(

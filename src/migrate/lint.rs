@@ -133,7 +133,7 @@ impl Rules {
             .errors()
             .into_iter()
             .map(|e| {
-                let (line, column) = crate::config::line_col(text, usize::from(e.range().start()));
+                let (line, column) = crate::text::line_col(text, usize::from(e.range().start()));
                 Finding {
                     file: display.clone(),
                     line,
@@ -148,7 +148,7 @@ impl Rules {
         if in_transaction {
             for st in super::statements::split(text).unwrap_or_default() {
                 if st.effect == super::statements::TxEffect::NeedsNoTransaction {
-                    let (line, column) = crate::config::line_col(text, st.start);
+                    let (line, column) = crate::text::line_col(text, st.start);
                     findings.push(Finding {
                         file: display.clone(),
                         line,
@@ -165,7 +165,7 @@ impl Rules {
         linter.settings =
             LinterSettings { pg_version: self.pg_version.unwrap_or_default(), assume_in_transaction: in_transaction };
         for v in linter.lint(&parse, text) {
-            let (line, column) = crate::config::line_col(text, usize::from(v.text_range.start()));
+            let (line, column) = crate::text::line_col(text, usize::from(v.text_range.start()));
             findings.push(Finding {
                 file: display.clone(),
                 line,

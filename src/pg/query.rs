@@ -117,7 +117,7 @@ pub fn split_statements(script: &str) -> Vec<(usize, String)> {
         match token.kind {
             TokenKind::Semi => {
                 if let (Some(s), true) = (start, significant) {
-                    out.push((crate::config::line_col(script, s).0, script[s..pos].trim().to_string()));
+                    out.push((crate::text::line_col(script, s).0, script[s..pos].trim().to_string()));
                 }
                 start = None;
                 significant = false;
@@ -133,7 +133,7 @@ pub fn split_statements(script: &str) -> Vec<(usize, String)> {
         pos = end;
     }
     if let (Some(s), true) = (start, significant) {
-        out.push((crate::config::line_col(script, s).0, script[s..].trim().to_string()));
+        out.push((crate::text::line_col(script, s).0, script[s..].trim().to_string()));
     }
     out
 }

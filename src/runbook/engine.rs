@@ -375,25 +375,7 @@ fn step_refs(step: &StepSpec) -> Vec<Ref> {
 
 /// The class recorded for a failed step.
 fn rec_class(rec: &StepRecord) -> ErrorClass {
-    match rec.error_class.as_deref() {
-        Some("usage") => ErrorClass::Usage,
-        Some("unavailable") => ErrorClass::Unavailable,
-        Some("busy") => ErrorClass::Busy,
-        Some("confirmation_required") => ErrorClass::ConfirmationRequired,
-        Some("interrupted") => ErrorClass::Interrupted,
-        _ => ErrorClass::Failed,
-    }
-}
-
-fn class_word(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Failed => "failed",
-        ErrorClass::Usage => "usage",
-        ErrorClass::Unavailable => "unavailable",
-        ErrorClass::Busy => "busy",
-        ErrorClass::ConfirmationRequired => "confirmation_required",
-        ErrorClass::Interrupted => "interrupted",
-    }
+    rec.error_class.unwrap_or(ErrorClass::Failed)
 }
 
 fn audit(rb: &Runbook, journal: &RunJournal, event: &str, step: Option<usize>) -> Result<(), RunbookError> {
@@ -452,7 +434,7 @@ async fn run_step(env: &StepEnv<'_>, journal: &mut RunJournal, index: usize, ste
             rec.attempts = attempts;
             rec.error = Some(crate::redact::redact(&error.to_string()).into_owned());
             rec.outputs = Default::default();
-            rec.error_class = Some(class_word(error.class()).into());
+            rec.error_class = Some(error.class());
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct StepRecord {
     pub error: Option<String>,
     /// How the failure maps onto the exit codes: failed, usage, unavailable, busy, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<String>,
+    pub error_class: Option<crate::error::ErrorClass>,
     /// Why a step was skipped, or who confirmed a manual step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -75,7 +75,7 @@ pub struct RunJournal {
 
 /// Where journals live: `<state dir>/runs/<run-id>.json`.
 pub fn runs_dir() -> PathBuf {
-    crate::lock::state_dir().join("runs")
+    crate::state::state_dir().join("runs")
 }
 
 pub fn journal_path(run_id: &str) -> PathBuf {
@@ -161,6 +161,6 @@ pub fn actor() -> String {
 pub fn audit(event: &AuditEvent<'_>) -> Result<(), RunbookError> {
     let path = std::env::var_os("OPSBOOK_AUDIT_LOG")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::lock::state_dir().join("audit.jsonl"));
+        .unwrap_or_else(|| crate::state::state_dir().join("audit.jsonl"));
     crate::redact::append_json_line(&path, event, 0o600).map_err(|source| RunbookError::State { path, source })
 }

@@ -92,7 +92,7 @@ pub fn load(path: &Path) -> Result<Runbook, RunbookError> {
 pub fn parse(path: &Path, source: String) -> Result<Runbook, RunbookError> {
     let invalid = |diagnostics| RunbookError::Invalid { path: path.into(), diagnostics };
     let file: RunbookFile = toml::from_str(&source).map_err(|e| {
-        let (line, column) = e.span().map_or((1, 1), |s| crate::config::line_col(&source, s.start));
+        let (line, column) = e.span().map_or((1, 1), |s| crate::text::line_col(&source, s.start));
         invalid(vec![Diagnostic { line, column, message: e.message().trim().to_string() }])
     })?;
     let diagnostics = validate::check(&file, &source);

@@ -16,7 +16,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, column) = crate::config::line_col(self.source, span.start);
+        let (line, column) = crate::text::line_col(self.source, span.start);
         self.out.push(Diagnostic { line, column, message: message.into() });
     }
 

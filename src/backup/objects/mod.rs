@@ -241,7 +241,7 @@ pub async fn run(
         Some(run) => inventory::read_inventory(store, &run).await?,
         None => Vec::new(),
     };
-    let mut journal = Journal::at(&crate::lock::state_dir(), &from.url().to_string(), &to.url().to_string(), &req.set);
+    let mut journal = Journal::at(&crate::state::state_dir(), &from.url().to_string(), &to.url().to_string(), &req.set);
     let journaled = journal.load()?;
     let journaled_keys: std::collections::HashSet<String> = journaled.iter().map(|e| e.key.clone()).collect();
     let records = inventory::merge(previous, journaled);

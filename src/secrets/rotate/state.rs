@@ -58,7 +58,7 @@ pub struct Progress {
 }
 
 fn state_path(profile: &str) -> PathBuf {
-    crate::lock::state_dir().join("secrets").join(format!("{profile}.json"))
+    crate::state::state_dir().join("secrets").join(format!("{profile}.json"))
 }
 
 /// Where the rotation state of a profile is kept (for messages).
