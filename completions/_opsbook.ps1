@@ -779,7 +779,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--compare-env-file', '--compare-env-file', [CompletionResultType]::ParameterName, 'Another environment''s .env file (e.g. staging''s): jwt-secret fails when its JWT_SECRET is the same (compared by fingerprint, never printed)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path')
             [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Backup set for backup-retention [default: main]')
-            [CompletionResult]::new('--migrations', '--migrations', [CompletionResultType]::ParameterName, 'Migrations directory for migrations-applied [default: profile''s migrate.dir]')
+            [CompletionResult]::new('--migrations', '--migrations', [CompletionResultType]::ParameterName, 'Migrations directory [default: profile''s migrate.dir, else ./migrations]')
             [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only these checks (comma-separated ids)')
             [CompletionResult]::new('--skip', '--skip', [CompletionResultType]::ParameterName, 'Skip these checks (comma-separated ids)')
             [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Extra CA certificate (PEM) trusted for HTTPS checks')

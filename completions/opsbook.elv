@@ -724,7 +724,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --compare-env-file 'Another environment''s .env file (e.g. staging''s): jwt-secret fails when its JWT_SECRET is the same (compared by fingerprint, never printed)'
             cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
             cand --set 'Backup set for backup-retention [default: main]'
-            cand --migrations 'Migrations directory for migrations-applied [default: profile''s migrate.dir]'
+            cand --migrations 'Migrations directory [default: profile''s migrate.dir, else ./migrations]'
             cand --only 'Only these checks (comma-separated ids)'
             cand --skip 'Skip these checks (comma-separated ids)'
             cand --ca-file 'Extra CA certificate (PEM) trusted for HTTPS checks'

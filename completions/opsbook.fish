@@ -603,7 +603,7 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l env-fi
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l compare-env-file -d 'Another environment\'s .env file (e.g. staging\'s): jwt-secret fails when its JWT_SECRET is the same (compared by fingerprint, never printed)' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l set -d 'Backup set for backup-retention [default: main]' -r
-complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l migrations -d 'Migrations directory for migrations-applied [default: profile\'s migrate.dir]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l migrations -d 'Migrations directory [default: profile\'s migrate.dir, else ./migrations]' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l only -d 'Only these checks (comma-separated ids)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l skip -d 'Skip these checks (comma-separated ids)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand promote-check" -l ca-file -d 'Extra CA certificate (PEM) trusted for HTTPS checks' -r -F

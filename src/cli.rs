@@ -149,6 +149,14 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 }
 
+/// The migrations directory, for the commands that read migration files.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MigrationsArg {
+    /// Migrations directory [default: profile's migrate.dir, else ./migrations].
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<std::path::PathBuf>,
+}
+
 /// How a scheduled job is watched; flattened by every command that can run from cron.
 #[derive(Debug, Clone, Default, Args)]
 pub struct MonitorArgs {

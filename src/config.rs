@@ -62,7 +62,7 @@ pub struct Profile {
     pub sets: BTreeMap<String, BackupSpec>,
     /// Migration settings (`[profiles.NAME.migrate]`).
     #[serde(default)]
-    pub migrate: MigrateConfig,
+    pub migrate: crate::migrate::spec::MigrateSpec,
     /// Desired state of the environment (`[profiles.NAME.provision]`).
     pub provision: Option<crate::provision::ProvisionConfig>,
     /// Secrets to rotate (`[[profiles.NAME.secrets]]`).
@@ -96,25 +96,6 @@ pub struct StoreConfig {
     /// Sign upload bodies with SigV4 (`true`) even over HTTPS or to a loopback endpoint, or
     /// never (`false`) [default: only plain HTTP to another host].
     pub sign_payload: Option<bool>,
-}
-
-/// `[profiles.NAME.migrate]`: defaults for `opsbook migrate` and the `migrate` runbook action.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MigrateConfig {
-    /// Migrations directory (relative to the working directory) [default: ./migrations].
-    pub dir: Option<PathBuf>,
-    /// How long to wait for the migration lock, e.g. "60s".
-    pub lock_wait: Option<String>,
-    /// lock_timeout for every migration, e.g. "5s".
-    pub lock_timeout: Option<String>,
-    /// statement_timeout for every migration, e.g. "15min" [default: the server's].
-    pub statement_timeout: Option<String>,
-    /// Retries after a lock timeout.
-    pub retries: Option<u32>,
-    /// Lint rules and severities (`[profiles.NAME.migrate.lint]`).
-    #[serde(default)]
-    pub lint: crate::migrate::LintConfig,
 }
 
 /// The loaded configuration: the selected profile and where it came from.

@@ -8,11 +8,12 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::Ctx;
-use crate::cli::DatabaseArgs;
+use crate::cli::{DatabaseArgs, MigrationsArg};
 use crate::exit::ExitStatus;
 use crate::migrate::drift::DriftKind;
 use crate::migrate::engine::{self, DryOutcome, State, UpOptions};
-use crate::migrate::{self, lint, source, Finding, Overrides, Rules, Settings};
+use crate::migrate::spec::MigrateSpec;
+use crate::migrate::{self, lint, source, Finding, Rules, Settings};
 use crate::ui::{progress, table};
 
 #[derive(Debug, Args)]
@@ -63,9 +64,8 @@ impl MigrateCommand {
 pub struct ConnArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// Migrations directory [default: profile's migrate.dir, else ./migrations].
-    #[arg(long, value_name = "DIR")]
-    pub migrations: Option<PathBuf>,
+    #[command(flatten)]
+    pub migrations: MigrationsArg,
     /// How long to wait for the migration lock before exiting 4 [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub lock_wait: Option<Duration>,
@@ -78,17 +78,19 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
+    /// The flags as a migrate spec, over the profile's `[migrate]` table.
+    fn spec(&self) -> MigrateSpec {
+        MigrateSpec {
+            migrations: self.migrations.migrations.clone(),
+            lock_wait: self.lock_wait,
+            lock_timeout: self.lock_timeout,
+            statement_timeout: self.statement_timeout,
+            ..Default::default()
+        }
+    }
+
     fn settings(&self, ctx: &Ctx<'_>) -> Result<Settings> {
-        Ok(migrate::resolve(
-            &ctx.config,
-            &Overrides {
-                database_url: self.db.database_url.clone(),
-                dir: self.migrations.clone(),
-                lock_wait: self.lock_wait,
-                lock_timeout: self.lock_timeout,
-                statement_timeout: self.statement_timeout,
-            },
-        )?)
+        Ok(crate::settings::migrate::resolve(&ctx.config, self.db.database_url.as_deref(), &self.spec())?)
     }
 }
 
@@ -148,9 +150,8 @@ pub struct NewArgs {
     /// Use a Flyway name (V<version>__<name>.sql) [default: the directory's style].
     #[arg(long, conflicts_with = "reversible")]
     pub flyway: bool,
-    /// Migrations directory [default: profile's migrate.dir, else ./migrations].
-    #[arg(long, value_name = "DIR")]
-    pub migrations: Option<PathBuf>,
+    #[command(flatten)]
+    pub migrations: MigrationsArg,
 }
 
 #[derive(Debug, Args)]
@@ -402,7 +403,7 @@ struct LintReport {
 }
 
 async fn lint_cmd(ctx: &Ctx<'_>, args: LintArgs) -> Result<ExitStatus> {
-    let rules = Rules::new(&ctx.config.profile.migrate.lint)?;
+    let rules = Rules::new(&ctx.config.profile.migrate.lint.clone().unwrap_or_default())?;
     let mut findings = Vec::new();
     let files: usize;
     if args.pending {
@@ -415,7 +416,8 @@ async fn lint_cmd(ctx: &Ctx<'_>, args: LintArgs) -> Result<ExitStatus> {
             findings.extend(f);
         }
     } else if args.files.is_empty() {
-        let src = source::load(&migrate::dir(&ctx.config, args.conn.migrations.as_deref()))?;
+        let src =
+            source::load(&crate::settings::migrate::dir(&ctx.config, args.conn.migrations.migrations.as_deref()))?;
         let all: Vec<&migrate::MigrationFile> = src.all().collect();
         files = all.len();
         for (_, f) in engine::lint_files(&rules, &all) {
@@ -442,7 +444,7 @@ async fn lint_cmd(ctx: &Ctx<'_>, args: LintArgs) -> Result<ExitStatus> {
 }
 
 fn new(ctx: &Ctx<'_>, args: NewArgs) -> Result<ExitStatus> {
-    let dir = migrate::dir(&ctx.config, args.migrations.as_deref());
+    let dir = crate::settings::migrate::dir(&ctx.config, args.migrations.migrations.as_deref());
     let style = args.flyway.then_some(source::Style::Flyway);
     let created = source::create(&dir, &args.name, args.reversible, style, chrono::Utc::now())?;
     let paths: Vec<String> = created.iter().map(|p| p.display().to_string()).collect();

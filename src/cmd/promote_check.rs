@@ -33,9 +33,9 @@ pub struct PromoteCheckArgs {
     /// Backup set for backup-retention [default: main].
     #[arg(long, value_name = "NAME")]
     pub set: Option<String>,
-    /// Migrations directory for migrations-applied [default: profile's migrate.dir].
-    #[arg(long, value_name = "DIR")]
-    pub migrations: Option<PathBuf>,
+    /// For the migrations-applied check.
+    #[command(flatten)]
+    pub migrations: crate::cli::MigrationsArg,
     /// Only these checks (comma-separated ids).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub only: Vec<String>,
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
         compare_env_file: args.compare_env_file.clone(),
         store: args.store.store.clone(),
         set: args.set.clone(),
-        migrations: args.migrations.clone(),
+        migrations: args.migrations.migrations.clone(),
         only: args.only.clone(),
         skip: args.skip.clone(),
         ca_file: args.ca_file.clone(),

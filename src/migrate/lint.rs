@@ -15,7 +15,7 @@ use squawk_linter::{Linter, LinterSettings, Rule};
 use super::MigrateError;
 
 /// `[profiles.NAME.migrate.lint]` in opsbook.toml.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LintConfig {
     /// PostgreSQL version the rules assume (e.g. "15"; squawk's default is 15).

@@ -7,12 +7,13 @@ pub mod engine;
 pub mod history;
 pub mod lint;
 pub mod source;
+pub mod spec;
 pub mod statements;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::error::{Classify, ErrorClass};
 use crate::pg::{DbUrl, PgError};
 
@@ -40,60 +41,6 @@ impl Settings {
     pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
     pub const DEFAULT_RETRIES: u32 = 3;
-}
-
-/// Values given on the command line or in a runbook step; they win over `[profiles.X.migrate]`.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub database_url: Option<String>,
-    pub dir: Option<PathBuf>,
-    pub lock_wait: Option<Duration>,
-    pub lock_timeout: Option<Duration>,
-    pub statement_timeout: Option<Duration>,
-}
-
-/// The migrations directory: override > profile > ./migrations.
-pub fn dir(config: &Config, given: Option<&std::path::Path>) -> PathBuf {
-    given
-        .map(PathBuf::from)
-        .or_else(|| config.profile.migrate.dir.clone())
-        .unwrap_or_else(|| PathBuf::from("migrations"))
-}
-
-fn duration(key: &str, raw: Option<&str>) -> Result<Option<Duration>, MigrateError> {
-    raw.map(|r| {
-        humantime::parse_duration(r.trim()).map_err(|e| {
-            MigrateError::Input(format!("invalid migrate.{key} `{r}` in opsbook.toml: {e} (use e.g. 5s or 2min)"))
-        })
-    })
-    .transpose()
-}
-
-/// Settings from overrides, the profile's `[migrate]` table and defaults.
-pub fn resolve(config: &Config, o: &Overrides) -> Result<Settings, MigrateError> {
-    let url = config.database_url(o.database_url.as_deref(), None)?;
-    settings_for(config, DbUrl::parse_named("database URL", &url)?, o)
-}
-
-/// Settings for a database the caller already holds (a restored copy, a role's own URL): the
-/// profile's `[migrate]` table and defaults, with `o`'s directory and timeouts.
-pub fn settings_for(config: &Config, database_url: DbUrl, o: &Overrides) -> Result<Settings, MigrateError> {
-    let c = &config.profile.migrate;
-    Ok(Settings {
-        database_url,
-        dir: dir(config, o.dir.as_deref()),
-        lock_wait: o
-            .lock_wait
-            .or(duration("lock_wait", c.lock_wait.as_deref())?)
-            .unwrap_or(Settings::DEFAULT_LOCK_WAIT),
-        lock_timeout: o
-            .lock_timeout
-            .or(duration("lock_timeout", c.lock_timeout.as_deref())?)
-            .unwrap_or(Settings::DEFAULT_LOCK_TIMEOUT),
-        statement_timeout: o.statement_timeout.or(duration("statement_timeout", c.statement_timeout.as_deref())?),
-        retries: c.retries.unwrap_or(Settings::DEFAULT_RETRIES),
-        lint: c.lint.clone(),
-    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -382,12 +382,13 @@ pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
     let rpo_target = config_duration(config, "rpo_target", pc.rpo_target.as_deref(), "26h")?;
     let drill_interval = config_duration(config, "drill_interval", pc.drill_interval.as_deref(), "8d")?;
     let set = crate::backup::job::set_name(o.set.as_deref()).map_err(|e| PromoteError::Input(e.to_string()))?;
-    let migrations = match (&o.migrations, &config.profile.migrate.dir, &database_url) {
+    let migrations = match (&o.migrations, &config.profile.migrate.migrations, &database_url) {
         (None, None, _) | (_, _, None) => None,
         (dir, _, Some(db)) => Some(
-            crate::migrate::resolve(
+            crate::settings::migrate::resolve(
                 config,
-                &crate::migrate::Overrides { database_url: Some(db.clone()), dir: dir.clone(), ..Default::default() },
+                Some(db),
+                &crate::migrate::spec::MigrateSpec { migrations: dir.clone(), ..Default::default() },
             )
             .map_err(|e| PromoteError::Input(e.to_string()))?,
         ),

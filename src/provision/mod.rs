@@ -233,7 +233,8 @@ pub struct Target {
     pub admin: DbUrl,
     pub env: EnvFile,
     pub store: Option<Store>,
-    pub migrate_config: Config,
+    /// The profile's `[migrate]` table, for the migrations provision runs.
+    pub migrate_config: crate::migrate::spec::MigrateSpec,
     /// `S3_ENDPOINT` for the app, when the store has a custom endpoint (R2, MinIO…).
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
@@ -356,7 +357,7 @@ pub async fn target(config: &Config, admin_url: Option<&str>) -> Result<Target, 
         admin,
         env,
         store,
-        migrate_config: config.clone(),
+        migrate_config: config.profile.migrate.clone(),
         s3_endpoint,
         s3_region,
     })

@@ -405,8 +405,8 @@ pub(super) async fn plan_data(t: &Target, db_exists: bool) -> Result<Vec<Item>, 
         let source = crate::migrate::source::load(&dir)?;
         let total = source.versioned.len() + source.repeatable.len();
         let (current, pending) = if db_exists {
-            let overrides = crate::migrate::Overrides { dir: Some(dir.clone()), ..Default::default() };
-            let settings = crate::migrate::settings_for(&t.migrate_config, in_db.clone(), &overrides)?;
+            let given = crate::migrate::spec::MigrateSpec { migrations: Some(dir.clone()), ..Default::default() };
+            let settings = crate::settings::migrate::settings_for(&t.migrate_config, in_db.clone(), &given);
             let status = crate::migrate::status(&settings).await?;
             let pending = status.problems().count();
             (
@@ -601,8 +601,8 @@ pub(super) async fn apply(t: &mut Target, op: &Op) -> Result<(), StepError> {
         Op::Migrations => {
             let dir = migrations_dir(t).expect("planned with a migrations directory");
             let owner_url = stored_url(t, RoleKind::Owner)?;
-            let overrides = crate::migrate::Overrides { dir: Some(dir), ..Default::default() };
-            let settings = crate::migrate::settings_for(&t.migrate_config, owner_url, &overrides)?;
+            let given = crate::migrate::spec::MigrateSpec { migrations: Some(dir), ..Default::default() };
+            let settings = crate::settings::migrate::settings_for(&t.migrate_config, owner_url, &given);
             // A new environment has no traffic to protect: lint findings are recorded, not enforced.
             let opts = crate::migrate::engine::UpOptions { target: None, allow_unsafe: true, ignore_missing: false };
             crate::migrate::up(&settings, opts, &crate::report::Silent).await?;

@@ -35,8 +35,8 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
         Some(dir) => {
             // The database URL is replaced by the restored database's when the drill runs.
             let placeholder = DbUrl::parse("postgres://localhost/restored")?;
-            let overrides = crate::migrate::Overrides { dir: Some(dir.clone()), ..Default::default() };
-            let mut settings = crate::migrate::settings_for(config, placeholder, &overrides)?;
+            let given = crate::migrate::spec::MigrateSpec { migrations: Some(dir.clone()), ..Default::default() };
+            let mut settings = super::migrate::settings_for(&config.profile.migrate, placeholder, &given);
             crate::migrate::source::load(&settings.dir)?;
             settings.lock_wait = Duration::from_secs(5);
             Some(settings)

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod migrate;
 
 #[cfg(test)]
 mod tests {
@@ -30,6 +31,11 @@ mod tests {
         assert_all_in("backup spec in `backup` steps", field_names::<BackupSpec>(), &inputs("backup"));
         assert_all_in("retention in `backup-prune` steps", field_names::<RetentionPolicy>(), &inputs("backup-prune"));
         assert_all_in("drill spec in `restore-drill` steps", field_names::<DrillSpec>(), &inputs("restore-drill"));
+        assert_all_in(
+            "migrate spec in `migrate` steps",
+            field_names::<crate::migrate::spec::MigrateSpec>(),
+            &inputs("migrate"),
+        );
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
         }
@@ -73,6 +79,32 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
         assert_eq!(config.set("shop"), Some(&full), "{text}");
+        // Every field of the migrate spec is a `[migrate]` key (`dir` is the older spelling).
+        let migrate = "[profiles.prod.migrate]\nmigrations = \"db/migrations\"\nlock_wait = \"10s\"\nlock_timeout = \"2s\"\n\
+                       statement_timeout = \"1m\"\nretries = 5\n[profiles.prod.migrate.lint]\nexclude = [\"ban-drop-column\"]\n";
+        assert_eq!(
+            crate::spec::field_names::<crate::migrate::spec::MigrateSpec>().len(),
+            migrate
+                .lines()
+                .filter(|l| (l.contains(" = ") && !l.starts_with("exclude")) || l.ends_with(".lint]"))
+                .count(),
+            "the example sets every migrate field"
+        );
+        std::fs::write(&path, migrate).unwrap();
+        let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
+        let settings = super::migrate::settings_for(
+            &config.profile.migrate,
+            crate::pg::DbUrl::parse("postgres://localhost/x").unwrap(),
+            &Default::default(),
+        );
+        assert_eq!(settings.dir, std::path::PathBuf::from("db/migrations"));
+        assert_eq!((settings.lock_wait.as_secs(), settings.lock_timeout.as_secs(), settings.retries), (10, 2, 5));
+        assert_eq!(settings.statement_timeout, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(settings.lint.exclude, ["ban-drop-column"]);
+        std::fs::write(&path, "[profiles.prod.migrate]\ndir = \"old/spelling\"\n").unwrap();
+        let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
+        assert_eq!(config.profile.migrate.migrations, Some("old/spelling".into()));
+
         // A misspelt key is refused, as it was before the spec flattened its groups.
         std::fs::write(&path, "[profiles.prod.sets.shop]\nkeep_dialy = 3\n").unwrap();
         let err = crate::config::Config::load(Some(&path), Some("prod")).unwrap_err().to_string();

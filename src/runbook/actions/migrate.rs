@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
 use crate::migrate::engine::{self, DryOutcome, UpOptions};
-use crate::migrate::{self, lint, source, Overrides, Rules, Settings};
+use crate::migrate::spec::MigrateSpec;
+use crate::migrate::{self, lint, source, Rules, Settings};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -32,17 +33,16 @@ pub enum Scope {
     All,
 }
 
+/// The step's mode and its options, plus the [`MigrateSpec`] shared with `[profiles.NAME.migrate]`
+/// (its `migrations` directory resolves against the runbook's directory).
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Input {
     /// up (default), check, dry-run or lint.
     #[serde(default)]
     pub mode: Mode,
     /// Database URL [default: DATABASE_URL / profile / sandbox].
+    #[serde(default, deserialize_with = "crate::spec::opt_text")]
     pub database_url: Option<String>,
-    /// Migrations directory; a relative path resolves against the runbook's directory. Empty or
-    /// absent: the profile's migrate.dir, else ./migrations in the working directory.
-    pub migrations: Option<String>,
     /// up / dry-run: stop at this version.
     pub target: Option<i64>,
     /// up: apply even with lint errors.
@@ -54,30 +54,14 @@ pub struct Input {
     /// check: only fail on drift (changed, missing or failed migrations), not on pending ones.
     #[serde(default)]
     pub allow_pending: bool,
-    /// Wait for the migration lock this long (e.g. "60s").
-    pub lock_wait: Option<String>,
-    /// lock_timeout per migration (e.g. "5s").
-    pub lock_timeout: Option<String>,
-    /// statement_timeout per migration (e.g. "15min").
-    pub statement_timeout: Option<String>,
-}
-
-fn duration(key: &str, raw: Option<&str>) -> Result<Option<std::time::Duration>, ActionError> {
-    raw.map(|r| humantime::parse_duration(r.trim()).map_err(|e| ActionError::Input(format!("{key}: {e}")))).transpose()
+    #[serde(flatten)]
+    pub spec: MigrateSpec,
 }
 
 fn settings(input: &Input, ctx: &ActionCtx<'_>) -> Result<Settings, ActionError> {
-    Ok(migrate::resolve(
-        ctx.config,
-        &Overrides {
-            database_url: input.database_url.clone(),
-            // An empty value (an unset runbook param) means the default directory.
-            dir: input.migrations.as_deref().filter(|d| !d.trim().is_empty()).map(|d| ctx.resolve_path(d)),
-            lock_wait: duration("lock_wait", input.lock_wait.as_deref())?,
-            lock_timeout: duration("lock_timeout", input.lock_timeout.as_deref())?,
-            statement_timeout: duration("statement_timeout", input.statement_timeout.as_deref())?,
-        },
-    )?)
+    let mut spec = input.spec.clone();
+    spec.migrations = spec.migrations.map(|d| ctx.resolve_path(&d.to_string_lossy()));
+    Ok(crate::settings::migrate::resolve(ctx.config, input.database_url.as_deref(), &spec)?)
 }
 
 fn finding_lines(findings: &[lint::Finding]) -> String {
