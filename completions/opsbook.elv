@@ -201,7 +201,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --multipart-threshold 'Largest object streamed in a single PutObject, without holding it in memory, where the destination allows it [default: 64MiB; at most 5GiB]'
             cand --retries 'Retries per object after 5xx answers, throttling, timeouts or broken connections, with exponential backoff [default: 4]'
             cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
-            cand --metrics-file 'Prometheus textfile to update (last success, objects and bytes copied)'
+            cand --metrics-file 'Prometheus textfile to update (last run, success, duration and the job''s figures)'
             cand --config 'Configuration file [default: ./opsbook.toml when present]'
             cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
             cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'

@@ -1,13 +1,13 @@
 //! `opsbook backup objects`: incremental copy of an object store to a second one.
 
-use std::path::PathBuf;
+use crate::cli::MonitorArgs;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::backup::parse_size;
 use super::Ctx;
-use crate::backup::objects::settings::{self, ObjectsOverrides};
+use crate::backup::objects::spec::ObjectsSpec;
 use crate::backup::objects::{self, ObjectsReport};
 use crate::cli::StoreArgs;
 use crate::exit::ExitStatus;
@@ -62,17 +62,14 @@ pub struct ObjectsArgs {
     /// exponential backoff [default: 4].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error.
-    #[arg(long, value_name = "URL", env = "OPSBOOK_NOTIFY_URL")]
-    pub notify_url: Option<String>,
-    /// Prometheus textfile to update (last success, objects and bytes copied).
-    #[arg(long, value_name = "PATH", env = "OPSBOOK_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 impl ObjectsArgs {
-    fn overrides(&self) -> ObjectsOverrides {
-        ObjectsOverrides {
+    /// The flags as an object copy spec.
+    fn spec(&self) -> ObjectsSpec {
+        ObjectsSpec {
             from: self.from.clone(),
             to: self.to.clone(),
             store: self.store.store.clone(),
@@ -80,19 +77,17 @@ impl ObjectsArgs {
             concurrency: self.concurrency,
             delete_extraneous: self.delete_extraneous,
             retain_deleted: self.retain_deleted,
-            dry_run: self.dry_run,
             max_bytes: self.max_bytes,
-            part_size: self.part_size,
+            part_size: self.part_size.map(|p| p as u64),
             multipart_threshold: self.multipart_threshold,
             retries: self.retries,
-            notify_url: self.notify_url.clone(),
-            metrics_file: self.metrics_file.clone(),
+            monitor: self.monitor.spec(),
         }
     }
 }
 
 pub async fn run(ctx: &Ctx<'_>, args: ObjectsArgs) -> Result<ExitStatus> {
-    let mut request = settings::resolve(&ctx.config, &args.overrides())?;
+    let mut request = crate::settings::objects::resolve(&ctx.config, &args.spec(), args.dry_run)?;
     request.force = args.force;
     let reporter = progress::reporter(ctx.printer, &request.set);
     let report = objects::run_job(&request, reporter.as_ref())

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod drill;
 pub mod migrate;
+pub mod objects;
 
 #[cfg(test)]
 mod tests {
@@ -35,6 +36,11 @@ mod tests {
             "migrate spec in `migrate` steps",
             field_names::<crate::migrate::spec::MigrateSpec>(),
             &inputs("migrate"),
+        );
+        assert_all_in(
+            "object copy spec in `backup-objects` steps",
+            field_names::<crate::backup::objects::spec::ObjectsSpec>(),
+            &inputs("backup-objects"),
         );
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));

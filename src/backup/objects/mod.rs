@@ -8,7 +8,7 @@
 pub mod copy;
 pub mod inventory;
 pub mod plan;
-pub mod settings;
+pub mod spec;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,33 +1,14 @@
-//! Resolving an object copy's settings from flags (or a runbook step), environment and
-//! opsbook.toml, shared by `backup objects` and the `backup-objects` action.
+//! Resolves an object copy's spec (flags or a runbook step) with the environment and
+//! opsbook.toml into an `ObjectsRequest`, shared by `backup objects` and the `backup-objects`
+//! action.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::copy::RetryPolicy;
-use super::plan::Deletion;
-use super::{ObjectsError, ObjectsRequest, StoreSpec, DEFAULT_RETAIN_DELETED, DEFAULT_SET};
+use crate::backup::objects::copy::RetryPolicy;
+use crate::backup::objects::plan::Deletion;
+use crate::backup::objects::spec::ObjectsSpec;
+use crate::backup::objects::{ObjectsError, ObjectsRequest, StoreSpec, DEFAULT_RETAIN_DELETED, DEFAULT_SET};
 use crate::config::Config;
-
-/// Values given for this run; `None` falls back to defaults.
-#[derive(Debug, Clone, Default)]
-pub struct ObjectsOverrides {
-    pub from: String,
-    pub to: String,
-    /// The backup store for inventories [default: --store / OPSBOOK_STORE / profile].
-    pub store: Option<String>,
-    pub set: Option<String>,
-    pub concurrency: Option<usize>,
-    pub delete_extraneous: bool,
-    pub retain_deleted: Option<Duration>,
-    pub dry_run: bool,
-    pub max_bytes: Option<u64>,
-    pub part_size: Option<usize>,
-    pub multipart_threshold: Option<u64>,
-    pub retries: Option<u32>,
-    pub notify_url: Option<String>,
-    pub metrics_file: Option<PathBuf>,
-}
 
 /// Default objects copied at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -40,7 +21,8 @@ pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 64 << 20;
 const MAX_SINGLE_PUT: u64 = 5 << 30;
 pub const DEFAULT_RETRIES: u32 = 4;
 
-pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, ObjectsError> {
+/// The request for one run: `o` with the profile's stores, the defaults, and `dry_run`.
+pub fn resolve(config: &Config, o: &ObjectsSpec, dry_run: bool) -> Result<ObjectsRequest, ObjectsError> {
     let set = o.set.as_deref().unwrap_or(DEFAULT_SET);
     if !crate::backup::layout::valid_set_name(set) {
         return Err(ObjectsError::Input(format!(
@@ -52,7 +34,7 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
     if concurrency == 0 {
         return Err(ObjectsError::Input("--concurrency must be at least 1".into()));
     }
-    let part_size = o.part_size.unwrap_or(DEFAULT_PART_SIZE);
+    let part_size = o.part_size.map_or(DEFAULT_PART_SIZE, |p| p as usize);
     if part_size < crate::store::S3_MIN_PART_SIZE {
         return Err(ObjectsError::Input(format!(
             "--part-size {part_size} is below 5 MiB, the S3 minimum for multipart parts"
@@ -92,7 +74,7 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
             delete_extraneous: o.delete_extraneous,
             window: o.retain_deleted.unwrap_or(DEFAULT_RETAIN_DELETED),
         },
-        dry_run: o.dry_run,
+        dry_run,
         max_bytes: o.max_bytes,
         part_size,
         multipart_threshold,
@@ -101,8 +83,8 @@ pub fn resolve(config: &Config, o: &ObjectsOverrides) -> Result<ObjectsRequest, 
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
         },
-        notify_url: o.notify_url.clone(),
-        metrics_file: o.metrics_file.clone(),
+        notify_url: o.monitor.notify_url.clone(),
+        metrics_file: o.monitor.metrics_file.clone(),
         // The command sets it from --force; a runbook step never overrides the guard.
         force: false,
     })
