@@ -2,6 +2,7 @@
 //! library and prints through `ui`.
 
 pub mod backup;
+pub mod backup_list;
 pub mod backup_objects;
 pub mod completions;
 pub mod dlq_replay;

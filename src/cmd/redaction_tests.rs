@@ -63,7 +63,7 @@ fn render_all(secret: &str, width: u16) -> Vec<String> {
     .expect("journal fixture");
     let mut tables = vec![super::run::summary_table(&journal)];
 
-    let rows = [super::backup::ListRow {
+    let rows = [super::backup_list::ListRow {
         set: "shop",
         id: "20261207T185311Z-5533d35b",
         time: chrono::DateTime::UNIX_EPOCH,
@@ -77,7 +77,7 @@ fn render_all(secret: &str, width: u16) -> Vec<String> {
         drilled: None,
         rows: None,
     }];
-    tables.push(super::backup::list_table(&rows));
+    tables.push(super::backup_list::list_table(&rows));
 
     let checks: Vec<crate::promote::CheckResult> = serde_json::from_value(json!([
         {"id": "jwt-secret", "title": "JWT secret is strong", "status": "fail",
