@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod env;
 pub mod http;
 pub mod moto;
 pub mod pg;
