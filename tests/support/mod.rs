@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cmd;
+pub mod env;
 pub mod http;
 pub mod moto;
 pub mod pg;
