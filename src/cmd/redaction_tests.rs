@@ -157,3 +157,31 @@ fn weak_secrets_leave_identifiers_and_headers_exact() {
         }
     }
 }
+
+#[test]
+fn reports_rendered_from_masked_data_read_back_whole() {
+    // `redact::redacted` round-trips a report through JSON before Markdown/JUnit render it: every
+    // field that may be left out when serialized must read back (a missing `serde(default)`
+    // would panic there).
+    let secret = "Rt7-roundtrip-secret-91";
+    redact::register(secret);
+    let checks: Vec<crate::promote::CheckResult> = serde_json::from_value(json!([
+        {"id": "db-ssl", "title": "Database SSL", "status": "pass", "evidence": format!("pw {secret}"), "seconds": 0.1}
+    ]))
+    .expect("checks");
+    let masked = redact::redacted(&checks);
+    assert_eq!(masked[0].evidence, "pw ***");
+    assert_eq!(masked[0].fix, "");
+    let report: crate::drill::DrillReport = serde_json::from_value(json!({
+        "tool": "opsbook", "drill_id": "d", "time": "2026-12-07T19:00:00Z", "started": "2026-12-07T18:59:00Z",
+        "ok": true, "store": "/s", "set": "shop", "backup_id": "b", "backup_snapshot": null, "seed": 1,
+        "target": "t", "restore_mode": "stream", "restored_bytes": 0, "tables": [], "row_count_method": null,
+        "sql_checks": [], "rto": {"seconds": 1.0, "ok": true}, "rto_seconds_per_gib": null,
+        "rpo": {"seconds": 1.0, "ok": true}, "steps": [{"name": "restore", "outcome": "passed", "seconds": 1.0,
+        "detail": format!("into {secret}")}]
+    }))
+    .expect("report");
+    let masked = redact::redacted(&report);
+    assert_eq!(masked.steps[0].detail, "into ***");
+    assert!(crate::drill::render::markdown(&masked).contains("into ***"));
+}
