@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 use super::restore::{self, RestoreJob};
 use super::target::Target;
 use super::{
-    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, Outcome, SqlCheck, Step, TableCheck, Which,
+    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, ObjectCheck, ObjectsSpec, Outcome,
+    SqlCheck, Step, TableCheck, Which,
 };
 use crate::backup::catalog::{self, BackupEntry, Catalog};
 use crate::backup::manifest::RowCountMethod;
@@ -213,8 +214,20 @@ async fn attempt(
     steps.push("target", Outcome::Passed, t, target.describe());
     report.target = target.describe();
 
+    let mut run = DrillRun {
+        req,
+        store: &store,
+        entry,
+        tools: &tools,
+        target: &target,
+        drill_id: &drill_id,
+        reporter,
+        rng: &mut rng,
+        steps,
+        report,
+    };
     let outcome = tokio::select! {
-        r = body(req, &store, entry, &tools, &target, &drill_id, &mut rng, steps, report, reporter) => Some(r),
+        r = run.body() => Some(r),
         _ = crate::signal::interrupted() => None,
     };
     match &outcome {
@@ -267,157 +280,180 @@ async fn attempt(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn body(
-    req: &DrillRequest,
-    store: &Store,
-    entry: &BackupEntry,
-    tools: &pg::PgTools,
-    target: &Target,
-    drill_id: &str,
-    rng: &mut StdRng,
-    steps: &mut Steps,
-    report: &mut DrillReport,
-    reporter: &dyn Reporter,
-) -> Result<(), DrillError> {
-    let manifest = &entry.manifest;
-    let url = target.url();
-    let rto_start = Instant::now();
+/// One drill between selecting its backup and measuring its RPO: what it works with, and the
+/// steps and report it fills in. One method per step.
+struct DrillRun<'a> {
+    req: &'a DrillRequest,
+    store: &'a Store,
+    entry: &'a BackupEntry,
+    tools: &'a pg::PgTools,
+    target: &'a Target,
+    drill_id: &'a str,
+    reporter: &'a dyn Reporter,
+    rng: &'a mut StdRng,
+    steps: &'a mut Steps,
+    report: &'a mut DrillReport,
+}
 
-    let mut owners = false;
-    match (manifest.globals(), req.globals, target.is_ephemeral()) {
-        (Some(globals), true, true) => {
-            steps.stage("globals");
-            let t = Instant::now();
-            match restore::restore_globals(store, globals, &tools.psql(), url, &req.identities).await? {
-                Ok(detail) => {
-                    owners = true;
-                    steps.push("globals", Outcome::Passed, t, detail);
-                }
-                Err(e) => steps.push("globals", Outcome::Failed, t, e),
-            }
+impl DrillRun<'_> {
+    /// Globals, restore, then the checks on the restored database; a failed check is a failed
+    /// step, not an error.
+    async fn body(&mut self) -> Result<(), DrillError> {
+        let rto_start = Instant::now();
+        let owners = self.globals().await?;
+        if !self.restore(owners, rto_start).await? {
+            return Ok(());
         }
-        (Some(_), true, false) => {
-            steps.skip("globals", "roles are cluster-wide: restored only into --ephemeral targets")
+        self.steps.stage("row counts");
+        let url = self.target.url();
+        let mut conn = pg::connect(url).await?;
+        row_counts(self.entry, &mut conn, self.steps, self.report).await;
+        check_sql(self.req, &mut conn, self.steps, self.report).await;
+        migrations(self.req, self.entry.manifest.migration_head.as_deref(), url, self.steps, self.report).await;
+        finish_rto(self.req, self.report, self.steps, rto_start);
+        if let Some(spec) = &self.req.objects {
+            self.objects(spec, &mut conn).await?;
         }
-        (None, true, _) => steps.skip("globals", "the backup has no globals object"),
-        _ => {}
+        Ok(())
     }
 
-    let job = RestoreJob {
-        store,
-        object: manifest.data().expect("checked by the caller"),
-        pg_restore: tools.pg_restore(),
-        target: url,
-        jobs: req.jobs.max(1),
-        spool_dir: req.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-        drill_id,
-        identities: &req.identities,
-        keep_owners: owners,
-    };
-    steps.stage("restore");
-    let restored = restore::run(&job, reporter).await?;
-    report.restore_mode = restored.mode.clone();
-    report.restored_bytes = restored.raw_bytes;
-    let d = &restored.download;
-    steps.steps.push(Step {
-        name: "download".into(),
-        outcome: Steps::passed_or_failed(d.ok),
-        seconds: d.seconds,
-        detail: d.detail.clone(),
-    });
-    let r = &restored.restore;
-    steps.steps.push(Step {
-        name: "restore".into(),
-        outcome: if d.ok { Steps::passed_or_failed(r.ok) } else { Outcome::Skipped },
-        seconds: r.seconds,
-        detail: r.detail.clone(),
-    });
-    if !(r.ok && d.ok) {
+    /// Restores the backup's roles first when asked to and the target can take them; says
+    /// whether owners and grants can then be kept.
+    async fn globals(&mut self) -> Result<bool, DrillError> {
+        let (req, steps) = (self.req, &mut *self.steps);
+        match (self.entry.manifest.globals(), req.globals, self.target.is_ephemeral()) {
+            (Some(globals), true, true) => {
+                steps.stage("globals");
+                let t = Instant::now();
+                let psql = self.tools.psql();
+                match restore::restore_globals(self.store, globals, &psql, self.target.url(), &req.identities).await? {
+                    Ok(detail) => {
+                        steps.push("globals", Outcome::Passed, t, detail);
+                        return Ok(true);
+                    }
+                    Err(e) => steps.push("globals", Outcome::Failed, t, e),
+                }
+            }
+            (Some(_), true, false) => {
+                steps.skip("globals", "roles are cluster-wide: restored only into --ephemeral targets")
+            }
+            (None, true, _) => steps.skip("globals", "the backup has no globals object"),
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// Downloads and restores the data object; false (with the later steps skipped) when
+    /// nothing was restored.
+    async fn restore(&mut self, owners: bool, rto_start: Instant) -> Result<bool, DrillError> {
+        let req = self.req;
+        let job = RestoreJob {
+            store: self.store,
+            object: self.entry.manifest.data().expect("checked by the caller"),
+            pg_restore: self.tools.pg_restore(),
+            target: self.target.url(),
+            jobs: req.jobs.max(1),
+            spool_dir: req.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            drill_id: self.drill_id,
+            identities: &req.identities,
+            keep_owners: owners,
+        };
+        self.steps.stage("restore");
+        let restored = restore::run(&job, self.reporter).await?;
+        self.report.restore_mode = restored.mode.clone();
+        self.report.restored_bytes = restored.raw_bytes;
+        let (d, r) = (&restored.download, &restored.restore);
+        let steps = &mut self.steps.steps;
+        let outcome = Steps::passed_or_failed(d.ok);
+        steps.push(Step { name: "download".into(), outcome, seconds: d.seconds, detail: d.detail.clone() });
+        let outcome = if d.ok { Steps::passed_or_failed(r.ok) } else { Outcome::Skipped };
+        steps.push(Step { name: "restore".into(), outcome, seconds: r.seconds, detail: r.detail.clone() });
+        if r.ok && d.ok {
+            return Ok(true);
+        }
         for name in ["row counts", "check sql", "migrations", "objects"] {
-            steps.skip(name, "the restore did not succeed");
+            self.steps.skip(name, "the restore did not succeed");
         }
         // Nothing was recovered, so there is no recovery time to hold against the target.
-        report.rto.seconds = rto_start.elapsed().as_secs_f64();
-        report.rto.ok = false;
-        steps.skip("rto", "nothing was restored");
-        return Ok(());
+        self.report.rto.seconds = rto_start.elapsed().as_secs_f64();
+        self.report.rto.ok = false;
+        self.steps.skip("rto", "nothing was restored");
+        Ok(false)
     }
 
-    steps.stage("row counts");
-    let mut conn = pg::connect(url).await?;
-    row_counts(entry, &mut conn, steps, report).await;
-    check_sql(req, &mut conn, steps, report).await;
-    migrations(req, manifest.migration_head.as_deref(), url, steps, report).await;
-    finish_rto(req, report, steps, rto_start);
+    /// Samples the media bucket (from a listing or a query over the restored database) and
+    /// checks the sampled objects, against an object copy's inventory when one is named.
+    async fn objects(&mut self, spec: &ObjectsSpec, conn: &mut sqlx::PgConnection) -> Result<(), DrillError> {
+        self.steps.stage("objects");
+        let t = Instant::now();
+        let keys = match &spec.query {
+            Some(q) => match objects::keys_from_query(conn, q).await {
+                Ok(keys) => Some(keys),
+                Err(e) => {
+                    self.steps.push("objects", Outcome::Failed, t, format!("--objects-query failed: {e}"));
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let media = Store::open_url(&spec.url, &spec.options).await?;
+        let inventory = match &spec.inventory {
+            None => None,
+            Some(set) => match objects::load_inventory(self.store, set, &media.url().to_string()).await {
+                Ok(inventory) => Some(inventory),
+                Err(e) => {
+                    self.steps.push("objects", Outcome::Failed, t, format!("--objects-inventory {set}: {e}"));
+                    return Ok(());
+                }
+            },
+        };
+        let check = objects::check(spec, &media, keys, inventory.as_ref(), self.rng).await?;
+        // An inventory check that compared nothing proved nothing.
+        let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty() && i.checked > 0);
+        let ok = check.missing.is_empty()
+            && check.unreadable.is_empty()
+            && hashes_ok
+            && (check.sampled > 0 || check.candidates == 0);
+        self.steps.push("objects", Steps::passed_or_failed(ok), t, objects_detail(&check));
+        self.report.objects = Some(check);
+        Ok(())
+    }
+}
 
-    match &req.objects {
-        None => {}
-        Some(spec) => {
-            steps.stage("objects");
-            let t = Instant::now();
-            let keys = match &spec.query {
-                Some(q) => match objects::keys_from_query(&mut conn, q).await {
-                    Ok(keys) => Some(keys),
-                    Err(e) => {
-                        steps.push("objects", Outcome::Failed, t, format!("--objects-query failed: {e}"));
-                        return Ok(());
-                    }
-                },
-                None => None,
-            };
-            let media = Store::open_url(&spec.url, &spec.options).await?;
-            let inventory = match &spec.inventory {
-                None => None,
-                Some(set) => match objects::load_inventory(store, set, &media.url().to_string()).await {
-                    Ok(inventory) => Some(inventory),
-                    Err(e) => {
-                        steps.push("objects", Outcome::Failed, t, format!("--objects-inventory {set}: {e}"));
-                        return Ok(());
-                    }
-                },
-            };
-            let check = objects::check(spec, &media, keys, inventory.as_ref(), rng).await?;
-            // An inventory check that compared nothing proved nothing.
-            let hashes_ok = check.inventory.as_ref().is_none_or(|i| i.mismatched.is_empty() && i.checked > 0);
-            let ok = check.missing.is_empty()
-                && check.unreadable.is_empty()
-                && hashes_ok
-                && (check.sampled > 0 || check.candidates == 0);
-            let mut detail = format!(
-                "{}/{} sampled objects readable (from {} {} keys)",
-                check.readable, check.sampled, check.candidates, check.sampled_from
-            );
-            if !check.missing.is_empty() {
-                detail.push_str(&format!("; missing: {}", check.missing.join(", ")));
-            }
-            if !check.unreadable.is_empty() {
-                let list: Vec<String> = check.unreadable.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
-                detail.push_str(&format!("; unreadable: {}", list.join(", ")));
-            }
-            if let Some(inv) = &check.inventory {
-                detail.push_str(&format!(
-                    "; {} matched inventory {} of set {}",
-                    inv.checked - inv.mismatched.len(),
-                    inv.run,
-                    inv.set
-                ));
-                if inv.not_in_inventory > 0 {
-                    detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
-                }
-                if inv.checked == 0 {
-                    detail.push_str(": no sampled object could be compared with the inventory");
-                }
-                if !inv.mismatched.is_empty() {
-                    let list: Vec<String> = inv.mismatched.iter().map(|p| format!("{} ({})", p.key, p.error)).collect();
-                    detail.push_str(&format!("; differ from the inventory: {}", list.join(", ")));
-                }
-            }
-            steps.push("objects", Steps::passed_or_failed(ok), t, detail);
-            report.objects = Some(check);
+/// The objects step's detail: how many sampled objects were readable, which were missing,
+/// unreadable or different from the inventory.
+fn objects_detail(check: &ObjectCheck) -> String {
+    let mut detail = format!(
+        "{}/{} sampled objects readable (from {} {} keys)",
+        check.readable, check.sampled, check.candidates, check.sampled_from
+    );
+    let problems = |list: &[super::ObjectProblem]| -> String {
+        list.iter().map(|p| format!("{} ({})", p.key, p.error)).collect::<Vec<_>>().join(", ")
+    };
+    if !check.missing.is_empty() {
+        detail.push_str(&format!("; missing: {}", check.missing.join(", ")));
+    }
+    if !check.unreadable.is_empty() {
+        detail.push_str(&format!("; unreadable: {}", problems(&check.unreadable)));
+    }
+    if let Some(inv) = &check.inventory {
+        detail.push_str(&format!(
+            "; {} matched inventory {} of set {}",
+            inv.checked - inv.mismatched.len(),
+            inv.run,
+            inv.set
+        ));
+        if inv.not_in_inventory > 0 {
+            detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
+        }
+        if inv.checked == 0 {
+            detail.push_str(": no sampled object could be compared with the inventory");
+        }
+        if !inv.mismatched.is_empty() {
+            detail.push_str(&format!("; differ from the inventory: {}", problems(&inv.mismatched)));
         }
     }
-    Ok(())
+    detail
 }
 
 fn finish_rto(req: &DrillRequest, report: &mut DrillReport, steps: &mut Steps, since: Instant) {
