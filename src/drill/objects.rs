@@ -238,3 +238,39 @@ pub async fn check(
         inventory,
     })
 }
+
+/// The objects step's detail: how many sampled objects were readable, which were missing,
+/// unreadable or different from the inventory.
+pub(super) fn detail(check: &super::ObjectCheck) -> String {
+    let mut detail = format!(
+        "{}/{} sampled objects readable (from {} {} keys)",
+        check.readable, check.sampled, check.candidates, check.sampled_from
+    );
+    let problems = |list: &[super::ObjectProblem]| -> String {
+        list.iter().map(|p| format!("{} ({})", p.key, p.error)).collect::<Vec<_>>().join(", ")
+    };
+    if !check.missing.is_empty() {
+        detail.push_str(&format!("; missing: {}", check.missing.join(", ")));
+    }
+    if !check.unreadable.is_empty() {
+        detail.push_str(&format!("; unreadable: {}", problems(&check.unreadable)));
+    }
+    if let Some(inv) = &check.inventory {
+        detail.push_str(&format!(
+            "; {} matched inventory {} of set {}",
+            inv.checked - inv.mismatched.len(),
+            inv.run,
+            inv.set
+        ));
+        if inv.not_in_inventory > 0 {
+            detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
+        }
+        if inv.checked == 0 {
+            detail.push_str(": no sampled object could be compared with the inventory");
+        }
+        if !inv.mismatched.is_empty() {
+            detail.push_str(&format!("; differ from the inventory: {}", problems(&inv.mismatched)));
+        }
+    }
+    detail
+}

@@ -11,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use super::restore::{self, RestoreJob};
 use super::target::Target;
 use super::{
-    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, ObjectCheck, ObjectsSpec, Outcome,
-    SqlCheck, Step, TableCheck, Which,
+    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, ObjectsSpec, Outcome, SqlCheck, Step,
+    TableCheck, Which,
 };
 use crate::backup::catalog::{self, BackupEntry, Catalog};
 use crate::backup::manifest::RowCountMethod;
@@ -414,46 +414,10 @@ impl DrillRun<'_> {
             && check.unreadable.is_empty()
             && hashes_ok
             && (check.sampled > 0 || check.candidates == 0);
-        self.steps.push("objects", Steps::passed_or_failed(ok), t, objects_detail(&check));
+        self.steps.push("objects", Steps::passed_or_failed(ok), t, objects::detail(&check));
         self.report.objects = Some(check);
         Ok(())
     }
-}
-
-/// The objects step's detail: how many sampled objects were readable, which were missing,
-/// unreadable or different from the inventory.
-fn objects_detail(check: &ObjectCheck) -> String {
-    let mut detail = format!(
-        "{}/{} sampled objects readable (from {} {} keys)",
-        check.readable, check.sampled, check.candidates, check.sampled_from
-    );
-    let problems = |list: &[super::ObjectProblem]| -> String {
-        list.iter().map(|p| format!("{} ({})", p.key, p.error)).collect::<Vec<_>>().join(", ")
-    };
-    if !check.missing.is_empty() {
-        detail.push_str(&format!("; missing: {}", check.missing.join(", ")));
-    }
-    if !check.unreadable.is_empty() {
-        detail.push_str(&format!("; unreadable: {}", problems(&check.unreadable)));
-    }
-    if let Some(inv) = &check.inventory {
-        detail.push_str(&format!(
-            "; {} matched inventory {} of set {}",
-            inv.checked - inv.mismatched.len(),
-            inv.run,
-            inv.set
-        ));
-        if inv.not_in_inventory > 0 {
-            detail.push_str(&format!(" ({} not in it)", inv.not_in_inventory));
-        }
-        if inv.checked == 0 {
-            detail.push_str(": no sampled object could be compared with the inventory");
-        }
-        if !inv.mismatched.is_empty() {
-            detail.push_str(&format!("; differ from the inventory: {}", problems(&inv.mismatched)));
-        }
-    }
-    detail
 }
 
 fn finish_rto(req: &DrillRequest, report: &mut DrillReport, steps: &mut Steps, since: Instant) {
