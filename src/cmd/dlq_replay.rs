@@ -10,10 +10,9 @@ use super::Ctx;
 use crate::cli::{DatabaseArgs, StoreArgs};
 use crate::dlq::resolve::{self, DeliveryOptions, SourceOptions};
 use crate::dlq::{self, DeadLetter, Filter, Plan, ReplayOptions, ReplayReport, Source};
-use crate::error::{ClassifiedError, ErrorClass};
+use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
-use crate::runbook::actions::Interaction;
-use crate::ui::{progress, prompt::TerminalInteraction, table};
+use crate::ui::{progress, table};
 
 #[derive(Debug, Args)]
 pub struct DlqReplayArgs {
@@ -354,17 +353,7 @@ fn print_plan(ctx: &Ctx<'_>, plan: &Plan, rate: Option<f64>) -> Result<()> {
 }
 
 fn confirm(ctx: &Ctx<'_>, question: &str, refusal: &str) -> Result<()> {
-    if ctx.global.yes {
-        return Ok(());
-    }
-    let interaction = TerminalInteraction::new(ctx.printer);
-    if !interaction.can_prompt() {
-        return Err(ClassifiedError::new(ErrorClass::ConfirmationRequired, refusal.to_string()).into());
-    }
-    if !tokio::task::block_in_place(|| interaction.confirm(question)) {
-        return Err(ClassifiedError::new(ErrorClass::ConfirmationRequired, "declined; nothing was changed").into());
-    }
-    Ok(())
+    Ok(crate::ui::prompt::confirm(ctx.printer, ctx.global.yes, question, refusal)?)
 }
 
 async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {

@@ -6,11 +6,10 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Ctx;
-use crate::error::{ClassifiedError, ErrorClass};
+use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
 use crate::provision::{self, Action, Op, Plan};
-use crate::runbook::actions::Interaction;
-use crate::ui::{progress, prompt::TerminalInteraction, table};
+use crate::ui::{progress, table};
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
@@ -104,24 +103,13 @@ async fn apply(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
     if !ctx.printer.is_json() {
         print_plan(ctx, &plan)?;
     }
-    if !ctx.global.yes {
-        let interaction = TerminalInteraction::new(ctx.printer);
-        if !interaction.can_prompt() {
-            return Err(ClassifiedError::new(
-                ErrorClass::ConfirmationRequired,
-                format!(
-                    "apply {} change(s) for profile '{}': pass --yes to confirm without a terminal",
-                    plan.changes(),
-                    plan.profile
-                ),
-            )
-            .into());
-        }
-        let question = format!("Apply {} change(s) to profile '{}'?", plan.changes(), plan.profile);
-        if !tokio::task::block_in_place(|| interaction.confirm(&question)) {
-            return Err(ClassifiedError::new(ErrorClass::ConfirmationRequired, "declined; nothing was changed").into());
-        }
-    }
+    let question = format!("Apply {} change(s) to profile '{}'?", plan.changes(), plan.profile);
+    let refusal = format!(
+        "apply {} change(s) for profile '{}': pass --yes to confirm without a terminal",
+        plan.changes(),
+        plan.profile
+    );
+    crate::ui::prompt::confirm(ctx.printer, ctx.global.yes, &question, &refusal)?;
     let reporter = progress::steps(ctx.printer, "provision");
     let result = provision::apply(&mut target, plan, reporter.as_ref()).await;
     reporter.finish();
