@@ -219,7 +219,7 @@ impl Config {
                 return Err(ConfigError::Missing { what: key.into(), fix: fix.into() });
             }
         };
-        crate::redact::register_url_password(&value);
+        crate::redact::register_urls_in(&value);
         Ok(value)
     }
 

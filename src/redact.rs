@@ -13,9 +13,9 @@
 //! refused where it is given ([`check_identifier`]).
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 #[cfg(not(test))]
 use std::sync::RwLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -28,19 +28,40 @@ const MIN_SECRET_LEN: usize = 4;
 /// Secrets shorter than this are masked only as whole tokens and never inside identifiers.
 const ANYWHERE_LEN: usize = 12;
 
-/// The registered secrets, longest first. Process-wide; each unit-test thread has its own, so
-/// tests that register weak secrets cannot mask another test's text.
+/// The registered secrets, longest first, as a shared snapshot: masking (on every line, cell and
+/// JSON string) only clones the `Arc`; registering, which is rare, replaces the snapshot.
+/// Process-wide; each unit-test thread has its own, so tests that register weak secrets cannot
+/// mask another test's text.
+type Snapshot = Arc<Vec<String>>;
+
 #[cfg(not(test))]
-fn with_registry<R>(f: impl FnOnce(&mut Vec<String>) -> R) -> R {
-    static SECRETS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
-    let lock = SECRETS.get_or_init(|| RwLock::new(Vec::new()));
-    f(&mut lock.write().unwrap_or_else(|e| e.into_inner()))
+fn registry() -> &'static RwLock<Snapshot> {
+    static SECRETS: OnceLock<RwLock<Snapshot>> = OnceLock::new();
+    SECRETS.get_or_init(Default::default)
+}
+
+#[cfg(not(test))]
+fn secrets() -> Snapshot {
+    registry().read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+#[cfg(not(test))]
+fn update(f: impl FnOnce(&mut Vec<String>)) {
+    let mut guard = registry().write().unwrap_or_else(|e| e.into_inner());
+    f(Arc::make_mut(&mut guard));
 }
 
 #[cfg(test)]
-fn with_registry<R>(f: impl FnOnce(&mut Vec<String>) -> R) -> R {
-    thread_local!(static SECRETS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) });
-    SECRETS.with(|s| f(&mut s.borrow_mut()))
+thread_local!(static SECRETS: std::cell::RefCell<Snapshot> = Default::default());
+
+#[cfg(test)]
+fn secrets() -> Snapshot {
+    SECRETS.with(|s| s.borrow().clone())
+}
+
+#[cfg(test)]
+fn update(f: impl FnOnce(&mut Vec<String>)) {
+    SECRETS.with(|s| f(Arc::make_mut(&mut s.borrow_mut())));
 }
 
 /// Registers a secret value (and its percent-encoded form, as it appears inside URLs).
@@ -49,7 +70,11 @@ pub fn register(secret: &str) {
         return;
     }
     let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
-    with_registry(|secrets| {
+    let known = secrets();
+    if known.iter().any(|s| *s == secret) && known.contains(&encoded) {
+        return;
+    }
+    update(|secrets| {
         let mut added = false;
         for value in [secret.to_string(), encoded] {
             if !secrets.contains(&value) {
@@ -62,11 +87,6 @@ pub fn register(secret: &str) {
             secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     });
-}
-
-/// Registers the password of a URL (`scheme://user:password@host/...`), if it has one.
-pub fn register_url_password(raw: &str) {
-    register_urls_in(raw);
 }
 
 /// Registers the password of every URL in `text` (`scheme://user:password@…`), percent-decoded
@@ -157,7 +177,7 @@ fn mask(text: &str, short_too: bool) -> Cow<'_, str> {
             }
         }
     }
-    let secrets = with_registry(|secrets| secrets.clone());
+    let secrets = secrets();
     for secret in secrets.iter() {
         let anywhere = secret.chars().count() >= ANYWHERE_LEN;
         if !anywhere && !short_too {
@@ -300,7 +320,7 @@ mod tests {
     #[test]
     fn masks_registered_values_and_url_passwords() {
         register("s3cr3t-value-1");
-        register_url_password("postgres://app:p%40ss-word-2@db:5432/shop");
+        register_urls_in("postgres://app:p%40ss-word-2@db:5432/shop");
         let out = redact("token s3cr3t-value-1 and postgres://app:p%40ss-word-2@db and p@ss-word-2");
         assert_eq!(out, "token *** and postgres://app:***@db and ***");
     }

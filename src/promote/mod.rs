@@ -186,7 +186,7 @@ pub fn load_env(file: Option<&std::path::Path>) -> Result<BTreeMap<String, Strin
             return Err(PromoteError::Input(format!("--env-file {}: no such file", path.display())));
         }
         for (k, v) in f.entries() {
-            crate::redact::register_url_password(&v);
+            crate::redact::register_urls_in(&v);
             env.insert(k, v);
         }
     }
@@ -205,7 +205,7 @@ fn load_compare_env(path: &std::path::Path) -> Result<BTreeMap<String, String>, 
     let f = crate::secrets::EnvFile::load(path).map_err(|e| PromoteError::Input(e.to_string()))?;
     let entries = f.entries();
     for v in entries.values() {
-        crate::redact::register_url_password(v);
+        crate::redact::register_urls_in(v);
     }
     Ok(entries)
 }

@@ -79,7 +79,7 @@ fn url_for(t: &Target, role: &str, password: &str) -> DbUrl {
 /// Whether the URL stored for a role in the env file logs in.
 async fn env_login_works(t: &Target, kind: RoleKind, db_exists: bool) -> (String, bool) {
     let Some(raw) = t.env.get(kind.env_key()) else { return ("missing".into(), false) };
-    crate::redact::register_url_password(&raw);
+    crate::redact::register_urls_in(&raw);
     let Ok(url) = DbUrl::parse(&raw) else { return ("not a valid URL".into(), false) };
     let role = t.config.role(kind).unwrap_or_default();
     if url.username().as_deref() != Some(role) || url.database().as_deref() != Some(&t.config.database) {
@@ -476,7 +476,7 @@ fn stored_url(t: &Target, kind: RoleKind) -> Result<DbUrl, StepError> {
     let raw = t.env.get(kind.env_key()).ok_or_else(|| {
         StepError::failed(format!("{} is not in {}; run apply again to set it", kind.env_key(), t.env.describe()))
     })?;
-    crate::redact::register_url_password(&raw);
+    crate::redact::register_urls_in(&raw);
     Ok(DbUrl::parse(&raw)?)
 }
 

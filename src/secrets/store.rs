@@ -100,7 +100,7 @@ fn index(slot: Slot) -> usize {
 fn register(primary: &str, fields: &Fields) {
     if let Some(v) = fields.get(primary) {
         crate::redact::register(v);
-        crate::redact::register_url_password(v);
+        crate::redact::register_urls_in(v);
     }
 }
 

@@ -23,7 +23,7 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
             ))
         }
         (Some(url), false) => {
-            crate::redact::register_url_password(url);
+            crate::redact::register_urls_in(url);
             TargetSpec::Server(DbUrl::parse_named("--target-url", url)?)
         }
         // The temp dir, not the state dir: the server runs as `postgres` when we are root and

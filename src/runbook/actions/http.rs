@@ -285,7 +285,7 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ActionError> 
 /// Parses an http(s) URL, registering any password it carries as a secret.
 pub(crate) fn parse_url(field: &str, raw: &str) -> Result<reqwest::Url, ActionError> {
     let raw = raw.trim();
-    crate::redact::register_url_password(raw);
+    crate::redact::register_urls_in(raw);
     let url = reqwest::Url::parse(raw)
         .map_err(|e| ActionError::Input(format!("{field}: invalid URL `{}`: {e}", crate::redact::redact(raw))))?;
     if !matches!(url.scheme(), "http" | "https") {

@@ -171,7 +171,7 @@ pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
 pub(crate) fn database_url(given: Option<&str>, ctx: &ActionCtx<'_>) -> Result<DbUrl, ActionError> {
     let raw = match given {
         Some(url) => {
-            crate::redact::register_url_password(url);
+            crate::redact::register_urls_in(url);
             url.to_string()
         }
         None => ctx.config.database_url(None, None)?,

@@ -454,7 +454,7 @@ pub fn context(config: &Config, admin_url: Option<&str>) -> Result<Context, Rota
         config.profile.admin_database_url.as_deref().and_then(|raw| config.resolve("admin_database_url", raw).ok())
     }) {
         Some(raw) => {
-            crate::redact::register_url_password(&raw);
+            crate::redact::register_urls_in(&raw);
             Some(DbUrl::parse_named("admin database URL", &raw).map_err(|e| RotateError::Config(e.to_string()))?)
         }
         None => None,
