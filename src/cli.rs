@@ -29,6 +29,8 @@ pub enum Command {
     /// Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint,
     /// new, baseline.
     Migrate(cmd::migrate::MigrateArgs),
+    /// Point-in-time recovery through pgBackRest: setup, backup, status, check, expire.
+    Pitr(cmd::pitr::PitrArgs),
     /// Prove a backup restores: download and check it, restore into a scratch database or a
     /// throwaway cluster, compare row counts, run checks and migrations, sample the media bucket,
     /// measure RTO/RPO, clean up.
@@ -66,6 +68,7 @@ impl Command {
         match self {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Migrate(m) => format!("migrate {}", m.command.name()),
+            Command::Pitr(p) => format!("pitr {}", p.command.name()),
             Command::RestoreDrill(_) => "restore-drill".into(),
             Command::Provision(p) => format!("provision {}", p.command.name()),
             Command::RotateSecrets(r) => format!("rotate-secrets {}", r.command.name()),

@@ -73,6 +73,9 @@ pub struct Profile {
     /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
     #[serde(default)]
     pub dlq: crate::dlq::DlqConfig,
+    /// Point-in-time recovery through pgBackRest (`[profiles.NAME.pitr]`).
+    #[serde(default, deserialize_with = "crate::spec::strict_option")]
+    pub pitr: Option<crate::pitr::PitrSpec>,
     /// Stores with their own endpoint and credentials (`[profiles.NAME.stores.STORE]`), for
     /// commands that talk to two providers at once (`backup objects`).
     #[serde(default)]

@@ -112,6 +112,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::promote::PromoteError,
         crate::dlq::DlqError,
         crate::schedule::ScheduleError,
+        crate::pitr::PitrError,
     );
     if let Some(e) = cause.downcast_ref::<clap::Error>() {
         return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod migrate;
 pub mod notify;
 pub mod pg;
+pub mod pitr;
 pub mod promote;
 pub mod provision;
 pub mod redact;

@@ -116,6 +116,24 @@ where
         .collect()
 }
 
+/// Deserializes one optional spec table (`[profiles.NAME.pitr]`), refusing keys the spec does
+/// not have, as [`strict_map`] does for a table of specs.
+pub fn strict_option<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned + JsonSchema,
+{
+    let Some(value) = Option::<serde_json::Value>::deserialize(de)? else { return Ok(None) };
+    let known = field_names::<T>();
+    if let Some(unknown) = value.as_object().and_then(|t| t.keys().find(|k| !known.contains(k))) {
+        return Err(D::Error::custom(format!(
+            "unknown field `{unknown}`, expected one of {}",
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    serde_json::from_value(value).map(Some).map_err(D::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

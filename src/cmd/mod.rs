@@ -7,6 +7,7 @@ pub mod backup_objects;
 pub mod completions;
 pub mod dlq_replay;
 pub mod migrate;
+pub mod pitr;
 pub mod promote_check;
 pub mod provision;
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
     match cli.command {
         Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Migrate(args) => migrate::run(&ctx, args).await,
+        Command::Pitr(args) => pitr::run(&ctx, args).await,
         Command::RestoreDrill(args) => restore_drill::run(&ctx, *args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::RotateSecrets(args) => rotate_secrets::run(&ctx, args).await,

@@ -101,7 +101,7 @@ fn render_all(secret: &str, width: u16) -> Vec<String> {
         ]
     }))
     .expect("drill fixture");
-    tables.push(super::restore_drill::steps_table(&report));
+    tables.push(super::restore_drill::steps_table(&report.steps));
 
     tables
         .iter_mut()

@@ -30,6 +30,15 @@ pub struct DrillSpec {
     /// Restore into a throwaway local cluster.
     #[serde(default)]
     pub ephemeral: bool,
+    /// Drill point-in-time recovery (pgBackRest) instead of a dump, in a throwaway cluster.
+    #[serde(default)]
+    pub pitr: bool,
+    /// With pitr: recover to this time (RFC 3339; no zone means UTC) or `latest` [default: latest].
+    #[serde(default, deserialize_with = "opt_text")]
+    pub target_time: Option<String>,
+    /// With pitr: the pgBackRest stanza [default: the profile's pitr.stanza, else main].
+    #[serde(default, deserialize_with = "opt_text")]
+    pub stanza: Option<String>,
     /// With ephemeral: also restore the backup's globals (roles).
     #[serde(default)]
     pub globals: bool,

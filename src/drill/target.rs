@@ -23,11 +23,11 @@ pub fn scratch_name(drill_id: &str) -> String {
 }
 
 /// In an ephemeral drill cluster's directory: the pid of the drill that owns it.
-const OWNER_FILE: &str = "opsbook-drill.pid";
+pub(crate) const OWNER_FILE: &str = "opsbook-drill.pid";
 
 /// Stops and removes the drill clusters under `parent` whose owning process is gone (a drill
 /// killed before its cleanup). Clusters kept with --keep have no owner file and stay.
-fn sweep_abandoned(parent: &Path) {
+pub(crate) fn sweep_abandoned(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for dir in entries.flatten().map(|e| e.path()) {
         let is_drill = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("drill-"));

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::error::StoreError;
 pub use self::local::LocalStore;
-pub use self::s3::{S3Store, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use self::s3::{foreign_client, ForeignClient, S3Store, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
 pub use self::upload::{Upload, UploadConfig, MAX_PARTS};
 pub use self::url::StoreUrl;
 

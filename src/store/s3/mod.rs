@@ -17,6 +17,7 @@ use super::{StoreError, StoreUrl};
 pub(crate) use self::error::sdk_error;
 pub(crate) use self::multipart::S3Upload;
 pub use self::multipart::{S3_MAX_PART_SIZE, S3_MIN_PART_SIZE};
+pub use self::settings::{foreign_client, ForeignClient};
 
 /// A bucket and key prefix on S3 or an S3-compatible service (R2, MinIO, …).
 #[derive(Debug, Clone)]

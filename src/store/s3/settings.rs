@@ -307,3 +307,41 @@ mod tests {
         assert!(!wants_path_style("https://acct.r2.cloudflarestorage.com"));
     }
 }
+
+/// What a client other than ours (pgBackRest) needs to reach an S3 store: the options and the
+/// environment resolved as for our own client, then the plain AWS variables our SDK would read
+/// itself. The other client has no AWS chain, so credentials must be explicit.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ForeignClient {
+    pub bucket: String,
+    /// `https://host[:port]`, or None for AWS's regional endpoint.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub credentials: Option<(String, String)>,
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for ForeignClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeignClient")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("credentials", &self.credentials.as_ref().map(|(id, _)| id))
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+/// [`ForeignClient`] settings for `s3://bucket/...` given as `url`.
+pub fn foreign_client(url: &str, bucket: &str, opts: &StoreOptions) -> Result<ForeignClient, StoreError> {
+    let env = S3Env::from_process();
+    let s = resolve(url, bucket, opts, &env)?;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let endpoint = s.endpoint.or_else(|| env.aws_endpoint_url.as_deref().map(with_scheme));
+    let region =
+        s.region.or_else(|| var("AWS_REGION")).or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or(DEFAULT_REGION.into());
+    let credentials = s.credentials.or_else(|| Some((env.aws_access_key_id.clone()?, var("AWS_SECRET_ACCESS_KEY")?)));
+    let path_style = s.path_style.unwrap_or_else(|| endpoint.as_deref().is_some_and(wants_path_style));
+    Ok(ForeignClient { bucket: s.bucket, endpoint, region, credentials, path_style })
+}
