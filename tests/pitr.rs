@@ -1,0 +1,292 @@
+//! `opsbook pitr` and `restore-drill --pitr` against a real cluster archiving through a real
+//! pgBackRest into a local repository: setup (twice), full and incremental backups, status under
+//! writes, drills to a time between two batches of canaries and to the latest point, a broken
+//! archive_command, and expiry that keeps the drilled backup. Each test has its own cluster.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::cmd::{all_output, code, json, opsbook};
+use support::pg::{block_on, TestPg};
+
+struct Pitr {
+    pg: Option<TestPg>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Pitr {
+    fn drop(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            pg.destroy();
+        }
+    }
+}
+
+fn require_pgbackrest() {
+    assert!(
+        std::process::Command::new("pgbackrest").arg("version").output().is_ok_and(|o| o.status.success()),
+        "pgBackRest is missing: `scripts/test` installs it (apt-get install -y pgbackrest)"
+    );
+}
+
+impl Pitr {
+    /// A cluster of its own and a profile whose [pitr] table points at it, with a local
+    /// repository and a 5 s archive_timeout.
+    fn new(keep_full: u32) -> Pitr {
+        require_pgbackrest();
+        let pg = TestPg::start_new();
+        let dir = tempfile::tempdir().unwrap();
+        let mode =
+            |p: &Path, m: u32| std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+        // The repository and the drill clusters are used by the `postgres` OS user when root.
+        mode(dir.path(), 0o755);
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        mode(&dir.path().join("tmp"), 0o777);
+        let cluster = pg.cluster();
+        let config = format!(
+            "[profiles.default]\ndatabase_url = \"{}\"\nstore = \"{}\"\n\n[profiles.default.pitr]\n\
+             pg_path = \"{}\"\nsocket_dir = \"{}\"\nrepo = \"{}\"\narchive_timeout = \"5s\"\nkeep_full = {keep_full}\n",
+            pg.admin_url(),
+            dir.path().join("store").display(),
+            cluster.data_dir.display(),
+            cluster.socket_dir().expect("a short cluster path has a socket").display(),
+            dir.path().join("repo").display(),
+        );
+        std::fs::write(dir.path().join("opsbook.toml"), config).unwrap();
+        Pitr { pg: Some(pg), dir }
+    }
+
+    fn pg(&self) -> &TestPg {
+        self.pg.as_ref().expect("cluster")
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        opsbook(self.dir.path()).env("TMPDIR", self.dir.path().join("tmp")).args(args).output().unwrap()
+    }
+
+    fn ok_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.run(&all);
+        assert_eq!(code(&out), 0, "{args:?}: {}", all_output(&out));
+        json(&out)
+    }
+
+    fn setup(&self) {
+        self.ok_json(&["pitr", "setup", "--restart", "--yes"]);
+    }
+
+    fn sql(&self, sql: &str) {
+        let url = opsbook::pg::DbUrl::parse(&self.pg().admin_url()).unwrap();
+        let sql = sql.to_string();
+        block_on(async move {
+            let mut conn = opsbook::pg::connect(&url).await.unwrap();
+            sqlx::Executor::execute(&mut conn, sqlx::raw_sql(&sql)).await.unwrap();
+        });
+    }
+
+    /// Writes a canary through `pitr status --canary` and returns its time.
+    fn canary(&self) -> String {
+        let out = self.run(&["pitr", "status", "--canary", "--output", "json"]);
+        json(&out)["canary"].as_str().expect("canary time").to_string()
+    }
+
+    /// Waits until every WAL segment written so far is in the repository.
+    fn wait_archived(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = json(&self.run(&["pitr", "status", "--output", "json"]));
+            if v["lag_seconds"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "WAL not archived within 30 s: {v:#}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+}
+
+fn labels(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn setup_twice_then_full_and_incremental_backups() {
+    let t = Pitr::new(2);
+    let plan = t.ok_json(&["pitr", "setup", "--dry-run"]);
+    assert_eq!(plan["plan"]["restart_needed"], true, "{plan:#}");
+    assert!(!t.repo().exists(), "a dry run changes nothing");
+
+    // Without --restart everything else is applied, and the restart it needs is named.
+    let out = t.run(&["pitr", "setup"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("takes effect only after PostgreSQL restarts"), "{}", all_output(&out));
+    let conf = std::fs::read_to_string(t.pg().cluster().dir.join("pgbackrest/main.conf")).unwrap();
+    assert!(conf.contains("repo1-retention-full=2"), "{conf}");
+
+    t.setup();
+    let again = t.ok_json(&["pitr", "setup"]);
+    assert_eq!(again["applied"]["changed"], 0, "the second setup is a no-op: {again:#}");
+    assert!(again["plan"]["items"].as_array().unwrap().iter().all(|i| i["action"] == "ok"), "{again:#}");
+
+    let full = t.ok_json(&["pitr", "backup", "--type", "full"]);
+    assert_eq!(full["backup"]["kind"], "full", "{full:#}");
+    t.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g");
+    let incr = t.ok_json(&["pitr", "backup", "--type", "incr"]);
+    assert_eq!(incr["backup"]["kind"], "incr", "{incr:#}");
+    assert_eq!(incr["backup"]["prior"], full["backup"]["label"], "{incr:#}");
+
+    let status = t.ok_json(&["pitr", "check"]);
+    assert_eq!(status["newest_full"]["label"], full["backup"]["label"]);
+    assert_eq!(status["newest_incr"]["label"], incr["backup"]["label"]);
+    assert!(status["problems"].as_array().unwrap().is_empty(), "{status:#}");
+}
+
+#[test]
+fn status_under_writes_stays_within_archive_timeout() {
+    let t = Pitr::new(2);
+    t.setup();
+    t.ok_json(&["pitr", "backup"]);
+    let url = opsbook::pg::DbUrl::parse(&t.pg().admin_url()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            block_on(async move {
+                let mut conn = opsbook::pg::connect(&url).await.unwrap();
+                sqlx::Executor::execute(&mut conn, "CREATE TABLE w (id serial, at timestamptz DEFAULT now())")
+                    .await
+                    .unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::Executor::execute(&mut conn, "INSERT INTO w DEFAULT VALUES").await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+    };
+    let mut worst = 0;
+    let until = Instant::now() + Duration::from_secs(14);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(2));
+        let v = t.ok_json(&["pitr", "status"]);
+        worst = worst.max(v["lag_seconds"].as_i64().expect("a lag while archiving"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // archive_timeout (5 s) bounds the lag; allow for the archiver's own cycle and a slow machine.
+    assert!(worst <= 5 + 10, "lag reached {worst}s under steady writes");
+}
+
+#[test]
+fn drills_reach_a_time_between_two_canary_batches_and_the_latest_point() {
+    let t = Pitr::new(2);
+    t.setup();
+    t.ok_json(&["pitr", "backup", "--type", "full"]);
+    let _first = t.canary();
+    let before = t.canary();
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _after = t.canary();
+    let last = t.canary();
+    t.wait_archived();
+
+    let drill = t.ok_json(&["restore-drill", "--pitr", "--target-time", &target]);
+    assert_eq!(drill["ok"], true, "{drill:#}");
+    let restored = drill["restored_point"].as_str().unwrap();
+    assert_eq!(chrono_eq(restored, &before), true, "the earlier batch is present, the later absent: {drill:#}");
+    assert!(drill["measured_rpo_seconds"].as_f64().unwrap() >= 1.0, "{drill:#}");
+    assert!(drill["record_key"].as_str().unwrap().starts_with("pitr/drills/main/"), "{drill:#}");
+
+    let latest = t.ok_json(&["restore-drill", "--pitr", "--target", "latest"]);
+    assert_eq!(latest["ok"], true, "{latest:#}");
+    assert!(chrono_eq(latest["restored_point"].as_str().unwrap(), &last), "{latest:#}");
+
+    // The drill's restorable point shows in status; the throwaway clusters are gone.
+    let status = t.ok_json(&["pitr", "status"]);
+    assert!(chrono_eq(status["restorable_point"].as_str().unwrap(), &last), "{status:#}");
+    let left: Vec<_> = std::fs::read_dir(t.dir.path().join("tmp/opsbook-drills")).unwrap().collect();
+    assert!(left.is_empty(), "drill clusters left behind: {left:?}");
+}
+
+fn chrono_eq(a: &str, b: &str) -> bool {
+    let p = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+    p(a) == p(b)
+}
+
+#[test]
+fn a_drill_to_a_time_before_every_backup_fails_and_names_it() {
+    let t = Pitr::new(2);
+    t.setup();
+    t.ok_json(&["pitr", "backup", "--type", "full"]);
+    let out = t.run(&["restore-drill", "--pitr", "--target-time", "2001-01-01 00:00:00", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let v = json(&out);
+    assert!(v["error"].as_str().unwrap().contains("no backup of stanza main finished before"), "{v:#}");
+    let out = t.run(&["restore-drill", "--pitr", "--target-time", "yesterday"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    assert!(all_output(&out).contains("RFC 3339"), "{}", all_output(&out));
+}
+
+#[test]
+fn a_broken_archive_command_fails_status_and_check_and_is_named() {
+    let t = Pitr::new(2);
+    t.setup();
+    t.ok_json(&["pitr", "backup", "--type", "full"]);
+    t.sql("ALTER SYSTEM SET archive_command = 'false'");
+    t.sql("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        t.sql("SELECT pg_switch_wal() FROM (SELECT txid_current()) x");
+        let out = t.run(&["pitr", "status", "--output", "json"]);
+        if json(&out)["archiver"]["failed_count"].as_i64().unwrap() > 0 {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "archiving never failed: {}", all_output(&out));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let v = json(&out);
+    let problems = v["problems"].to_string();
+    assert!(problems.contains("archiving fails: WAL 0000"), "{v:#}");
+    let check = t.run(&["pitr", "check"]);
+    assert_eq!(code(&check), 1, "{}", all_output(&check));
+    assert!(all_output(&check).contains("PROBLEM archiving"), "{}", all_output(&check));
+    // Setup puts the command back.
+    t.ok_json(&["pitr", "setup"]);
+}
+
+#[test]
+fn expiry_never_removes_the_newest_drilled_backup() {
+    let t = Pitr::new(1);
+    t.setup();
+    let a = t.ok_json(&["pitr", "backup", "--type", "full"]);
+    let a = a["backup"]["label"].as_str().unwrap().to_string();
+    t.canary();
+    t.wait_archived();
+    let drill = t.ok_json(&["restore-drill", "--pitr"]);
+    assert_eq!(drill["backup"], a.as_str(), "{drill:#}");
+
+    // keep_full = 1 would expire A after B; the drill keeps it.
+    let b = t.ok_json(&["pitr", "backup", "--type", "full"]);
+    assert_eq!(b["protected"], a.as_str(), "{b:#}");
+    assert_eq!(b["retention_full"], 2, "{b:#}");
+    let expire = t.ok_json(&["pitr", "expire"]);
+    assert!(labels(&expire["kept"]).contains(&a), "{expire:#}");
+    assert!(labels(&expire["expired"]).is_empty(), "{expire:#}");
+
+    // Once B is drilled, A is no longer protected and goes.
+    t.canary();
+    t.wait_archived();
+    let drill = t.ok_json(&["restore-drill", "--pitr"]);
+    assert_eq!(drill["backup"], b["backup"]["label"], "{drill:#}");
+    let expire = t.ok_json(&["pitr", "expire"]);
+    assert_eq!(labels(&expire["expired"]), vec![a.clone()], "{expire:#}");
+}
