@@ -33,7 +33,8 @@ pub struct DrillSpec {
     /// Drill point-in-time recovery (pgBackRest) instead of a dump, in a throwaway cluster.
     #[serde(default)]
     pub pitr: bool,
-    /// With pitr: recover to this time (RFC 3339; no zone means UTC) or `latest` [default: latest].
+    /// With pitr: recover to this time (RFC 3339; no zone means UTC), `latest`, or `random[:24h]`
+    /// [default: latest].
     #[serde(default, deserialize_with = "opt_text")]
     pub target_time: Option<String>,
     /// With pitr: the pgBackRest stanza [default: the profile's pitr.stanza, else main].

@@ -21,6 +21,9 @@ pub enum Target {
     /// The end of the archived WAL.
     Latest,
     Time(DateTime<Utc>),
+    /// A random time within this long before the drill (and after the oldest backup), chosen
+    /// when the drill starts and reported.
+    Random(Duration),
 }
 
 impl Target {
@@ -28,6 +31,7 @@ impl Target {
         match self {
             Target::Latest => "latest".into(),
             Target::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            Target::Random(within) => format!("a random time within {}", humantime::format_duration(*within)),
         }
     }
 }
@@ -89,6 +93,8 @@ pub fn records_dir(stanza: &str) -> String {
 
 struct Run<'a> {
     req: &'a DrillRequest,
+    /// The target, once a random one is chosen.
+    target: Target,
     engine: &'a Engine,
     report: DrillReport,
     stage: &'static str,
@@ -121,6 +127,7 @@ pub async fn run(req: &DrillRequest) -> Result<DrillReport, PitrError> {
     let drill_id = format!("{}-{:04x}", started.format("%Y%m%dT%H%M%SZ"), rand::random::<u16>());
     let mut run = Run {
         req,
+        target: req.target,
         engine: &engine,
         report: DrillReport {
             tool: crate::backup::run::tool_name(),
@@ -218,14 +225,24 @@ impl Run<'_> {
     async fn select(&mut self) -> Result<Backup, PitrError> {
         self.stage("select");
         let info = self.engine.info().await?;
+        if let Target::Random(within) = self.target {
+            // After the oldest backup and at least a minute back, so the WAL is archived.
+            let newest = Utc::now() - chrono::Duration::seconds(60);
+            let oldest = info.backups.iter().filter(|b| !b.error).map(|b| b.stopped).min().unwrap_or(newest);
+            let from = oldest.max(Utc::now() - chrono::Duration::from_std(within).unwrap_or_default());
+            let span = (newest - from).num_milliseconds().max(0);
+            let t = from + chrono::Duration::milliseconds(if span > 0 { rand::random_range(0..span) } else { 0 });
+            self.target = Target::Time(t);
+            self.report.target = self.target.describe();
+        }
         let usable = info.backups.iter().filter(|b| !b.error);
-        let chosen = match self.req.target {
-            Target::Latest => usable.max_by_key(|b| b.stopped),
+        let chosen = match self.target {
+            Target::Latest | Target::Random(_) => usable.max_by_key(|b| b.stopped),
             Target::Time(t) => usable.filter(|b| b.stopped <= t).max_by_key(|b| b.stopped),
         };
         let Some(b) = chosen.cloned() else {
             let oldest = info.backups.iter().map(|b| b.stopped).min();
-            let why = match (self.req.target, oldest) {
+            let why = match (self.target, oldest) {
                 (_, None) => format!("stanza {} has no backup yet: run `opsbook pitr backup`", self.req.pitr.stanza),
                 (Target::Time(t), Some(o)) => format!(
                     "no backup of stanza {} finished before {} (the oldest finished at {}): pick a later --target-time",
@@ -233,7 +250,7 @@ impl Run<'_> {
                     t.to_rfc3339(),
                     o.to_rfc3339()
                 ),
-                (Target::Latest, Some(_)) => "every backup is marked as failed".into(),
+                (Target::Latest | Target::Random(_), Some(_)) => "every backup is marked as failed".into(),
             };
             let e = self.fail(why.clone());
             self.push(Outcome::Failed, why);
@@ -255,9 +272,9 @@ impl Run<'_> {
         let p = &self.req.pitr;
         let mut conn = pg::connect(&p.db).await.ok()?;
         // A canary is committed a moment after its timestamp: allow a second either side.
-        let (must, must_not) = match self.req.target {
+        let (must, must_not) = match self.target {
             Target::Time(t) => (Some(t - chrono::Duration::seconds(1)), Some(t)),
-            Target::Latest => {
+            Target::Latest | Target::Random(_) => {
                 let archived: Option<DateTime<Utc>> =
                     sqlx::query_scalar("SELECT last_archived_time FROM pg_stat_archiver")
                         .fetch_one(&mut conn)
@@ -291,8 +308,8 @@ impl Run<'_> {
             format!("--set={}", backup.label),
             "--archive-mode=off".into(),
         ];
-        match self.req.target {
-            Target::Latest => args.push("--type=default".into()),
+        match self.target {
+            Target::Latest | Target::Random(_) => args.push("--type=default".into()),
             Target::Time(t) => {
                 args.push("--type=time".into());
                 args.push(format!("--target={}", t.format("%Y-%m-%d %H:%M:%S%.6f+00")));
@@ -368,9 +385,9 @@ impl Run<'_> {
             }
         };
         self.report.restored_point = restored;
-        let reference = match self.req.target {
+        let reference = match self.target {
             Target::Time(t) => t,
-            Target::Latest => self.report.started,
+            Target::Latest | Target::Random(_) => self.report.started,
         };
         self.report.measured_rpo_seconds =
             restored.map(|r| ((reference - r).num_milliseconds().max(0) as f64) / 1000.0);
@@ -387,7 +404,7 @@ impl Run<'_> {
                     fmt(restored_at)
                 ));
             }
-            if let (Some(after), Target::Time(t)) = (must_not, self.req.target) {
+            if let (Some(after), Target::Time(t)) = (must_not, self.target) {
                 let mut conn = pg::connect(url).await?;
                 let leaked: i64 =
                     sqlx::query_scalar(&format!("SELECT count(*) FROM {CANARY_TABLE} WHERE written_at > $1"))

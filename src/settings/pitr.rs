@@ -135,6 +135,12 @@ pub fn drill_request(
     let pitr = resolve(config, spec)?;
     let target = match o.target_time.as_deref().map(str::trim) {
         None | Some("latest") => crate::pitr::drill::Target::Latest,
+        Some("random") => crate::pitr::drill::Target::Random(Duration::from_secs(86_400)),
+        Some(text) if text.starts_with("random:") => {
+            let within = humantime::parse_duration(&text["random:".len()..])
+                .map_err(|e| PitrError::setting("target_time", format!("'{text}': {e} (e.g. random:24h)")))?;
+            crate::pitr::drill::Target::Random(within)
+        }
         Some(text) => crate::pitr::drill::Target::Time(parse_time(text)?),
     };
     let check_sql = match &o.check_sql {

@@ -9,6 +9,7 @@ pub mod dlq_replay;
 pub mod http;
 pub mod migrate;
 pub mod notify;
+pub mod pitr;
 pub mod promote_check;
 pub mod provision;
 pub mod restore_drill;
@@ -105,6 +106,14 @@ pub enum ActionError {
     Provision(Box<crate::provision::ProvisionError>),
     #[error(transparent)]
     Rotate(Box<crate::secrets::rotate::RotateError>),
+    #[error(transparent)]
+    Pitr(Box<crate::pitr::PitrError>),
+}
+
+impl From<crate::pitr::PitrError> for ActionError {
+    fn from(e: crate::pitr::PitrError) -> Self {
+        ActionError::Pitr(Box::new(e))
+    }
 }
 
 impl Classify for ActionError {
@@ -124,6 +133,7 @@ impl Classify for ActionError {
             ActionError::Drill(e) => e.class(),
             ActionError::Provision(e) => e.class(),
             ActionError::Rotate(e) => e.class(),
+            ActionError::Pitr(e) => e.class(),
         }
     }
 }
@@ -140,7 +150,17 @@ pub fn winds_down_on_interrupt(action: &str) -> bool {
 /// Actions a resume may run again when a later step needs an output of theirs that the journal
 /// masks: running them twice does no harm (they converge, or only read).
 pub fn repeatable_on_resume(action: &str) -> bool {
-    matches!(action, "sandbox" | "provision" | "migrate" | "backup-list" | "backup-verify" | "promote-check" | "wait")
+    matches!(
+        action,
+        "sandbox"
+            | "provision"
+            | "migrate"
+            | "backup-list"
+            | "backup-verify"
+            | "promote-check"
+            | "wait"
+            | "pitr-status"
+    )
 }
 
 /// Deserializes an action's input, naming the action on error.
@@ -206,6 +226,9 @@ actions! {
     "backup-objects" => backup_objects,
     "migrate" => migrate,
     "restore-drill" => restore_drill,
+    "pitr-setup" => pitr_setup,
+    "pitr-backup" => pitr_backup,
+    "pitr-status" => pitr_status,
     "provision" => provision,
     "rotate-secrets" => rotate_secrets,
     "promote-check" => promote_check,
@@ -226,3 +249,6 @@ use backup::verify as backup_verify;
 use control::confirm as control_confirm;
 use control::manual as control_manual;
 use control::sandbox as control_sandbox;
+use pitr::backup as pitr_backup;
+use pitr::setup as pitr_setup;
+use pitr::status as pitr_status;

@@ -9,6 +9,9 @@ pub type Input = DrillSpec;
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
     let spec = input.relative_to(|p| ctx.resolve_path(&p.to_string_lossy()));
+    if spec.pitr {
+        return pitr(&spec, ctx).await;
+    }
     let request = crate::settings::drill::resolve(ctx.config, &spec).map_err(|e| ActionError::Drill(Box::new(e)))?;
     let mut out = Outputs::new();
     if ctx.dry_run {
@@ -44,6 +47,42 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             report.backup_id,
             failed.join("; ")
         )));
+    }
+    Ok(out)
+}
+
+/// `pitr = true`: the PITR drill (`restore-drill --pitr`).
+async fn pitr(spec: &DrillSpec, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let request = crate::settings::pitr::drill_request(ctx.config, spec)?;
+    let mut out = Outputs::new();
+    if ctx.dry_run {
+        out.insert("dry_run".into(), true.into());
+        out.insert(
+            "would".into(),
+            format!("restore stanza {} to {} in a throwaway cluster", request.pitr.stanza, request.target.describe())
+                .into(),
+        );
+        return Ok(out);
+    }
+    let report = crate::pitr::drill::run(&request).await?;
+    out.insert("drill_id".into(), report.drill_id.clone().into());
+    out.insert("ok".into(), report.ok.into());
+    let tenths = |s: f64| (s * 10.0).round() / 10.0;
+    out.insert("rto_seconds".into(), tenths(report.rto_seconds).into());
+    if let Some(rpo) = report.measured_rpo_seconds {
+        out.insert("rpo_seconds".into(), tenths(rpo).into());
+    }
+    if let Some(b) = &report.backup {
+        out.insert("backup_id".into(), b.clone().into());
+    }
+    if !report.ok {
+        let failed: Vec<String> = report
+            .steps
+            .iter()
+            .filter(|s| s.outcome == drill::Outcome::Failed)
+            .map(|s| format!("{}: {}", s.name, s.detail))
+            .collect();
+        return Err(ActionError::Failed(format!("PITR drill to {} failed: {}", report.target, failed.join("; "))));
     }
     Ok(out)
 }
