@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
+            [CompletionResult]::new('pitr', 'pitr', [CompletionResultType]::ParameterValue, 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
@@ -522,12 +523,184 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
         'opsbook;migrate;help;help' {
             break
         }
+        'opsbook;pitr' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem')
+            [CompletionResult]::new('expire', 'expire', [CompletionResultType]::ParameterValue, 'Expire backups by the profile''s retention, never the one the newest drill restored')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;pitr;setup' {
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'pgBackRest stanza [default: profile''s pitr.stanza, else main]')
+            [CompletionResult]::new('--pg-path', '--pg-path', [CompletionResultType]::ParameterName, 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show the plan; change nothing')
+            [CompletionResult]::new('--restart', '--restart', [CompletionResultType]::ParameterName, 'Restart PostgreSQL when archive_mode needs it (asks first; --yes in scripts)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;pitr;backup' {
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'pgBackRest stanza [default: profile''s pitr.stanza, else main]')
+            [CompletionResult]::new('--pg-path', '--pg-path', [CompletionResultType]::ParameterName, 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'Backup type [default: incr, or full when there is none to build on]')
+            [CompletionResult]::new('--notify-url', '--notify-url', [CompletionResultType]::ParameterName, 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Prometheus textfile to update (last run, success, duration and the job''s figures)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;pitr;status' {
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'pgBackRest stanza [default: profile''s pitr.stanza, else main]')
+            [CompletionResult]::new('--pg-path', '--pg-path', [CompletionResultType]::ParameterName, 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--canary', '--canary', [CompletionResultType]::ParameterName, 'First write a canary row (the time now) and switch WAL, so a later PITR drill can prove the point it reaches; run it from cron every few minutes')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;pitr;check' {
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'pgBackRest stanza [default: profile''s pitr.stanza, else main]')
+            [CompletionResult]::new('--pg-path', '--pg-path', [CompletionResultType]::ParameterName, 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;pitr;expire' {
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'pgBackRest stanza [default: profile''s pitr.stanza, else main]')
+            [CompletionResult]::new('--pg-path', '--pg-path', [CompletionResultType]::ParameterName, 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be expired; expire nothing')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'opsbook;pitr;help' {
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem')
+            [CompletionResult]::new('expire', 'expire', [CompletionResultType]::ParameterValue, 'Expire backups by the profile''s retention, never the one the newest drill restored')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'opsbook;pitr;help;setup' {
+            break
+        }
+        'opsbook;pitr;help;backup' {
+            break
+        }
+        'opsbook;pitr;help;status' {
+            break
+        }
+        'opsbook;pitr;help;check' {
+            break
+        }
+        'opsbook;pitr;help;expire' {
+            break
+        }
+        'opsbook;pitr;help;help' {
+            break
+        }
         'opsbook;restore-drill' {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path')
             [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Backup set [default: main]')
             [CompletionResult]::new('--backup', '--backup', [CompletionResultType]::ParameterName, 'latest, random, or a backup id (or unique prefix)')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed for --backup random and object sampling (reported, so a drill can be repeated)')
             [CompletionResult]::new('--target-url', '--target-url', [CompletionResultType]::ParameterName, 'Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards; it never touches a database it did not create')
+            [CompletionResult]::new('--target-time', '--target-time', [CompletionResultType]::ParameterName, 'With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that window, reported) [default: latest]')
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that window, reported) [default: latest]')
+            [CompletionResult]::new('--stanza', '--stanza', [CompletionResultType]::ParameterName, 'With --pitr: the pgBackRest stanza [default: profile''s pitr.stanza, else main]')
             [CompletionResult]::new('--migrations', '--migrations', [CompletionResultType]::ParameterName, 'Apply these migrations to the restored database: newer ones must apply cleanly')
             [CompletionResult]::new('--check-sql', '--check-sql', [CompletionResultType]::ParameterName, 'SQL assertions; every statement must return true or a non-zero count')
             [CompletionResult]::new('--objects', '--objects', [CompletionResultType]::ParameterName, 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key')
@@ -549,6 +722,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
             [CompletionResult]::new('--ephemeral', '--ephemeral', [CompletionResultType]::ParameterName, 'Restore into a throwaway local cluster (initdb; runs as `postgres` when root)')
+            [CompletionResult]::new('--pitr', '--pitr', [CompletionResultType]::ParameterName, 'Drill point-in-time recovery instead of a dump: pgBackRest restores the stanza into a throwaway local cluster, recovers to --target-time and proves it with canary rows')
             [CompletionResult]::new('--globals', '--globals', [CompletionResultType]::ParameterName, 'With --ephemeral: also restore the backup''s globals (roles), keeping owners and grants')
             [CompletionResult]::new('--presign', '--presign', [CompletionResultType]::ParameterName, 'Read sampled objects through presigned URLs')
             [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Leave the restored database or cluster in place (the report says where)')
@@ -1410,6 +1584,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
         'opsbook;help' {
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
+            [CompletionResult]::new('pitr', 'pitr', [CompletionResultType]::ParameterValue, 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
@@ -1480,6 +1655,29 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;help;migrate;baseline' {
+            break
+        }
+        'opsbook;help;pitr' {
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem')
+            [CompletionResult]::new('expire', 'expire', [CompletionResultType]::ParameterValue, 'Expire backups by the profile''s retention, never the one the newest drill restored')
+            break
+        }
+        'opsbook;help;pitr;setup' {
+            break
+        }
+        'opsbook;help;pitr;backup' {
+            break
+        }
+        'opsbook;help;pitr;status' {
+            break
+        }
+        'opsbook;help;pitr;check' {
+            break
+        }
+        'opsbook;help;pitr;expire' {
             break
         }
         'opsbook;help;restore-drill' {

@@ -36,6 +36,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --version 'Print version'
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+            cand pitr 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
@@ -486,12 +487,171 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         }
         &'opsbook;migrate;help;help'= {
         }
+        &'opsbook;pitr'= {
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand setup 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+            cand backup 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics'
+            cand status 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+            cand check 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+            cand expire 'Expire backups by the profile''s retention, never the one the newest drill restored'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;pitr;setup'= {
+            cand --stanza 'pgBackRest stanza [default: profile''s pitr.stanza, else main]'
+            cand --pg-path 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]'
+            cand --repo 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --dry-run 'Show the plan; change nothing'
+            cand --restart 'Restart PostgreSQL when archive_mode needs it (asks first; --yes in scripts)'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;pitr;backup'= {
+            cand --stanza 'pgBackRest stanza [default: profile''s pitr.stanza, else main]'
+            cand --pg-path 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]'
+            cand --repo 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]'
+            cand --type 'Backup type [default: incr, or full when there is none to build on]'
+            cand --notify-url 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error'
+            cand --metrics-file 'Prometheus textfile to update (last run, success, duration and the job''s figures)'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;pitr;status'= {
+            cand --stanza 'pgBackRest stanza [default: profile''s pitr.stanza, else main]'
+            cand --pg-path 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]'
+            cand --repo 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --canary 'First write a canary row (the time now) and switch WAL, so a later PITR drill can prove the point it reaches; run it from cron every few minutes'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;pitr;check'= {
+            cand --stanza 'pgBackRest stanza [default: profile''s pitr.stanza, else main]'
+            cand --pg-path 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]'
+            cand --repo 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;pitr;expire'= {
+            cand --stanza 'pgBackRest stanza [default: profile''s pitr.stanza, else main]'
+            cand --pg-path 'The cluster''s data directory [default: profile''s pitr.pg_path, else the sandbox''s]'
+            cand --repo 'Repository: s3://bucket/prefix or a directory [default: profile''s pitr.repo, else `pitr` beside the store]'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --dry-run 'Show what would be expired; expire nothing'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'opsbook;pitr;help'= {
+            cand setup 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+            cand backup 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics'
+            cand status 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+            cand check 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+            cand expire 'Expire backups by the profile''s retention, never the one the newest drill restored'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'opsbook;pitr;help;setup'= {
+        }
+        &'opsbook;pitr;help;backup'= {
+        }
+        &'opsbook;pitr;help;status'= {
+        }
+        &'opsbook;pitr;help;check'= {
+        }
+        &'opsbook;pitr;help;expire'= {
+        }
+        &'opsbook;pitr;help;help'= {
+        }
         &'opsbook;restore-drill'= {
             cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
             cand --set 'Backup set [default: main]'
             cand --backup 'latest, random, or a backup id (or unique prefix)'
             cand --seed 'Seed for --backup random and object sampling (reported, so a drill can be repeated)'
             cand --target-url 'Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards; it never touches a database it did not create'
+            cand --target-time 'With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that window, reported) [default: latest]'
+            cand --target 'With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that window, reported) [default: latest]'
+            cand --stanza 'With --pitr: the pgBackRest stanza [default: profile''s pitr.stanza, else main]'
             cand --migrations 'Apply these migrations to the restored database: newer ones must apply cleanly'
             cand --check-sql 'SQL assertions; every statement must return true or a non-zero count'
             cand --objects 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key'
@@ -513,6 +673,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand --color 'When to use colour on stderr'
             cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
             cand --ephemeral 'Restore into a throwaway local cluster (initdb; runs as `postgres` when root)'
+            cand --pitr 'Drill point-in-time recovery instead of a dump: pgBackRest restores the stanza into a throwaway local cluster, recovers to --target-time and proves it with canary rows'
             cand --globals 'With --ephemeral: also restore the backup''s globals (roles), keeping owners and grants'
             cand --presign 'Read sampled objects through presigned URLs'
             cand --keep 'Leave the restored database or cluster in place (the report says where)'
@@ -1309,6 +1470,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help'= {
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+            cand pitr 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
@@ -1364,6 +1526,23 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;migrate;new'= {
         }
         &'opsbook;help;migrate;baseline'= {
+        }
+        &'opsbook;help;pitr'= {
+            cand setup 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+            cand backup 'Take a physical backup under the stanza''s lock, with the profile''s pings and metrics'
+            cand status 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+            cand check 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+            cand expire 'Expire backups by the profile''s retention, never the one the newest drill restored'
+        }
+        &'opsbook;help;pitr;setup'= {
+        }
+        &'opsbook;help;pitr;backup'= {
+        }
+        &'opsbook;help;pitr;status'= {
+        }
+        &'opsbook;help;pitr;check'= {
+        }
+        &'opsbook;help;pitr;expire'= {
         }
         &'opsbook;help;restore-drill'= {
         }

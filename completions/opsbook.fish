@@ -41,6 +41,7 @@ complete -c opsbook -n "__fish_opsbook_needs_command" -s h -l help -d 'Print hel
 complete -c opsbook -n "__fish_opsbook_needs_command" -s V -l version -d 'Print version'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "pitr" -d 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
 complete -c opsbook -n "__fish_opsbook_needs_command" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
@@ -413,11 +414,139 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "new" -d 'Create the next timestamped migration file'
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "setup" -d 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "backup" -d 'Take a physical backup under the stanza\'s lock, with the profile\'s pings and metrics'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "status" -d 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "check" -d 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "expire" -d 'Expire backups by the profile\'s retention, never the one the newest drill restored'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and not __fish_seen_subcommand_from setup backup status check expire help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l stanza -d 'pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l pg-path -d 'The cluster\'s data directory [default: profile\'s pitr.pg_path, else the sandbox\'s]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l repo -d 'Repository: s3://bucket/prefix or a directory [default: profile\'s pitr.repo, else `pitr` beside the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l dry-run -d 'Show the plan; change nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l restart -d 'Restart PostgreSQL when archive_mode needs it (asks first; --yes in scripts)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from setup" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l stanza -d 'pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l pg-path -d 'The cluster\'s data directory [default: profile\'s pitr.pg_path, else the sandbox\'s]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l repo -d 'Repository: s3://bucket/prefix or a directory [default: profile\'s pitr.repo, else `pitr` beside the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l type -d 'Backup type [default: incr, or full when there is none to build on]' -r -f -a "full\t''
+diff\t''
+incr\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l notify-url -d 'Healthchecks-style ping URL: URL/start, URL on success, URL/fail with the error' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l metrics-file -d 'Prometheus textfile to update (last run, success, duration and the job\'s figures)' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from backup" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l stanza -d 'pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l pg-path -d 'The cluster\'s data directory [default: profile\'s pitr.pg_path, else the sandbox\'s]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l repo -d 'Repository: s3://bucket/prefix or a directory [default: profile\'s pitr.repo, else `pitr` beside the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l canary -d 'First write a canary row (the time now) and switch WAL, so a later PITR drill can prove the point it reaches; run it from cron every few minutes'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l stanza -d 'pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l pg-path -d 'The cluster\'s data directory [default: profile\'s pitr.pg_path, else the sandbox\'s]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l repo -d 'Repository: s3://bucket/prefix or a directory [default: profile\'s pitr.repo, else `pitr` beside the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l stanza -d 'pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l pg-path -d 'The cluster\'s data directory [default: profile\'s pitr.pg_path, else the sandbox\'s]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l repo -d 'Repository: s3://bucket/prefix or a directory [default: profile\'s pitr.repo, else `pitr` beside the store]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l config -d 'Configuration file [default: ./opsbook.toml when present]' -r -F
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l profile -d 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l output -d 'Output format of stdout: human tables and lines, or exactly one JSON document' -r -f -a "human\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
+json\t''"
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l dry-run -d 'Show what would be expired; expire nothing'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -s y -l yes -d 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -l no-input -d 'Never prompt; fail with exit 5 when a confirmation would be needed'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -s h -l help -d 'Print help'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from expire" -s V -l version -d 'Print version'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "setup" -d 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Take a physical backup under the stanza\'s lock, with the profile\'s pings and metrics'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "status" -d 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "check" -d 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "expire" -d 'Expire backups by the profile\'s retention, never the one the newest drill restored'
+complete -c opsbook -n "__fish_opsbook_using_subcommand pitr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l store -d 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l set -d 'Backup set [default: main]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l backup -d 'latest, random, or a backup id (or unique prefix)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l seed -d 'Seed for --backup random and object sampling (reported, so a drill can be repeated)' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l target-url -d 'Server to restore on: the drill creates opsbook_drill_<id> there and drops it afterwards; it never touches a database it did not create' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l target-time -l target -d 'With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that window, reported) [default: latest]' -r
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l stanza -d 'With --pitr: the pgBackRest stanza [default: profile\'s pitr.stanza, else main]' -r
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l migrations -d 'Apply these migrations to the restored database: newer ones must apply cleanly' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l check-sql -d 'SQL assertions; every statement must return true or a non-zero count' -r -F
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l objects -d 'Media bucket to sample (s3://bucket[/prefix]): HEAD and a ranged GET per sampled key' -r
@@ -443,6 +572,7 @@ never\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l log-format -d 'Log line format on stderr: text for people, JSON lines for log shippers' -r -f -a "text\t''
 json\t''"
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l ephemeral -d 'Restore into a throwaway local cluster (initdb; runs as `postgres` when root)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l pitr -d 'Drill point-in-time recovery instead of a dump: pgBackRest restores the stanza into a throwaway local cluster, recovers to --target-time and proves it with canary rows'
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l globals -d 'With --ephemeral: also restore the backup\'s globals (roles), keeping owners and grants'
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l presign -d 'Read sampled objects through presigned URLs'
 complete -c opsbook -n "__fish_opsbook_using_subcommand restore-drill" -l keep -d 'Leave the restored database or cluster in place (the report says where)'
@@ -1071,20 +1201,21 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s v -l verbose -d 
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s q -l quiet -d 'Less output: no progress, only errors on stderr'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s h -l help -d 'Print help'
 complete -c opsbook -n "__fish_opsbook_using_subcommand man" -s V -l version -d 'Print version'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "promote-check" -d 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "dlq-replay" -d 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
-complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "backup" -d 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "migrate" -d 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "pitr" -d 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "restore-drill" -d 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "provision" -d 'Plan and apply a new environment from the profile\'s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "rotate-secrets" -d 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "promote-check" -d 'The promotion checklist: secrets, database TLS, CSP, HSTS, CORS, headers, telemetry, rate limits, backups, migrations, health and metrics — concurrently, with waivers'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "dlq-replay" -d 'Dead-letter queue: list, stats (alert threshold), replay with rate limits, retries, signing and claim-once guarantees, purge with an archive'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "run" -d 'Run a runbook: declarative TOML steps with a journal, resumable after a failure'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "runbook" -d 'List, show, validate runbooks, or print the format\'s JSON Schema'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "sandbox" -d 'A throwaway local Postgres cluster with an example database, plus a local store'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "schedule" -d 'Print crontab entries, systemd units or Kubernetes CronJobs that run runbooks on their schedule'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "man" -d 'Write man pages (one per command) to a directory'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and not __fish_seen_subcommand_from backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "run" -d 'Dump the database (pg_dump, custom format) through zstd and optional age encryption straight into the store; the manifest is written last'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List complete backups (reads manifests only)'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s objects against its manifest (size, SHA-256); --deep also decodes the archive and reads it with pg_restore --list. Exit 1 when a check fails'
@@ -1098,6 +1229,11 @@ complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_su
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "lint" -d 'Zero-downtime lint (squawk rules) of migration files; exit 1 on errors'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "new" -d 'Create the next timestamped migration file'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "baseline" -d 'Record migrations up to VERSION as applied without running them (existing schemas)'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from pitr" -f -a "setup" -d 'Configure pgBackRest and WAL archiving from [profiles.NAME.pitr] (idempotent), then prove archiving works with `pgbackrest check`. Runs on the database host'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from pitr" -f -a "backup" -d 'Take a physical backup under the stanza\'s lock, with the profile\'s pings and metrics'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from pitr" -f -a "status" -d 'The RPO now: archive lag and failures, WAL range, newest backups, last restorable point. Exit 1 when archiving fails or lags past rpo_target'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from pitr" -f -a "check" -d 'Status plus a full backup within full_interval and `pgbackrest check`; exit 1 on any problem'
+complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from pitr" -f -a "expire" -d 'Expire backups by the profile\'s retention, never the one the newest drill restored'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from provision" -f -a "plan" -d 'Compare the profile\'s [provision] table with what exists: resource, current, desired, action (create / update / none / skipped). Changes nothing'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from provision" -f -a "apply" -d 'Show the plan, confirm (--yes without a terminal), apply in order; stops at the first failure saying what was and was not done. Running it again changes nothing'
 complete -c opsbook -n "__fish_opsbook_using_subcommand help; and __fish_seen_subcommand_from rotate-secrets" -f -a "plan" -d 'Which secrets are due (no value yet, never rotated, or older than max_age)'
