@@ -68,8 +68,9 @@ pub struct Profile {
     /// Secrets to rotate (`[[profiles.NAME.secrets]]`).
     #[serde(default)]
     pub secrets: Vec<crate::secrets::rotate::SecretSpec>,
-    /// Promotion checklist settings (`[profiles.NAME.promote]`).
-    pub promote: Option<crate::promote::PromoteConfig>,
+    /// What the promotion checklist expects of the environment (`[profiles.NAME.promote]`).
+    #[serde(default, deserialize_with = "crate::spec::strict")]
+    pub promote: crate::promote::ChecklistSpec,
     /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
     #[serde(default)]
     pub dlq: crate::dlq::DlqConfig,

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod drill;
 pub mod migrate;
 pub mod objects;
+pub mod promote;
 
 #[cfg(test)]
 mod tests {
