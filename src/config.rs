@@ -72,8 +72,8 @@ pub struct Profile {
     #[serde(default, deserialize_with = "crate::spec::strict")]
     pub promote: crate::promote::ChecklistSpec,
     /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
-    #[serde(default)]
-    pub dlq: crate::dlq::DlqConfig,
+    #[serde(default, deserialize_with = "crate::spec::strict")]
+    pub dlq: crate::dlq::spec::QueueSpec,
     /// Stores with their own endpoint and credentials (`[profiles.NAME.stores.STORE]`), for
     /// commands that talk to two providers at once (`backup objects`).
     #[serde(default)]
