@@ -176,7 +176,7 @@ pub enum PromoteError {
         origin: String,
         url: String,
         #[source]
-        source: crate::store::StoreError,
+        source: Box<crate::store::StoreError>,
     },
     /// An `s3://` store URL without a bucket, and no R2_BUCKET to fill it in.
     #[error("{origin} `{url}` names no bucket and R2_BUCKET is not set: give s3://BUCKET/prefix")]
@@ -193,7 +193,7 @@ pub enum PromoteError {
         origin: String,
         example: &'static str,
         #[source]
-        source: humantime::DurationError,
+        source: Box<humantime::DurationError>,
     },
     /// The backup set's name is not usable.
     #[error("{source}")]
@@ -207,7 +207,7 @@ pub enum PromoteError {
     Migrations {
         dir: Option<PathBuf>,
         #[source]
-        source: crate::migrate::MigrateError,
+        source: Box<crate::migrate::MigrateError>,
     },
     /// --only, --skip or a waiver names a check that does not exist.
     #[error("{flag}: unknown check `{id}`; checks are {}", CHECKS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))]

@@ -51,7 +51,7 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
                 Some(db),
                 &crate::migrate::spec::MigrateSpec { migrations: dir.clone(), ..Default::default() },
             )
-            .map_err(|source| PromoteError::Migrations { dir: dir.clone(), source })?,
+            .map_err(|e| PromoteError::Migrations { dir: dir.clone(), source: Box::new(e) })?,
         ),
     };
     let prod = checklist
@@ -149,7 +149,7 @@ fn source_of(config: &Config, given: bool, env: &str, key: &str) -> String {
 fn check_store_url(origin: String, url: &str) -> Result<(), PromoteError> {
     let parsed = match crate::store::StoreUrl::parse(url) {
         Ok(parsed) => parsed,
-        Err(source) => return Err(PromoteError::StoreUrl { origin, url: url.to_string(), source }),
+        Err(e) => return Err(PromoteError::StoreUrl { origin, url: url.to_string(), source: Box::new(e) }),
     };
     let r2_bucket = std::env::var("R2_BUCKET").is_ok_and(|v| !v.trim().is_empty());
     if matches!(&parsed, crate::store::StoreUrl::S3 { bucket, .. } if bucket.is_empty()) && !r2_bucket {
@@ -174,11 +174,11 @@ fn duration(
         }
         (None, None) => return Ok(default),
     };
-    humantime::parse_duration(raw.trim()).map_err(|source| PromoteError::Duration {
+    humantime::parse_duration(raw.trim()).map_err(|e| PromoteError::Duration {
         key,
         value: raw.clone(),
         origin,
         example,
-        source,
+        source: Box::new(e),
     })
 }
