@@ -114,6 +114,7 @@ pub const CHECKS: &[(&str, &str)] = &[
 
 /// A promote-check run, resolved from its spec, the profile and the environment
 /// (`settings::promote`).
+#[derive(Debug)]
 pub struct Request {
     pub profile: String,
     pub prod: bool,

@@ -119,3 +119,35 @@ fn positive(flag: &'static str, value: Option<f64>) -> Result<Option<f64>, DlqEr
 fn boxed(e: ConfigError) -> DlqError {
     DlqError::Config(Box::new(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlq::spec::QueueSpec;
+
+    #[test]
+    fn a_step_overrides_the_profiles_queue() {
+        let mut config = Config::default();
+        config.profile.dlq =
+            QueueSpec { table: Some("hooks.dead".into()), rate: Some(2.0), concurrency: Some(3), ..Default::default() };
+        let mut spec = DlqSpec { database_url: Some("postgres://localhost/app".into()), ..Default::default() };
+        let table = |spec: &DlqSpec| match source(&config, spec).unwrap() {
+            Source::Postgres(pg) => pg.table,
+            Source::Http(_) => panic!("a table was given"),
+        };
+        assert_eq!(table(&spec), "hooks.dead");
+        let pg = source(&config, &spec).unwrap();
+        let opts = replay(&config, &spec, &pg).unwrap();
+        assert_eq!((opts.delivery.rate, opts.concurrency, max(&config, &spec)), (Some(2.0), 3, DEFAULT_MAX));
+
+        spec.queue = QueueSpec { table: Some("other".into()), rate: Some(5.0), max: Some(9), ..Default::default() };
+        assert_eq!(table(&spec), "other");
+        let opts = replay(&config, &spec, &pg).unwrap();
+        assert_eq!((opts.delivery.rate, opts.concurrency, max(&config, &spec)), (Some(5.0), 3, 9));
+
+        spec.queue.concurrency = Some(0);
+        assert!(matches!(replay(&config, &spec, &pg), Err(DlqError::ZeroConcurrency)));
+        spec.queue.token_env = Some("API_TOKEN".into());
+        assert!(matches!(source(&config, &spec), Err(DlqError::HttpSourceOnly { flag: "--token-env" })));
+    }
+}

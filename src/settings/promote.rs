@@ -24,15 +24,7 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
         None => None,
         Some(path) => Some((path.clone(), load_compare_env(path)?)),
     };
-    let database_url = config.database_url(spec.database_url.as_deref(), None).ok();
-    if let Some(url) = &database_url {
-        let origin = source_of(config, spec.database_url.is_some(), "DATABASE_URL", "database_url");
-        crate::pg::DbUrl::parse_named(&origin, url).map_err(|source| PromoteError::DatabaseUrl { origin, source })?;
-    }
-    let store_url = config.store_url(spec.store.as_deref(), None).ok();
-    if let Some(url) = &store_url {
-        check_store_url(source_of(config, spec.store.is_some(), "OPSBOOK_STORE", "store"), url)?;
-    }
+    let (database_url, store_url) = database_and_store(config, spec)?;
     let given = &spec.checklist;
     let rpo_target =
         duration(config, ("rpo_target", "26h", DEFAULT_RPO_TARGET), [&given.rpo_target, &profile.rpo_target])?;
@@ -43,17 +35,7 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
     )?;
     let set = crate::backup::job::set_name(spec.set.as_deref())
         .map_err(|source| PromoteError::Set { name: spec.set.clone().unwrap_or_default(), source })?;
-    let migrations = match (&spec.migrations, &config.profile.migrate.migrations, &database_url) {
-        (None, None, _) | (_, _, None) => None,
-        (dir, _, Some(db)) => Some(
-            super::migrate::resolve(
-                config,
-                Some(db),
-                &crate::migrate::spec::MigrateSpec { migrations: dir.clone(), ..Default::default() },
-            )
-            .map_err(|e| PromoteError::Migrations { dir: dir.clone(), source: Box::new(e) })?,
-        ),
-    };
+    let migrations = migrations(config, spec, database_url.as_deref())?;
     let prod = checklist
         .environment
         .as_deref()
@@ -83,6 +65,38 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
         timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
         rotation,
     })
+}
+
+/// The database and store URLs (given, else the environment, the profile, the sandbox), when
+/// there are any: a URL that cannot work is a usage error naming where it came from.
+fn database_and_store(config: &Config, spec: &PromoteSpec) -> Result<(Option<String>, Option<String>), PromoteError> {
+    let database_url = config.database_url(spec.database_url.as_deref(), None).ok();
+    if let Some(url) = &database_url {
+        let origin = source_of(config, spec.database_url.is_some(), "DATABASE_URL", "database_url");
+        crate::pg::DbUrl::parse_named(&origin, url).map_err(|source| PromoteError::DatabaseUrl { origin, source })?;
+    }
+    let store_url = config.store_url(spec.store.as_deref(), None).ok();
+    if let Some(url) = &store_url {
+        check_store_url(source_of(config, spec.store.is_some(), "OPSBOOK_STORE", "store"), url)?;
+    }
+    Ok((database_url, store_url))
+}
+
+/// The migrations-applied check's settings, when a migrations directory is given or configured
+/// and there is a database to compare it with.
+fn migrations(
+    config: &Config,
+    spec: &PromoteSpec,
+    database_url: Option<&str>,
+) -> Result<Option<crate::migrate::Settings>, PromoteError> {
+    let (dir, Some(db)) = (&spec.migrations, database_url) else { return Ok(None) };
+    if dir.is_none() && config.profile.migrate.migrations.is_none() {
+        return Ok(None);
+    }
+    let given = crate::migrate::spec::MigrateSpec { migrations: dir.clone(), ..Default::default() };
+    super::migrate::resolve(config, Some(db), &given)
+        .map(Some)
+        .map_err(|e| PromoteError::Migrations { dir: dir.clone(), source: Box::new(e) })
 }
 
 /// The process environment with the env file's entries (if it is given) over it; values are
@@ -181,4 +195,52 @@ fn duration(
         example,
         source: Box::new(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promote::ChecklistSpec;
+
+    fn config(promote: ChecklistSpec) -> Config {
+        let mut config =
+            Config { profile_name: "staging".into(), path: Some("ops/opsbook.toml".into()), ..Default::default() };
+        config.profile.promote = promote;
+        config
+    }
+
+    fn spec(checklist: ChecklistSpec) -> PromoteSpec {
+        // Given, so the test does not depend on DATABASE_URL or OPSBOOK_STORE.
+        PromoteSpec {
+            checklist,
+            database_url: Some("postgres://localhost/app".into()),
+            store: Some("backups".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_step_overrides_the_profiles_checklist_and_bad_durations_say_where_they_were_written() {
+        let profile = ChecklistSpec {
+            app_url: Some("https://api.example".into()),
+            rpo_target: Some("2h".into()),
+            required_env: vec!["SMTP_URL".into()],
+            ..Default::default()
+        };
+        let req =
+            resolve(&config(profile), &spec(ChecklistSpec { rpo_target: Some("3h".into()), ..Default::default() }))
+                .unwrap();
+        assert_eq!((req.rpo_target, req.drill_interval), (Duration::from_secs(3 * 3600), DEFAULT_DRILL_INTERVAL));
+        assert_eq!(req.checklist.app_url.as_deref(), Some("https://api.example"));
+        assert_eq!((req.checklist.required_env.as_slice(), req.prod), (&["SMTP_URL".to_string()][..], false));
+
+        let weekly = ChecklistSpec { drill_interval: Some("weekly".into()), ..Default::default() };
+        let err = resolve(&config(ChecklistSpec::default()), &spec(weekly.clone())).unwrap_err().to_string();
+        assert!(
+            err.contains("drill_interval = \"weekly\" in the promote-check inputs") && err.contains("\"8d\""),
+            "{err}"
+        );
+        let err = resolve(&config(weekly), &spec(ChecklistSpec::default())).unwrap_err().to_string();
+        assert!(err.contains("in ops/opsbook.toml [profiles.staging.promote]"), "{err}");
+    }
 }
