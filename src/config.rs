@@ -68,14 +68,15 @@ pub struct Profile {
     /// Secrets to rotate (`[[profiles.NAME.secrets]]`).
     #[serde(default)]
     pub secrets: Vec<crate::secrets::rotate::SecretSpec>,
-    /// Promotion checklist settings (`[profiles.NAME.promote]`).
-    pub promote: Option<crate::promote::PromoteConfig>,
+    /// What the promotion checklist expects of the environment (`[profiles.NAME.promote]`).
+    #[serde(default, deserialize_with = "crate::spec::strict")]
+    pub promote: crate::promote::ChecklistSpec,
     /// Dead-letter table, column names and replay defaults (`[profiles.NAME.dlq]`).
-    #[serde(default)]
-    pub dlq: crate::dlq::DlqConfig,
+    #[serde(default, deserialize_with = "crate::spec::strict")]
+    pub dlq: crate::dlq::spec::QueueSpec,
     /// Point-in-time recovery through pgBackRest (`[profiles.NAME.pitr]`).
-    #[serde(default, deserialize_with = "crate::spec::strict_option")]
-    pub pitr: Option<crate::pitr::PitrSpec>,
+    #[serde(default, deserialize_with = "crate::spec::strict")]
+    pub pitr: crate::pitr::PitrSpec,
     /// Stores with their own endpoint and credentials (`[profiles.NAME.stores.STORE]`), for
     /// commands that talk to two providers at once (`backup objects`).
     #[serde(default)]

@@ -102,13 +102,11 @@ where
     let known = field_names::<T>();
     raw.into_iter()
         .map(|(name, value)| {
-            if let Some(table) = value.as_object() {
-                if let Some(unknown) = table.keys().find(|k| !known.contains(k)) {
-                    return Err(D::Error::custom(format!(
-                        "unknown field `{unknown}` in `{name}`, expected one of {}",
-                        known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                    )));
-                }
+            if let Some(unknown) = unknown_key(&value, &known) {
+                return Err(D::Error::custom(format!(
+                    "unknown field `{unknown}` in `{name}`, expected {}",
+                    list(&known)
+                )));
             }
             let spec = serde_json::from_value(value).map_err(|e| D::Error::custom(format!("in `{name}`: {e}")))?;
             Ok((name, spec))
@@ -116,22 +114,27 @@ where
         .collect()
 }
 
-/// Deserializes one optional spec table (`[profiles.NAME.pitr]`), refusing keys the spec does
-/// not have, as [`strict_map`] does for a table of specs.
-pub fn strict_option<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+/// Deserializes one spec table, refusing keys the spec does not have: for a config section whose
+/// spec is flattened into a runbook step's (where it cannot deny unknown fields itself).
+pub fn strict<'de, D, T>(de: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: DeserializeOwned + JsonSchema,
 {
-    let Some(value) = Option::<serde_json::Value>::deserialize(de)? else { return Ok(None) };
+    let value = serde_json::Value::deserialize(de)?;
     let known = field_names::<T>();
-    if let Some(unknown) = value.as_object().and_then(|t| t.keys().find(|k| !known.contains(k))) {
-        return Err(D::Error::custom(format!(
-            "unknown field `{unknown}`, expected one of {}",
-            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-        )));
+    if let Some(unknown) = unknown_key(&value, &known) {
+        return Err(D::Error::custom(format!("unknown field `{unknown}`, expected {}", list(&known))));
     }
-    serde_json::from_value(value).map(Some).map_err(D::Error::custom)
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+fn unknown_key<'a>(value: &'a serde_json::Value, known: &[String]) -> Option<&'a String> {
+    value.as_object()?.keys().find(|k| !known.contains(k))
+}
+
+fn list(known: &[String]) -> String {
+    format!("one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]

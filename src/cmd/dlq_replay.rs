@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{DatabaseArgs, StoreArgs};
-use crate::dlq::resolve::{self, DeliveryOptions, SourceOptions};
-use crate::dlq::{self, DeadLetter, Filter, Plan, ReplayOptions, ReplayReport, Source};
+use crate::dlq::spec::{DlqSpec, FilterSpec, QueueSpec};
+use crate::dlq::{self, DeadLetter, Filter, Plan, ReplayReport, Source};
 use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
 use crate::ui::{progress, table};
@@ -97,23 +97,39 @@ pub struct FilterArgs {
     pub limit: Option<u64>,
 }
 
+impl SourceArgs {
+    /// The flags as a spec's source.
+    fn spec(&self) -> DlqSpec {
+        DlqSpec {
+            database_url: self.db.database_url.clone(),
+            queue: QueueSpec {
+                source_url: self.source_url.clone(),
+                token_env: self.token_env.clone(),
+                tenant_header: self.tenant_header.clone(),
+                table: self.table.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// The flags as a spec's source and filter.
+    fn spec_with(&self, filter: &FilterArgs) -> DlqSpec {
+        DlqSpec { filter: filter.spec(), ..self.spec() }
+    }
+}
+
 impl FilterArgs {
-    fn filter(&self) -> Result<Filter> {
-        let now = chrono::Utc::now();
-        let time = |flag: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|t| dlq::parse_time(t, now).map_err(|e| ClassifiedError::usage(format!("{flag}: {e}"))))
-                .transpose()
-        };
-        Ok(Filter {
+    fn spec(&self) -> FilterSpec {
+        FilterSpec {
             ids: self.ids.clone(),
-            since: time("--since", &self.since)?,
-            until: time("--until", &self.until)?,
+            since: self.since.clone(),
+            until: self.until.clone(),
             endpoint: self.endpoint.clone(),
             event: self.event.clone(),
             tenant: self.tenant.clone(),
             limit: self.limit,
-        })
+        }
     }
 }
 
@@ -195,6 +211,24 @@ pub struct PurgeArgs {
     pub older_than: Duration,
 }
 
+impl ReplayArgs {
+    /// The flags as a replay's spec.
+    fn spec(&self) -> DlqSpec {
+        let mut spec = self.source.spec_with(&self.filter);
+        spec.queue.rate = self.rate;
+        spec.queue.endpoint_rate = self.endpoint_rate;
+        spec.queue.concurrency = self.concurrency;
+        spec.queue.signing_secret_env = self.signing_secret_env.clone();
+        DlqSpec {
+            retries: self.retries,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            breaker: self.breaker,
+            ..spec
+        }
+    }
+}
+
 pub async fn run(ctx: &Ctx<'_>, args: DlqReplayArgs) -> Result<ExitStatus> {
     match args.command {
         DlqCommand::Init(a) => init(ctx, a).await,
@@ -205,28 +239,8 @@ pub async fn run(ctx: &Ctx<'_>, args: DlqReplayArgs) -> Result<ExitStatus> {
     }
 }
 
-fn open(ctx: &Ctx<'_>, s: &SourceArgs, tenant: Option<&str>) -> Result<Source> {
-    open_with(ctx, s, tenant, None, None)
-}
-
-fn open_with(
-    ctx: &Ctx<'_>,
-    s: &SourceArgs,
-    tenant: Option<&str>,
-    timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-) -> Result<Source> {
-    let opts = SourceOptions {
-        database_url: s.db.database_url.clone(),
-        source_url: s.source_url.clone(),
-        token_env: s.token_env.clone(),
-        tenant_header: s.tenant_header.clone(),
-        tenant: tenant.map(String::from),
-        table: s.table.clone(),
-        timeout,
-        connect_timeout,
-    };
-    Ok(resolve::source(&ctx.config, &opts)?)
+fn open(ctx: &Ctx<'_>, spec: &DlqSpec) -> Result<Source> {
+    Ok(crate::settings::dlq::source(&ctx.config, spec)?)
 }
 
 fn postgres_only<'a>(source: &'a Source, what: &str) -> Result<&'a dlq::PgSource> {
@@ -240,7 +254,7 @@ fn postgres_only<'a>(source: &'a Source, what: &str) -> Result<&'a dlq::PgSource
 }
 
 async fn init(ctx: &Ctx<'_>, a: InitArgs) -> Result<ExitStatus> {
-    let source = open(ctx, &a.source, None)?;
+    let source = open(ctx, &a.source.spec())?;
     let pg = postgres_only(&source, "init")?;
     let created = pg.init().await?;
     if ctx.printer.is_json() {
@@ -282,8 +296,9 @@ fn items_table(items: &[DeadLetter]) -> table::Table {
 }
 
 async fn list(ctx: &Ctx<'_>, a: ListArgs) -> Result<ExitStatus> {
-    let source = open(ctx, &a.source, a.filter.tenant.as_deref())?;
-    let filter = Filter { limit: a.filter.limit.or(Some(100)), ..a.filter.filter()? };
+    let spec = a.source.spec_with(&a.filter);
+    let source = open(ctx, &spec)?;
+    let filter = Filter { limit: a.filter.limit.or(Some(100)), ..spec.filter.filter(chrono::Utc::now())? };
     let items = source.list(&filter, a.payloads && ctx.printer.is_json()).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &json!({ "source": source.describe(), "items": items }))?;
@@ -297,9 +312,11 @@ async fn list(ctx: &Ctx<'_>, a: ListArgs) -> Result<ExitStatus> {
 }
 
 async fn stats(ctx: &Ctx<'_>, a: StatsArgs) -> Result<ExitStatus> {
-    let source = open(ctx, &a.source, a.filter.tenant.as_deref())?;
-    let stats = source.stats(&a.filter.filter()?).await?;
-    let max = a.max.or(ctx.config.profile.dlq.max).unwrap_or(dlq::DEFAULT_MAX);
+    let mut spec = a.source.spec_with(&a.filter);
+    spec.queue.max = a.max;
+    let source = open(ctx, &spec)?;
+    let stats = source.stats(&spec.filter.filter(chrono::Utc::now())?).await?;
+    let max = crate::settings::dlq::max(&ctx.config, &spec);
     let over = stats.total > max;
     let status = if over { ExitStatus::Failure } else { ExitStatus::Success };
     if ctx.printer.is_json() {
@@ -357,35 +374,15 @@ fn confirm(ctx: &Ctx<'_>, question: &str, refusal: &str) -> Result<()> {
 }
 
 async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
-    let source = open_with(ctx, &a.source, a.filter.tenant.as_deref(), a.timeout, a.connect_timeout)?;
-    if matches!(source, Source::Http(_)) && a.signing_secret_env.is_some() {
-        return Err(ClassifiedError::usage(
-            "--signing-secret-env applies to the Postgres source: the service signs what it replays itself",
-        )
-        .into());
-    }
-    let delivery = resolve::delivery(
-        &ctx.config,
-        &DeliveryOptions {
-            rate: a.rate,
-            endpoint_rate: a.endpoint_rate,
-            retries: a.retries,
-            timeout: a.timeout,
-            connect_timeout: a.connect_timeout,
-            breaker: a.breaker,
-            signing_secret_env: a.signing_secret_env.clone(),
-        },
-    )?;
-    let concurrency = a.concurrency.or(ctx.config.profile.dlq.concurrency).unwrap_or(8);
-    if concurrency == 0 {
-        return Err(ClassifiedError::usage("--concurrency must be at least 1").into());
-    }
-    let plan = dlq::plan(&source, &a.filter.filter()?, delivery.rate).await?;
+    let spec = a.spec();
+    let source = open(ctx, &spec)?;
+    let opts = crate::settings::dlq::replay(&ctx.config, &spec, &source)?;
+    let plan = dlq::plan(&source, &spec.filter.filter(chrono::Utc::now())?, opts.delivery.rate).await?;
     if a.dry_run {
         if ctx.printer.is_json() {
             ctx.printer.report(ExitStatus::Success, &json!({ "dry_run": true, "plan": plan }))?;
         } else {
-            print_plan(ctx, &plan, delivery.rate)?;
+            print_plan(ctx, &plan, opts.delivery.rate)?;
             ctx.printer.line("dry run: nothing was sent")?;
         }
         return Ok(ExitStatus::Success);
@@ -399,7 +396,7 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     if !ctx.printer.is_json() {
-        print_plan(ctx, &plan, delivery.rate)?;
+        print_plan(ctx, &plan, opts.delivery.rate)?;
     }
     if plan.count > a.confirm_above {
         confirm(
@@ -412,7 +409,6 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
         )?;
     }
     let reporter = progress::items(ctx.printer, "dlq");
-    let opts = ReplayOptions { concurrency, delivery };
     let result = dlq::replay(&source, plan.clone(), &opts, reporter.as_ref()).await;
     reporter.finish();
     let report = result?;
@@ -462,7 +458,7 @@ async fn replay(ctx: &Ctx<'_>, a: ReplayArgs) -> Result<ExitStatus> {
 }
 
 async fn purge(ctx: &Ctx<'_>, a: PurgeArgs) -> Result<ExitStatus> {
-    let source = open(ctx, &a.source, None)?;
+    let source = open(ctx, &a.source.spec())?;
     let pg = postgres_only(&source, "purge")?;
     let cutoff = chrono::Utc::now()
         - chrono::Duration::from_std(a.older_than).map_err(|e| ClassifiedError::usage(format!("--older-than: {e}")))?;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::Ctx;
 use crate::exit::ExitStatus;
-use crate::promote::{self, CheckResult, Options, Status};
+use crate::promote::{self, CheckResult, ChecklistSpec, PromoteSpec, Status};
 use crate::ui::table;
 
 #[derive(Debug, Args)]
@@ -53,27 +53,38 @@ pub struct PromoteCheckArgs {
     pub junit: Option<PathBuf>,
 }
 
+impl PromoteCheckArgs {
+    /// The flags as a promote-check spec.
+    fn spec(&self) -> PromoteSpec {
+        PromoteSpec {
+            checklist: ChecklistSpec {
+                app_url: self.app_url.clone(),
+                web_url: self.web_url.clone(),
+                env_file: self.env_file.clone(),
+                compare_env_file: self.compare_env_file.clone(),
+                ..Default::default()
+            },
+            database_url: self.db.database_url.clone(),
+            store: self.store.store.clone(),
+            set: self.set.clone(),
+            migrations: self.migrations.migrations.clone(),
+            only: self.only.clone(),
+            skip: self.skip.clone(),
+            ca_file: self.ca_file.clone(),
+            timeout: Some(self.timeout),
+            junit: self.junit.clone(),
+        }
+    }
+}
+
 pub async fn run(ctx: &Ctx<'_>, args: PromoteCheckArgs) -> Result<ExitStatus> {
-    let options = Options {
-        app_url: args.app_url.clone(),
-        web_url: args.web_url.clone(),
-        database_url: args.db.database_url.clone(),
-        env_file: args.env_file.clone(),
-        compare_env_file: args.compare_env_file.clone(),
-        store: args.store.store.clone(),
-        set: args.set.clone(),
-        migrations: args.migrations.migrations.clone(),
-        only: args.only.clone(),
-        skip: args.skip.clone(),
-        ca_file: args.ca_file.clone(),
-        timeout: Some(args.timeout),
-    };
-    let request = promote::resolve(&ctx.config, &options)?;
+    let spec = args.spec();
+    let request = crate::settings::promote::resolve(&ctx.config, &spec)?;
     let mut results = promote::run(&request).await?;
     results.sort_by_key(|r| r.status);
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
     let status = if failed > 0 { ExitStatus::Failure } else { ExitStatus::Success };
-    if let Some(path) = &args.junit {
+    if let Some(path) = &spec.junit {
         crate::redact::write_file(path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
             .with_context(|| format!("write the JUnit report {}", path.display()))?;
     }

@@ -145,7 +145,7 @@ impl Deliverer {
             .pool_max_idle_per_host(64)
             .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| super::DlqError::Input(format!("HTTP client: {e}")))?;
+            .map_err(super::DlqError::HttpClient)?;
         let limiter = Limiter::new(cfg.rate, cfg.endpoint_rate);
         Ok(Deliverer { client, cfg, limiter, endpoints: Mutex::new(HashMap::new()), gone: Mutex::default() })
     }

@@ -5,13 +5,14 @@
 pub mod deliver;
 pub mod rate;
 pub mod replay;
-pub mod resolve;
 pub mod sign;
 pub mod source;
+pub mod spec;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Classify, ErrorClass};
@@ -25,37 +26,9 @@ pub const DEFAULT_MAX: u64 = 50;
 /// The default dead-letter table `init` creates.
 pub const DEFAULT_TABLE: &str = "opsbook_dead_letters";
 
-/// `[profiles.NAME.dlq]` in opsbook.toml: where the dead letters are and how the table's columns
-/// are named, plus replay defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DlqConfig {
-    /// Table name, optionally schema-qualified [default: opsbook_dead_letters].
-    pub table: Option<String>,
-    /// Move delivered rows here instead of deleting them (same columns, then `delivered_at`;
-    /// `init` creates it).
-    pub history_table: Option<String>,
-    /// Column names of an existing table (`[profiles.NAME.dlq.columns]`).
-    #[serde(default)]
-    pub columns: Columns,
-    /// The service's API base for the http source, e.g. https://api.example.com/v1/webhooks.
-    pub source_url: Option<String>,
-    /// Environment variable holding the API's bearer token.
-    pub token_env: Option<String>,
-    /// Header naming the tenant for the http source [default: X-Tenant-Id].
-    pub tenant_header: Option<String>,
-    /// Environment variable holding the signing secret(s) (whsec_…, space-separated while rotating).
-    pub signing_secret_env: Option<String>,
-    /// Alert threshold for `stats` [default: 50].
-    pub max: Option<u64>,
-    /// Replay defaults.
-    pub rate: Option<f64>,
-    pub endpoint_rate: Option<f64>,
-    pub concurrency: Option<usize>,
-}
-
-/// Column names of the dead-letter table; every field defaults to the default table's name.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// Column names of the dead-letter table; every field defaults to the default table's name, and
+/// "" says the table lacks the column.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
     pub id: Option<String>,
@@ -70,6 +43,26 @@ pub struct Columns {
     pub failed_at: Option<String>,
     /// The original event id, sent as `webhook-id` [default: none: "dlq_<id>"].
     pub event_id: Option<String>,
+}
+
+impl Columns {
+    /// `self` layered over `base` (the profile's), column by column.
+    pub fn over(self, base: &Columns) -> Columns {
+        let b = base.clone();
+        Columns {
+            id: self.id.or(b.id),
+            target_url: self.target_url.or(b.target_url),
+            method: self.method.or(b.method),
+            headers: self.headers.or(b.headers),
+            payload: self.payload.or(b.payload),
+            event_type: self.event_type.or(b.event_type),
+            tenant: self.tenant.or(b.tenant),
+            attempts: self.attempts.or(b.attempts),
+            last_error: self.last_error.or(b.last_error),
+            failed_at: self.failed_at.or(b.failed_at),
+            event_id: self.event_id.or(b.event_id),
+        }
+    }
 }
 
 /// One dead-lettered delivery, whatever the source calls its fields.
@@ -188,22 +181,26 @@ impl Filter {
     }
 }
 
+/// Text that [`parse_time`] does not read as a time.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a time: give RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) or an age (24h, 7d)")]
+pub struct NotATime(pub String);
+
 /// A point in time given as RFC 3339 (`2026-11-20T00:00:00Z`), a date (`2026-11-20`, UTC
 /// midnight) or an age (`24h`, `7d`: that long before now).
-pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotATime> {
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    if let Some(midnight) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)) {
+        return Ok(midnight.and_utc());
     }
-    match humantime::parse_duration(t) {
-        Ok(age) => Ok(now - chrono::Duration::from_std(age).map_err(|e| e.to_string())?),
-        Err(_) => Err(format!(
-            "`{t}` is not a time: give RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) or an age (24h, 7d)"
-        )),
-    }
+    humantime::parse_duration(t)
+        .ok()
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .and_then(|age| now.checked_sub_signed(age))
+        .ok_or_else(|| NotATime(t.to_string()))
 }
 
 /// The SQL LIKE pattern of an endpoint glob (`\` escapes LIKE's own wildcards).
@@ -309,9 +306,92 @@ pub fn sorted(mut v: Vec<(String, u64)>) -> Vec<(String, u64)> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
-    /// Bad configuration or input (exit 2).
-    #[error("{0}")]
-    Input(String),
+    /// The profile or the environment cannot give a value (no database URL, an unset `env:`
+    /// variable); the configuration error names the key and the fix (exit 2).
+    #[error(transparent)]
+    Config(Box<dyn std::error::Error + Send + Sync>),
+    /// A table or column name that is not a plain SQL name (exit 2).
+    #[error("[dlq] {key} = \"{value}\" is not a plain SQL name (letters, digits, _; optionally schema.name)")]
+    Identifier { key: String, value: String },
+    /// A column replay cannot do without is mapped to "" (exit 2).
+    #[error("[dlq] columns.{key} cannot be empty: replay needs it")]
+    RequiredColumn { key: &'static str },
+    /// A filter or purge needs a column mapped to "" (exit 2).
+    #[error("{what} needs the {column} column, which [dlq] columns maps to \"\"")]
+    UnmappedColumn { what: &'static str, column: &'static str },
+    /// The DLQ table is not there (exit 2).
+    #[error(
+        "{op} on {table} failed: {cause}; create the default table with `opsbook dlq-replay init`, \
+         or name an existing one with --table or `[profiles.NAME.dlq] table` in opsbook.toml"
+    )]
+    NoTable { op: String, table: String, cause: String },
+    /// A mapped column is not there (exit 2).
+    #[error(
+        "{op} on {table} failed: {cause}; map the table's column names under \
+         `[profiles.NAME.dlq.columns]` in opsbook.toml (\"\" for a column the table lacks)"
+    )]
+    NoColumn { op: String, table: String, cause: String },
+    /// --source-url does not parse (exit 2).
+    #[error("--source-url `{url}` is not a URL: {source} (e.g. https://api.example.com/v1/webhooks)")]
+    SourceUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// --source-url is not HTTP (exit 2).
+    #[error("--source-url `{url}` must be http:// or https://")]
+    SourceScheme { url: String },
+    /// An HTTP client cannot be built (exit 2).
+    #[error("HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The http source's list is not JSON (exit 2).
+    #[error("GET {url} did not answer JSON ({source}): {body}")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+        body: String,
+    },
+    /// An item of the http source's list is not a dead letter (exit 2).
+    #[error("GET {url}: item #{index} has no numeric `id` and `target_url` (or `url`): {item}")]
+    NotADeadLetter { url: String, index: usize, item: String },
+    /// The http source's token variable is not set (exit 2).
+    #[error("the API token variable {var} is not set; export it or pass --token-env NAME")]
+    NoToken { var: String },
+    /// A flag of the http source given for a table (exit 2).
+    #[error("{flag} applies to the http source only: add --source-url URL, or drop {flag}")]
+    HttpSourceOnly { flag: &'static str },
+    /// A table given for the http source (exit 2).
+    #[error("--table applies to a dead-letter table; the http source (--source-url) has none")]
+    TableOfHttpSource,
+    /// Signing asked of the http source, which signs its replays itself (exit 2).
+    #[error("--signing-secret-env applies to the Postgres source: the service signs what it replays itself")]
+    SigningHttpSource,
+    /// The signing secret variable is not set (exit 2).
+    #[error(
+        "the signing secret variable {var} is not set; export {var}=whsec_<base64> (several separated by \
+         spaces while rotating)"
+    )]
+    NoSigningSecret { var: String },
+    /// The signing secret variable does not hold usable secrets (exit 2).
+    #[error(transparent)]
+    Signing(#[from] sign::SignError),
+    /// A zero timeout would count every request as timed out (exit 2).
+    #[error("{flag} must be longer than 0s (e.g. 30s)")]
+    ZeroTimeout { flag: &'static str },
+    /// A rate that is not a positive number (exit 2).
+    #[error("{flag} must be a positive number of requests per second, got {value}")]
+    Rate { flag: &'static str, value: f64 },
+    /// No delivery could ever be in flight (exit 2).
+    #[error("--concurrency must be at least 1")]
+    ZeroConcurrency,
+    /// --since or --until is not a time (exit 2).
+    #[error("{flag}: {source}")]
+    Time {
+        flag: &'static str,
+        #[source]
+        source: NotATime,
+    },
     /// The DLQ source (database or API) is unreachable (exit 3).
     #[error("{op}: {target} is unavailable: {cause}")]
     Unavailable { op: String, target: String, cause: String },
@@ -333,22 +413,17 @@ impl DlqError {
     pub(crate) fn query(op: &str, table: &str, e: sqlx::Error) -> Self {
         let cause = crate::pg::query::describe_sql_error(&e);
         let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+        let (op, table) = (op.to_string(), table.to_string());
         match code.as_deref() {
-            Some("42P01") => DlqError::Input(format!(
-                "{op} on {table} failed: {cause}; create the default table with `opsbook dlq-replay init`, \
-                 or name an existing one with --table or `[profiles.NAME.dlq] table` in opsbook.toml"
-            )),
-            Some("42703") => DlqError::Input(format!(
-                "{op} on {table} failed: {cause}; map the table's column names under \
-                 `[profiles.NAME.dlq.columns]` in opsbook.toml (\"\" for a column the table lacks)"
-            )),
+            Some("42P01") => DlqError::NoTable { op, table, cause },
+            Some("42703") => DlqError::NoColumn { op, table, cause },
             Some(c) if c.starts_with("08") || c.starts_with("57P") => {
                 DlqError::Unavailable { op: format!("{op} on {table}"), target: "the database".into(), cause }
             }
             _ if is_connection_error(&e) => {
                 DlqError::Unavailable { op: format!("{op} on {table}"), target: "the database".into(), cause }
             }
-            _ => DlqError::Query { op: op.into(), table: table.into(), cause },
+            _ => DlqError::Query { op, table, cause },
         }
     }
 }
@@ -369,7 +444,27 @@ pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
 impl Classify for DlqError {
     fn class(&self) -> ErrorClass {
         match self {
-            DlqError::Input(_) => ErrorClass::Usage,
+            DlqError::Config(_)
+            | DlqError::Identifier { .. }
+            | DlqError::RequiredColumn { .. }
+            | DlqError::UnmappedColumn { .. }
+            | DlqError::NoTable { .. }
+            | DlqError::NoColumn { .. }
+            | DlqError::SourceUrl { .. }
+            | DlqError::SourceScheme { .. }
+            | DlqError::HttpClient(_)
+            | DlqError::NotJson { .. }
+            | DlqError::NotADeadLetter { .. }
+            | DlqError::NoToken { .. }
+            | DlqError::HttpSourceOnly { .. }
+            | DlqError::TableOfHttpSource
+            | DlqError::SigningHttpSource
+            | DlqError::NoSigningSecret { .. }
+            | DlqError::Signing(_)
+            | DlqError::ZeroTimeout { .. }
+            | DlqError::Rate { .. }
+            | DlqError::ZeroConcurrency
+            | DlqError::Time { .. } => ErrorClass::Usage,
             DlqError::Unavailable { .. } => ErrorClass::Unavailable,
             DlqError::Query { .. } => ErrorClass::Failed,
             DlqError::Api { status, .. } if *status == 401 || *status == 403 || *status == 404 => ErrorClass::Usage,
@@ -402,7 +497,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(parse_time("24h", now).unwrap().to_rfc3339(), "2026-11-22T12:00:00+00:00");
         assert_eq!(parse_time("2026-11-20", now).unwrap().to_rfc3339(), "2026-11-20T00:00:00+00:00");
-        assert!(parse_time("yesterday", now).unwrap_err().contains("RFC 3339"));
+        assert!(parse_time("yesterday", now).unwrap_err().to_string().contains("RFC 3339"));
         assert_eq!(age_bucket(Duration::from_secs(10)), "<1h");
         assert_eq!(age_bucket(Duration::from_secs(7200)), "1h-24h");
         assert_eq!(age_bucket(Duration::from_secs(30 * 86_400)), ">7d");

@@ -19,24 +19,43 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// Why a signing secret variable holds no usable secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("secret #{index} in {origin} is not whsec_<base64>: {source}")]
+    NotBase64 {
+        origin: String,
+        index: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("secret #{index} in {origin} is empty")]
+    Empty { origin: String, index: usize },
+    #[error("{origin} holds no signing secret; set it to whsec_<base64>")]
+    NoSecret { origin: String },
+}
+
 impl Signer {
     /// Parses one or more secrets separated by whitespace or commas (several during a rotation:
     /// receivers accept any of the signatures). `whsec_` is optional; the rest is base64.
-    pub fn parse(secrets: &str, origin: &str) -> Result<Signer, String> {
+    /// `origin` (the variable holding them) names them in errors.
+    pub fn parse(secrets: &str, origin: &str) -> Result<Signer, SignError> {
         let mut keys = Vec::new();
         for (i, secret) in secrets.split([' ', ',', '\n', '\t']).filter(|s| !s.is_empty()).enumerate() {
             crate::redact::register(secret);
             let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-            let key = STANDARD
-                .decode(b64)
-                .map_err(|e| format!("secret #{} in {origin} is not whsec_<base64>: {e}", i + 1))?;
+            let key = STANDARD.decode(b64).map_err(|source| SignError::NotBase64 {
+                origin: origin.to_string(),
+                index: i + 1,
+                source,
+            })?;
             if key.is_empty() {
-                return Err(format!("secret #{} in {origin} is empty", i + 1));
+                return Err(SignError::Empty { origin: origin.to_string(), index: i + 1 });
             }
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err(format!("{origin} holds no signing secret; set it to whsec_<base64>"));
+            return Err(SignError::NoSecret { origin: origin.to_string() });
         }
         Ok(Signer { keys })
     }
@@ -75,8 +94,8 @@ mod tests {
     fn one_signature_per_secret_and_bad_secrets_named() {
         let signer = Signer::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k", "SIGNING").unwrap();
         assert_eq!(signer.signature("a", 1, b"x").split(' ').count(), 2);
-        let err = Signer::parse("whsec_MfKQ whsec_!!", "SIGNING").unwrap_err();
+        let err = Signer::parse("whsec_MfKQ whsec_!!", "SIGNING").unwrap_err().to_string();
         assert!(err.contains("secret #2 in SIGNING"), "{err}");
-        assert!(Signer::parse("  ", "SIGNING").unwrap_err().contains("no signing secret"));
+        assert!(Signer::parse("  ", "SIGNING").unwrap_err().to_string().contains("no signing secret"));
     }
 }

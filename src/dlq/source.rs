@@ -77,9 +77,7 @@ fn ident(value: &str, key: &str) -> Result<String, DlqError> {
                 && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
         });
     if !ok {
-        return Err(DlqError::Input(format!(
-            "[dlq] {key} = \"{value}\" is not a plain SQL name (letters, digits, _; optionally schema.name)"
-        )));
+        return Err(DlqError::Identifier { key: key.to_string(), value: value.to_string() });
     }
     Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
@@ -93,9 +91,8 @@ fn column(value: &Option<String>, default: &str, key: &str) -> Result<Option<Str
     }
 }
 
-fn required(value: &Option<String>, default: &str, key: &str) -> Result<String, DlqError> {
-    column(value, default, key)?
-        .ok_or_else(|| DlqError::Input(format!("[dlq] columns.{key} cannot be empty: replay needs it")))
+fn required(value: &Option<String>, default: &str, key: &'static str) -> Result<String, DlqError> {
+    column(value, default, key)?.ok_or(DlqError::RequiredColumn { key })
 }
 
 impl Sql {
@@ -151,11 +148,8 @@ impl Sql {
         if !f.ids.is_empty() {
             q.push(format!(" AND {}::bigint = ANY(", self.id)).push_bind(f.ids.clone()).push(")");
         }
-        let time_col = |what: &str| {
-            self.failed_at.clone().ok_or_else(|| {
-                DlqError::Input(format!("{what} needs the failed_at column, which [dlq] columns maps to \"\""))
-            })
-        };
+        let time_col =
+            |what: &'static str| self.failed_at.clone().ok_or(DlqError::UnmappedColumn { what, column: "failed_at" });
         if let Some(since) = f.since {
             q.push(format!(" AND {} >= ", time_col("--since")?)).push_bind(since);
         }
@@ -165,14 +159,16 @@ impl Sql {
         if let Some(pattern) = &f.endpoint {
             q.push(format!(" AND {}::text LIKE ", self.target_url)).push_bind(super::glob_to_like(pattern));
         }
-        let text_col = |c: &Option<String>, what: &str| {
-            c.clone().ok_or_else(|| DlqError::Input(format!("{what} needs a column, which [dlq] columns maps to \"\"")))
+        let text_col = |c: &Option<String>, what: &'static str, column: &'static str| {
+            c.clone().ok_or(DlqError::UnmappedColumn { what, column })
         };
         if let Some(event) = &f.event {
-            q.push(format!(" AND {}::text = ", text_col(&self.event_type, "--event")?)).push_bind(event.clone());
+            let col = text_col(&self.event_type, "--event", "event_type")?;
+            q.push(format!(" AND {col}::text = ")).push_bind(event.clone());
         }
         if let Some(tenant) = &f.tenant {
-            q.push(format!(" AND {}::text = ", text_col(&self.tenant, "--tenant")?)).push_bind(tenant.clone());
+            q.push(format!(" AND {}::text = ", text_col(&self.tenant, "--tenant", "tenant")?))
+                .push_bind(tenant.clone());
         }
         Ok(())
     }
@@ -445,9 +441,11 @@ impl PgSource {
     pub async fn purge(&self, cutoff: DateTime<Utc>, store: &crate::store::Store, key: &str) -> Result<u64, DlqError> {
         let mut conn = self.connect().await?;
         let mut tx = sqlx::Connection::begin(&mut conn).await.map_err(|e| DlqError::query("begin", &self.table, e))?;
-        let failed = self.sql.failed_at.clone().ok_or_else(|| {
-            DlqError::Input("purge --older-than needs the failed_at column, which [dlq] columns maps to \"\"".into())
-        })?;
+        let failed = self
+            .sql
+            .failed_at
+            .clone()
+            .ok_or(DlqError::UnmappedColumn { what: "purge --older-than", column: "failed_at" })?;
         let sql = format!(
             "WITH gone AS (DELETE FROM {t} WHERE {failed} < $1 RETURNING *) SELECT {sel} FROM gone ORDER BY {id}",
             t = self.sql.table,
@@ -492,13 +490,9 @@ impl HttpSource {
         timeout: std::time::Duration,
         connect_timeout: std::time::Duration,
     ) -> Result<HttpSource, DlqError> {
-        let parsed = url::Url::parse(base).map_err(|e| {
-            DlqError::Input(format!(
-                "--source-url `{base}` is not a URL: {e} (e.g. https://api.example.com/v1/webhooks)"
-            ))
-        })?;
+        let parsed = url::Url::parse(base).map_err(|source| DlqError::SourceUrl { url: base.to_string(), source })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(DlqError::Input(format!("--source-url `{base}` must be http:// or https://")));
+            return Err(DlqError::SourceScheme { url: base.to_string() });
         }
         if let Some(t) = &token {
             crate::redact::register(t);
@@ -508,7 +502,7 @@ impl HttpSource {
             .timeout(timeout)
             .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| DlqError::Input(format!("HTTP client: {e}")))?;
+            .map_err(DlqError::HttpClient)?;
         Ok(HttpSource { base: base.trim_end_matches('/').to_string(), token, tenant, client })
     }
 
@@ -537,8 +531,10 @@ impl HttpSource {
         if !(200..300).contains(&status) {
             return Err(DlqError::Api { op: "GET".into(), url, status, body: super::deliver::snippet(&text) });
         }
-        let doc: Value = serde_json::from_str(&text).map_err(|e| {
-            DlqError::Input(format!("GET {url} did not answer JSON ({e}): {}", super::deliver::snippet(&text)))
+        let doc: Value = serde_json::from_str(&text).map_err(|source| DlqError::NotJson {
+            url: url.clone(),
+            source,
+            body: super::deliver::snippet(&text),
         })?;
         let items = match &doc {
             Value::Array(a) => a.clone(),
@@ -551,12 +547,10 @@ impl HttpSource {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                from_json(v).ok_or_else(|| {
-                    DlqError::Input(format!(
-                        "GET {url}: item #{} has no numeric `id` and `target_url` (or `url`): {}",
-                        i + 1,
-                        super::deliver::snippet(&v.to_string())
-                    ))
+                from_json(v).ok_or_else(|| DlqError::NotADeadLetter {
+                    url: url.clone(),
+                    index: i + 1,
+                    item: super::deliver::snippet(&v.to_string()),
                 })
             })
             .collect()

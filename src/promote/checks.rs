@@ -145,7 +145,7 @@ pub(super) fn jwt_secret(req: &Request) -> Finding {
 pub(super) async fn credentials_rotated(req: &Request) -> Finding {
     // rotate-secrets reads its status with the admin URL it rotates with (ADMIN_DATABASE_URL or
     // the profile's admin_database_url).
-    let ctx = match crate::secrets::rotate::context(&req.app_config, req.env("ADMIN_DATABASE_URL")) {
+    let ctx = match &req.rotation {
         Ok(c) => c,
         Err(e) => {
             let message = format!("no rotation evidence: {e}");
@@ -153,7 +153,7 @@ pub(super) async fn credentials_rotated(req: &Request) -> Finding {
             return if req.prod { Finding::fail(message, fix) } else { Finding::warn(message, fix) };
         }
     };
-    let standings = match crate::secrets::rotate::status(&ctx).await {
+    let standings = match crate::secrets::rotate::status(ctx).await {
         Ok(s) => s,
         Err(e) => return Finding::fail(format!("cannot read rotation status: {e}"), ""),
     };
@@ -350,9 +350,7 @@ pub(super) async fn backup_retention(req: &Request) -> Finding {
             }
         }
     }
-    let set_cfg = req.app_config.set(&req.set);
-    let policy = set_cfg.map(|c| !c.retention.is_empty());
-    if policy != Some(true) {
+    if !req.retention_configured {
         problems.push(format!("set '{}' has no retention policy in the profile", req.set));
     } else {
         evidence.push("retention policy configured".into());
@@ -418,11 +416,11 @@ async fn drill_history(
 }
 
 pub(super) fn required_env(req: &Request) -> Finding {
-    if req.config.required_env.is_empty() {
+    if req.checklist.required_env.is_empty() {
         return Finding::skip("no required_env in the profile's [promote] table");
     }
     let mut problems = Vec::new();
-    for key in &req.config.required_env {
+    for key in &req.checklist.required_env {
         match req.env(key) {
             None => problems.push(format!("{key} is missing or empty")),
             Some(v) if is_placeholder(v) => problems.push(format!("{key} holds a placeholder")),
@@ -433,7 +431,7 @@ pub(super) fn required_env(req: &Request) -> Finding {
         }
     }
     if problems.is_empty() {
-        Finding::pass(format!("{} variables set", req.config.required_env.len()))
+        Finding::pass(format!("{} variables set", req.checklist.required_env.len()))
     } else {
         Finding::fail(problems.join("; "), "set real values in the environment or the env file")
     }

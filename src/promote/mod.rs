@@ -3,6 +3,7 @@
 //! table, JSON or JUnit.
 
 mod checks;
+pub mod spec;
 mod web;
 
 use std::collections::BTreeMap;
@@ -10,50 +11,26 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
+pub use spec::{ChecklistSpec, PromoteSpec};
 
-/// `[profiles.NAME.promote]` in opsbook.toml.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteConfig {
-    /// "prod" makes some checks stricter (verify-full TLS, rotation evidence required).
-    pub environment: Option<String>,
-    pub app_url: Option<String>,
-    pub web_url: Option<String>,
-    pub env_file: Option<PathBuf>,
-    /// Another environment's .env file (e.g. staging's): its JWT_SECRET must differ.
-    pub compare_env_file: Option<PathBuf>,
-    /// Health endpoint path [default: /health] and an expected substring of its body.
-    pub health_path: Option<String>,
-    pub health_body: Option<String>,
-    /// Metrics endpoint path [default: /metrics].
-    pub metrics_path: Option<String>,
-    /// Origins the API may allow (CORS).
-    #[serde(default)]
-    pub cors_allowlist: Vec<String>,
-    /// Variables that must be set, non-empty and not placeholders.
-    #[serde(default)]
-    pub required_env: Vec<String>,
-    /// Newest backup must be younger than this [default: 26h].
-    pub rpo_target: Option<String>,
-    /// A drill must have passed within this [default: 8d].
-    pub drill_interval: Option<String>,
-    /// Rate-limit probe: a cheap path and the burst within which a 429 must appear.
-    pub rate_limit_path: Option<String>,
-    pub rate_limit_burst: Option<usize>,
-    /// OTLP endpoint when not in OTEL_EXPORTER_OTLP_ENDPOINT.
-    pub otel_endpoint: Option<String>,
-    #[serde(default)]
-    pub waivers: Vec<Waiver>,
-}
+/// The newest backup must be younger than this unless `rpo_target` says otherwise (26h).
+pub const DEFAULT_RPO_TARGET: Duration = Duration::from_secs(26 * 3600);
+/// A drill must have passed within this unless `drill_interval` says otherwise (8d).
+pub const DEFAULT_DRILL_INTERVAL: Duration = Duration::from_secs(8 * 86_400);
+/// Each check's time unless the spec gives `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A failed check accepted until a day.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Waiver {
+    /// The check's id.
     pub check: String,
+    /// Why the failure is accepted (shown with the result).
     pub reason: String,
     /// YYYY-MM-DD; the waiver stops applying after this day.
     pub expires: String,
@@ -135,16 +112,18 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("required-env", "Required environment variables set"),
 ];
 
-/// Inputs resolved from flags, environment and the profile.
-#[derive(Debug, Clone, Default)]
+/// A promote-check run, resolved from its spec, the profile and the environment
+/// (`settings::promote`).
+#[derive(Debug)]
 pub struct Request {
     pub profile: String,
     pub prod: bool,
-    pub config: PromoteConfig,
+    /// What the checks expect: the given spec's expectations over the profile's `[promote]`.
+    pub checklist: ChecklistSpec,
     pub database_url: Option<String>,
     pub store_url: Option<String>,
     pub set: String,
-    /// `rpo_target` and `drill_interval` from the profile, parsed (defaults 26h and 8d).
+    /// `rpo_target` and `drill_interval`, parsed (defaults 26h and 8d).
     pub rpo_target: Duration,
     pub drill_interval: Duration,
     pub migrations: Option<crate::migrate::Settings>,
@@ -156,13 +135,92 @@ pub struct Request {
     pub only: Vec<String>,
     pub skip: Vec<String>,
     pub timeout: Duration,
-    pub app_config: Config,
+    /// What rotate-secrets rotates with, or why there is none (db-credentials-rotated's evidence).
+    pub rotation: Result<crate::secrets::rotate::Context, crate::secrets::rotate::RotateError>,
+    /// Whether the profile gives `set` a retention policy.
+    pub retention_configured: bool,
 }
 
+/// Why promote-check cannot run: every variant is a usage error (exit 2), found before any
+/// check runs (or, for waivers, before any result is reported).
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
-    #[error("{0}")]
-    Input(String),
+    /// An env file that exists but cannot be read or parsed.
+    #[error("{flag}: {source}")]
+    EnvFile {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: crate::secrets::SecretsError,
+    },
+    /// An env file that is not there.
+    #[error("{flag} {}: no such file{hint}", path.display())]
+    NoEnvFile { flag: &'static str, path: PathBuf, hint: &'static str },
+    /// --app-url or --web-url does not parse.
+    #[error("{flag} `{url}`: {source}")]
+    Url {
+        flag: &'static str,
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The database URL does not parse; the cause names where it came from.
+    #[error("{source}")]
+    DatabaseUrl {
+        origin: String,
+        #[source]
+        source: crate::pg::PgError,
+    },
+    /// The store URL does not parse.
+    #[error("{origin}: {source}")]
+    StoreUrl {
+        origin: String,
+        url: String,
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
+    /// An `s3://` store URL without a bucket, and no R2_BUCKET to fill it in.
+    #[error("{origin} `{url}` names no bucket and R2_BUCKET is not set: give s3://BUCKET/prefix")]
+    StoreBucket { origin: String, url: String },
+    /// `rpo_target` or `drill_interval` is not a duration: silently using the default would pass
+    /// a check against a target nobody chose.
+    #[error(
+        "{key} = \"{value}\" in {origin} is not a duration ({source}); write it like \"{example}\" \
+         (units: s, m, h, d, w)"
+    )]
+    Duration {
+        key: &'static str,
+        value: String,
+        origin: String,
+        example: &'static str,
+        #[source]
+        source: Box<humantime::DurationError>,
+    },
+    /// The backup set's name is not usable.
+    #[error("{source}")]
+    Set {
+        name: String,
+        #[source]
+        source: crate::backup::BackupError,
+    },
+    /// The migrations-applied check's settings cannot be resolved.
+    #[error("{source}")]
+    Migrations {
+        dir: Option<PathBuf>,
+        #[source]
+        source: Box<crate::migrate::MigrateError>,
+    },
+    /// --only, --skip or a waiver names a check that does not exist.
+    #[error("{flag}: unknown check `{id}`; checks are {}", CHECKS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))]
+    UnknownCheck { flag: &'static str, id: String },
+    /// A waiver's expiry is not a date.
+    #[error("waiver for `{check}`: expires `{expires}`: {source} (use YYYY-MM-DD)")]
+    WaiverExpiry {
+        check: String,
+        expires: String,
+        #[source]
+        source: chrono::ParseError,
+    },
 }
 
 impl Classify for PromoteError {
@@ -177,55 +235,17 @@ impl Request {
     }
 }
 
-/// Reads the env file (if any) over the process environment.
-pub fn load_env(file: Option<&std::path::Path>) -> Result<BTreeMap<String, String>, PromoteError> {
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
-    if let Some(path) = file {
-        let f = crate::secrets::EnvFile::load(path).map_err(|e| PromoteError::Input(e.to_string()))?;
-        if !path.exists() {
-            return Err(PromoteError::Input(format!("--env-file {}: no such file", path.display())));
-        }
-        for (k, v) in f.entries() {
-            crate::redact::register_urls_in(&v);
-            env.insert(k, v);
-        }
+fn check_ids(list: &[String], flag: &'static str) -> Result<(), PromoteError> {
+    match list.iter().find(|id| !CHECKS.iter().any(|(c, _)| c == id)) {
+        Some(id) => Err(PromoteError::UnknownCheck { flag, id: id.clone() }),
+        None => Ok(()),
     }
-    Ok(env)
-}
-
-/// The entries of another environment's env file, which must exist; values are registered as
-/// secrets so they are never printed.
-fn load_compare_env(path: &std::path::Path) -> Result<BTreeMap<String, String>, PromoteError> {
-    if !path.is_file() {
-        return Err(PromoteError::Input(format!(
-            "--compare-env-file {}: no such file (give the other environment's .env file)",
-            path.display()
-        )));
-    }
-    let f = crate::secrets::EnvFile::load(path).map_err(|e| PromoteError::Input(e.to_string()))?;
-    let entries = f.entries();
-    for v in entries.values() {
-        crate::redact::register_urls_in(v);
-    }
-    Ok(entries)
-}
-
-fn check_ids(list: &[String], flag: &str) -> Result<(), PromoteError> {
-    for id in list {
-        if !CHECKS.iter().any(|(c, _)| c == id) {
-            return Err(PromoteError::Input(format!(
-                "{flag}: unknown check `{id}`; checks are {}",
-                CHECKS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn waiver_for(req: &Request, id: &str, today: NaiveDate) -> Result<Option<Waiver>, PromoteError> {
-    for w in req.config.waivers.iter().filter(|w| w.check == id) {
-        let expires = NaiveDate::parse_from_str(&w.expires, "%Y-%m-%d").map_err(|e| {
-            PromoteError::Input(format!("waiver for `{id}`: expires `{}`: {e} (use YYYY-MM-DD)", w.expires))
+    for w in req.checklist.waivers.iter().filter(|w| w.check == id) {
+        let expires = NaiveDate::parse_from_str(&w.expires, "%Y-%m-%d").map_err(|source| {
+            PromoteError::WaiverExpiry { check: id.to_string(), expires: w.expires.clone(), source }
         })?;
         if expires >= today {
             return Ok(Some(w.clone()));
@@ -238,7 +258,7 @@ fn waiver_for(req: &Request, id: &str, today: NaiveDate) -> Result<Option<Waiver
 pub async fn run(req: &Request) -> Result<Vec<CheckResult>, PromoteError> {
     check_ids(&req.only, "--only")?;
     check_ids(&req.skip, "--skip")?;
-    for w in &req.config.waivers {
+    for w in &req.checklist.waivers {
         check_ids(std::slice::from_ref(&w.check), "waiver")?;
     }
     let today = chrono::Utc::now().date_naive();
@@ -328,140 +348,4 @@ pub fn junit(profile: &str, results: &[CheckResult]) -> String {
     let mut report = Report::new(format!("opsbook promote-check {profile}"));
     report.add_test_suite(suite);
     report.to_string().unwrap_or_default()
-}
-
-/// Flags (or a runbook step's inputs), before resolution.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    pub app_url: Option<String>,
-    pub web_url: Option<String>,
-    pub database_url: Option<String>,
-    pub env_file: Option<PathBuf>,
-    pub compare_env_file: Option<PathBuf>,
-    pub store: Option<String>,
-    pub set: Option<String>,
-    pub migrations: Option<PathBuf>,
-    pub only: Vec<String>,
-    pub skip: Vec<String>,
-    pub ca_file: Option<PathBuf>,
-    pub timeout: Option<Duration>,
-}
-
-/// Flags > environment > the profile's `[promote]` table; missing inputs make their checks skip.
-pub fn resolve(config: &Config, o: &Options) -> Result<Request, PromoteError> {
-    let mut pc = config.profile.promote.clone().unwrap_or_default();
-    if o.app_url.is_some() {
-        pc.app_url = o.app_url.clone();
-    }
-    if o.web_url.is_some() {
-        pc.web_url = o.web_url.clone();
-    }
-    for (flag, url) in [("--app-url", &pc.app_url), ("--web-url", &pc.web_url)] {
-        if let Some(u) = url {
-            url::Url::parse(u).map_err(|e| PromoteError::Input(format!("{flag} `{u}`: {e}")))?;
-        }
-    }
-    let env_file = o.env_file.clone().or_else(|| pc.env_file.clone());
-    let env = load_env(env_file.as_deref())?;
-    let compare_env = match o.compare_env_file.clone().or_else(|| pc.compare_env_file.clone()) {
-        None => None,
-        Some(path) => Some((path.clone(), load_compare_env(&path)?)),
-    };
-    let database_url = config.database_url(o.database_url.as_deref(), None).ok();
-    if let Some(url) = &database_url {
-        crate::pg::DbUrl::parse_named(
-            &source_of(config, o.database_url.is_some(), "DATABASE_URL", "database_url"),
-            url,
-        )
-        .map_err(|e| PromoteError::Input(e.to_string()))?;
-    }
-    let store_url = config.store_url(o.store.as_deref(), None).ok();
-    if let Some(url) = &store_url {
-        check_store_url(&source_of(config, o.store.is_some(), "OPSBOOK_STORE", "store"), url)?;
-    }
-    let rpo_target = config_duration(config, "rpo_target", pc.rpo_target.as_deref(), "26h")?;
-    let drill_interval = config_duration(config, "drill_interval", pc.drill_interval.as_deref(), "8d")?;
-    let set = crate::backup::job::set_name(o.set.as_deref()).map_err(|e| PromoteError::Input(e.to_string()))?;
-    let migrations = match (&o.migrations, &config.profile.migrate.migrations, &database_url) {
-        (None, None, _) | (_, _, None) => None,
-        (dir, _, Some(db)) => Some(
-            crate::settings::migrate::resolve(
-                config,
-                Some(db),
-                &crate::migrate::spec::MigrateSpec { migrations: dir.clone(), ..Default::default() },
-            )
-            .map_err(|e| PromoteError::Input(e.to_string()))?,
-        ),
-    };
-    let prod = pc
-        .environment
-        .as_deref()
-        .is_some_and(|e| e.eq_ignore_ascii_case("prod") || e.eq_ignore_ascii_case("production"))
-        || config.profile_name == "prod"
-        || config.profile_name == "production";
-    Ok(Request {
-        profile: config.profile_name.clone(),
-        prod,
-        config: pc,
-        database_url,
-        store_url,
-        set,
-        rpo_target,
-        drill_interval,
-        migrations,
-        env,
-        compare_env,
-        ca_file: o.ca_file.clone(),
-        only: o.only.clone(),
-        skip: o.skip.clone(),
-        timeout: o.timeout.unwrap_or(Duration::from_secs(15)),
-        app_config: config.clone(),
-    })
-}
-
-/// Where a URL came from, for errors: the flag (which clap also fills from `env`), the variable
-/// (read by runbook steps), the profile key, or the sandbox.
-fn source_of(config: &Config, given: bool, env: &str, key: &str) -> String {
-    if given {
-        return format!("--{} (or {env})", key.replace('_', "-"));
-    }
-    if std::env::var(env).is_ok_and(|v| !v.is_empty()) {
-        return env.to_string();
-    }
-    let profile = &config.profile;
-    let configured = if key == "store" { profile.store.is_some() } else { profile.database_url.is_some() };
-    match (&config.path, configured) {
-        (Some(path), true) => format!("{key} in {} [profiles.{}]", path.display(), config.profile_name),
-        _ => format!("the sandbox's {env}"),
-    }
-}
-
-/// A store URL that cannot be opened is a usage error before any check runs: it must parse, and
-/// an `s3://` URL without a bucket needs R2_BUCKET (as `Store::open` fills it in).
-fn check_store_url(what: &str, url: &str) -> Result<(), PromoteError> {
-    let parsed = crate::store::StoreUrl::parse(url).map_err(|e| PromoteError::Input(format!("{what}: {e}")))?;
-    let r2_bucket = std::env::var("R2_BUCKET").is_ok_and(|v| !v.trim().is_empty());
-    if matches!(&parsed, crate::store::StoreUrl::S3 { bucket, .. } if bucket.is_empty()) && !r2_bucket {
-        return Err(PromoteError::Input(format!(
-            "{what} `{url}` names no bucket and R2_BUCKET is not set: give s3://BUCKET/prefix"
-        )));
-    }
-    Ok(())
-}
-
-/// A duration from the profile's `[promote]` table, or `default` when it is not set. A value
-/// that does not parse is an error naming the key, the file and the value: silently using the
-/// default would pass a check against a target nobody chose.
-fn config_duration(config: &Config, key: &str, raw: Option<&str>, default: &str) -> Result<Duration, PromoteError> {
-    let Some(raw) = raw else {
-        return Ok(humantime::parse_duration(default).expect("valid default duration"));
-    };
-    humantime::parse_duration(raw.trim()).map_err(|e| {
-        let file = config.path.as_ref().map_or_else(|| "opsbook.toml".into(), |p| p.display().to_string());
-        PromoteError::Input(format!(
-            "{key} = \"{raw}\" in {file} [profiles.{}.promote] is not a duration ({e}); \
-             write it like \"{default}\" (units: s, m, h, d, w)",
-            config.profile_name
-        ))
-    })
 }

@@ -23,7 +23,7 @@ fn client(req: &Request, follow_redirects: bool) -> Result<reqwest::Client, Find
 }
 
 fn web_url(req: &Request) -> Option<&str> {
-    req.config.web_url.as_deref().or(req.config.app_url.as_deref())
+    req.checklist.web_url.as_deref().or(req.checklist.app_url.as_deref())
 }
 
 fn join(base: &str, path: &str) -> String {
@@ -337,7 +337,7 @@ async fn hsts_header(req: &Request, c: &reqwest::Client, url: &str) -> Finding {
 const FOREIGN_ORIGIN: &str = "https://promote-check.invalid";
 
 pub(super) async fn cors(req: &Request) -> Finding {
-    let Some(app) = req.config.app_url.as_deref() else { return Finding::skip("no --app-url") };
+    let Some(app) = req.checklist.app_url.as_deref() else { return Finding::skip("no --app-url") };
     let c = match client(req, true) {
         Ok(c) => c,
         Err(f) => return f,
@@ -371,7 +371,7 @@ pub(super) async fn cors(req: &Request) -> Finding {
     // The configured allowlist: each listed origin (up to 5) should be answered with itself.
     let mut refused = Vec::new();
     let mut wildcard = evidence.iter().any(|e| e.contains("Allow-Origin '*'"));
-    for origin in req.config.cors_allowlist.iter().take(5) {
+    for origin in req.checklist.cors_allowlist.iter().take(5) {
         if let Ok(r) = c.get(app).header("Origin", origin.as_str()).send().await {
             let allow = header(r.headers(), "access-control-allow-origin").unwrap_or("");
             wildcard |= allow == "*";
@@ -390,7 +390,7 @@ pub(super) async fn cors(req: &Request) -> Finding {
             format!("allowlisted origins are refused: {} ({})", refused.join(", "), evidence.join("; ")),
             "add them to the app's CORS allowlist, or remove them from [promote] cors_allowlist",
         )
-    } else if wildcard && !req.config.cors_allowlist.is_empty() {
+    } else if wildcard && !req.checklist.cors_allowlist.is_empty() {
         Finding::warn(
             format!(
                 "the app answers Allow-Origin * to any origin although an allowlist is configured ({})",
@@ -441,7 +441,7 @@ pub(super) async fn otel(req: &Request) -> Finding {
         return Finding::pass("disabled (OTEL_SDK_DISABLED=true)");
     }
     let endpoint =
-        req.env("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::from).or_else(|| req.config.otel_endpoint.clone());
+        req.env("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::from).or_else(|| req.checklist.otel_endpoint.clone());
     let Some(endpoint) = endpoint else { return Finding::pass("disabled (no OTLP endpoint configured)") };
     let c = match client(req, false) {
         Ok(c) => c,
@@ -458,10 +458,10 @@ pub(super) async fn otel(req: &Request) -> Finding {
 }
 
 pub(super) async fn rate_limits(req: &Request) -> Finding {
-    let (Some(app), Some(path)) = (req.config.app_url.as_deref(), req.config.rate_limit_path.as_deref()) else {
+    let (Some(app), Some(path)) = (req.checklist.app_url.as_deref(), req.checklist.rate_limit_path.as_deref()) else {
         return Finding::skip("no rate_limit_path in the profile's [promote] table");
     };
-    let burst = req.config.rate_limit_burst.unwrap_or(100);
+    let burst = req.checklist.rate_limit_burst.unwrap_or(100);
     let c = match client(req, true) {
         Ok(c) => c,
         Err(f) => return f,
@@ -494,7 +494,7 @@ pub(super) async fn rate_limits(req: &Request) -> Finding {
 
 /// GET an app path (or its default): (url, status, body), or the finding that says why not.
 async fn fetch(req: &Request, path: Option<&str>, default: &str) -> Result<(String, u16, String), Finding> {
-    let Some(app) = req.config.app_url.as_deref() else { return Err(Finding::skip("no --app-url")) };
+    let Some(app) = req.checklist.app_url.as_deref() else { return Err(Finding::skip("no --app-url")) };
     let url = join(app, path.unwrap_or(default));
     let resp = get(req, &url).await?;
     let status = resp.status().as_u16();
@@ -502,7 +502,7 @@ async fn fetch(req: &Request, path: Option<&str>, default: &str) -> Result<(Stri
 }
 
 pub(super) async fn health(req: &Request) -> Finding {
-    let (url, status, body) = match fetch(req, req.config.health_path.as_deref(), "/health").await {
+    let (url, status, body) = match fetch(req, req.checklist.health_path.as_deref(), "/health").await {
         Ok(r) => r,
         Err(f) => return f,
     };
@@ -512,7 +512,7 @@ pub(super) async fn health(req: &Request) -> Finding {
             "make the health endpoint answer 200 when the app is ready",
         );
     }
-    if let Some(want) = &req.config.health_body {
+    if let Some(want) = &req.checklist.health_body {
         if !body.contains(want.as_str()) {
             return Finding::fail(
                 format!("{url}: body does not contain '{want}'"),
@@ -524,7 +524,7 @@ pub(super) async fn health(req: &Request) -> Finding {
 }
 
 pub(super) async fn metrics(req: &Request) -> Finding {
-    let (url, status, body) = match fetch(req, req.config.metrics_path.as_deref(), "/metrics").await {
+    let (url, status, body) = match fetch(req, req.checklist.metrics_path.as_deref(), "/metrics").await {
         Ok(r) => r,
         Err(f) => return f,
     };

@@ -4,10 +4,12 @@
 //! variables clap reads for them) > environment > opsbook.toml profile > sandbox > defaults.
 
 pub mod backup;
+pub mod dlq;
 pub mod drill;
 pub mod migrate;
 pub mod objects;
 pub mod pitr;
+pub mod promote;
 
 #[cfg(test)]
 mod tests {
@@ -42,6 +44,27 @@ mod tests {
             "object copy spec in `backup-objects` steps",
             field_names::<crate::backup::objects::spec::ObjectsSpec>(),
             &inputs("backup-objects"),
+        );
+        assert_all_in(
+            "promote-check spec in `promote-check` steps",
+            field_names::<crate::promote::PromoteSpec>(),
+            &inputs("promote-check"),
+        );
+        assert_all_in(
+            "dlq spec in `dlq-replay` steps",
+            field_names::<crate::dlq::spec::DlqSpec>(),
+            &inputs("dlq-replay"),
+        );
+        // The config sections are groups of those specs: each key is also a step's input.
+        assert_all_in(
+            "[promote] keys in the promote-check spec",
+            field_names::<crate::promote::ChecklistSpec>(),
+            &field_names::<crate::promote::PromoteSpec>(),
+        );
+        assert_all_in(
+            "[dlq] keys in the dlq spec",
+            field_names::<crate::dlq::spec::QueueSpec>(),
+            &field_names::<crate::dlq::spec::DlqSpec>(),
         );
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
@@ -112,9 +135,44 @@ mod tests {
         let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
         assert_eq!(config.profile.migrate.migrations, Some("old/spelling".into()));
 
+        // Every [promote] and [dlq] key reads back as written.
+        let sections = "[profiles.prod.promote]\nenvironment = \"production\"\napp_url = \"https://api.example\"\n\
+                        web_url = \"https://www.example\"\nenv_file = \".env\"\ncompare_env_file = \"staging.env\"\n\
+                        health_path = \"/up\"\nhealth_body = \"ok\"\nmetrics_path = \"/m\"\n\
+                        cors_allowlist = [\"https://www.example\"]\nrequired_env = [\"SMTP_URL\"]\n\
+                        rpo_target = \"2h\"\ndrill_interval = \"1w\"\nrate_limit_path = \"/login\"\n\
+                        rate_limit_burst = 20\notel_endpoint = \"http://otel:4318\"\n\
+                        waivers = [{ check = \"csp\", reason = \"legacy\", expires = \"2099-01-01\" }]\n\
+                        [profiles.prod.dlq]\ntable = \"hooks.dead\"\nhistory_table = \"hooks.sent\"\n\
+                        source_url = \"https://api.example/v1/webhooks\"\ntoken_env = \"API_TOKEN\"\n\
+                        tenant_header = \"X-Org\"\nsigning_secret_env = \"HOOK_SECRET\"\nmax = 7\nrate = 2.5\n\
+                        endpoint_rate = 1\nconcurrency = 3\n[profiles.prod.dlq.columns]\nid = \"dead_id\"\n";
+        let keys = |header: &str| {
+            let rest = &sections[sections.find(header).unwrap() + header.len()..];
+            rest[..rest.find("\n[profiles").unwrap_or(rest.len())].lines().filter(|l| l.contains(" = ")).count()
+        };
+        assert_eq!(keys("[profiles.prod.promote]"), field_names::<crate::promote::ChecklistSpec>().len());
+        // `columns` is a table of its own.
+        assert_eq!(keys("[profiles.prod.dlq]") + 1, field_names::<crate::dlq::spec::QueueSpec>().len());
+        std::fs::write(&path, sections).unwrap();
+        let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
+        let (promote, dlq) = (&config.profile.promote, &config.profile.dlq);
+        assert_eq!(promote.environment.as_deref(), Some("production"));
+        assert_eq!((promote.rpo_target.as_deref(), promote.rate_limit_burst), (Some("2h"), Some(20)));
+        assert_eq!((promote.waivers.len(), promote.required_env.as_slice()), (1, &["SMTP_URL".to_string()][..]));
+        assert_eq!(promote.otel_endpoint.as_deref(), Some("http://otel:4318"));
+        assert_eq!((dlq.table.as_deref(), dlq.history_table.as_deref()), (Some("hooks.dead"), Some("hooks.sent")));
+        assert_eq!((dlq.max, dlq.rate, dlq.endpoint_rate, dlq.concurrency), (Some(7), Some(2.5), Some(1.0), Some(3)));
+        assert_eq!(
+            (dlq.columns.id.as_deref(), dlq.signing_secret_env.as_deref()),
+            (Some("dead_id"), Some("HOOK_SECRET"))
+        );
+
         // A misspelt key is refused, as it was before the spec flattened its groups.
-        std::fs::write(&path, "[profiles.prod.sets.shop]\nkeep_dialy = 3\n").unwrap();
-        let err = crate::config::Config::load(Some(&path), Some("prod")).unwrap_err().to_string();
-        assert!(err.contains("keep_dialy"), "{err}");
+        for (section, key) in [("sets.shop", "keep_dialy"), ("promote", "app_ulr"), ("dlq", "tabel")] {
+            std::fs::write(&path, format!("[profiles.prod.{section}]\n{key} = 3\n")).unwrap();
+            let err = crate::config::Config::load(Some(&path), Some("prod")).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -24,7 +24,7 @@ fn config_error(e: ConfigError) -> PitrError {
 
 /// The resolved configuration for `given` over the profile's `[pitr]` table.
 pub fn resolve(config: &Config, given: PitrSpec) -> Result<Pitr, PitrError> {
-    let base = config.profile.pitr.clone().unwrap_or_default();
+    let base = config.profile.pitr.clone();
     let spec = given.over(&base);
     let stanza = spec.stanza.clone().unwrap_or_else(|| DEFAULT_STANZA.into());
     if stanza.is_empty() || !stanza.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {

@@ -1,73 +1,22 @@
 //! The `promote-check` action: the promotion checklist as a step; any failed (unwaived) check
 //! fails the step.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
-use crate::promote::{self, Options, Status};
+use crate::promote::{self, PromoteSpec, Status};
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    /// The API's base URL.
-    pub app_url: Option<String>,
-    /// The website's URL [default: app_url].
-    pub web_url: Option<String>,
-    /// Database URL [default: DATABASE_URL / profile].
-    pub database_url: Option<String>,
-    /// The environment's .env file (relative to the runbook).
-    pub env_file: Option<String>,
-    /// Another environment's .env file (relative to the runbook): JWT_SECRET must differ.
-    pub compare_env_file: Option<String>,
-    /// Backup store [default: OPSBOOK_STORE / profile].
-    pub store: Option<String>,
-    /// Backup set [default: main].
-    pub set: Option<String>,
-    /// Migrations directory (relative to the runbook).
-    pub migrations: Option<String>,
-    /// Only these check ids.
-    #[serde(default)]
-    pub only: Vec<String>,
-    /// Skip these check ids.
-    #[serde(default)]
-    pub skip: Vec<String>,
-    /// Extra CA certificate (PEM, relative to the runbook) trusted for HTTPS checks.
-    pub ca_file: Option<String>,
-    /// Per-check timeout, e.g. "15s".
-    pub timeout: Option<String>,
-    /// JUnit XML file (relative to the runbook).
-    pub junit: Option<String>,
-}
-
-fn some(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.trim().is_empty())
-}
+/// The checklist's spec, as `opsbook promote-check` and `[profiles.NAME.promote]` take it; file
+/// paths are relative to the runbook.
+pub type Input = PromoteSpec;
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let timeout = some(&input.timeout)
-        .map(|t| humantime::parse_duration(t).map_err(|e| ActionError::Input(format!("timeout: {e}"))))
-        .transpose()?;
-    let options = Options {
-        app_url: some(&input.app_url).map(String::from),
-        web_url: some(&input.web_url).map(String::from),
-        database_url: some(&input.database_url).map(String::from),
-        env_file: some(&input.env_file).map(|p| ctx.resolve_path(p)),
-        compare_env_file: some(&input.compare_env_file).map(|p| ctx.resolve_path(p)),
-        store: some(&input.store).map(String::from),
-        set: some(&input.set).map(String::from),
-        migrations: some(&input.migrations).map(|p| ctx.resolve_path(p)),
-        only: input.only.clone(),
-        skip: input.skip.clone(),
-        ca_file: some(&input.ca_file).map(|p| ctx.resolve_path(p)),
-        timeout,
-    };
-    let request = promote::resolve(ctx.config, &options).map_err(|e| ActionError::Input(e.to_string()))?;
+    let spec = input.relative_to(|p| ctx.resolve_path(&p.to_string_lossy()));
+    let request =
+        crate::settings::promote::resolve(ctx.config, &spec).map_err(|e| ActionError::Input(e.to_string()))?;
     let results = promote::run(&request).await.map_err(|e| ActionError::Input(e.to_string()))?;
-    if let Some(p) = some(&input.junit) {
-        let path = ctx.resolve_path(p);
-        crate::redact::write_file(&path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
+    if let Some(path) = &spec.junit {
+        crate::redact::write_file(path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
             .map_err(|e| ActionError::Failed(format!("write {}: {e}", path.display())))?;
     }
     let mut out = Outputs::new();

@@ -430,6 +430,7 @@ impl SecretSpec {
 }
 
 /// Everything a rotation needs from the configuration.
+#[derive(Debug)]
 pub struct Context {
     pub profile: String,
     pub specs: Vec<SecretSpec>,
