@@ -146,6 +146,11 @@ fn setup_twice_then_full_and_incremental_backups() {
     assert_eq!(status["newest_full"]["label"], full["backup"]["label"]);
     assert_eq!(status["newest_incr"]["label"], incr["backup"]["label"]);
     assert!(status["problems"].as_array().unwrap().is_empty(), "{status:#}");
+
+    // promote-check's pitr check reads the same.
+    let promote = t.ok_json(&["promote-check", "--only", "pitr"]);
+    let check = &promote["checks"].as_array().unwrap().iter().find(|c| c["id"] == "pitr").cloned().unwrap();
+    assert_eq!(check["status"], "pass", "{promote:#}");
 }
 
 #[test]
@@ -200,7 +205,7 @@ fn drills_reach_a_time_between_two_canary_batches_and_the_latest_point() {
     let drill = t.ok_json(&["restore-drill", "--pitr", "--target-time", &target]);
     assert_eq!(drill["ok"], true, "{drill:#}");
     let restored = drill["restored_point"].as_str().unwrap();
-    assert_eq!(chrono_eq(restored, &before), true, "the earlier batch is present, the later absent: {drill:#}");
+    assert!(chrono_eq(restored, &before), "the earlier batch is present, the later absent: {drill:#}");
     assert!(drill["measured_rpo_seconds"].as_f64().unwrap() >= 1.0, "{drill:#}");
     assert!(drill["record_key"].as_str().unwrap().starts_with("pitr/drills/main/"), "{drill:#}");
 
@@ -259,6 +264,9 @@ fn a_broken_archive_command_fails_status_and_check_and_is_named() {
     let check = t.run(&["pitr", "check"]);
     assert_eq!(code(&check), 1, "{}", all_output(&check));
     assert!(all_output(&check).contains("PROBLEM archiving"), "{}", all_output(&check));
+    let promote = t.run(&["promote-check", "--only", "pitr", "--output", "json"]);
+    assert_eq!(code(&promote), 1, "{}", all_output(&promote));
+    assert!(json(&promote).to_string().contains("archiving fails"), "{}", all_output(&promote));
     // Setup puts the command back.
     t.ok_json(&["pitr", "setup"]);
 }

@@ -213,22 +213,7 @@ async fn backup_cmd(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
 
 async fn status_cmd(ctx: &Ctx<'_>, args: &StanzaArgs, canary: bool, full_check: bool) -> Result<ExitStatus> {
     let p = crate::settings::pitr::resolve(&ctx.config, args.spec())?;
-    let engine = Engine::new(&p)?;
-    let canary_at = if canary { Some(crate::pitr::status::write_canary(&p).await?) } else { None };
-    let archiver = crate::pitr::status::archiver(&p).await?;
-    let info = engine.info_or_empty().await?;
-    let mut status = crate::pitr::status::assess(&p, archiver, &info, full_check);
-    status.canary = canary_at;
-    status.restorable_point = crate::pitr::drill::records(&p)
-        .await
-        .ok()
-        .and_then(|r| r.into_iter().rev().find(|r| r.ok))
-        .and_then(|r| r.restored_point);
-    if full_check {
-        if let Err(e) = engine.run("check", &[]).await {
-            status.problems.push(crate::pitr::status::Problem { check: "pgbackrest-check", message: e.to_string() });
-        }
-    }
+    let status = crate::pitr::status::report(&p, canary, full_check).await?;
     let code = if status.problems.is_empty() { ExitStatus::Success } else { ExitStatus::Failure };
     if ctx.printer.is_json() {
         ctx.printer.report(code, &status)?;

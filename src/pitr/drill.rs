@@ -91,6 +91,9 @@ pub fn records_dir(stanza: &str) -> String {
     format!("pitr/drills/{stanza}/")
 }
 
+/// From the source: the newest canary the restore must hold, and the first it must not.
+type Expected = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 struct Run<'a> {
     req: &'a DrillRequest,
     /// The target, once a random one is chosen.
@@ -268,7 +271,7 @@ impl Run<'_> {
 
     /// The source's canaries that the restore must hold (and, for a time target, the first
     /// one it must not): None when the source cannot be read (a real disaster).
-    async fn source_canaries(&mut self) -> Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    async fn source_canaries(&mut self) -> Option<Expected> {
         let p = &self.req.pitr;
         let mut conn = pg::connect(&p.db).await.ok()?;
         // A canary is committed a moment after its timestamp: allow a second either side.
@@ -362,11 +365,7 @@ impl Run<'_> {
         }
     }
 
-    async fn canaries(
-        &mut self,
-        url: &pg::DbUrl,
-        expected: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
-    ) -> Result<(), PitrError> {
+    async fn canaries(&mut self, url: &pg::DbUrl, expected: Option<Expected>) -> Result<(), PitrError> {
         self.stage("canaries");
         let mut conn = pg::connect(url).await?;
         let present: Result<Option<DateTime<Utc>>, _> =

@@ -208,6 +208,29 @@ pub fn assess(p: &Pitr, archiver: Archiver, info: &StanzaInfo, full_check: bool)
     }
 }
 
+/// Everything `pitr status` (or, with `full_check`, `pitr check`) reports, read now: archiving,
+/// the repository, the newest restorable point a drill reached, and (with `canary`) a canary
+/// written first.
+pub async fn report(p: &Pitr, canary: bool, full_check: bool) -> Result<Status, PitrError> {
+    let engine = Engine::new(p)?;
+    let canary_at = if canary { Some(write_canary(p).await?) } else { None };
+    let archiver = archiver(p).await?;
+    let info = engine.info_or_empty().await?;
+    let mut status = assess(p, archiver, &info, full_check);
+    status.canary = canary_at;
+    status.restorable_point = super::drill::records(p)
+        .await
+        .ok()
+        .and_then(|r| r.into_iter().rev().find(|r| r.ok))
+        .and_then(|r| r.restored_point);
+    if full_check {
+        if let Err(e) = engine.run("check", &[]).await {
+            status.problems.push(Problem { check: "pgbackrest-check", message: e.to_string() });
+        }
+    }
+    Ok(status)
+}
+
 impl Engine {
     /// `info` that treats a missing configuration as an empty stanza (before setup).
     pub async fn info_or_empty(&self) -> Result<StanzaInfo, PitrError> {
@@ -216,6 +239,10 @@ impl Engine {
         }
         self.info().await
     }
+}
+
+fn dur(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]
@@ -228,8 +255,4 @@ mod tests {
         assert_eq!(super::segment_end("000000010000000000000004.00000028.backup", mb16), Some(5 * mb16));
         assert_eq!(super::segment_end("00000002.history", mb16), None);
     }
-}
-
-fn dur(secs: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }

@@ -437,6 +437,30 @@ pub(super) fn required_env(req: &Request) -> Finding {
     }
 }
 
+/// Archiving on, no current failures, lag within `rpo_target`, a full backup within
+/// `full_interval`, and `pgbackrest check` passing.
+pub(super) async fn pitr(req: &Request) -> Finding {
+    let p = match &req.pitr {
+        None => return Finding::skip("no [pitr] table in the profile (PITR not set up)"),
+        Some(Err(e)) => return Finding::fail(e.to_string(), "fix [pitr] in opsbook.toml"),
+        Some(Ok(p)) => p,
+    };
+    match crate::pitr::status::report(p, false, true).await {
+        Err(e) => Finding::fail(e.to_string(), "run `opsbook pitr status` on the database host"),
+        Ok(s) if s.problems.is_empty() => Finding::pass(format!(
+            "stanza {}: lag {}s (target {}s), newest full {}",
+            s.stanza,
+            s.lag_seconds.unwrap_or(0),
+            s.rpo_target_seconds,
+            s.newest_full.as_ref().map_or("none", |b| b.label.as_str())
+        )),
+        Ok(s) => Finding::fail(
+            s.problems.iter().map(|p| format!("{}: {}", p.check, p.message)).collect::<Vec<_>>().join("; "),
+            "see `opsbook pitr check`",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

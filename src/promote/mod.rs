@@ -105,6 +105,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("otel", "OpenTelemetry endpoint reachable or disabled"),
     ("rate-limits", "Rate limiting answers a burst with 429"),
     ("backup-retention", "Backups fresh, retained and drilled"),
+    ("pitr", "Point-in-time recovery archiving, within its RPO"),
     ("migrations-applied", "Migrations applied, no drift"),
     ("health", "Health endpoint answers"),
     ("metrics", "Metrics endpoint serves Prometheus text"),
@@ -139,6 +140,8 @@ pub struct Request {
     pub rotation: Result<crate::secrets::rotate::Context, crate::secrets::rotate::RotateError>,
     /// Whether the profile gives `set` a retention policy.
     pub retention_configured: bool,
+    /// The profile's PITR configuration, when it has a `[pitr]` table (or why it cannot be used).
+    pub pitr: Option<Result<crate::pitr::Pitr, crate::pitr::PitrError>>,
 }
 
 /// Why promote-check cannot run: every variant is a usage error (exit 2), found before any
@@ -312,6 +315,7 @@ async fn run_check(req: &Request, id: &str) -> Finding {
         "otel" => web::otel(req).await,
         "rate-limits" => web::rate_limits(req).await,
         "backup-retention" => checks::backup_retention(req).await,
+        "pitr" => checks::pitr(req).await,
         "migrations-applied" => checks::migrations_applied(req).await,
         "health" => web::health(req).await,
         "metrics" => web::metrics(req).await,

@@ -66,6 +66,16 @@ mod tests {
             field_names::<crate::dlq::spec::QueueSpec>(),
             &field_names::<crate::dlq::spec::DlqSpec>(),
         );
+        for action in ["pitr-setup", "pitr-backup", "pitr-status"] {
+            assert_all_in(
+                &format!("PITR spec in `{action}` steps"),
+                field_names::<crate::pitr::PitrSpec>(),
+                &inputs(action),
+            );
+        }
+        for field in ["pitr", "target_time", "stanza"] {
+            assert!(inputs("restore-drill").contains(&field.to_string()), "restore-drill steps take `{field}`");
+        }
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
         }

@@ -296,6 +296,52 @@ mod tests {
         assert_eq!(super::default_repo("s3://b"), "s3://b/pitr");
     }
 
+    /// Every `[pitr]` key written in opsbook.toml reads back as written; a misspelt one is refused.
+    #[test]
+    fn the_pitr_table_round_trips() {
+        let full = crate::pitr::PitrSpec {
+            stanza: Some("app".into()),
+            pg_path: Some("/var/lib/postgresql/15/main".into()),
+            database_url: Some("env:PITR_URL".into()),
+            socket_dir: Some("/run/postgresql".into()),
+            repo: Some("s3://b/pitr".into()),
+            ca_file: Some("/etc/ssl/ca.pem".into()),
+            dir: Some("/etc/pgbackrest".into()),
+            keep_full: Some(3),
+            keep_diff: Some(6),
+            compression: Some("zst:3".into()),
+            cipher_pass: Some("env:PASS".into()),
+            process_max: Some(4),
+            archive_timeout: Some(std::time::Duration::from_secs(30)),
+            rpo_target: Some(std::time::Duration::from_secs(600)),
+            full_interval: Some(std::time::Duration::from_secs(7 * 86_400)),
+            monitor: crate::spec::MonitorSpec {
+                notify_url: Some("https://hc-ping.com/x".into()),
+                metrics_file: Some("/var/lib/node_exporter/pitr.prom".into()),
+            },
+        };
+        let mut value = serde_json::to_value(&full).unwrap();
+        assert_eq!(
+            value.as_object().unwrap().len(),
+            crate::spec::field_names::<crate::pitr::PitrSpec>().len(),
+            "the example sets every field"
+        );
+        for key in ["archive_timeout", "rpo_target", "full_interval"] {
+            let secs = value[key]["secs"].as_u64().unwrap();
+            value[key] = format!("{secs}s").into();
+        }
+        let table: toml::Table = serde_json::from_value(value).unwrap();
+        let text = format!("[profiles.prod.pitr]\n{}", toml::to_string(&table).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsbook.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = crate::config::Config::load(Some(&path), Some("prod")).unwrap();
+        assert_eq!(config.profile.pitr, full, "{text}");
+        std::fs::write(&path, "[profiles.prod.pitr]\nkeep_fulll = 3\n").unwrap();
+        let err = crate::config::Config::load(Some(&path), Some("prod")).unwrap_err().to_string();
+        assert!(err.contains("keep_fulll"), "{err}");
+    }
+
     #[test]
     fn target_times() {
         let t = |s: &str| super::parse_time(s).map(|t| t.to_rfc3339());

@@ -50,6 +50,8 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
         profile: config.profile_name.clone(),
         prod,
         retention_configured: config.set(&set).is_some_and(|c| !c.retention.is_empty()),
+        pitr: (config.profile.pitr != crate::pitr::PitrSpec::default())
+            .then(|| super::pitr::resolve(config, crate::pitr::PitrSpec::default())),
         checklist,
         database_url,
         store_url,

@@ -119,20 +119,9 @@ pub mod status {
             out.insert("dry_run".into(), true.into());
             return Ok(out);
         }
-        let engine = Engine::new(&p)?;
-        if input.canary {
-            let at = crate::pitr::status::write_canary(&p).await?;
+        let status = crate::pitr::status::report(&p, input.canary, input.check).await?;
+        if let Some(at) = status.canary {
             out.insert("canary".into(), at.to_rfc3339().into());
-        }
-        let archiver = crate::pitr::status::archiver(&p).await?;
-        let info = engine.info_or_empty().await?;
-        let mut status = crate::pitr::status::assess(&p, archiver, &info, input.check);
-        if input.check {
-            if let Err(e) = engine.run("check", &[]).await {
-                status
-                    .problems
-                    .push(crate::pitr::status::Problem { check: "pgbackrest-check", message: e.to_string() });
-            }
         }
         if let Some(lag) = status.lag_seconds {
             out.insert("lag_seconds".into(), lag.into());
