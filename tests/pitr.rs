@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::cmd::{all_output, code, json, opsbook};
 use support::pg::{block_on, TestPg};
+use support::s3::S3Server;
+use support::tls::TestCa;
 
 struct Pitr {
     pg: Option<TestPg>,
     dir: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+    _s3: Option<S3Server>,
 }
 
 impl Drop for Pitr {
@@ -36,6 +40,24 @@ impl Pitr {
     /// A cluster of its own and a profile whose [pitr] table points at it, with a local
     /// repository and a 5 s archive_timeout.
     fn new(keep_full: u32) -> Pitr {
+        Pitr::with_repo(keep_full, None)
+    }
+
+    /// The same with the repository on the in-process S3 server, over HTTPS with the test CA.
+    fn on_s3() -> Pitr {
+        let s3 = S3Server::start_tls();
+        let mut t = Pitr::with_repo(2, Some(&s3));
+        // pgBackRest checks the certificate's DNS names only (not IP addresses): use localhost.
+        t.envs = s3
+            .env()
+            .into_iter()
+            .map(|(k, v)| if k == "AWS_ENDPOINT_URL" { (k, v.replace("127.0.0.1", "localhost")) } else { (k, v) })
+            .collect();
+        t._s3 = Some(s3);
+        t
+    }
+
+    fn with_repo(keep_full: u32, s3: Option<&S3Server>) -> Pitr {
         require_pgbackrest();
         let pg = TestPg::start_new();
         let dir = tempfile::tempdir().unwrap();
@@ -46,17 +68,26 @@ impl Pitr {
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         mode(&dir.path().join("tmp"), 0o777);
         let cluster = pg.cluster();
+        let repo = match s3 {
+            None => format!("repo = \"{}\"\n", dir.path().join("repo").display()),
+            Some(s3) => {
+                // archive_command runs as the server's user, which must read the CA file.
+                let ca = dir.path().join("ca.pem");
+                std::fs::copy(TestCa::shared().ca_file(), &ca).unwrap();
+                mode(&ca, 0o644);
+                format!("repo = \"{}\"\nca_file = \"{}\"\n", s3.url("pitr"), ca.display())
+            }
+        };
         let config = format!(
             "[profiles.default]\ndatabase_url = \"{}\"\nstore = \"{}\"\n\n[profiles.default.pitr]\n\
-             pg_path = \"{}\"\nsocket_dir = \"{}\"\nrepo = \"{}\"\narchive_timeout = \"5s\"\nkeep_full = {keep_full}\n",
+             pg_path = \"{}\"\nsocket_dir = \"{}\"\n{repo}archive_timeout = \"5s\"\nkeep_full = {keep_full}\n",
             pg.admin_url(),
             dir.path().join("store").display(),
             cluster.data_dir.display(),
             cluster.socket_dir().expect("a short cluster path has a socket").display(),
-            dir.path().join("repo").display(),
         );
         std::fs::write(dir.path().join("opsbook.toml"), config).unwrap();
-        Pitr { pg: Some(pg), dir }
+        Pitr { pg: Some(pg), dir, envs: Vec::new(), _s3: None }
     }
 
     fn pg(&self) -> &TestPg {
@@ -64,7 +95,12 @@ impl Pitr {
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        opsbook(self.dir.path()).env("TMPDIR", self.dir.path().join("tmp")).args(args).output().unwrap()
+        opsbook(self.dir.path())
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn ok_json(&self, args: &[&str]) -> Value {
@@ -297,4 +333,24 @@ fn expiry_never_removes_the_newest_drilled_backup() {
     assert_eq!(drill["backup"], b["backup"]["label"], "{drill:#}");
     let expire = t.ok_json(&["pitr", "expire"]);
     assert_eq!(labels(&expire["expired"]), vec![a.clone()], "{expire:#}");
+}
+
+#[test]
+fn an_s3_repository_over_tls_archives_backs_up_and_restores() {
+    let t = Pitr::on_s3();
+    let setup = t.ok_json(&["pitr", "setup", "--restart", "--yes"]);
+    assert!(setup["plan"]["repo"].as_str().unwrap().starts_with("s3://"), "{setup:#}");
+    let conf = std::fs::read_to_string(t.pg().cluster().dir.join("pgbackrest/main.conf")).unwrap();
+    assert!(conf.contains("repo1-type=s3") && conf.contains("repo1-storage-ca-file="), "{conf}");
+    let full = t.ok_json(&["pitr", "backup", "--type", "full"]);
+    assert_eq!(full["backup"]["kind"], "full");
+    let canary = t.canary();
+    t.wait_archived();
+    let drill = t.ok_json(&["restore-drill", "--pitr", "--target", "latest"]);
+    assert_eq!(drill["ok"], true, "{drill:#}");
+    assert!(chrono_eq(drill["restored_point"].as_str().unwrap(), &canary), "{drill:#}");
+    // The repository's secret key never appears in what opsbook prints.
+    let secret = &t.envs.iter().find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY").unwrap().1;
+    let status = t.run(&["pitr", "status", "-vv"]);
+    assert!(!all_output(&status).contains(secret.as_str()), "{}", all_output(&status));
 }

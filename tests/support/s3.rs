@@ -47,6 +47,16 @@ pub struct S3Server {
 impl S3Server {
     /// Starts a server with a fresh temp dir, the bucket `opsbook-test` and random credentials.
     pub fn start() -> S3Server {
+        S3Server::start_with(false)
+    }
+
+    /// The same server over HTTPS (`https://127.0.0.1:<port>`), presenting the test CA's
+    /// certificate: for clients that speak only TLS (pgBackRest).
+    pub fn start_tls() -> S3Server {
+        S3Server::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> S3Server {
         let dir =
             tempfile::Builder::new().prefix("opsbook-s3-").tempdir().expect("create a temp dir for the S3 server");
         let root = dir.path().canonicalize().expect("canonicalize the S3 server root");
@@ -57,7 +67,9 @@ impl S3Server {
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("make the listener non-blocking");
-        let endpoint = format!("http://{}", listener.local_addr().expect("listener address"));
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{}", listener.local_addr().expect("listener address"));
+        let acceptor = tls.then(|| tokio_rustls::TlsAcceptor::from(super::tls::TestCa::shared().server_config()));
 
         let fs = FileSystem::new(&root).expect("open the s3s-fs root");
         let uploads = Arc::new(Mutex::new(BTreeMap::new()));
@@ -75,7 +87,7 @@ impl S3Server {
                     .enable_all()
                     .build()
                     .expect("build the S3 server runtime");
-                runtime.block_on(serve(listener, service, stop));
+                runtime.block_on(serve(listener, service, acceptor, stop));
             })
             .expect("spawn the S3 server thread");
 
@@ -203,7 +215,12 @@ impl Drop for S3Server {
     }
 }
 
-async fn serve(listener: std::net::TcpListener, service: S3Service, mut stop: tokio::sync::oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    service: S3Service,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("register the listener");
     let http = ConnBuilder::new(TokioExecutor::new());
     loop {
@@ -214,9 +231,19 @@ async fn serve(listener: std::net::TcpListener, service: S3Service, mut stop: to
             },
             _ = &mut stop => break,
         };
-        let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+        let (http, service) = (http.clone(), service.clone());
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            match acceptor {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(socket), service).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(tls) = acceptor.accept(socket).await {
+                        let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                }
+            }
         });
     }
 }
