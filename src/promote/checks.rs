@@ -145,7 +145,11 @@ pub(super) fn jwt_secret(req: &Request) -> Finding {
 pub(super) async fn credentials_rotated(req: &Request) -> Finding {
     // rotate-secrets reads its status with the admin URL it rotates with (ADMIN_DATABASE_URL or
     // the profile's admin_database_url).
-    let ctx = match crate::secrets::rotate::context(&req.app_config, req.env("ADMIN_DATABASE_URL")) {
+    let spec = crate::secrets::rotate::RotateSpec {
+        admin_database_url: req.env("ADMIN_DATABASE_URL").map(String::from),
+        ..Default::default()
+    };
+    let ctx = match crate::settings::rotate::resolve(&req.app_config, &spec) {
         Ok(c) => c,
         Err(e) => {
             let message = format!("no rotation evidence: {e}");

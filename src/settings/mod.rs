@@ -7,6 +7,14 @@ pub mod backup;
 pub mod drill;
 pub mod migrate;
 pub mod objects;
+pub mod provision;
+pub mod rotate;
+
+/// The admin connection (provision, rotate-secrets) as given, else ADMIN_DATABASE_URL. Commands
+/// get the variable through clap; runbook steps read it here.
+fn admin_url_given(given: Option<&str>) -> Option<String> {
+    given.map(String::from).or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()))
+}
 
 #[cfg(test)]
 mod tests {
