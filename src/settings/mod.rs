@@ -50,6 +50,16 @@ mod tests {
             field_names::<crate::backup::objects::spec::ObjectsSpec>(),
             &inputs("backup-objects"),
         );
+        assert_all_in(
+            "provision spec in `provision` steps",
+            field_names::<crate::provision::ProvisionSpec>(),
+            &inputs("provision"),
+        );
+        assert_all_in(
+            "rotation spec in `rotate-secrets` steps",
+            field_names::<crate::secrets::rotate::RotateSpec>(),
+            &inputs("rotate-secrets"),
+        );
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
         }
