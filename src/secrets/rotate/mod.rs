@@ -374,7 +374,7 @@ impl SecretSpec {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(self.invalid("name must be an environment variable name"));
         }
-        StoreSpec::parse(&self.store).map_err(|e| self.invalid(e))?;
+        StoreSpec::parse(&self.store).map_err(|e| self.invalid(e.to_string()))?;
         if let Some(id) = &self.id_name {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || *id == self.name {
                 return Err(

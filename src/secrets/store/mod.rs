@@ -31,13 +31,23 @@ pub enum StoreSpec {
     Vault { mount: String, path: String },
 }
 
+/// A `store = "…"` setting that names no store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreSpecError {
+    #[error("store `{raw}` is not supported; use dotenv:PATH, aws-sm:SECRET_ID or vault:MOUNT/PATH")]
+    Unsupported { raw: String },
+    #[error("store `{raw}` names nothing after `{scheme}:`")]
+    Empty { raw: String, scheme: String },
+    #[error("store `{raw}`: a Vault store is vault:MOUNT/PATH (e.g. vault:secret/shop/prod)")]
+    VaultPath { raw: String },
+}
+
 impl StoreSpec {
-    pub fn parse(raw: &str) -> Result<StoreSpec, String> {
-        let unsupported =
-            || format!("store `{raw}` is not supported; use dotenv:PATH, aws-sm:SECRET_ID or vault:MOUNT/PATH");
+    pub fn parse(raw: &str) -> Result<StoreSpec, StoreSpecError> {
+        let unsupported = || StoreSpecError::Unsupported { raw: raw.to_string() };
         let (scheme, rest) = raw.split_once(':').ok_or_else(unsupported)?;
         if rest.trim().is_empty() {
-            return Err(format!("store `{raw}` names nothing after `{scheme}:`"));
+            return Err(StoreSpecError::Empty { raw: raw.to_string(), scheme: scheme.to_string() });
         }
         match scheme {
             "dotenv" => Ok(StoreSpec::Dotenv(PathBuf::from(rest))),
@@ -48,7 +58,7 @@ impl StoreSpec {
                     Some((mount, path)) if !mount.is_empty() && !path.is_empty() => {
                         Ok(StoreSpec::Vault { mount: mount.to_string(), path: path.to_string() })
                     }
-                    _ => Err(format!("store `{raw}`: a Vault store is vault:MOUNT/PATH (e.g. vault:secret/shop/prod)")),
+                    _ => Err(StoreSpecError::VaultPath { raw: raw.to_string() }),
                 }
             }
             _ => Err(unsupported()),
@@ -113,7 +123,7 @@ fn register(primary: &str, fields: &Fields) {
 impl Slots {
     /// Reads the slots of the secret whose fields are `fields` (the first is the primary one).
     pub async fn open(raw: &str, fields: &[String]) -> Result<Slots, SecretsError> {
-        let spec = StoreSpec::parse(raw).map_err(SecretsError::Invalid)?;
+        let spec = StoreSpec::parse(raw)?;
         let backend = match spec {
             StoreSpec::Dotenv(path) => Backend::Dotenv(EnvFile::load(&path)?),
             StoreSpec::Vault { mount, path } => Backend::Vault(Box::new(Vault::load(raw, mount, path).await?)),
@@ -178,7 +188,7 @@ impl Slots {
     /// is dropped.
     pub async fn finish(&mut self, keep_previous: bool) -> Result<(), SecretsError> {
         let pending =
-            self.values[1].clone().ok_or_else(|| SecretsError::Invalid("no pending value to finish".into()))?;
+            self.values[1].clone().ok_or_else(|| SecretsError::NoValue { store: self.describe(), slot: "pending" })?;
         let current = self.values[0].clone();
         match &mut self.backend {
             Backend::AwsSm(s) => s.finish(keep_previous).await?,
@@ -226,7 +236,8 @@ impl Slots {
 
     /// rollback: previous becomes current and current becomes previous.
     pub async fn swap_previous(&mut self) -> Result<(), SecretsError> {
-        let previous = self.values[2].clone().ok_or_else(|| SecretsError::Invalid("no previous value".into()))?;
+        let previous =
+            self.values[2].clone().ok_or_else(|| SecretsError::NoValue { store: self.describe(), slot: "previous" })?;
         let current = self.values[0].clone();
         match &mut self.backend {
             Backend::AwsSm(s) => s.swap_previous().await?,
@@ -303,9 +314,12 @@ mod tests {
             StoreSpec::parse("vault:secret/shop/prod").unwrap(),
             StoreSpec::Vault { mount: "secret".into(), path: "shop/prod".into() }
         );
-        assert!(StoreSpec::parse("vault:secret").unwrap_err().contains("vault:MOUNT/PATH"));
-        assert!(StoreSpec::parse("gcp:x").unwrap_err().contains("dotenv:PATH, aws-sm:SECRET_ID or vault:MOUNT/PATH"));
-        assert!(StoreSpec::parse("dotenv:").unwrap_err().contains("names nothing"));
+        assert!(StoreSpec::parse("vault:secret").unwrap_err().to_string().contains("vault:MOUNT/PATH"));
+        assert!(StoreSpec::parse("gcp:x")
+            .unwrap_err()
+            .to_string()
+            .contains("dotenv:PATH, aws-sm:SECRET_ID or vault:MOUNT/PATH"));
+        assert!(StoreSpec::parse("dotenv:").unwrap_err().to_string().contains("names nothing"));
     }
 
     #[test]

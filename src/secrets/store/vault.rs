@@ -34,17 +34,20 @@ impl FlatMap for Vault {
 impl Vault {
     pub(super) async fn load(store: &str, mount: String, path: String) -> Result<Vault, SecretsError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let invalid = |m: String| SecretsError::Invalid(format!("store `{store}`: {m}"));
-        let addr = var("VAULT_ADDR")
-            .ok_or_else(|| invalid("VAULT_ADDR is not set (e.g. https://vault.internal:8200)".into()))?;
-        let token = var("VAULT_TOKEN").ok_or_else(|| invalid("VAULT_TOKEN is not set".into()))?;
+        let missing = |var, example| SecretsError::MissingEnv { store: store.to_string(), var, example };
+        let addr = var("VAULT_ADDR").ok_or_else(|| missing("VAULT_ADDR", " (e.g. https://vault.internal:8200)"))?;
+        let token = var("VAULT_TOKEN").ok_or_else(|| missing("VAULT_TOKEN", ""))?;
         crate::redact::register(&token);
         let addr = addr.trim_end_matches('/').to_string();
-        url::Url::parse(&addr).map_err(|e| invalid(format!("VAULT_ADDR `{addr}` is not a URL: {e}")))?;
+        url::Url::parse(&addr).map_err(|source| SecretsError::VaultAddr {
+            store: store.to_string(),
+            addr: addr.clone(),
+            source,
+        })?;
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| invalid(format!("HTTP client: {e}")))?;
+            .map_err(|source| SecretsError::HttpClient { store: store.to_string(), source })?;
         let mut vault = Vault {
             store: store.to_string(),
             client,
