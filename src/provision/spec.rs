@@ -1,6 +1,6 @@
-//! What provision is given, declared once. [`ProvisionSpec`] is the run's inputs: the `with` of a
-//! runbook `provision` step and what `opsbook provision plan | apply`'s flags convert into.
-//! [`ProvisionConfig`] is the desired state, `[profiles.NAME.provision]` in opsbook.toml.
+//! Provision's inputs, declared once: the run's (`ProvisionSpec`: the `with` of a runbook
+//! `provision` step and what `opsbook provision plan | apply`'s flags convert into) and the
+//! desired state (`ProvisionConfig`: `[profiles.NAME.provision]` in opsbook.toml).
 //! `settings::provision` resolves both, with the environment, into a [`super::Target`].
 
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! extensions, the public schema, and grants with default privileges.
 
 use super::{desired_settings, exec, q, url_for};
-use crate::pg::{self, quote_ident, quote_literal};
-use crate::provision::{Op, StepError, Target};
+use crate::pg::{self, quote_ident, quote_literal, DbUrl};
+use crate::provision::{Op, ProvisionConfig, StepError, Target};
 use crate::secrets::SecretStore;
 
 /// Makes one planned item so (migrations and seeds: see `data`).
@@ -49,40 +49,7 @@ pub(crate) async fn apply(t: &mut Target, op: &Op) -> Result<(), StepError> {
             t.env.save()?;
             Ok(())
         }
-        Op::Database => {
-            let mut conn = pg::connect(&admin).await?;
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&c.database)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| q("read pg_database", &admin, e))?;
-            let db = quote_ident(&c.database);
-            let limit = c.connection_limit.unwrap_or(-1);
-            if exists {
-                exec(
-                    &mut conn,
-                    &admin,
-                    &format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&c.owner_role)),
-                    "set the owner",
-                )
-                .await?;
-                exec(
-                    &mut conn,
-                    &admin,
-                    &format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"),
-                    "set the connection limit",
-                )
-                .await
-            } else {
-                let encoding = c.encoding.clone().unwrap_or_else(|| "UTF8".into());
-                let sql = format!(
-                    "CREATE DATABASE {db} OWNER {} ENCODING {} TEMPLATE template0 CONNECTION LIMIT {limit}",
-                    quote_ident(&c.owner_role),
-                    quote_literal(&encoding)
-                );
-                exec(&mut conn, &admin, &sql, &format!("create database {}", c.database)).await
-            }
-        }
+        Op::Database => database(&c, &admin).await,
         Op::Extension(name) => {
             let mut conn = pg::connect(&in_db).await?;
             exec(
@@ -98,35 +65,67 @@ pub(crate) async fn apply(t: &mut Target, op: &Op) -> Result<(), StepError> {
             exec(&mut conn, &in_db, "REVOKE CREATE ON SCHEMA public FROM PUBLIC", "revoke CREATE on schema public")
                 .await
         }
-        Op::Grants => {
-            let mut conn = pg::connect(&in_db).await?;
-            let owner = quote_ident(&c.owner_role);
-            let app = quote_ident(&c.app_role);
-            let db = quote_ident(&c.database);
-            let mut sql = vec![
-                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC"),
-                format!("GRANT CONNECT ON DATABASE {db} TO {owner}, {app}"),
-                format!("GRANT USAGE ON SCHEMA public TO {app}"),
-                format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}"),
-                format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}"),
-                format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"),
-                format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}"),
-            ];
-            if let Some(ro) = &c.readonly_role {
-                let ro = quote_ident(ro);
-                sql.extend([
-                    format!("GRANT CONNECT ON DATABASE {db} TO {ro}"),
-                    format!("GRANT USAGE ON SCHEMA public TO {ro}"),
-                    format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ro}"),
-                    format!(
-                        "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT ON TABLES TO {ro}"
-                    ),
-                ]);
-            }
-            exec(&mut conn, &in_db, &format!("BEGIN; {}; COMMIT", sql.join("; ")), "grant privileges").await
-        }
+        Op::Grants => grants(&c, &in_db).await,
         Op::Migrations => super::data::apply_migrations(t).await,
         Op::Seeds => super::data::apply_seeds(t).await,
         other => unreachable!("not a PostgreSQL step: {other:?}"),
     }
+}
+
+/// Creates the database, or sets the owner and connection limit of the existing one.
+async fn database(c: &ProvisionConfig, admin: &DbUrl) -> Result<(), StepError> {
+    let mut conn = pg::connect(admin).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&c.database)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| q("read pg_database", admin, e))?;
+    let db = quote_ident(&c.database);
+    let limit = c.connection_limit.unwrap_or(-1);
+    if exists {
+        exec(
+            &mut conn,
+            admin,
+            &format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&c.owner_role)),
+            "set the owner",
+        )
+        .await?;
+        exec(&mut conn, admin, &format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"), "set the connection limit")
+            .await
+    } else {
+        let encoding = c.encoding.clone().unwrap_or_else(|| "UTF8".into());
+        let sql = format!(
+            "CREATE DATABASE {db} OWNER {} ENCODING {} TEMPLATE template0 CONNECTION LIMIT {limit}",
+            quote_ident(&c.owner_role),
+            quote_literal(&encoding)
+        );
+        exec(&mut conn, admin, &sql, &format!("create database {}", c.database)).await
+    }
+}
+
+/// Grants and default privileges for the app and read-only roles, in one transaction.
+async fn grants(c: &ProvisionConfig, in_db: &DbUrl) -> Result<(), StepError> {
+    let mut conn = pg::connect(in_db).await?;
+    let owner = quote_ident(&c.owner_role);
+    let app = quote_ident(&c.app_role);
+    let db = quote_ident(&c.database);
+    let mut sql = vec![
+        format!("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {owner}, {app}"),
+        format!("GRANT USAGE ON SCHEMA public TO {app}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}"),
+    ];
+    if let Some(ro) = &c.readonly_role {
+        let ro = quote_ident(ro);
+        sql.extend([
+            format!("GRANT CONNECT ON DATABASE {db} TO {ro}"),
+            format!("GRANT USAGE ON SCHEMA public TO {ro}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ro}"),
+            format!("ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT ON TABLES TO {ro}"),
+        ]);
+    }
+    exec(&mut conn, in_db, &format!("BEGIN; {}; COMMIT", sql.join("; ")), "grant privileges").await
 }
