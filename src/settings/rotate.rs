@@ -44,3 +44,31 @@ fn anchored_store(base: &Path, store: &str) -> String {
         _ => store.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Classify, ErrorClass};
+
+    #[test]
+    fn a_given_admin_url_wins_and_relative_files_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsbook.toml");
+        std::fs::write(
+            &path,
+            "[profiles.prod]\nadmin_database_url = \"postgres://admin@profile/postgres\"\n\
+             [[profiles.prod.secrets]]\nname = \"JWT_SECRET\"\nkind = \"random\"\nstore = \"dotenv:.env\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), Some("prod")).unwrap();
+        let given =
+            RotateSpec { admin_database_url: Some("postgres://admin@given/postgres".into()), ..Default::default() };
+        let context = resolve(&config, &given).unwrap();
+        assert_eq!(context.admin.and_then(|a| a.host()).as_deref(), Some("given"));
+        assert_eq!(context.specs[0].store, format!("dotenv:{}", dir.path().join(".env").display()));
+        let bad = RotateSpec { admin_database_url: Some("mysql://admin@db/x".into()), ..Default::default() };
+        let err = resolve(&config, &bad).err().unwrap();
+        assert_eq!(err.class(), ErrorClass::Usage, "{err}");
+        assert!(err.to_string().contains("admin database URL"), "{err}");
+    }
+}
