@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::Ctx;
 use crate::error::ClassifiedError;
 use crate::exit::ExitStatus;
-use crate::provision::{self, Action, Op, Plan};
+use crate::provision::{self, Action, Mode, Op, Plan, ProvisionSpec};
 use crate::ui::{progress, table};
 
 #[derive(Debug, Args)]
@@ -44,6 +44,13 @@ pub struct ConnArgs {
     pub admin_database_url: Option<String>,
 }
 
+impl ConnArgs {
+    /// The flags as a provision spec for `mode`.
+    fn spec(&self, mode: Mode) -> ProvisionSpec {
+        ProvisionSpec { mode, admin_database_url: self.admin_database_url.clone(), expect_no_changes: false }
+    }
+}
+
 pub async fn run(ctx: &Ctx<'_>, args: ProvisionArgs) -> Result<ExitStatus> {
     match args.command {
         ProvisionCommand::Plan(a) => plan(ctx, a).await,
@@ -68,7 +75,7 @@ fn print_plan(ctx: &Ctx<'_>, plan: &Plan) -> Result<()> {
 }
 
 async fn plan(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
-    let target = provision::target(&ctx.config, args.admin_database_url.as_deref()).await?;
+    let target = crate::settings::provision::resolve(&ctx.config, &args.spec(Mode::Plan)).await?;
     let plan = provision::plan(&target).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &plan)?;
@@ -79,7 +86,7 @@ async fn plan(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
 }
 
 async fn apply(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
-    let mut target = provision::target(&ctx.config, args.admin_database_url.as_deref()).await?;
+    let mut target = crate::settings::provision::resolve(&ctx.config, &args.spec(Mode::Apply)).await?;
     let plan = provision::plan(&target).await?;
     if plan.changes() == 0 {
         if ctx.printer.is_json() {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::error::ErrorClass;
 use crate::exit::ExitStatus;
-use crate::secrets::rotate::{self, Selection, Standing};
+use crate::secrets::rotate::{self, RotateSpec, Standing};
 use crate::ui::table;
 
 #[derive(Debug, Args)]
@@ -51,6 +51,13 @@ pub struct AdminArgs {
     pub admin_database_url: Option<String>,
 }
 
+impl AdminArgs {
+    /// The flag as a rotation spec (for the subcommands that name no secrets).
+    fn spec(&self) -> RotateSpec {
+        RotateSpec { admin_database_url: self.admin_database_url.clone(), ..RotateSpec::default() }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Secrets to rotate (their names in the profile).
@@ -64,6 +71,13 @@ pub struct RunArgs {
     pub resume: bool,
     #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+impl RunArgs {
+    /// The flags as a rotation spec (`--due` is no names, which clap keeps apart from names).
+    fn spec(&self) -> RotateSpec {
+        RotateSpec { names: self.names.clone(), resume: self.resume, ..self.admin.spec() }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +109,7 @@ struct StatusReport<'a> {
 }
 
 async fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitStatus> {
-    let rc = rotate::context(&ctx.config, args.admin_database_url.as_deref())?;
+    let rc = crate::settings::rotate::resolve(&ctx.config, &args.spec())?;
     let standings = rotate::status(&rc).await?;
     let shown: Vec<Standing> =
         standings.into_iter().filter(|s| !plan_only || s.due || s.in_progress.is_some()).collect();
@@ -136,14 +150,9 @@ async fn show(ctx: &Ctx<'_>, args: AdminArgs, plan_only: bool) -> Result<ExitSta
 }
 
 async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
-    let rc = rotate::context(&ctx.config, args.admin.admin_database_url.as_deref())?;
-    let selection = if args.resume {
-        Selection::Resume
-    } else if args.due || args.names.is_empty() {
-        Selection::Due
-    } else {
-        Selection::Names(args.names.clone())
-    };
+    let spec = args.spec();
+    let rc = crate::settings::rotate::resolve(&ctx.config, &spec)?;
+    let selection = spec.selection();
     rotate::check_plaintext_destination(&rc, &selection, std::io::stderr().is_terminal()).await?;
     let outcomes = rotate::run(&rc, selection).await?;
     for o in &outcomes {
@@ -184,7 +193,7 @@ async fn run_cmd(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
 }
 
 async fn rollback(ctx: &Ctx<'_>, args: RollbackArgs) -> Result<ExitStatus> {
-    let rc = rotate::context(&ctx.config, args.admin.admin_database_url.as_deref())?;
+    let rc = crate::settings::rotate::resolve(&ctx.config, &args.admin.spec())?;
     let o = rotate::rollback(&rc, &args.name).await?;
     if ctx.printer.is_json() {
         ctx.printer.report(ExitStatus::Success, &o)?;

@@ -5,53 +5,17 @@
 
 mod bucket;
 mod postgres;
+pub mod spec;
 
-use std::path::PathBuf;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, ConfigError};
 use crate::error::{Classify, ErrorClass};
-use crate::pg::DbUrl;
+use crate::pg::{DbUrl, PgError};
 use crate::report::Reporter;
-use crate::secrets::{EnvFile, SecretStore};
-use crate::store::{Store, StoreOptions};
+use crate::secrets::{EnvFile, SecretStore, SecretsError};
+use crate::store::Store;
 
-/// `[profiles.NAME.provision]` in opsbook.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvisionConfig {
-    pub database: String,
-    /// Owns the schema and runs migrations (DDL).
-    pub owner_role: String,
-    /// The application: DML only.
-    pub app_role: String,
-    /// SELECT only.
-    pub readonly_role: Option<String>,
-    #[serde(default)]
-    pub extensions: Vec<String>,
-    pub connection_limit: Option<i32>,
-    /// Database encoding [default: UTF8].
-    pub encoding: Option<String>,
-    /// `ALTER ROLE … SET statement_timeout` for the app and read-only roles [default: 30s].
-    pub statement_timeout: Option<String>,
-    /// `ALTER ROLE … SET idle_in_transaction_session_timeout` for all three roles [default: 60s].
-    pub idle_in_transaction_session_timeout: Option<String>,
-    pub bucket: Option<String>,
-    pub bucket_versioning: Option<bool>,
-    #[serde(default)]
-    pub bucket_cors_origins: Vec<String>,
-    pub abort_incomplete_multipart_days: Option<i32>,
-    pub noncurrent_version_expiry_days: Option<i32>,
-    /// Block public access to the bucket where the provider supports it [default: true].
-    pub block_public_access: Option<bool>,
-    /// The `.env` file secrets are written to.
-    pub env_file: PathBuf,
-    pub migrations: Option<PathBuf>,
-    pub seeds: Option<PathBuf>,
-    /// Where the one-time admin password goes (mode 0600); without it, only the terminal.
-    pub admin_password_file: Option<PathBuf>,
-}
+pub use spec::{check_identifier, Mode, ProvisionConfig, ProvisionSpec, UnsafeIdentifier};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,10 +128,44 @@ pub struct ApplyReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("{0}")]
-    Config(String),
+    /// The profile has no desired state to provision (exit 2).
+    #[error(
+        "profile '{profile}' has no [profiles.{profile}.provision] table in {file}; see `opsbook provision --help`"
+    )]
+    NoDesiredState { profile: String, file: String },
+    /// A database, role or extension name that is not a plain identifier (exit 2).
     #[error(transparent)]
-    ConfigFile(#[from] ConfigError),
+    Identifier(#[from] UnsafeIdentifier),
+    /// Two of owner_role, app_role and readonly_role name the same role (exit 2).
+    #[error("provision: owner_role, app_role and readonly_role must differ (they are {})", roles.join(", "))]
+    SameRoles { roles: Vec<String> },
+    /// A role setting that is not a duration (exit 2).
+    #[error("provision.{key} `{value}`: {source} (use e.g. 30s)")]
+    Duration {
+        key: &'static str,
+        value: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+    #[error("provision.bucket_cors_origins: `{origin}` is not an origin like https://app.example")]
+    CorsOrigin { origin: String },
+    /// No admin connection given, or a profile value (`env:NAME`, `file:PATH`) that cannot be
+    /// read: the settings layer's error, which names the key and where it is set (exit 2).
+    #[error(transparent)]
+    Profile(Box<dyn std::error::Error + Send + Sync>),
+    /// The admin connection is not a PostgreSQL URL (exit 2).
+    #[error(transparent)]
+    AdminUrl(PgError),
+    /// The env file cannot be read.
+    #[error("read the env file: {0}")]
+    EnvFile(#[source] SecretsError),
+    /// The bucket cannot be opened.
+    #[error("open bucket {bucket}: {source}")]
+    Bucket {
+        bucket: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     /// Reading the current state failed.
     #[error("{what}: {message}")]
     Inspect { what: String, message: String, class: ErrorClass },
@@ -193,8 +191,15 @@ pub enum ProvisionError {
 impl Classify for ProvisionError {
     fn class(&self) -> ErrorClass {
         match self {
-            ProvisionError::Config(_) => ErrorClass::Usage,
-            ProvisionError::ConfigFile(e) => e.class(),
+            ProvisionError::NoDesiredState { .. }
+            | ProvisionError::Identifier(_)
+            | ProvisionError::SameRoles { .. }
+            | ProvisionError::Duration { .. }
+            | ProvisionError::CorsOrigin { .. }
+            | ProvisionError::AdminUrl(_)
+            | ProvisionError::Profile(_) => ErrorClass::Usage,
+            ProvisionError::EnvFile(e) => e.class(),
+            ProvisionError::Bucket { source, .. } => source.class(),
             ProvisionError::Inspect { class, .. } | ProvisionError::Partial { class, .. } => *class,
             ProvisionError::Lock(e) => e.class(),
             ProvisionError::Changed { .. } => ErrorClass::Failed,
@@ -238,129 +243,6 @@ pub struct Target {
     /// `S3_ENDPOINT` for the app, when the store has a custom endpoint (R2, MinIO…).
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
-}
-
-/// Identifiers: letters, digits, `_` (and `-` for extension names), at most 63 bytes. Everything
-/// is quoted as well; this check keeps odd names out of the plan and the `.env` URLs.
-pub fn check_identifier(key: &str, name: &str, allow_dash: bool) -> Result<(), ProvisionError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (allow_dash && c == '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ProvisionError::Config(format!(
-            "provision.{key} `{name}` is not a safe identifier: use letters, digits and _ (at most 63, starting \
-             with a letter or _)"
-        )))
-    }
-}
-
-impl ProvisionConfig {
-    fn validate(&self) -> Result<(), ProvisionError> {
-        check_identifier("database", &self.database, false)?;
-        check_identifier("owner_role", &self.owner_role, false)?;
-        check_identifier("app_role", &self.app_role, false)?;
-        if let Some(ro) = &self.readonly_role {
-            check_identifier("readonly_role", ro, false)?;
-        }
-        for ext in &self.extensions {
-            check_identifier("extensions", ext, true)?;
-        }
-        let mut names = vec![&self.owner_role, &self.app_role];
-        names.extend(self.readonly_role.as_ref());
-        let mut sorted = names.clone();
-        sorted.sort();
-        sorted.dedup();
-        if sorted.len() != names.len() {
-            return Err(ProvisionError::Config("provision: owner_role, app_role and readonly_role must differ".into()));
-        }
-        for (key, v) in [
-            ("statement_timeout", &self.statement_timeout),
-            ("idle_in_transaction_session_timeout", &self.idle_in_transaction_session_timeout),
-        ] {
-            if let Some(v) = v {
-                humantime::parse_duration(v)
-                    .map_err(|e| ProvisionError::Config(format!("provision.{key} `{v}`: {e} (use e.g. 30s)")))?;
-            }
-        }
-        for origin in &self.bucket_cors_origins {
-            if url::Url::parse(origin).is_err() && origin != "*" {
-                return Err(ProvisionError::Config(format!(
-                    "provision.bucket_cors_origins: `{origin}` is not an origin like https://app.example"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn role(&self, kind: RoleKind) -> Option<&str> {
-        match kind {
-            RoleKind::Owner => Some(&self.owner_role),
-            RoleKind::App => Some(&self.app_role),
-            RoleKind::ReadOnly => self.readonly_role.as_deref(),
-        }
-    }
-
-    pub(crate) fn roles(&self) -> Vec<(RoleKind, &str)> {
-        [RoleKind::Owner, RoleKind::App, RoleKind::ReadOnly]
-            .into_iter()
-            .filter_map(|k| self.role(k).map(|r| (k, r)))
-            .collect()
-    }
-}
-
-/// Resolves the profile's provision table, the admin connection, the env file and the bucket.
-pub async fn target(config: &Config, admin_url: Option<&str>) -> Result<Target, ProvisionError> {
-    let p = config.profile.provision.clone().ok_or_else(|| {
-        ProvisionError::Config(format!(
-            "profile '{}' has no [profiles.{}.provision] table in {}; see `opsbook provision --help`",
-            config.profile_name,
-            config.profile_name,
-            config.path.as_ref().map_or("opsbook.toml".into(), |p| p.display().to_string())
-        ))
-    })?;
-    p.validate()?;
-    let admin_raw = config.pick(
-        admin_url,
-        config.profile.admin_database_url.as_deref(),
-        "admin database URL",
-        "pass --admin-database-url, set ADMIN_DATABASE_URL, or set admin_database_url in the profile",
-    )?;
-    let admin =
-        DbUrl::parse_named("admin database URL", &admin_raw).map_err(|e| ProvisionError::Config(e.to_string()))?;
-    let env = EnvFile::load(&p.env_file).map_err(|e| ProvisionError::Inspect {
-        what: "read the env file".into(),
-        message: e.to_string(),
-        class: e.class(),
-    })?;
-    let store = match &p.bucket {
-        None => None,
-        Some(bucket) => {
-            let url = format!("s3://{bucket}");
-            Some(Store::open_url(&url, &StoreOptions::default()).await.map_err(|e| ProvisionError::Inspect {
-                what: format!("open bucket {bucket}"),
-                message: e.to_string(),
-                class: e.class(),
-            })?)
-        }
-    };
-    let s3_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "R2_ENDPOINT"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    let s3_region =
-        ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    Ok(Target {
-        profile: config.profile_name.clone(),
-        config: p,
-        admin,
-        env,
-        store,
-        migrate_config: config.profile.migrate.clone(),
-        s3_endpoint,
-        s3_region,
-    })
 }
 
 /// Compares the desired state with what exists.
@@ -492,11 +374,7 @@ fn unconfirmed(shown: &Plan, fresh: &Plan) -> Vec<String> {
 /// work (new passwords, a new JWT secret) nor writes back a stale copy of the env file.
 pub async fn apply(t: &mut Target, shown: Plan, reporter: &dyn Reporter) -> Result<ApplyReport, ProvisionError> {
     let _locks = lock(t)?;
-    t.env = EnvFile::load(t.env.path()).map_err(|e| ProvisionError::Inspect {
-        what: "read the env file".into(),
-        message: e.to_string(),
-        class: e.class(),
-    })?;
+    t.env = EnvFile::load(t.env.path()).map_err(ProvisionError::EnvFile)?;
     let plan = self::plan(t).await?;
     let unconfirmed = unconfirmed(&shown, &plan);
     if !unconfirmed.is_empty() {

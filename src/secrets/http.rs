@@ -33,6 +33,40 @@ pub struct HttpCall {
     pub expect_status: Option<u16>,
 }
 
+/// A configured call that cannot be made as written, or an answer without what the call reads
+/// from it. `call` names the call (create, test, revoke); values never appear, only names.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(
+        "{call}: unknown placeholder {{{name}}} (use {}, or {{env:NAME}})",
+        PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownPlaceholder { call: String, name: String },
+    #[error("{call}: {{{name}}} is not known at this step (allowed here: {})", allowed.join(", "))]
+    NotAllowed { call: String, name: String, allowed: Vec<String> },
+    #[error("{call}: url `{url}` is not a URL: {source}")]
+    BadUrl {
+        call: String,
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{call}: method `{method}` is not an HTTP method")]
+    BadMethod { call: String, method: String },
+    /// `{env:NAME}` names a variable that is not set.
+    #[error("{{{name}}}: the variable is not set")]
+    UnsetVariable { name: String },
+    /// A placeholder with no value at this point of the rotation.
+    #[error("{{{name}}} has no value here (is id_name set and the id stored?)")]
+    NoValue { name: String },
+    #[error("{call}: the answer (HTTP {status}) is not JSON")]
+    NotJson { call: String, status: u16 },
+    #[error("{call}: nothing at `{path}` in the answer")]
+    NothingAt { call: String, path: String },
+    #[error("{call}: `{path}` in the answer is empty")]
+    Empty { call: String, path: String },
+}
+
 /// The placeholders a template may use.
 pub const PLACEHOLDERS: &[&str] = &["current", "current_id", "new", "new_id", "previous", "previous_id"];
 
@@ -63,31 +97,33 @@ pub fn used(call: &HttpCall) -> Vec<String> {
 }
 
 /// Checks a call's templates and paths; `allowed` are the placeholders this call may use.
-pub fn validate(what: &str, call: &HttpCall, allowed: &[&str]) -> Result<(), String> {
+pub fn validate(what: &str, call: &HttpCall, allowed: &[&str]) -> Result<(), CallError> {
     for name in used(call) {
         if name.starts_with("env:") {
             continue;
         }
         if !PLACEHOLDERS.contains(&name.as_str()) {
-            return Err(format!(
-                "{what}: unknown placeholder {{{name}}} (use {}, or {{env:NAME}})",
-                PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
-            ));
+            return Err(CallError::UnknownPlaceholder { call: what.to_string(), name });
         }
         if !allowed.contains(&name.as_str()) {
-            return Err(format!("{what}: {{{name}}} is not known at this step (allowed here: {})", allowed.join(", ")));
+            let allowed = allowed.iter().map(|a| a.to_string()).collect();
+            return Err(CallError::NotAllowed { call: what.to_string(), name, allowed });
         }
     }
     let probe = used(call).into_iter().fold(call.url.clone(), |u, n| u.replace(&format!("{{{n}}}"), "x"));
-    url::Url::parse(&probe).map_err(|e| format!("{what}: url `{}` is not a URL: {e}", call.url))?;
+    url::Url::parse(&probe).map_err(|source| CallError::BadUrl {
+        call: what.to_string(),
+        url: call.url.clone(),
+        source,
+    })?;
     if let Some(m) = &call.method {
         reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("{what}: method `{m}` is not an HTTP method"))?;
+            .map_err(|_| CallError::BadMethod { call: what.to_string(), method: m.clone() })?;
     }
     Ok(())
 }
 
-fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, CallError> {
     let mut missing = None;
     let out = placeholder_re().replace_all(template, |c: &regex_lite::Captures| {
         let name = &c[1];
@@ -101,8 +137,8 @@ fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, Strin
         })
     });
     match missing {
-        Some(name) if name.starts_with("env:") => Err(format!("{{{name}}}: the variable is not set")),
-        Some(name) => Err(format!("{{{name}}} has no value here (is id_name set and the id stored?)")),
+        Some(name) if name.starts_with("env:") => Err(CallError::UnsetVariable { name }),
+        Some(name) => Err(CallError::NoValue { name }),
         None => Ok(out.into_owned()),
     }
 }
@@ -167,13 +203,15 @@ pub async fn call(
 }
 
 /// Reads a string at `path` in a create call's answer.
-pub fn extract(what: &str, answer: &Answer, path: &str) -> Result<String, String> {
+pub fn extract(what: &str, answer: &Answer, path: &str) -> Result<String, CallError> {
     let json =
-        answer.json.as_ref().ok_or_else(|| format!("{what}: the answer (HTTP {}) is not JSON", answer.status))?;
-    let value = json.pointer(&pointer(path)).ok_or_else(|| format!("{what}: nothing at `{path}` in the answer"))?;
+        answer.json.as_ref().ok_or_else(|| CallError::NotJson { call: what.to_string(), status: answer.status })?;
+    let value = json
+        .pointer(&pointer(path))
+        .ok_or_else(|| CallError::NothingAt { call: what.to_string(), path: path.to_string() })?;
     let s = value.as_str().map(String::from).unwrap_or_else(|| value.to_string());
     if s.is_empty() || value.is_null() {
-        return Err(format!("{what}: `{path}` in the answer is empty"));
+        return Err(CallError::Empty { call: what.to_string(), path: path.to_string() });
     }
     crate::redact::register(&s);
     Ok(s)
@@ -194,7 +232,7 @@ mod tests {
     fn templates_render_and_unknown_names_are_refused() {
         let vars = BTreeMap::from([("current", "tok".to_string())]);
         assert_eq!(render("Bearer {current}", &vars).unwrap(), "Bearer tok");
-        assert!(render("{previous_id}", &vars).unwrap_err().contains("previous_id"));
+        assert!(render("{previous_id}", &vars).unwrap_err().to_string().contains("previous_id"));
         let call = HttpCall {
             method: None,
             url: "http://gw/keys/{nope}".into(),
@@ -204,9 +242,12 @@ mod tests {
             id_path: None,
             expect_status: None,
         };
-        assert!(validate("create", &call, &["current"]).unwrap_err().contains("unknown placeholder {nope}"));
+        assert!(validate("create", &call, &["current"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown placeholder {nope}"));
         let call = HttpCall { url: "http://gw/keys/{previous_id}".into(), ..call };
-        assert!(validate("create", &call, &["current"]).unwrap_err().contains("not known at this step"));
+        assert!(validate("create", &call, &["current"]).unwrap_err().to_string().contains("not known at this step"));
         assert!(validate("revoke", &call, &["previous_id"]).is_ok());
     }
 }

@@ -24,11 +24,32 @@ pub enum SecretsError {
     },
     #[error("{}:{line}: {message}", path.display())]
     Parse { path: std::path::PathBuf, line: usize, message: String },
-    #[error("{0}")]
-    Hash(String),
-    /// A store or target setting that cannot work (exit 2).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("argon2id hash: {0}")]
+    Hash(argon2::password_hash::Error),
+    /// A `store = "…"` setting that names no store opsbook has (exit 2).
+    #[error(transparent)]
+    StoreSpec(#[from] store::StoreSpecError),
+    /// A store setting read from the environment is missing (exit 2).
+    #[error("store `{store}`: {var} is not set{example}")]
+    MissingEnv { store: String, var: &'static str, example: &'static str },
+    /// VAULT_ADDR is not a URL (exit 2).
+    #[error("store `{store}`: VAULT_ADDR `{addr}` is not a URL: {source}")]
+    VaultAddr {
+        store: String,
+        addr: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The HTTP client for a store cannot be built (exit 2).
+    #[error("store `{store}`: HTTP client: {source}")]
+    HttpClient {
+        store: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// finish or rollback found no value to move into place (exit 2).
+    #[error("store {store}: no {slot} value{}", if *slot == "pending" { " to finish" } else { "" })]
+    NoValue { store: String, slot: &'static str },
     /// The store answered with an error.
     #[error("store {store}: {message}")]
     Store { store: String, message: String },
@@ -40,7 +61,12 @@ pub enum SecretsError {
 impl crate::error::Classify for SecretsError {
     fn class(&self) -> crate::error::ErrorClass {
         match self {
-            SecretsError::Parse { .. } | SecretsError::Invalid(_) => crate::error::ErrorClass::Usage,
+            SecretsError::Parse { .. }
+            | SecretsError::StoreSpec(_)
+            | SecretsError::MissingEnv { .. }
+            | SecretsError::VaultAddr { .. }
+            | SecretsError::HttpClient { .. }
+            | SecretsError::NoValue { .. } => crate::error::ErrorClass::Usage,
             SecretsError::Unreachable { .. } => crate::error::ErrorClass::Unavailable,
             _ => crate::error::ErrorClass::Failed,
         }
@@ -73,11 +99,11 @@ pub fn scram_verifier(password: &str) -> String {
 pub fn argon2id(password: &str) -> Result<String, SecretsError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| SecretsError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(SecretsError::Hash)?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| SecretsError::Hash(e.to_string()))
+        .map_err(SecretsError::Hash)
 }
 
 #[cfg(test)]

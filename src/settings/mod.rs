@@ -10,6 +10,14 @@ pub mod migrate;
 pub mod objects;
 pub mod pitr;
 pub mod promote;
+pub mod provision;
+pub mod rotate;
+
+/// The admin connection (provision, rotate-secrets) as given, else ADMIN_DATABASE_URL. Commands
+/// get the variable through clap; runbook steps read it here.
+fn admin_url_given(given: Option<&str>) -> Option<String> {
+    given.map(String::from).or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()))
+}
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +84,16 @@ mod tests {
         for field in ["pitr", "target_time", "stanza"] {
             assert!(inputs("restore-drill").contains(&field.to_string()), "restore-drill steps take `{field}`");
         }
+        assert_all_in(
+            "provision spec in `provision` steps",
+            field_names::<crate::provision::ProvisionSpec>(),
+            &inputs("provision"),
+        );
+        assert_all_in(
+            "rotation spec in `rotate-secrets` steps",
+            field_names::<crate::secrets::rotate::RotateSpec>(),
+            &inputs("rotate-secrets"),
+        );
         for action in ["backup", "restore-drill", "backup-objects"] {
             assert_all_in(&format!("monitoring in `{action}` steps"), field_names::<MonitorSpec>(), &inputs(action));
         }

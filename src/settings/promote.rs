@@ -45,7 +45,10 @@ pub fn resolve(config: &Config, spec: &PromoteSpec) -> Result<Request, PromoteEr
     // rotate-secrets reads its status with the admin URL it rotates with: ADMIN_DATABASE_URL
     // (the env file's, else the process's) or the profile's admin_database_url.
     let admin_url = env.get("ADMIN_DATABASE_URL").map(String::as_str).filter(|v| !v.is_empty());
-    let rotation = crate::secrets::rotate::context(config, admin_url);
+    let rotation = super::rotate::resolve(
+        config,
+        &crate::secrets::rotate::RotateSpec { admin_database_url: admin_url.map(String::from), ..Default::default() },
+    );
     Ok(Request {
         profile: config.profile_name.clone(),
         prod,

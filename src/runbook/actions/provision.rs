@@ -2,44 +2,21 @@
 //! `admin_password_file` (a runbook has no place to show a password once) and the run's --yes or
 //! a preceding `confirm` step.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
-use crate::provision::{self, Action, Op};
+use crate::provision::{self, Action, Mode, Op, ProvisionSpec};
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Compare only.
-    #[default]
-    Plan,
-    /// Apply the plan.
-    Apply,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    /// plan (default) or apply.
-    #[serde(default)]
-    pub mode: Mode,
-    /// Admin connection [default: ADMIN_DATABASE_URL / the profile's admin_database_url].
-    pub admin_database_url: Option<String>,
-    /// plan: fail when the plan still has changes (a check after apply).
-    #[serde(default)]
-    pub expect_no_changes: bool,
-}
+/// The run's spec, as `opsbook provision plan | apply` takes it (the desired state is the
+/// profile's `[provision]` table).
+pub type Input = ProvisionSpec;
 
 fn err(e: provision::ProvisionError) -> ActionError {
     ActionError::Provision(Box::new(e))
 }
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let from_env = std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty());
-    let admin = input.admin_database_url.clone().or(from_env);
-    let mut target = provision::target(ctx.config, admin.as_deref()).await.map_err(err)?;
+    let mut target = crate::settings::provision::resolve(ctx.config, &input).await.map_err(err)?;
     let plan = provision::plan(&target).await.map_err(err)?;
     let mut out = Outputs::new();
     out.insert("changes".into(), plan.changes().into());

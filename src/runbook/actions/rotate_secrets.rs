@@ -1,34 +1,20 @@
 //! The `rotate-secrets` action: `opsbook rotate-secrets run` (or `plan`) as a step. Password-hash
 //! secrets need a plaintext_file here: a runbook has no place to show a password once.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
-use crate::secrets::rotate::{self, Kind, Selection};
+use crate::secrets::rotate::{self, Kind, RotateSpec};
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    /// Secrets to rotate; empty: the due ones.
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// Only finish rotations left part-way.
-    #[serde(default)]
-    pub resume: bool,
-    /// Admin connection for postgres-password secrets [default: ADMIN_DATABASE_URL / profile].
-    pub admin_database_url: Option<String>,
-}
+/// The run's spec, as `opsbook rotate-secrets run` takes it (the secrets are the profile's).
+pub type Input = RotateSpec;
 
 fn err(e: rotate::RotateError) -> ActionError {
     ActionError::Rotate(Box::new(e))
 }
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let admin =
-        input.admin_database_url.clone().or_else(|| std::env::var("ADMIN_DATABASE_URL").ok().filter(|v| !v.is_empty()));
-    let rc = rotate::context(ctx.config, admin.as_deref()).map_err(err)?;
+    let rc = crate::settings::rotate::resolve(ctx.config, &input).map_err(err)?;
     let due: Vec<String> =
         rotate::status(&rc).await.map_err(err)?.into_iter().filter(|s| s.due).map(|s| s.name).collect();
     let mut out = Outputs::new();
@@ -46,14 +32,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             )));
         }
     }
-    let selection = if input.resume {
-        Selection::Resume
-    } else if input.names.is_empty() {
-        Selection::Due
-    } else {
-        Selection::Names(input.names.clone())
-    };
-    let outcomes = rotate::run(&rc, selection).await.map_err(err)?;
+    let outcomes = rotate::run(&rc, input.selection()).await.map_err(err)?;
     out.insert("rotated".into(), outcomes.iter().filter(|o| o.ok).count().into());
     out.insert(
         "fingerprints".into(),

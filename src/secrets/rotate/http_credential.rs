@@ -15,10 +15,9 @@ impl Rotator for HttpCredential {
         let (Some(create), Some(test)) = (&spec.create, &spec.test) else {
             return Err(spec.invalid("kind http-credential needs a create call and a test call"));
         };
-        let what = |step: &str| format!("secrets `{}`: {step}", spec.name);
-        let cfg = |e: String| RotateError::Config(e);
-        http_call::validate(&what("create"), create, &["current", "current_id"]).map_err(cfg)?;
-        http_call::validate(&what("test"), test, &["new", "new_id", "current", "current_id"]).map_err(cfg)?;
+        let cfg = |source| RotateError::Call { name: spec.name.clone(), source };
+        http_call::validate("create", create, &["current", "current_id"]).map_err(cfg)?;
+        http_call::validate("test", test, &["new", "new_id", "current", "current_id"]).map_err(cfg)?;
         if create.value_path.is_none() {
             return Err(spec.invalid("create needs value_path (where the new value is in the JSON answer)"));
         }
@@ -28,7 +27,7 @@ impl Rotator for HttpCredential {
             );
         }
         if let Some(revoke) = &spec.revoke {
-            http_call::validate(&what("revoke"), revoke, &["previous", "previous_id", "current", "current_id"])
+            http_call::validate("revoke", revoke, &["previous", "previous_id", "current", "current_id"])
                 .map_err(cfg)?;
             let ids = http_call::used(revoke).iter().any(|n| n.ends_with("_id"));
             if ids && spec.id_name.is_none() {
@@ -62,13 +61,13 @@ impl Rotator for HttpCredential {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             let test = spec.test.as_ref().expect("validated");
             http_call::call("test", test, "GET", &call_vars(spec, [("new", Some(pending)), ("current", current)]))
                 .await
                 .map(drop)
-                .map_err(|e| e.message)
+                .map_err(StepError::from)
         })
     }
 
@@ -79,13 +78,15 @@ impl Rotator for HttpCredential {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             let Some(revoke) = &spec.revoke else {
-                return Err("no revoke call is configured: the new credential stays valid at the gateway".into());
+                return Err(StepError::failed(
+                    "no revoke call is configured: the new credential stays valid at the gateway",
+                ));
             };
             let vars = call_vars(spec, [("previous", Some(pending)), ("current", current)]);
-            http_call::call("revoke (roll back)", revoke, "DELETE", &vars).await.map(drop).map_err(|e| e.message)
+            http_call::call("revoke (roll back)", revoke, "DELETE", &vars).await.map(drop).map_err(StepError::from)
         })
     }
 

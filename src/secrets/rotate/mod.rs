@@ -16,6 +16,7 @@ mod postgres_password;
 mod protocol;
 mod random;
 mod s3_access_key;
+pub mod spec;
 mod state;
 
 use std::path::PathBuf;
@@ -28,11 +29,11 @@ use sha2::{Digest, Sha256};
 use super::http::HttpCall;
 use super::store::{Fields, Slots, StoreSpec};
 use super::SecretsError;
-use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
-use crate::pg::DbUrl;
+use crate::pg::{DbUrl, PgError};
 
 pub use protocol::{check_plaintext_destination, rollback, run, selected, Outcome, Selection};
+pub use spec::RotateSpec;
 pub use state::{state_file, status, Progress, Revoke, SecretState, Standing, State, Step};
 
 /// `[[profiles.NAME.secrets]]` in opsbook.toml.
@@ -127,11 +128,19 @@ impl Strategy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    #[error("{0}")]
-    Config(String),
+    /// The admin connection is not a PostgreSQL URL (exit 2).
+    #[error(transparent)]
+    AdminUrl(PgError),
     /// A setting of one `[[profiles.NAME.secrets]]` entry that cannot work (exit 2).
     #[error("secrets `{name}`: {message}")]
     Spec { name: String, message: String },
+    /// A configured HTTP call of an http-credential secret that cannot work (exit 2).
+    #[error("secrets `{name}`: {source}")]
+    Call {
+        name: String,
+        #[source]
+        source: super::http::CallError,
+    },
     #[error("secrets `{name}` is declared twice")]
     Duplicate { name: String },
     #[error("profile '{profile}' declares no secrets; add [[profiles.{profile}.secrets]] entries to opsbook.toml")]
@@ -167,33 +176,29 @@ pub enum RotateError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
-    #[error(transparent)]
-    ConfigFile(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Failed(String),
-    /// The admin database (or another target) could not be reached (exit 3).
-    #[error("{0}")]
-    Unavailable(String),
+    /// A call to the target system outside a rotation's steps failed (a rollback re-enabling the
+    /// previous login); its class decides the exit code (3 when the target is unreachable).
+    #[error("{name}: {}", error.message)]
+    Target { name: String, error: StepError },
 }
 
 impl Classify for RotateError {
     fn class(&self) -> ErrorClass {
         match self {
-            RotateError::Config(_)
+            RotateError::AdminUrl(_)
             | RotateError::Spec { .. }
+            | RotateError::Call { .. }
             | RotateError::Duplicate { .. }
             | RotateError::NoSecrets { .. }
             | RotateError::UnknownSecret { .. }
             | RotateError::NoPlaintextFile { .. } => ErrorClass::Usage,
             RotateError::Secrets(e) => e.class(),
             RotateError::Lock(e) => e.class(),
-            RotateError::ConfigFile(e) => e.class(),
             RotateError::StateUnreadable { .. }
             | RotateError::Irreversible { .. }
             | RotateError::NoPrevious { .. }
-            | RotateError::PreviousLogin { .. }
-            | RotateError::Failed(_) => ErrorClass::Failed,
-            RotateError::Unavailable(_) => ErrorClass::Unavailable,
+            | RotateError::PreviousLogin { .. } => ErrorClass::Failed,
+            RotateError::Target { error, .. } => error.class,
         }
     }
 }
@@ -211,15 +216,26 @@ impl StepError {
         StepError { class: ErrorClass::Failed, message: message.into() }
     }
 
+    /// An error of another kind, with its class.
+    fn classified(e: &(impl Classify + std::fmt::Display)) -> Self {
+        StepError { class: e.class(), message: e.to_string() }
+    }
+
     /// The same error, its message prefixed with the step or operation.
     fn context(self, what: &str) -> Self {
         StepError { message: format!("{what}: {}", self.message), ..self }
     }
 }
 
-impl From<String> for StepError {
-    fn from(message: String) -> Self {
-        StepError::failed(message)
+impl From<super::http::CallError> for StepError {
+    fn from(e: super::http::CallError) -> Self {
+        StepError::failed(e.to_string())
+    }
+}
+
+impl From<super::keys::KeyError> for StepError {
+    fn from(e: super::keys::KeyError) -> Self {
+        StepError::failed(e.to_string())
     }
 }
 
@@ -238,16 +254,6 @@ impl From<SecretsError> for StepError {
 impl From<RotateError> for StepError {
     fn from(e: RotateError) -> Self {
         StepError { class: e.class(), message: e.to_string() }
-    }
-}
-
-impl From<StepError> for RotateError {
-    fn from(e: StepError) -> Self {
-        match e.class {
-            ErrorClass::Unavailable => RotateError::Unavailable(e.message),
-            ErrorClass::Usage => RotateError::Config(e.message),
-            _ => RotateError::Failed(e.message),
-        }
     }
 }
 
@@ -298,12 +304,8 @@ trait Rotator: Sync {
     }
 
     /// test: proves the pending value works.
-    fn test<'a>(
-        &'a self,
-        spec: &'a SecretSpec,
-        pending: &'a Fields,
-        current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String>;
+    fn test<'a>(&'a self, spec: &'a SecretSpec, pending: &'a Fields, current: Option<&'a Fields>)
+        -> StepFuture<'a, ()>;
 
     /// Undoes `set` (or the creation) after a failed test: the old credential keeps working.
     fn roll_back<'a>(
@@ -312,7 +314,7 @@ trait Rotator: Sync {
         _spec: &'a SecretSpec,
         _pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
 
@@ -372,7 +374,7 @@ impl SecretSpec {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(self.invalid("name must be an environment variable name"));
         }
-        StoreSpec::parse(&self.store).map_err(|e| self.invalid(e))?;
+        StoreSpec::parse(&self.store).map_err(|e| self.invalid(e.to_string()))?;
         if let Some(id) = &self.id_name {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || *id == self.name {
                 return Err(
@@ -438,53 +440,26 @@ pub struct Context {
 }
 
 impl Context {
+    /// Checks every secret's settings (`admin`: whether there is an admin connection) and that
+    /// no name is declared twice.
+    pub fn new(profile: String, specs: Vec<SecretSpec>, admin: Option<DbUrl>) -> Result<Context, RotateError> {
+        if specs.is_empty() {
+            return Err(RotateError::NoSecrets { profile });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for spec in &specs {
+            spec.validate(admin.is_some())?;
+            if !seen.insert(&spec.name) {
+                return Err(RotateError::Duplicate { name: spec.name.clone() });
+            }
+        }
+        Ok(Context { profile, specs, admin })
+    }
+
     fn spec(&self, name: &str) -> Result<&SecretSpec, RotateError> {
         self.specs
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| RotateError::UnknownSecret { name: name.to_string(), profile: self.profile.clone() })
-    }
-}
-
-pub fn context(config: &Config, admin_url: Option<&str>) -> Result<Context, RotateError> {
-    let specs = config.profile.secrets.clone();
-    if specs.is_empty() {
-        return Err(RotateError::NoSecrets { profile: config.profile_name.clone() });
-    }
-    let admin = match admin_url.map(String::from).or_else(|| {
-        config.profile.admin_database_url.as_deref().and_then(|raw| config.resolve("admin_database_url", raw).ok())
-    }) {
-        Some(raw) => {
-            crate::redact::register_urls_in(&raw);
-            Some(DbUrl::parse_named("admin database URL", &raw).map_err(|e| RotateError::Config(e.to_string()))?)
-        }
-        None => None,
-    };
-    let mut seen = std::collections::HashSet::new();
-    for spec in &specs {
-        spec.validate(admin.is_some())?;
-        if !seen.insert(&spec.name) {
-            return Err(RotateError::Duplicate { name: spec.name.clone() });
-        }
-    }
-    let mut specs = specs;
-    let base = config.path.as_deref().and_then(std::path::Path::parent).filter(|b| !b.as_os_str().is_empty());
-    for spec in &mut specs {
-        spec.store = anchored_store(base, &spec.store);
-        if let (Some(base), Some(file)) = (base, &spec.plaintext_file) {
-            spec.plaintext_file = Some(base.join(file));
-        }
-    }
-    Ok(Context { profile: config.profile_name.clone(), specs, admin })
-}
-
-/// A relative `dotenv:PATH` (like a relative plaintext_file) is relative to the config file, as
-/// `file:` values are, not to the working directory: run from elsewhere, it names the same file.
-fn anchored_store(base: Option<&std::path::Path>, store: &str) -> String {
-    match (store.strip_prefix("dotenv:"), base) {
-        (Some(path), Some(base)) if std::path::Path::new(path).is_relative() => {
-            format!("dotenv:{}", base.join(path).display())
-        }
-        _ => store.to_string(),
     }
 }

@@ -2,7 +2,7 @@
 //! hash; the plaintext is shown once (plaintext_file or the terminal), so the old value is gone
 //! for good once replaced.
 
-use super::{RotateError, Rotator, SecretSpec, StepFuture};
+use super::{RotateError, Rotator, SecretSpec, StepError, StepFuture};
 use crate::secrets::store::{Fields, Slots};
 
 pub(super) struct PasswordHash;
@@ -20,7 +20,7 @@ impl Rotator for PasswordHash {
     ) -> StepFuture<'a, (Fields, Option<String>)> {
         Box::pin(async move {
             let plaintext = crate::secrets::password(24);
-            let hash = crate::secrets::argon2id(&plaintext).map_err(|e| e.to_string())?;
+            let hash = crate::secrets::argon2id(&plaintext)?;
             Ok((Fields::from([(spec.name.clone(), hash)]), Some(plaintext)))
         })
     }
@@ -30,9 +30,9 @@ impl Rotator for PasswordHash {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         let ok = spec.primary(pending).starts_with("$argon2id$");
-        Box::pin(async move { ok.then_some(()).ok_or_else(|| "not an argon2id hash".into()) })
+        Box::pin(async move { ok.then_some(()).ok_or_else(|| StepError::failed("not an argon2id hash")) })
     }
 
     fn irreversible(&self, _spec: &SecretSpec) -> Option<&'static str> {

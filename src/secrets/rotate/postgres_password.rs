@@ -16,7 +16,7 @@ pub(super) struct PostgresPassword;
 impl Rotator for PostgresPassword {
     fn validate(&self, spec: &SecretSpec, admin: bool) -> Result<(), RotateError> {
         let Some(role) = &spec.role else { return Err(spec.invalid("kind postgres-password needs role")) };
-        crate::provision::check_identifier("role", role, false).map_err(|e| RotateError::Config(e.to_string()))?;
+        crate::provision::check_identifier("role", role, false).map_err(|e| spec.invalid(e.to_string()))?;
         if !admin {
             return Err(
                 spec.invalid("kind postgres-password needs admin_database_url in the profile (or ADMIN_DATABASE_URL)")
@@ -34,11 +34,13 @@ impl Rotator for PostgresPassword {
         _store: &'a Slots,
     ) -> StepFuture<'a, (Fields, Option<String>)> {
         Box::pin(async move {
-            let current = current.map(|c| spec.primary(c)).ok_or(format!(
-                "{} has no current value in {}: provision it first (the URL's host and database are reused)",
-                spec.name, spec.store
-            ))?;
-            let url = DbUrl::parse(current).map_err(|e| format!("{}: {e}", spec.name))?;
+            let current = current.map(|c| spec.primary(c)).ok_or_else(|| {
+                StepError::failed(format!(
+                    "{} has no current value in {}: provision it first (the URL's host and database are reused)",
+                    spec.name, spec.store
+                ))
+            })?;
+            let url = DbUrl::parse(current).map_err(|e| StepError::classified(&e).context(&spec.name))?;
             let role = spec.role.as_deref().expect("validated");
             let user = match spec.strategy {
                 Strategy::Single => role.to_string(),
@@ -60,7 +62,7 @@ impl Rotator for PostgresPassword {
 
     fn set<'a>(&'a self, ctx: &'a Context, spec: &'a SecretSpec, pending: &'a Fields) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let url = DbUrl::parse(spec.primary(pending)).map_err(|e| e.to_string())?;
+            let url = DbUrl::parse(spec.primary(pending)).map_err(|e| StepError::failed(e.to_string()))?;
             let user = url.username().unwrap_or_default();
             let password = url.password().unwrap_or_default();
             let verifier = crate::secrets::scram_verifier(&password);
@@ -88,7 +90,7 @@ impl Rotator for PostgresPassword {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(login_works(spec.primary(pending)))
     }
 
@@ -99,23 +101,22 @@ impl Rotator for PostgresPassword {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             match spec.strategy {
                 Strategy::Alternating => {
                     let user = user_of(spec, pending).unwrap_or_default();
-                    admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(&user))).await.map_err(|e| e.message)
+                    admin_exec(ctx, &format!("ALTER ROLE {} NOLOGIN", quote_ident(&user))).await
                 }
                 Strategy::Single => {
                     let old = current
                         .and_then(|c| DbUrl::parse(spec.primary(c)).ok())
                         .and_then(|u| u.password())
-                        .ok_or("no old password")?;
+                        .ok_or_else(|| StepError::failed("no old password"))?;
                     let role = spec.role.as_deref().expect("validated");
                     let verifier = crate::secrets::scram_verifier(&old);
                     admin_exec(ctx, &format!("ALTER ROLE {} PASSWORD {}", quote_ident(role), quote_literal(&verifier)))
                         .await
-                        .map_err(|e| e.message)
                 }
             }
         })
@@ -163,10 +164,10 @@ impl Rotator for PostgresPassword {
             let user = user_of(spec, previous).unwrap_or_default();
             admin_exec(ctx, &format!("ALTER ROLE {} LOGIN", quote_ident(&user)))
                 .await
-                .map_err(|e| e.context("rollback"))?;
+                .map_err(|e| RotateError::Target { name: spec.name.clone(), error: e.context("rollback") })?;
             login_works(spec.primary(previous))
                 .await
-                .map_err(|message| RotateError::PreviousLogin { name: spec.name.clone(), message })
+                .map_err(|e| RotateError::PreviousLogin { name: spec.name.clone(), message: e.message })
         })
     }
 }
@@ -182,7 +183,7 @@ fn user_of(spec: &SecretSpec, value: &Fields) -> Option<String> {
 
 async fn admin_conn(ctx: &Context) -> Result<(sqlx::PgConnection, DbUrl), StepError> {
     let admin = ctx.admin.clone().ok_or_else(|| StepError::failed("no admin database URL"))?;
-    let conn = pg::connect(&admin).await.map_err(|e| StepError { class: e.class(), message: e.to_string() })?;
+    let conn = pg::connect(&admin).await.map_err(|e| StepError::classified(&e))?;
     Ok((conn, admin))
 }
 
@@ -195,8 +196,13 @@ async fn admin_exec(ctx: &Context, sql: &str) -> Result<(), StepError> {
     })
 }
 
-async fn login_works(url: &str) -> Result<(), String> {
-    let url = DbUrl::parse(url).map_err(|e| e.to_string())?;
-    let mut conn = pg::conn::connect_timeout(&url, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
-    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn).await.map(drop).map_err(|e| e.to_string())
+async fn login_works(url: &str) -> Result<(), StepError> {
+    let url = DbUrl::parse(url).map_err(|e| StepError::classified(&e))?;
+    let mut conn =
+        pg::conn::connect_timeout(&url, Duration::from_secs(10)).await.map_err(|e| StepError::classified(&e))?;
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .map(drop)
+        .map_err(|e| StepError::failed(e.to_string()))
 }

@@ -149,7 +149,7 @@ impl Rotation<'_> {
         if let Some(plaintext) = plaintext {
             match &spec.plaintext_file {
                 Some(file) => crate::files::write_atomic(file, format!("{plaintext}\n").as_bytes(), Some(0o600))
-                    .map_err(|e| format!("write {}: {e}", file.display()))?,
+                    .map_err(|e| StepError::failed(format!("write {}: {e}", file.display())))?,
                 None => self.out.plaintext = Some(plaintext),
             }
         }
@@ -159,7 +159,7 @@ impl Rotation<'_> {
             let e = StepError::from(e).context("create");
             return Err(match undo {
                 Err(u) if kind.live_when_created() => StepError {
-                    message: format!("{}; the new credential could not be removed either ({u})", e.message),
+                    message: format!("{}; the new credential could not be removed either ({})", e.message, u.message),
                     ..e
                 },
                 _ => e,
@@ -185,13 +185,13 @@ impl Rotation<'_> {
         self.entry.in_progress = None;
         self.journal()?;
         let mut message = match rollback {
-            Ok(()) => format!("test failed ({e}); rolled back, the current value is unchanged"),
-            Err(r) => format!("test failed ({e}); ROLLBACK FAILED ({r}): check the target by hand"),
+            Ok(()) => format!("test failed ({}); rolled back, the current value is unchanged", e.message),
+            Err(r) => format!("test failed ({}); ROLLBACK FAILED ({}): check the target by hand", e.message, r.message),
         };
         if let Err(d) = dropped {
             message.push_str(&format!("; the pending value is still in the store ({d})"));
         }
-        Err(message.into())
+        Err(StepError::failed(message))
     }
 
     /// finish: pending becomes current, current becomes previous (unless the kind's old value is

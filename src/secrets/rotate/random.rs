@@ -1,7 +1,7 @@
 //! Kind random: a hex signing key (JWT_SECRET and the like) with no target system; the previous
 //! value stays in the store for the grace period so tokens signed with it still verify.
 
-use super::{RotateError, Rotator, SecretSpec, StepFuture};
+use super::{RotateError, Rotator, SecretSpec, StepError, StepFuture};
 use crate::secrets::store::{Fields, Slots};
 
 pub(super) struct Random;
@@ -31,9 +31,9 @@ impl Rotator for Random {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         let ok = spec.primary(pending).len() >= 32;
-        Box::pin(async move { ok.then_some(()).ok_or_else(|| "generated value is too short".into()) })
+        Box::pin(async move { ok.then_some(()).ok_or_else(|| StepError::failed("generated value is too short")) })
     }
 
     fn revocation(&self, spec: &SecretSpec, _old: &Fields, _new: &Fields) -> Option<String> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Context, RotateError, Rotator, SecretSpec, StepFuture};
+use super::{Context, RotateError, Rotator, SecretSpec, StepError, StepFuture};
 use crate::secrets::keys::{self, AccessKey, AwsIam, KeyProvider};
 use crate::secrets::store::{Fields, Slot, Slots};
 
@@ -48,7 +48,7 @@ impl Rotator for S3AccessKey {
             if existing.len() >= 2 {
                 let known: Vec<&str> =
                     [current, store.get(Slot::Previous)].into_iter().flatten().filter_map(|v| spec.id_of(v)).collect();
-                return Err(too_many_keys(&provider, &existing, &known).into());
+                return Err(StepError::failed(too_many_keys(&provider, &existing, &known)));
             }
             let key = provider.create().await?;
             let id_field = spec.id_field().expect("validated");
@@ -61,7 +61,7 @@ impl Rotator for S3AccessKey {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             let settle = std::env::var("OPSBOOK_KEY_SETTLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
             keys::probe(
@@ -71,6 +71,7 @@ impl Rotator for S3AccessKey {
                 Duration::from_secs(settle),
             )
             .await
+            .map_err(StepError::from)
         })
     }
 
@@ -81,11 +82,11 @@ impl Rotator for S3AccessKey {
         spec: &'a SecretSpec,
         pending: &'a Fields,
         _current: Option<&'a Fields>,
-    ) -> StepFuture<'a, (), String> {
+    ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             match spec.id_of(pending) {
-                Some(id) => key_provider(spec).await.delete(id).await,
-                None => Err("the new key's id is not in the store".into()),
+                Some(id) => Ok(key_provider(spec).await.delete(id).await?),
+                None => Err(StepError::failed("the new key's id is not in the store")),
             }
         })
     }
@@ -107,7 +108,7 @@ impl Rotator for S3AccessKey {
     ) -> StepFuture<'a, ()> {
         Box::pin(async move {
             if let Some(id) = what.strip_prefix("key ") {
-                key_provider(spec).await.delete(id).await.map_err(|e| format!("revoke: {e}"))?;
+                key_provider(spec).await.delete(id).await.map_err(|e| StepError::from(e).context("revoke"))?;
             }
             Ok(())
         })
