@@ -44,23 +44,24 @@ pub struct VerifyArgs {
     pub identity: Option<PathBuf>,
 }
 
-/// A row a backup: set, id, time, age, size, compression, encryption, verification and drill.
+/// A row a backup: set, kind, id, age, size, format (compression, encryption), verification and drill.
 pub(crate) fn list_table(rows: &[ListRow<'_>]) -> table::Table {
-    let mut t = table::new(&["set", "id", "time", "age", "size", "compression", "encrypted", "verified", "drilled"]);
+    // The id carries the time; the exact times are in --output json.
+    let mut t = table::new(&["set", "kind", "id", "age", "size", "format", "verified", "drilled"]);
     let check = |ok: Option<bool>| match ok {
         Some(true) => "yes",
         Some(false) => "FAILED",
         None => "-",
     };
     for r in rows {
+        let format = if r.encrypted { format!("{}+age", r.compression) } else { r.compression.clone() };
         t.add_row(vec![
             r.set.to_string(),
+            r.kind.to_string(),
             r.id.to_string(),
-            r.time.format("%Y-%m-%d %H:%M").to_string(),
             table::age(r.age_seconds),
             table::bytes(r.size),
-            r.compression.clone(),
-            if r.encrypted { "age" } else { "no" }.to_string(),
+            format,
             check(r.verified.map(|v| v.ok)).to_string(),
             check(r.drilled.map(|d| d.ok)).to_string(),
         ]);
@@ -71,6 +72,8 @@ pub(crate) fn list_table(rows: &[ListRow<'_>]) -> table::Table {
 #[derive(Serialize)]
 pub(crate) struct ListRow<'a> {
     pub(crate) set: &'a str,
+    /// `dump`, or the physical backup's type (`full`, `diff`, `incr`) for PITR backups.
+    pub(crate) kind: &'a str,
     pub(crate) id: &'a str,
     pub(crate) time: chrono::DateTime<chrono::Utc>,
     pub(crate) snapshot_time: chrono::DateTime<chrono::Utc>,
@@ -98,6 +101,7 @@ pub(crate) async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
         .iter()
         .map(|b| ListRow {
             set: &b.set,
+            kind: "dump",
             id: &b.id,
             time: b.time(),
             snapshot_time: b.manifest.snapshot_time,
@@ -111,6 +115,33 @@ pub(crate) async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
             rows: b.manifest.row_counts.as_ref().map(|r| r.total()),
         })
         .collect();
+    let physical = physical_backups(ctx, args.set.as_deref()).await;
+    let pitr_drills: Vec<Option<crate::backup::manifest::DrillSummary>> = physical
+        .iter()
+        .map(|(b, drills)| {
+            let last = drills.iter().rev().find(|d| d.backup.as_deref() == Some(b.label.as_str()));
+            last.map(|d| crate::backup::manifest::DrillSummary { time: d.time, ok: d.ok })
+        })
+        .collect();
+    let mut rows = rows;
+    let compress = physical_format(ctx);
+    for ((b, _), drill) in physical.iter().zip(&pitr_drills) {
+        rows.push(ListRow {
+            set: PITR_SET,
+            kind: &b.kind,
+            id: &b.label,
+            time: b.stopped,
+            snapshot_time: b.stopped,
+            age_seconds: (now - b.stopped).num_seconds(),
+            size: b.repo_size,
+            raw_size: b.size,
+            compression: compress.clone(),
+            encrypted: false,
+            verified: None,
+            drilled: drill.as_ref(),
+            rows: None,
+        });
+    }
     if ctx.printer.is_json() {
         ctx.printer.report(
             ExitStatus::Success,
@@ -141,6 +172,44 @@ pub(crate) async fn list(ctx: &Ctx<'_>, args: ListArgs) -> Result<ExitStatus> {
         ));
     }
     Ok(ExitStatus::Success)
+}
+
+/// pgBackRest's compression (and repository cipher) as the format column shows it.
+fn physical_format(ctx: &Ctx<'_>) -> String {
+    let p = &ctx.config.profile.pitr;
+    let compression = p.compression.clone().unwrap_or_else(|| "zst".into());
+    if p.cipher_pass.is_some() {
+        format!("{compression}+aes")
+    } else {
+        compression
+    }
+}
+
+/// The `set` column of physical (PITR) backups.
+const PITR_SET: &str = "pitr";
+
+/// The profile's physical backups (pgBackRest) with the stanza's drill records, when it has a
+/// `[pitr]` table and `--set` does not exclude them; a failure to read them is a warning.
+async fn physical_backups(
+    ctx: &Ctx<'_>,
+    set: Option<&str>,
+) -> Vec<(crate::pitr::info::Backup, std::sync::Arc<Vec<crate::pitr::drill::DrillReport>>)> {
+    if ctx.config.profile.pitr == crate::pitr::PitrSpec::default() || set.is_some_and(|s| s != PITR_SET) {
+        return Vec::new();
+    }
+    let read = async {
+        let p = crate::settings::pitr::resolve(&ctx.config, crate::pitr::PitrSpec::default())?;
+        let info = crate::pitr::Engine::new(&p)?.info_or_empty().await?;
+        let drills = std::sync::Arc::new(crate::pitr::drill::records(&p).await.unwrap_or_default());
+        Ok::<_, crate::pitr::PitrError>(info.backups.into_iter().map(|b| (b, drills.clone())).collect())
+    };
+    match read.await {
+        Ok(rows) => rows,
+        Err(e) => {
+            ctx.printer.warn(format!("physical (PITR) backups not listed: {e}"));
+            Vec::new()
+        }
+    }
 }
 
 pub(crate) async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus> {

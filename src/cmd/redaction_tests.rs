@@ -64,6 +64,7 @@ fn render_all(secret: &str, width: u16) -> Vec<String> {
     let mut tables = vec![super::run::summary_table(&journal)];
 
     let rows = [super::backup_list::ListRow {
+        kind: "dump",
         set: "shop",
         id: "20261207T185311Z-5533d35b",
         time: chrono::DateTime::UNIX_EPOCH,

@@ -87,6 +87,30 @@ impl std::fmt::Display for Table {
         use crate::redact;
         self.rows.iter().flatten().for_each(|cell| redact::register_urls_in(cell));
         let mut table = self.inner.clone();
+        // Too wide for the terminal even with its widest wrappable column (a detail) wrapped to
+        // 20 characters: drop the padding (one space still separates the columns) before the
+        // short columns have to wrap.
+        if let Some(width) = table.width().filter(|w| *w >= MIN_FIT_WIDTH) {
+            let columns = self.rows.iter().map(Vec::len).chain([table.column_count()]).max().unwrap_or(0);
+            let headers: Vec<String> =
+                table.header().map(|h| h.cell_iter().map(|c| c.content()).collect()).unwrap_or_default();
+            let widths: Vec<(usize, bool)> = (0..columns)
+                .map(|i| {
+                    let header = headers.get(i).map_or(0, |h| h.chars().count());
+                    let content = self.rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count());
+                    let wrappable = !headers.get(i).is_some_and(|h| WHOLE.contains(&h.as_str()));
+                    (content.chain([header]).max().unwrap_or(0), wrappable)
+                })
+                .collect();
+            let widest_wrappable = widths.iter().filter(|(_, w)| *w).map(|(n, _)| *n).max().unwrap_or(0);
+            let needed =
+                widths.iter().map(|(n, _)| n).sum::<usize>() - widest_wrappable.saturating_sub(20) + 3 * columns + 1;
+            if needed > usize::from(width) {
+                for column in table.column_iter_mut() {
+                    column.set_padding((0, 0));
+                }
+            }
+        }
         for row in &self.rows {
             let masked = row.iter().enumerate().map(|(i, cell)| {
                 let identifier = self.identifier.get(i).copied().unwrap_or(false);
