@@ -145,6 +145,13 @@ pub enum RetentionError {
     TooManyDeletions { delete: usize, total: usize },
 }
 
+/// In reports (a dry run's `refused`), the message.
+impl serde::Serialize for RetentionError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Classify for RetentionError {
     fn class(&self) -> ErrorClass {
         match self {

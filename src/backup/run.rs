@@ -64,7 +64,7 @@ pub fn auto_part_size(database_bytes: u64) -> usize {
 
 /// Runs one backup and returns its manifest once the manifest is stored (the backup exists).
 pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) -> Result<Manifest, BackupError> {
-    let recipients = codec::parse_recipients(&req.recipients).map_err(BackupError::Input)?;
+    let recipients = codec::parse_recipients(&req.recipients).map_err(BackupError::EncryptTo)?;
     let started = Utc::now();
     let id = BackupId::new(started);
     let dir = layout::backup_dir(&req.set, &id);

@@ -189,14 +189,9 @@ async fn attempt(
     report.backup_id = entry.id.clone();
     report.backup_snapshot = Some(manifest.snapshot_time);
     if manifest.encryption.is_some() && req.identities.is_empty() {
-        return Err(DrillError::Input(format!(
-            "backup {} is age-encrypted: pass --identity FILE with a matching AGE-SECRET-KEY",
-            entry.id
-        )));
+        return Err(DrillError::NeedsIdentity { id: entry.id.clone() });
     }
-    manifest
-        .data()
-        .ok_or_else(|| DrillError::Input(format!("backup {} has no data object in its manifest", entry.id)))?;
+    manifest.data().ok_or_else(|| DrillError::NoDataObject { id: entry.id.clone() })?;
     steps.push(
         "select",
         Outcome::Passed,

@@ -53,10 +53,6 @@ struct Params {
     recorded: BTreeMap<String, Value>,
 }
 
-fn param_error(name: &str, message: impl Into<String>) -> RunbookError {
-    RunbookError::Param { name: name.into(), message: message.into() }
-}
-
 fn resolve_params(
     rb: &Runbook,
     req: &RunRequest,
@@ -66,15 +62,11 @@ fn resolve_params(
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in &req.params {
         if !rb.file.params.contains_key(k) {
-            let known: Vec<&str> = rb.file.params.keys().map(String::as_str).collect();
-            return Err(param_error(
-                k,
-                format!(
-                    "not declared by {} (its parameters: {})",
-                    rb.path.display(),
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
-                ),
-            ));
+            return Err(RunbookError::UndeclaredParam {
+                name: k.clone(),
+                path: rb.path.clone(),
+                declared: rb.file.params.keys().cloned().collect(),
+            });
         }
         given.insert(k, v);
     }
@@ -101,13 +93,14 @@ fn resolve_params(
             });
         let Some(raw) = raw else {
             if spec.required || spec.kind == ParamType::Secret {
-                return Err(param_error(name, format!("required: pass --param {name}=VALUE or set {env_name}")));
+                return Err(RunbookError::MissingParam { name: name.clone(), env: env_name });
             }
             // An optional parameter without a value is empty: false in `when`, null in inputs.
             params.all.insert(name.clone(), Value::Null);
             continue;
         };
-        let value = validate::convert(spec, &raw).map_err(|e| param_error(name, e))?;
+        let value =
+            validate::convert(spec, &raw).map_err(|error| RunbookError::ParamValue { name: name.clone(), error })?;
         // Registered before the first write (the audit line, the journal): a URL password in a
         // parameter of any type is a secret.
         crate::redact::register_urls_in(&raw);
@@ -167,16 +160,13 @@ pub async fn execute(
         Some(id) => {
             let j = RunJournal::load(id)?;
             if j.sha256 != rb.sha256 {
-                return Err(RunbookError::Resume(format!(
-                    "{} changed since run {id} started; start a new run instead of --resume",
-                    rb.path.display()
-                )));
+                return Err(RunbookError::Changed { path: rb.path.clone(), run_id: id.clone() });
             }
             if j.status == RunStatus::Ok {
-                return Err(RunbookError::Resume(format!("run {id} already completed")));
+                return Err(RunbookError::Completed { run_id: id.clone() });
             }
             if j.dry_run {
-                return Err(RunbookError::Resume(format!("run {id} was a dry run; start a new run")));
+                return Err(RunbookError::DryRunResumed { run_id: id.clone() });
             }
             Some(j)
         }
@@ -195,9 +185,15 @@ pub async fn execute(
     };
     let steps: Vec<&StepSpec> = rb.file.steps.iter().map(|s| s.get_ref()).collect();
     let from_index = match &req.from {
-        Some(id) => Some(steps.iter().position(|s| s.id.get_ref() == id).ok_or_else(|| {
-            RunbookError::Resume(format!("--from {id}: no such step (steps: {})", rb.step_ids().join(", ")))
-        })?),
+        Some(id) => Some(
+            steps
+                .iter()
+                .position(|s| s.id.get_ref() == id)
+                .ok_or_else(|| RunbookError::NoSuchStep {
+                    from: id.clone(),
+                    steps: rb.step_ids().into_iter().map(String::from).collect(),
+                })?,
+        ),
         None => None,
     };
     let mut journal = match previous {
@@ -341,13 +337,13 @@ fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> Result<HashMap<usize,
             if journal.steps[j].status == StepStatus::Ok && journal.steps[j].output_masked(&key) {
                 let action = steps[j].action.get_ref();
                 if !actions::repeatable_on_resume(action) {
-                    return Err(RunbookError::Resume(format!(
-                        "cannot resume run {}: step '{other}' ({action}) finished, and its output `{key}` held a secret, \
-                         which the journal does not keep; step '{}' needs it, and running '{other}' again could \
-                         repeat its effect. Start a new run of the runbook instead",
-                        journal.run_id,
-                        step.id.get_ref()
-                    )));
+                    return Err(RunbookError::SecretOutput {
+                        run_id: journal.run_id.clone(),
+                        producer: other,
+                        action: action.clone(),
+                        key,
+                        step: step.id.get_ref().clone(),
+                    });
                 }
                 again.entry(j).or_insert_with(|| {
                     format!("run again on resume: its output `{key}` held a secret, which the journal does not keep")
@@ -452,7 +448,7 @@ async fn prepare_and_run(
     let StepEnv { rb, req, config, interaction, reporter, params } = *env;
     let id = step.id.get_ref();
     let look = lookup(params, journal);
-    let input_err = |e: interp::InterpError| (ActionError::Input(format!("step `{id}`: {}", e.message)), 0);
+    let input_err = |error: interp::InterpError| (ActionError::Interpolation { step: id.clone(), error }, 0);
     if let Some(when) = &step.when {
         let rendered = interp::as_text(&interp::render(when.get_ref(), &look).map_err(input_err)?);
         if !interp::truthy(&rendered) {
@@ -527,9 +523,7 @@ async fn run_bounded(
 ) -> Result<actions::Outputs, ActionError> {
     let timed = async {
         match timeout {
-            Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
-                Err(ActionError::Failed(format!("timed out after {}", humantime::format_duration(t))))
-            }),
+            Some(t) => tokio::time::timeout(t, run).await.unwrap_or(Err(ActionError::TimedOut { after: t })),
             None => run.await,
         }
     };
@@ -538,7 +532,7 @@ async fn run_bounded(
     }
     tokio::select! {
         r = timed => r,
-        _ = crate::signal::interrupted() => Err(ActionError::Failed("interrupted".into())),
+        _ = crate::signal::interrupted() => Err(ActionError::Stopped),
     }
 }
 
@@ -549,9 +543,7 @@ fn confirm_destructive(
     target: &str,
 ) -> Result<(), ActionError> {
     if !interaction.can_prompt() {
-        return Err(ActionError::NeedsConfirmation(format!(
-            "step `{id}` is destructive and there is no terminal to confirm it; pass --yes"
-        )));
+        return Err(ActionError::DestructiveNoTerminal { step: id.to_string() });
     }
     let title = step.name.clone().unwrap_or_else(|| id.to_string());
     let confirmed = tokio::task::block_in_place(|| match step.confirm {
@@ -561,6 +553,6 @@ fn confirm_destructive(
     if confirmed {
         Ok(())
     } else {
-        Err(ActionError::NeedsConfirmation(format!("step `{id}` was not confirmed")))
+        Err(ActionError::NotConfirmed { step: id.to_string() })
     }
 }

@@ -47,8 +47,8 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
         if !valid_id(name) {
             c.at(span.clone(), format!("invalid parameter name `{name}`: use letters, digits, '-' and '_'"));
         }
-        if let Err(message) = check_param(name, spec) {
-            c.at(span, message);
+        if let Err(e) = check_param(name, spec) {
+            c.at(span, e.to_string());
         }
     }
     if file.steps.is_empty() {
@@ -108,7 +108,7 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
                 if !has_refs && c.out.is_empty() {
                     let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
                     if let Ok(value) = literal {
-                        if let Err(e) = actions::check_literal(action, value) {
+                        if let Some(Err(e)) = actions::check_literal(action, value) {
                             c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
                         }
                     }
@@ -209,9 +209,20 @@ fn check_secret_argv(c: &mut Checker<'_>, span: Range<usize>, step: &str, with: 
     }
 }
 
-fn check_param(name: &str, spec: &ParamSpec) -> Result<(), String> {
+/// A parameter declaration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamSpecError {
+    #[error("parameter `{name}`: invalid pattern: {error}")]
+    Pattern { name: String, error: regex_lite::Error },
+    #[error("parameter `{name}`: a secret cannot have a default in the file")]
+    SecretDefault { name: String },
+    #[error("parameter `{name}`: default {error}")]
+    Default { name: String, error: ParamValueError },
+}
+
+fn check_param(name: &str, spec: &ParamSpec) -> Result<(), ParamSpecError> {
     if let Some(pattern) = &spec.pattern {
-        regex_lite::Regex::new(pattern).map_err(|e| format!("parameter `{name}`: invalid pattern: {e}"))?;
+        regex_lite::Regex::new(pattern).map_err(|error| ParamSpecError::Pattern { name: name.into(), error })?;
     }
     if let Some(default) = &spec.default {
         let text = match default {
@@ -219,66 +230,102 @@ fn check_param(name: &str, spec: &ParamSpec) -> Result<(), String> {
             other => other.to_string(),
         };
         if spec.kind == ParamType::Secret {
-            return Err(format!("parameter `{name}`: a secret cannot have a default in the file"));
+            return Err(ParamSpecError::SecretDefault { name: name.into() });
         }
-        convert(spec, &text).map_err(|e| format!("parameter `{name}`: default {e}"))?;
+        convert(spec, &text).map_err(|error| ParamSpecError::Default { name: name.into(), error })?;
     }
     Ok(())
 }
 
+/// A parameter value its declaration does not allow.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamValueError {
+    #[error("`{value}` is not one of: {}", allowed.join(", "))]
+    NotAllowed { value: String, allowed: Vec<String> },
+    #[error(transparent)]
+    Pattern(regex_lite::Error),
+    #[error("`{value}` does not match the pattern {pattern}")]
+    NoMatch { value: String, pattern: String },
+    #[error("`{value}` is not an integer")]
+    NotInt { value: String },
+    #[error("`{value}` is not a boolean (true/false)")]
+    NotBool { value: String },
+    #[error("`{value}` is not a duration: {error}")]
+    NotDuration { value: String, error: humantime::DurationError },
+    #[error("`{value}` is not a URL: {error}")]
+    NotUrl { value: String, error: url::ParseError },
+}
+
 /// Converts and checks a parameter value against its spec.
-pub fn convert(spec: &ParamSpec, raw: &str) -> Result<serde_json::Value, String> {
+pub fn convert(spec: &ParamSpec, raw: &str) -> Result<serde_json::Value, ParamValueError> {
+    let value = || raw.to_string();
     if let Some(allowed) = &spec.allowed {
         if !allowed.iter().any(|a| a == raw) {
-            return Err(format!("`{raw}` is not one of: {}", allowed.join(", ")));
+            return Err(ParamValueError::NotAllowed { value: value(), allowed: allowed.clone() });
         }
     }
     if let Some(pattern) = &spec.pattern {
-        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())?;
+        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(ParamValueError::Pattern)?;
         if !re.is_match(raw) {
-            return Err(format!("`{raw}` does not match the pattern {pattern}"));
+            return Err(ParamValueError::NoMatch { value: value(), pattern: pattern.clone() });
         }
     }
     Ok(match spec.kind {
         ParamType::String | ParamType::Secret => raw.into(),
-        ParamType::Int => raw.trim().parse::<i64>().map_err(|_| format!("`{raw}` is not an integer"))?.into(),
+        ParamType::Int => raw.trim().parse::<i64>().map_err(|_| ParamValueError::NotInt { value: value() })?.into(),
         ParamType::Bool => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" | "on" => true.into(),
             "false" | "no" | "0" | "off" => false.into(),
-            _ => return Err(format!("`{raw}` is not a boolean (true/false)")),
+            _ => return Err(ParamValueError::NotBool { value: value() }),
         },
         ParamType::Duration => {
-            humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration: {e}"))?;
+            humantime::parse_duration(raw).map_err(|error| ParamValueError::NotDuration { value: value(), error })?;
             raw.into()
         }
         ParamType::Url => {
-            url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+            url::Url::parse(raw).map_err(|error| ParamValueError::NotUrl { value: value(), error })?;
             raw.into()
         }
     })
 }
 
+/// Why a runbook's `schedule` is not a 5-field cron expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("expected 5 fields (minute hour day month weekday), found {found}")]
+    FieldCount { found: usize },
+    #[error("bad step in `{field}`")]
+    Step { field: String },
+    #[error("`{field}` is not a number, range or *")]
+    NotANumber { field: String },
+    #[error("{value} is outside {lo}-{hi} in `{field}`")]
+    OutOfRange { value: u32, lo: u32, hi: u32, field: String },
+}
+
 /// A 5-field cron expression; each field `*`, numbers, ranges, lists and steps.
-pub fn check_cron(expr: &str) -> Result<(), String> {
+pub fn check_cron(expr: &str) -> Result<(), CronError> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected 5 fields (minute hour day month weekday), found {}", fields.len()));
+        return Err(CronError::FieldCount { found: fields.len() });
     }
     let limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
     for (field, (lo, hi)) in fields.iter().zip(limits) {
         for part in field.split(',') {
             let (range, step) = part.split_once('/').map_or((part, None), |(r, s)| (r, Some(s)));
             if let Some(step) = step {
-                step.parse::<u32>().ok().filter(|s| *s > 0).ok_or(format!("bad step in `{field}`"))?;
+                step.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| CronError::Step { field: field.to_string() })?;
             }
             if range == "*" {
                 continue;
             }
             let (a, b) = range.split_once('-').unwrap_or((range, range));
             for n in [a, b] {
-                let v: u32 = n.parse().map_err(|_| format!("`{field}` is not a number, range or *"))?;
-                if v < lo || v > hi {
-                    return Err(format!("{v} is outside {lo}-{hi} in `{field}`"));
+                let value: u32 = n.parse().map_err(|_| CronError::NotANumber { field: field.to_string() })?;
+                if value < lo || value > hi {
+                    return Err(CronError::OutOfRange { value, lo, hi, field: field.to_string() });
                 }
             }
         }

@@ -79,19 +79,28 @@ impl ExitExpect {
     }
 }
 
+/// Why an `expect_exit` value is not a list of exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ExitExpectError {
+    #[error("invalid exit code `{got}`: use a number or a list of numbers")]
+    Code { got: Value },
+    #[error("expect_exit is an empty list")]
+    EmptyList,
+}
+
 impl<'de> Deserialize<'de> for ExitExpect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        let code = |v: &Value| -> Result<i32, String> {
+        let code = |v: &Value| -> Result<i32, ExitExpectError> {
             match v {
                 Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
                 Value::String(s) => s.trim().parse().ok(),
                 _ => None,
             }
-            .ok_or_else(|| format!("invalid exit code `{v}`: use a number or a list of numbers"))
+            .ok_or_else(|| ExitExpectError::Code { got: v.clone() })
         };
         let parsed = match &v {
-            Value::Array(items) if items.is_empty() => Err("expect_exit is an empty list".to_string()),
+            Value::Array(items) if items.is_empty() => Err(ExitExpectError::EmptyList),
             Value::Array(items) => items.iter().map(code).collect::<Result<Vec<_>, _>>().map(ExitExpect::Many),
             other => code(other).map(ExitExpect::One),
         };
@@ -185,6 +194,15 @@ fn shown(input: &Input) -> String {
     }
 }
 
+/// How a command ended, for an error message: "exited with 3", "was killed by signal 9".
+pub(crate) fn how_it_ended(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(code) => format!("exited with {code}"),
+        None => format!("was killed by signal {}", status.signal().unwrap_or(0)),
+    }
+}
+
 /// The last lines of stderr, for an error message.
 fn stderr_note(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -199,7 +217,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let mut cmd = match (&input.command, &input.argv) {
         (Some(c), None) => {
             if c.trim().is_empty() {
-                return Err(ActionError::Input("command is empty".into()));
+                return Err(ActionError::Empty { input: "command" });
             }
             let mut cmd = tokio::process::Command::new("sh");
             cmd.arg("-c").arg(c);
@@ -207,20 +225,22 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         }
         (None, Some(argv)) => {
             let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
-                return Err(ActionError::Input("argv is empty: give the program and its arguments".into()));
+                return Err(ActionError::EmptyArgv);
             };
             let mut cmd = tokio::process::Command::new(program);
             cmd.args(&argv[1..]);
             cmd
         }
-        (Some(_), Some(_)) => return Err(ActionError::Input("give `command` or `argv`, not both".into())),
+        (Some(_), Some(_)) => return Err(ActionError::Both { first: "command", second: "argv" }),
         (None, None) => {
-            return Err(ActionError::Input("give `command` (run with sh -c) or `argv` (program and arguments)".into()))
+            return Err(ActionError::Neither {
+                choices: "`command` (run with sh -c) or `argv` (program and arguments)",
+            })
         }
     };
     for key in input.env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(ActionError::Input(format!("env: invalid variable name `{key}`")));
+            return Err(ActionError::EnvName { name: key.clone() });
         }
     }
     let cwd = match input.cwd.as_deref() {
@@ -243,7 +263,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
 
     if let Some(dir) = &cwd {
         if !dir.is_dir() {
-            return Err(ActionError::Failed(format!("cwd: {} is not a directory", dir.display())));
+            return Err(ActionError::NotADirectory { path: dir.clone() });
         }
         cmd.current_dir(dir);
     }
@@ -253,16 +273,16 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = cmd.spawn().map_err(|error| {
         let program = match (&input.command, &input.argv) {
             (Some(_), _) => "sh".to_string(),
             (None, Some(argv)) => argv[0].clone(),
             (None, None) => String::new(),
         };
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ActionError::Unavailable(format!("cannot run {shown}: program `{program}` not found"))
+        if error.kind() == std::io::ErrorKind::NotFound {
+            ActionError::ProgramNotFound { command: shown.clone(), program }
         } else {
-            ActionError::Failed(format!("cannot run {shown}: {e}"))
+            ActionError::Spawn { command: shown.clone(), error }
         }
     })?;
     let mut guard = GroupGuard { pgid: child.id() };
@@ -286,7 +306,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         if !read_all {
             let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
         }
-        status.map_err(|e| ActionError::Failed(format!("waiting for {shown} failed: {e}")))?
+        status.map_err(|error| ActionError::WaitChild { command: shown.clone(), error })?
     };
 
     let exit_code = match status.code() {
@@ -298,16 +318,12 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     };
     let stderr_text = stderr.text();
     if !expect.codes().contains(&exit_code) {
-        let how = match status.code() {
-            Some(code) => format!("exited with {code}"),
-            None => format!("was killed by signal {}", exit_code - 128),
-        };
-        let message = format!("{shown} {how} (expected {}){}", expect.describe(), stderr_note(&stderr_text));
-        // POSIX shells exit 127 when the command is not found.
-        return Err(if input.command.is_some() && exit_code == 127 {
-            ActionError::Unavailable(message)
-        } else {
-            ActionError::Failed(message)
+        return Err(ActionError::Exited {
+            command: shown,
+            status,
+            expected: expect.describe(),
+            stderr_note: stderr_note(&stderr_text),
+            via_shell: input.command.is_some(),
         });
     }
 
