@@ -145,9 +145,7 @@ impl Catalog {
             match matches.as_slice() {
                 [one] => Some(*one),
                 [] => None,
-                many => {
-                    return Err(BackupError::AmbiguousId { prefix: which.to_string(), count: many.len() })
-                }
+                many => return Err(BackupError::AmbiguousId { prefix: which.to_string(), count: many.len() }),
             }
         };
         if found.is_none() && which != "latest" {

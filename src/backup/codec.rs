@@ -226,9 +226,7 @@ pub fn parse_recipients(specs: &[String]) -> Result<Vec<age::x25519::Recipient>,
     specs
         .iter()
         .map(|s| {
-            s.trim()
-                .parse::<age::x25519::Recipient>()
-                .map_err(|reason| RecipientError { recipient: s.clone(), reason })
+            s.trim().parse::<age::x25519::Recipient>().map_err(|reason| RecipientError { recipient: s.clone(), reason })
         })
         .collect()
 }

@@ -326,7 +326,7 @@ impl DrillRun<'_> {
                         steps.push("globals", Outcome::Passed, t, detail);
                         return Ok(true);
                     }
-                    Err(e) => steps.push("globals", Outcome::Failed, t, e),
+                    Err(e) => steps.push("globals", Outcome::Failed, t, e.to_string()),
                 }
             }
             (Some(_), true, false) => {

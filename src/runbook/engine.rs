@@ -185,15 +185,10 @@ pub async fn execute(
     };
     let steps: Vec<&StepSpec> = rb.file.steps.iter().map(|s| s.get_ref()).collect();
     let from_index = match &req.from {
-        Some(id) => Some(
-            steps
-                .iter()
-                .position(|s| s.id.get_ref() == id)
-                .ok_or_else(|| RunbookError::NoSuchStep {
-                    from: id.clone(),
-                    steps: rb.step_ids().into_iter().map(String::from).collect(),
-                })?,
-        ),
+        Some(id) => Some(steps.iter().position(|s| s.id.get_ref() == id).ok_or_else(|| RunbookError::NoSuchStep {
+            from: id.clone(),
+            steps: rb.step_ids().into_iter().map(String::from).collect(),
+        })?),
         None => None,
     };
     let mut journal = match previous {

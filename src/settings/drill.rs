@@ -39,8 +39,8 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
     let check_sql = match &o.check_sql {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| DrillError::CheckSql { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| DrillError::CheckSql { path: path.clone(), source })?;
             if crate::pg::query::split_statements(&text).is_empty() {
                 return Err(DrillError::CheckSqlEmpty { path: path.clone() });
             }

@@ -281,20 +281,9 @@ pub(super) async fn apply_one(
     lint: &'static str,
     applied_before: usize,
 ) -> Result<Applied, MigrateError> {
-    let earlier = if applied_before > 0 {
-        format!("; the {applied_before} migration(s) before it in this run were applied and committed")
-    } else {
-        String::new()
-    };
     let fail = |f: ExecFailure, attempts: u32| -> MigrateError {
         if f.interrupted {
-            let what = if m.no_tx {
-                "it runs without a transaction, so its statements before that point stay applied, and it is \
-                 not recorded: check them before running again"
-            } else {
-                "it was rolled back"
-            };
-            return MigrateError::Interrupted(format!("interrupted during migration {}: {what}{earlier}", m.label()));
+            return MigrateError::InterruptedDuring { label: m.label(), no_tx: m.no_tx, applied_before };
         }
         if f.connection_lost {
             return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
@@ -429,7 +418,7 @@ pub(super) async fn up_locked(
     ensure_consistent(&status, opts.ignore_missing)?;
     if let Some(t) = opts.target {
         if source.find(t).is_none() && status.entries.iter().all(|e| e.version != Some(t)) {
-            return Err(MigrateError::Input(format!("--target {t}: no migration has this version")));
+            return Err(MigrateError::UnknownTarget { version: t });
         }
     }
     let todo = pending(source, &status, opts.target);
@@ -453,11 +442,7 @@ pub(super) async fn up_locked(
     let mut done = Vec::new();
     for (m, (_, findings)) in todo.iter().zip(&linted) {
         if signal::is_interrupted() {
-            return Err(MigrateError::Interrupted(format!(
-                "interrupted before migration {}; {} migration(s) of this run were applied and committed",
-                m.label(),
-                done.len()
-            )));
+            return Err(MigrateError::InterruptedBefore { label: m.label(), applied: done.len() });
         }
         let verdict = match lint::verdict(findings) {
             "errors" => "unsafe-allowed",

@@ -141,13 +141,7 @@ pub enum ActionError {
     /// The command ended with a code the step does not expect (exit 3 when a shell could not
     /// find the command: 127). `stderr_note` quotes the tail of its stderr, masked.
     #[error("{command} {} (expected {expected}){stderr_note}", shell::how_it_ended(status))]
-    Exited {
-        command: String,
-        status: std::process::ExitStatus,
-        expected: String,
-        stderr_note: String,
-        via_shell: bool,
-    },
+    Exited { command: String, status: std::process::ExitStatus, expected: String, stderr_note: String, via_shell: bool },
     #[error("cannot set up the HTTP client: {0}")]
     Client(reqwest::Error),
     /// `request` is the method and masked URL; `body_note` quotes the start of the body, masked.
