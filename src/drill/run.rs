@@ -183,8 +183,45 @@ async fn attempt(
     let store = Store::open_url(&req.store_url, &StoreOptions::default()).await?;
     report.store = store.url().to_string();
     let catalog = Catalog::load(&store, Some(&req.set)).await?;
-    let entry = select(&catalog, &req.set, &req.which, &mut rng)?;
+    let entry = select_backup(req, &catalog, &mut rng, report, steps, t)?;
     let newest_snapshot = catalog.backups.iter().filter(|b| b.set == req.set).map(|b| b.manifest.snapshot_time).max();
+    let (tools, target) = create_target(req, entry, &drill_id, report, steps).await?;
+
+    let run = DrillRun {
+        req,
+        store: &store,
+        entry,
+        tools: &tools,
+        target: &target,
+        drill_id: &drill_id,
+        reporter,
+        rng: &mut rng,
+        steps,
+        report,
+    };
+    let outcome = run.run_interruptible().await;
+    clean_up(req, target, outcome, report, steps).await?;
+
+    measure_rpo(report, steps, newest_snapshot);
+    steps.stage("record");
+    report.steps = steps.steps.clone();
+    report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
+    report.time = Utc::now();
+    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &*report).await?);
+    Ok(())
+}
+
+/// Picks the backup and checks that the drill can restore it (an identity for an encrypted
+/// one, a data object): the "select" step, started at `t`.
+fn select_backup<'a>(
+    req: &DrillRequest,
+    catalog: &'a Catalog,
+    rng: &mut StdRng,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+    t: Instant,
+) -> Result<&'a BackupEntry, DrillError> {
+    let entry = select(catalog, &req.set, &req.which, rng)?;
     let manifest = &entry.manifest;
     report.backup_id = entry.id.clone();
     report.backup_snapshot = Some(manifest.snapshot_time);
@@ -198,38 +235,39 @@ async fn attempt(
         t,
         format!("backup {} of set {} (snapshot {})", entry.id, req.set, manifest.snapshot_time.to_rfc3339()),
     );
+    Ok(entry)
+}
 
+/// The "target" step: the client tools for the backup's pg_dump version, and the scratch
+/// database or cluster the drill restores into.
+async fn create_target(
+    req: &DrillRequest,
+    entry: &BackupEntry,
+    drill_id: &str,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+) -> Result<(pg::PgTools, Target), DrillError> {
     // pg_restore at least as new as the pg_dump that wrote the archive.
     steps.stage("target");
-    let dump_major = manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let dump_major = entry.manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
     let tools = pg::discover(dump_major)?;
 
     let t = Instant::now();
-    let target = Target::create(&req.target, &drill_id).await?;
+    let target = Target::create(&req.target, drill_id).await?;
     steps.push("target", Outcome::Passed, t, target.describe());
     report.target = target.describe();
+    Ok((tools, target))
+}
 
-    let mut run = DrillRun {
-        req,
-        store: &store,
-        entry,
-        tools: &tools,
-        target: &target,
-        drill_id: &drill_id,
-        reporter,
-        rng: &mut rng,
-        steps,
-        report,
-    };
-    let outcome = tokio::select! {
-        r = run.body() => Some(r),
-        _ = crate::signal::interrupted() => None,
-    };
-    match &outcome {
-        None => steps.fail_stage(&DrillError::Interrupted),
-        Some(Err(e)) => steps.fail_stage(e),
-        Some(Ok(())) => {}
-    }
+/// The "cleanup" step, whatever the drill's `outcome` (None: interrupted): removes the scratch
+/// database or cluster unless `--keep`. The drill's error comes first, then cleanup's.
+async fn clean_up(
+    req: &DrillRequest,
+    target: Target,
+    outcome: Option<Result<(), DrillError>>,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+) -> Result<(), DrillError> {
     steps.stage("cleanup");
     let t = Instant::now();
     let cleanup = target.cleanup(req.keep).await;
@@ -250,8 +288,11 @@ async fn attempt(
         Some(Ok(())) => {}
     }
     cleanup?;
+    Ok(())
+}
 
-    // RPO: how old the newest restorable state is.
+/// The "rpo" step: how old the newest restorable state is.
+fn measure_rpo(report: &mut DrillReport, steps: &mut Steps, newest_snapshot: Option<chrono::DateTime<Utc>>) {
     if let Some(newest) = newest_snapshot {
         report.rpo.seconds = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
     }
@@ -267,12 +308,6 @@ async fn attempt(
             report.rpo.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
         ),
     );
-    steps.stage("record");
-    report.steps = steps.steps.clone();
-    report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
-    report.time = Utc::now();
-    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &*report).await?);
-    Ok(())
 }
 
 /// One drill between selecting its backup and measuring its RPO: what it works with, and the
@@ -291,6 +326,21 @@ struct DrillRun<'a> {
 }
 
 impl DrillRun<'_> {
+    /// [`DrillRun::body`], stopped by Ctrl-C (None); the error that stops it fails the step
+    /// under way.
+    async fn run_interruptible(mut self) -> Option<Result<(), DrillError>> {
+        let outcome = tokio::select! {
+            r = self.body() => Some(r),
+            _ = crate::signal::interrupted() => None,
+        };
+        match &outcome {
+            None => self.steps.fail_stage(&DrillError::Interrupted),
+            Some(Err(e)) => self.steps.fail_stage(e),
+            Some(Ok(())) => {}
+        }
+        outcome
+    }
+
     /// Globals, restore, then the checks on the restored database; a failed check is a failed
     /// step, not an error.
     async fn body(&mut self) -> Result<(), DrillError> {
