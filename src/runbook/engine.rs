@@ -157,19 +157,7 @@ pub async fn execute(
         None => None,
     };
     let previous = match &req.resume {
-        Some(id) => {
-            let j = RunJournal::load(id)?;
-            if j.sha256 != rb.sha256 {
-                return Err(RunbookError::Changed { path: rb.path.clone(), run_id: id.clone() });
-            }
-            if j.status == RunStatus::Ok {
-                return Err(RunbookError::Completed { run_id: id.clone() });
-            }
-            if j.dry_run {
-                return Err(RunbookError::DryRunResumed { run_id: id.clone() });
-            }
-            Some(j)
-        }
+        Some(id) => Some(resumable(rb, id)?),
         None => None,
     };
     let params = resolve_params(rb, req, previous.as_ref(), interaction)?;
@@ -198,34 +186,7 @@ pub async fn execute(
             j.params = params.recorded.clone();
             j
         }
-        None => RunJournal {
-            run_id: new_run_id(),
-            runbook: rb.file.name.clone(),
-            path: std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()),
-            sha256: rb.sha256.clone(),
-            started: Utc::now(),
-            finished: None,
-            status: RunStatus::Running,
-            dry_run: req.dry_run,
-            params: params.recorded.clone(),
-            steps: steps
-                .iter()
-                .map(|s| StepRecord {
-                    id: s.id.get_ref().clone(),
-                    name: s.name.clone(),
-                    action: s.action.get_ref().clone(),
-                    status: StepStatus::Pending,
-                    started: None,
-                    duration_ms: None,
-                    attempts: 0,
-                    outputs: Default::default(),
-                    masked: Vec::new(),
-                    error: None,
-                    error_class: None,
-                    note: None,
-                })
-                .collect(),
-        },
+        None => new_journal(rb, req, &steps, &params),
     };
     if run_lock.is_none() {
         run_lock = Some(lock_run(&journal.run_id, rb, req)?);
@@ -238,6 +199,81 @@ pub async fn execute(
     audit(rb, &journal, "run_started", None)?;
 
     let env = StepEnv { rb, req, config, interaction, reporter, params: &params };
+    let mut failure = run_steps(&env, observer, &steps, &mut journal, from_index, &again).await?;
+    journal.status = if crate::signal::is_interrupted() {
+        failure = Some(ErrorClass::Interrupted);
+        RunStatus::Interrupted
+    } else if failure.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    journal.finished = Some(Utc::now());
+    journal.save()?;
+    audit(rb, &journal, "run_finished", None)?;
+    Ok(RunOutcome { journal, failure })
+}
+
+/// The journal of run `run_id`, if the run can be resumed: same runbook text, not finished,
+/// not a dry run.
+fn resumable(rb: &Runbook, run_id: &str) -> Result<RunJournal, RunbookError> {
+    let j = RunJournal::load(run_id)?;
+    let run_id = run_id.to_string();
+    if j.sha256 != rb.sha256 {
+        return Err(RunbookError::Changed { path: rb.path.clone(), run_id });
+    }
+    if j.status == RunStatus::Ok {
+        return Err(RunbookError::Completed { run_id });
+    }
+    if j.dry_run {
+        return Err(RunbookError::DryRunResumed { run_id });
+    }
+    Ok(j)
+}
+
+/// The journal of a new run: every step pending.
+fn new_journal(rb: &Runbook, req: &RunRequest, steps: &[&StepSpec], params: &Params) -> RunJournal {
+    RunJournal {
+        run_id: new_run_id(),
+        runbook: rb.file.name.clone(),
+        path: std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()),
+        sha256: rb.sha256.clone(),
+        started: Utc::now(),
+        finished: None,
+        status: RunStatus::Running,
+        dry_run: req.dry_run,
+        params: params.recorded.clone(),
+        steps: steps
+            .iter()
+            .map(|s| StepRecord {
+                id: s.id.get_ref().clone(),
+                name: s.name.clone(),
+                action: s.action.get_ref().clone(),
+                status: StepStatus::Pending,
+                started: None,
+                duration_ms: None,
+                attempts: 0,
+                outputs: Default::default(),
+                masked: Vec::new(),
+                error: None,
+                error_class: None,
+                note: None,
+            })
+            .collect(),
+    }
+}
+
+/// Runs (or skips) each step in order, saving the journal and auditing after each; returns
+/// the class of the failure that decides the run's outcome. Failure routing: after a failure
+/// only `always` steps run, plus those its on_failure list names (`continue` carries on).
+async fn run_steps(
+    env: &StepEnv<'_>,
+    observer: &dyn RunObserver,
+    steps: &[&StepSpec],
+    journal: &mut RunJournal,
+    from_index: Option<usize>,
+    again: &HashMap<usize, String>,
+) -> Result<Option<ErrorClass>, RunbookError> {
     let total = steps.len();
     let mut failure: Option<ErrorClass> = None;
     // After an abort: only `always` steps, plus the steps an on_failure list names.
@@ -256,12 +292,12 @@ pub async fn execute(
         };
         let interrupted = crate::signal::is_interrupted();
         if before_from {
-            skip(&mut journal, "before --from");
+            skip(journal, "before --from");
         } else if (failing || interrupted) && !step.always && !rescue.contains(&id) {
-            skip(&mut journal, if interrupted { "interrupted" } else { "an earlier step failed" });
+            skip(journal, if interrupted { "interrupted" } else { "an earlier step failed" });
         } else {
             observer.step_started(index, total, &journal.steps[index]);
-            run_step(&env, &mut journal, index, step).await;
+            run_step(env, journal, index, step).await;
             let why = again.get(&index).filter(|w| !w.is_empty());
             if let Some(why) = why.filter(|_| journal.steps[index].status == StepStatus::Ok) {
                 journal.steps[index].note = Some(why.clone());
@@ -285,20 +321,9 @@ pub async fn execute(
         }
         observer.step_finished(index, total, &journal.steps[index]);
         journal.save()?;
-        audit(rb, &journal, "step_finished", Some(index))?;
+        audit(env.rb, journal, "step_finished", Some(index))?;
     }
-    journal.status = if crate::signal::is_interrupted() {
-        failure = Some(ErrorClass::Interrupted);
-        RunStatus::Interrupted
-    } else if failure.is_some() {
-        RunStatus::Failed
-    } else {
-        RunStatus::Ok
-    };
-    journal.finished = Some(Utc::now());
-    journal.save()?;
-    audit(rb, &journal, "run_finished", None)?;
-    Ok(RunOutcome { journal, failure })
+    Ok(failure)
 }
 
 /// Takes the lock of run `run_id`, held until the run or resume ends.

@@ -4,8 +4,10 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use toml::Spanned;
+
 use super::actions;
-use super::format::{ConfirmMode, OnFailure, ParamSpec, ParamType, RunbookFile};
+use super::format::{ConfirmMode, OnFailure, ParamSpec, ParamType, RunbookFile, StepSpec};
 use super::interp::{self, Ref};
 use super::Diagnostic;
 
@@ -65,98 +67,107 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
         if !seen.insert(id) {
             c.at(step.id.span(), format!("duplicate step id `{id}`"));
         }
-        let action = step.action.get_ref().as_str();
-        let earlier: HashSet<&str> = ids[..index].iter().copied().collect();
-        match actions::fields(action) {
-            None => c.at(
-                step.action.span(),
-                format!("unknown action `{action}`; known actions: {}", actions::ACTIONS.join(", ")),
-            ),
-            Some((allowed, required)) => {
-                let (span, table) = match &step.with {
-                    Some(w) => (w.span(), Some(w.get_ref())),
-                    None => (spanned.span(), None),
-                };
-                let empty = toml::Table::new();
-                let table = table.unwrap_or(&empty);
-                for key in table.keys() {
-                    if !allowed.contains(key) {
-                        c.at(
-                            span.clone(),
-                            format!(
-                                "step `{id}`: action `{action}` has no input `{key}` (inputs: {})",
-                                if allowed.is_empty() { "none".into() } else { allowed.join(", ") }
-                            ),
-                        );
-                    }
-                }
-                for key in &required {
-                    if !table.contains_key(key) {
-                        c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
-                    }
-                }
-                if action == "shell" {
-                    check_secret_argv(&mut c, span.clone(), id, table, file);
-                }
-                let mut has_refs = false;
-                for value in table.values() {
-                    let refs = interp::value_refs(value);
-                    has_refs |= refs.as_ref().map_or(true, |r| !r.is_empty());
-                    check_refs(&mut c, span.clone(), id, refs, file, &earlier);
-                }
-                // Without references the inputs are final: check their types now, not mid-run.
-                if !has_refs && c.out.is_empty() {
-                    let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
-                    if let Ok(value) = literal {
-                        if let Some(Err(e)) = actions::check_literal(action, value) {
-                            c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(when) = &step.when {
-            check_refs(&mut c, when.span(), id, interp::refs(when.get_ref()), file, &earlier);
-        }
-        if let Some(target) = &step.target {
-            check_refs(&mut c, spanned.span(), id, interp::refs(target), file, &earlier);
-        }
-        if let Some(timeout) = &step.timeout {
-            if let Err(e) = humantime::parse_duration(timeout.get_ref()) {
-                c.at(
-                    timeout.span(),
-                    format!("step `{id}`: invalid timeout `{}`: {e} (e.g. 30s, 15m, 2h)", timeout.get_ref()),
-                );
-            }
-        }
-        if let Some(retry) = &step.retry {
-            if retry.attempts == 0 {
-                c.at(spanned.span(), format!("step `{id}`: retry.attempts must be at least 1"));
-            }
-            if let Some(delay) = &retry.delay {
-                if let Err(e) = humantime::parse_duration(delay) {
-                    c.at(spanned.span(), format!("step `{id}`: invalid retry.delay `{delay}`: {e}"));
-                }
-            }
-            if retry.backoff.is_some_and(|b| !(1.0..=10.0).contains(&b)) {
-                c.at(spanned.span(), format!("step `{id}`: retry.backoff must be between 1.0 and 10.0"));
-            }
-        }
-        if let Some(OnFailure::Goto(targets)) = &step.on_failure {
-            for target in targets {
-                if !ids[index + 1..].contains(&target.as_str()) {
-                    c.at(
-                        spanned.span(),
-                        format!("step `{id}`: on_failure names `{target}`, which is not a later step"),
-                    );
-                }
-            }
-        }
-        if step.confirm == Some(ConfirmMode::TypeName) && !step.destructive {
-            c.at(spanned.span(), format!("step `{id}`: confirm = \"type-name\" needs destructive = true"));
-        }
+        check_step(&mut c, file, spanned, &ids[..index], &ids[index + 1..]);
     }
     c.out
+}
+
+/// The problems of one step besides its id; `earlier` and `later` are the ids of the steps
+/// before and after it.
+fn check_step(c: &mut Checker<'_>, file: &RunbookFile, spanned: &Spanned<StepSpec>, earlier: &[&str], later: &[&str]) {
+    let step = spanned.get_ref();
+    let id = step.id.get_ref().as_str();
+    let earlier: HashSet<&str> = earlier.iter().copied().collect();
+    check_inputs(c, file, spanned, &earlier);
+    if let Some(when) = &step.when {
+        check_refs(c, when.span(), id, interp::refs(when.get_ref()), file, &earlier);
+    }
+    if let Some(target) = &step.target {
+        check_refs(c, spanned.span(), id, interp::refs(target), file, &earlier);
+    }
+    if let Some(timeout) = &step.timeout {
+        if let Err(e) = humantime::parse_duration(timeout.get_ref()) {
+            c.at(
+                timeout.span(),
+                format!("step `{id}`: invalid timeout `{}`: {e} (e.g. 30s, 15m, 2h)", timeout.get_ref()),
+            );
+        }
+    }
+    if let Some(retry) = &step.retry {
+        if retry.attempts == 0 {
+            c.at(spanned.span(), format!("step `{id}`: retry.attempts must be at least 1"));
+        }
+        if let Some(delay) = &retry.delay {
+            if let Err(e) = humantime::parse_duration(delay) {
+                c.at(spanned.span(), format!("step `{id}`: invalid retry.delay `{delay}`: {e}"));
+            }
+        }
+        if retry.backoff.is_some_and(|b| !(1.0..=10.0).contains(&b)) {
+            c.at(spanned.span(), format!("step `{id}`: retry.backoff must be between 1.0 and 10.0"));
+        }
+    }
+    if let Some(OnFailure::Goto(targets)) = &step.on_failure {
+        for target in targets {
+            if !later.contains(&target.as_str()) {
+                c.at(spanned.span(), format!("step `{id}`: on_failure names `{target}`, which is not a later step"));
+            }
+        }
+    }
+    if step.confirm == Some(ConfirmMode::TypeName) && !step.destructive {
+        c.at(spanned.span(), format!("step `{id}`: confirm = \"type-name\" needs destructive = true"));
+    }
+}
+
+/// The step's action and its `with` table: known inputs, required ones, references, and (when
+/// nothing is interpolated) the input types.
+fn check_inputs(c: &mut Checker<'_>, file: &RunbookFile, spanned: &Spanned<StepSpec>, earlier: &HashSet<&str>) {
+    let step = spanned.get_ref();
+    let id = step.id.get_ref().as_str();
+    let action = step.action.get_ref().as_str();
+    let Some((allowed, required)) = actions::fields(action) else {
+        c.at(step.action.span(), format!("unknown action `{action}`; known actions: {}", actions::ACTIONS.join(", ")));
+        return;
+    };
+    let (span, table) = match &step.with {
+        Some(w) => (w.span(), Some(w.get_ref())),
+        None => (spanned.span(), None),
+    };
+    let empty = toml::Table::new();
+    let table = table.unwrap_or(&empty);
+    for key in table.keys() {
+        if !allowed.contains(key) {
+            c.at(
+                span.clone(),
+                format!(
+                    "step `{id}`: action `{action}` has no input `{key}` (inputs: {})",
+                    if allowed.is_empty() { "none".into() } else { allowed.join(", ") }
+                ),
+            );
+        }
+    }
+    for key in &required {
+        if !table.contains_key(key) {
+            c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
+        }
+    }
+    if action == "shell" {
+        check_secret_argv(c, span.clone(), id, table, file);
+    }
+    let mut has_refs = false;
+    for value in table.values() {
+        let refs = interp::value_refs(value);
+        has_refs |= refs.as_ref().map_or(true, |r| !r.is_empty());
+        check_refs(c, span.clone(), id, refs, file, earlier);
+    }
+    // Without references the inputs are final: check their types now, not mid-run.
+    if !has_refs && c.out.is_empty() {
+        let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
+        if let Ok(value) = literal {
+            if let Some(Err(e)) = actions::check_literal(action, value) {
+                c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
+            }
+        }
+    }
 }
 
 fn check_refs(

@@ -170,16 +170,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     }
     let mut headers = request_headers(&input.headers)?;
     if let Some(var) = &input.bearer_token_env {
-        let token = std::env::var(var)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ActionError::TokenUnset { var: var.clone() })?;
-        let token = token.trim();
-        crate::redact::register(token);
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ActionError::TokenNotHeader { var: var.clone() })?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer(var)?);
     }
     let mut expect_header = Vec::new();
     for (name, want) in &input.expect_header {
@@ -216,47 +207,12 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let text = String::from_utf8_lossy(&body);
 
     let expect_status = input.expect_status.unwrap_or(StatusExpect::One(StatusPattern::Class("2xx".into())));
-    if !expect_status.matches(status) {
-        return Err(ActionError::Status {
-            request: shown,
-            expected: expect_status.describe(),
-            status,
-            body_note: body_note(&text),
-        });
-    }
-    if let Some(needle) = &input.expect_body_contains {
-        if !text.contains(needle.as_str()) {
-            return Err(ActionError::BodyLacks {
-                request: shown,
-                needle: excerpt(needle, EXCERPT_CHARS),
-                got: quoted_excerpt(&text),
-            });
-        }
-    }
-    for (name, want) in &expect_header {
-        let values: Vec<String> = response
-            .headers()
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        if values.is_empty() {
-            return Err(ActionError::HeaderMissing {
-                request: shown,
-                name: name.to_string(),
-                want: excerpt(want, EXCERPT_CHARS),
-            });
-        }
-        let joined = values.join(", ");
-        if !joined.contains(want.as_str()) {
-            return Err(ActionError::HeaderLacks {
-                request: shown,
-                name: name.to_string(),
-                want: excerpt(want, EXCERPT_CHARS),
-                got: redacted_excerpt(&joined),
-            });
-        }
-    }
+    let expected = Expectations {
+        status: &expect_status,
+        body_contains: input.expect_body_contains.as_deref(),
+        headers: &expect_header,
+    };
+    expected.check(&shown, status, &text, response.headers())?;
 
     let mut out = Outputs::new();
     out.insert("status".into(), Value::from(status));
@@ -270,7 +226,78 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     Ok(out)
 }
 
-/// An HTTP client with an overall request timeout and the opsbook user agent.
+/// What a response must be like: `expect_status`, `expect_body_contains`, `expect_header`.
+struct Expectations<'a> {
+    status: &'a StatusExpect,
+    body_contains: Option<&'a str>,
+    headers: &'a [(reqwest::header::HeaderName, String)],
+}
+
+impl Expectations<'_> {
+    /// Checks a response to `shown`; the error says what was expected and what came back.
+    fn check(
+        &self,
+        shown: &str,
+        status: u16,
+        text: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<(), ActionError> {
+        if !self.status.matches(status) {
+            return Err(ActionError::Status {
+                request: shown.to_string(),
+                expected: self.status.describe(),
+                status,
+                body_note: body_note(text),
+            });
+        }
+        if let Some(needle) = self.body_contains {
+            if !text.contains(needle) {
+                return Err(ActionError::BodyLacks {
+                    request: shown.to_string(),
+                    needle: excerpt(needle, EXCERPT_CHARS),
+                    got: quoted_excerpt(text),
+                });
+            }
+        }
+        for (name, want) in self.headers {
+            let values: Vec<String> =
+                headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            if values.is_empty() {
+                return Err(ActionError::HeaderMissing {
+                    request: shown.to_string(),
+                    name: name.to_string(),
+                    want: excerpt(want, EXCERPT_CHARS),
+                });
+            }
+            let joined = values.join(", ");
+            if !joined.contains(want.as_str()) {
+                return Err(ActionError::HeaderLacks {
+                    request: shown.to_string(),
+                    name: name.to_string(),
+                    want: excerpt(want, EXCERPT_CHARS),
+                    got: redacted_excerpt(&joined),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `Authorization: Bearer` header with the token in environment variable `var`; the token
+/// becomes a secret.
+fn bearer(var: &str) -> Result<reqwest::header::HeaderValue, ActionError> {
+    let token = std::env::var(var)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ActionError::TokenUnset { var: var.to_string() })?;
+    let token = token.trim();
+    crate::redact::register(token);
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ActionError::TokenNotHeader { var: var.to_string() })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Request headers from a step's `headers` table, naming a bad one.
 pub(crate) fn request_headers(given: &BTreeMap<String, String>) -> Result<reqwest::header::HeaderMap, ActionError> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -284,6 +311,7 @@ pub(crate) fn request_headers(given: &BTreeMap<String, String>) -> Result<reqwes
     Ok(headers)
 }
 
+/// An HTTP client with an overall request timeout and the opsbook user agent.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ActionError> {
     reqwest::Client::builder()
         .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))

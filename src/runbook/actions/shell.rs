@@ -213,8 +213,55 @@ fn stderr_note(stderr: &str) -> String {
     format!("; stderr:\n{}", crate::redact::redact(&tail))
 }
 
-pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let mut cmd = match (&input.command, &input.argv) {
+/// Spawns `cmd` in its own process group and waits for it, reading its output (stdout only
+/// when captured); the group is killed if the action is dropped first.
+async fn run_child(
+    mut cmd: tokio::process::Command,
+    input: &Input,
+    shown: &str,
+) -> Result<(std::process::ExitStatus, Capture, Capture), ActionError> {
+    let mut child = cmd.spawn().map_err(|error| {
+        let program = match (&input.command, &input.argv) {
+            (Some(_), _) => "sh".to_string(),
+            (None, Some(argv)) => argv[0].clone(),
+            (None, None) => String::new(),
+        };
+        if error.kind() == std::io::ErrorKind::NotFound {
+            ActionError::ProgramNotFound { command: shown.to_string(), program }
+        } else {
+            ActionError::Spawn { command: shown.to_string(), error }
+        }
+    })?;
+    let mut guard = GroupGuard { pgid: child.id() };
+
+    let mut stdout = Capture::new(false, STDOUT_LIMIT);
+    let mut stderr = Capture::new(true, STDERR_LIMIT);
+    let status = {
+        let out_pipe = child.stdout.take();
+        let err_pipe = child.stderr.take();
+        let reading = async { tokio::join!(pump(out_pipe, &mut stdout), pump(err_pipe, &mut stderr)) };
+        tokio::pin!(reading);
+        let mut read_all = false;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                _ = &mut reading, if !read_all => read_all = true,
+            }
+        };
+        // The command is gone; a process it left in the background is not ours to kill.
+        guard.pgid = None;
+        if !read_all {
+            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
+        }
+        status.map_err(|error| ActionError::WaitChild { command: shown.to_string(), error })?
+    };
+    Ok((status, stdout, stderr))
+}
+
+/// The command to run, from `command` (with `sh -c`) or `argv`, before its environment and
+/// working directory are set.
+fn command(input: &Input) -> Result<tokio::process::Command, ActionError> {
+    Ok(match (&input.command, &input.argv) {
         (Some(c), None) => {
             if c.trim().is_empty() {
                 return Err(ActionError::Empty { input: "command" });
@@ -237,7 +284,11 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                 choices: "`command` (run with sh -c) or `argv` (program and arguments)",
             })
         }
-    };
+    })
+}
+
+pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let mut cmd = command(&input)?;
     for key in input.env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err(ActionError::EnvName { name: key.clone() });
@@ -273,41 +324,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|error| {
-        let program = match (&input.command, &input.argv) {
-            (Some(_), _) => "sh".to_string(),
-            (None, Some(argv)) => argv[0].clone(),
-            (None, None) => String::new(),
-        };
-        if error.kind() == std::io::ErrorKind::NotFound {
-            ActionError::ProgramNotFound { command: shown.clone(), program }
-        } else {
-            ActionError::Spawn { command: shown.clone(), error }
-        }
-    })?;
-    let mut guard = GroupGuard { pgid: child.id() };
-
-    let mut stdout = Capture::new(false, STDOUT_LIMIT);
-    let mut stderr = Capture::new(true, STDERR_LIMIT);
-    let status = {
-        let out_pipe = child.stdout.take();
-        let err_pipe = child.stderr.take();
-        let reading = async { tokio::join!(pump(out_pipe, &mut stdout), pump(err_pipe, &mut stderr)) };
-        tokio::pin!(reading);
-        let mut read_all = false;
-        let status = loop {
-            tokio::select! {
-                status = child.wait() => break status,
-                _ = &mut reading, if !read_all => read_all = true,
-            }
-        };
-        // The command is gone; a process it left in the background is not ours to kill.
-        guard.pgid = None;
-        if !read_all {
-            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
-        }
-        status.map_err(|error| ActionError::WaitChild { command: shown.clone(), error })?
-    };
+    let (status, stdout, stderr) = run_child(cmd, &input, &shown).await?;
 
     let exit_code = match status.code() {
         Some(code) => code,
