@@ -166,6 +166,7 @@ pub const NO_RULE: &str = "no rule keeps it";
 
 /// Decides, for every candidate, whether to keep it. Returns one verdict per candidate, newest
 /// first. Pure: `now` is only used to ignore future-dated backups when anchoring `keep_within`.
+// Long by design: one block per rule, in the documented order, each adding its reason to the same list.
 pub fn plan(
     policy: &RetentionPolicy,
     candidates: &[Candidate],

@@ -1,6 +1,7 @@
 //! Restore drills: prove a backup restores, count its rows, re-apply migrations, sample the
 //! media bucket, and measure RTO and RPO — then clean up, whatever happened.
 
+pub mod checks;
 pub mod objects;
 pub mod render;
 pub mod restore;

@@ -164,6 +164,7 @@ pub fn is_no_tx(sql: &str) -> bool {
 
 /// Reads and checks a migrations directory. A missing directory is an error that says how to
 /// create one.
+// Long by design: one pass that reads, parses and pairs the files, refusing each clash where it appears.
 pub fn load(dir: &Path) -> Result<Source, MigrateError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {

@@ -249,6 +249,7 @@ pub async fn run_job(req: &ObjectsRequest, reporter: &dyn Reporter) -> Result<Ob
 }
 
 /// The copy itself, under the caller's lock.
+// Long by design: list → plan → guard → copy → inventory, each stage using what the ones before it built.
 pub async fn run(
     req: &ObjectsRequest,
     from: &Store,
@@ -336,13 +337,28 @@ pub async fn run(
     entries.extend(planned.retained);
     entries.extend(deferred.into_iter().filter_map(|c| c.previous));
 
+    let summary = write_inventory(store, &report, started_at, &mut entries).await?;
+    journal.clear()?;
+    report.id = Some(summary.id);
+    report.inventory_key = Some(summary.inventory_key);
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Stores the run's inventory, `entries` (what the copy now holds), and its summary.
+async fn write_inventory(
+    store: &Store,
+    report: &ObjectsReport,
+    started_at: chrono::DateTime<chrono::Utc>,
+    entries: &mut Vec<InventoryEntry>,
+) -> Result<ObjectSetSummary, ObjectsError> {
     let id = BackupId::new(started_at);
     let summary = ObjectSetSummary {
         format_version: inventory::FORMAT_VERSION,
         kind: "objects".into(),
         tool: super::run::tool_name(),
         id: id.to_string(),
-        set: req.set.clone(),
+        set: report.set.clone(),
         from: report.from.clone(),
         to: report.to.clone(),
         started: started_at,
@@ -358,12 +374,7 @@ pub async fn run(
         inventory_key: String::new(),
         inventory_sha256: String::new(),
     };
-    let summary = inventory::write_run(store, &id, summary, &mut entries).await?;
-    journal.clear()?;
-    report.id = Some(summary.id);
-    report.inventory_key = Some(summary.inventory_key);
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(inventory::write_run(store, &id, summary, entries).await?)
 }
 
 /// Runs the copies, `concurrency` at a time; each finished copy goes to the journal at once.

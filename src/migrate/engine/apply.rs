@@ -281,22 +281,10 @@ pub(super) async fn apply_one(
     lint: &'static str,
     applied_before: usize,
 ) -> Result<Applied, MigrateError> {
-    let fail = |f: ExecFailure, attempts: u32| -> MigrateError {
-        if f.interrupted {
-            return MigrateError::InterruptedDuring { label: m.label(), no_tx: m.no_tx, applied_before };
-        }
-        if f.connection_lost {
-            return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
-        }
-        MigrateError::Execute {
-            label: m.label(),
-            file: m.path.display().to_string(),
-            line: f.line,
-            message: f.message,
-            attempts,
-            applied_before,
-        }
-    };
+    if m.no_tx {
+        return apply_without_transaction(conn, m, s, session, lint, applied_before).await;
+    }
+    let fail = |f: ExecFailure, attempts: u32| execute_error(m, s, f, attempts, applied_before);
     let failed_record = |e: MigrateError| MigrateError::Execute {
         label: m.label(),
         file: m.path.display().to_string(),
@@ -309,25 +297,6 @@ pub(super) async fn apply_one(
     loop {
         attempt += 1;
         let start = Instant::now();
-        if m.no_tx {
-            exec(conn, &timeouts_sql(s, false), "set timeouts").await?;
-            let ran = run_script(conn, m, s, session).await;
-            exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
-            ran.map_err(|f| fail(f, attempt))?;
-            let elapsed = start.elapsed();
-            let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
-            record_applied(conn, m, &entry, elapsed, session).await.map_err(|e| MigrateError::Execute {
-                label: m.label(),
-                file: m.path.display().to_string(),
-                line: None,
-                message: format!(
-                    "its statements ran and stay applied, but recording it in the migration history failed: {e}"
-                ),
-                attempts: 1,
-                applied_before,
-            })?;
-            return Ok(applied(m, elapsed, attempt, lint));
-        }
         // One round trip opens the transaction and sets its timeouts.
         exec(conn, &format!("BEGIN; {}", timeouts_sql(s, true)), "begin").await?;
         match run_script(conn, m, s, session).await {
@@ -368,6 +337,60 @@ pub(super) async fn apply_one(
                 return Err(fail(f, attempt));
             }
         }
+    }
+}
+
+/// A `-- no-transaction` migration: statement by statement, then its record. Not retried:
+/// what ran before a failure stays applied.
+async fn apply_without_transaction(
+    conn: &mut PgConnection,
+    m: &MigrationFile,
+    s: &Settings,
+    session: &Session<'_>,
+    lint: &'static str,
+    applied_before: usize,
+) -> Result<Applied, MigrateError> {
+    let attempt = 1;
+    let start = Instant::now();
+    exec(conn, &timeouts_sql(s, false), "set timeouts").await?;
+    let ran = run_script(conn, m, s, session).await;
+    exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
+    ran.map_err(|f| execute_error(m, s, f, attempt, applied_before))?;
+    let elapsed = start.elapsed();
+    let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
+    record_applied(conn, m, &entry, elapsed, session).await.map_err(|e| MigrateError::Execute {
+        label: m.label(),
+        file: m.path.display().to_string(),
+        line: None,
+        message: format!("its statements ran and stay applied, but recording it in the migration history failed: {e}"),
+        attempts: 1,
+        applied_before,
+    })?;
+    Ok(applied(m, elapsed, attempt, lint))
+}
+
+/// The error for a migration whose SQL failed after `attempts` tries: interrupted, the
+/// connection lost, or the statement's own error.
+fn execute_error(
+    m: &MigrationFile,
+    s: &Settings,
+    f: ExecFailure,
+    attempts: u32,
+    applied_before: usize,
+) -> MigrateError {
+    if f.interrupted {
+        return MigrateError::InterruptedDuring { label: m.label(), no_tx: m.no_tx, applied_before };
+    }
+    if f.connection_lost {
+        return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
+    }
+    MigrateError::Execute {
+        label: m.label(),
+        file: m.path.display().to_string(),
+        line: f.line,
+        message: f.message,
+        attempts,
+        applied_before,
     }
 }
 
