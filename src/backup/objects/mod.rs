@@ -350,7 +350,7 @@ async fn write_inventory(
     store: &Store,
     report: &ObjectsReport,
     started_at: chrono::DateTime<chrono::Utc>,
-    entries: &mut Vec<InventoryEntry>,
+    entries: &mut [InventoryEntry],
 ) -> Result<ObjectSetSummary, ObjectsError> {
     let id = BackupId::new(started_at);
     let summary = ObjectSetSummary {
@@ -374,7 +374,7 @@ async fn write_inventory(
         inventory_key: String::new(),
         inventory_sha256: String::new(),
     };
-    Ok(inventory::write_run(store, &id, summary, entries).await?)
+    inventory::write_run(store, &id, summary, entries).await
 }
 
 /// Runs the copies, `concurrency` at a time; each finished copy goes to the journal at once.
