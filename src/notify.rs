@@ -9,19 +9,15 @@ use std::time::Duration;
 /// Why a ping URL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PingUrlError {
-    #[error("invalid URL '{url}': {source} (expected https://host/path)")]
-    Invalid {
-        url: String,
-        #[source]
-        source: url::ParseError,
-    },
+    #[error("invalid URL '{url}': {error} (expected https://host/path)")]
+    Invalid { url: String, error: url::ParseError },
     #[error("'{url}' is not an http(s) URL with a host (expected e.g. https://hc-ping.com/UUID)")]
     NotHttp { url: String },
 }
 
 /// Checks a ping URL before any work starts: http(s) with a host.
 pub fn check_url(url: &str) -> Result<(), PingUrlError> {
-    let parsed = url::Url::parse(url).map_err(|source| PingUrlError::Invalid { url: url.to_string(), source })?;
+    let parsed = url::Url::parse(url).map_err(|error| PingUrlError::Invalid { url: url.to_string(), error })?;
     if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
         return Err(PingUrlError::NotHttp { url: url.to_string() });
     }
