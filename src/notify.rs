@@ -6,11 +6,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// Why a ping URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PingUrlError {
+    #[error("invalid URL '{url}': {error} (expected https://host/path)")]
+    Invalid { url: String, error: url::ParseError },
+    #[error("'{url}' is not an http(s) URL with a host (expected e.g. https://hc-ping.com/UUID)")]
+    NotHttp { url: String },
+}
+
 /// Checks a ping URL before any work starts: http(s) with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL '{url}': {e} (expected https://host/path)"))?;
+pub fn check_url(url: &str) -> Result<(), PingUrlError> {
+    let parsed = url::Url::parse(url).map_err(|error| PingUrlError::Invalid { url: url.to_string(), error })?;
     if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
-        return Err(format!("'{url}' is not an http(s) URL with a host (expected e.g. https://hc-ping.com/UUID)"));
+        return Err(PingUrlError::NotHttp { url: url.to_string() });
     }
     Ok(())
 }

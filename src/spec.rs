@@ -69,20 +69,31 @@ pub fn opt_bytes<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Err
     }
 }
 
+/// Why a byte size does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("invalid size '{text}': use e.g. 16MiB, 8M or 5242880")]
+    Number { text: String },
+    #[error("invalid size unit '{unit}': use KiB, MiB or GiB")]
+    Unit { unit: String },
+    #[error("size '{text}' is too large")]
+    TooLarge { text: String },
+}
+
 /// A byte count: a number with an optional unit (B, KiB, MiB, GiB; K/KB, M/MB, G/GB alike).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}': use e.g. 16MiB, 8M or 5242880"))?;
+    let n: u64 = num.parse().map_err(|_| SizeError::Number { text: s.to_string() })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("invalid size unit '{other}': use KiB, MiB or GiB")),
+        other => return Err(SizeError::Unit { unit: other.to_string() }),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"))
+    n.checked_mul(mult).ok_or_else(|| SizeError::TooLarge { text: s.to_string() })
 }
 
 /// The top-level field names of a spec, from its JSON Schema (flattened groups included).

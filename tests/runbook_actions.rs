@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use opsbook::config::Config;
+use opsbook::error::{Classify, ErrorClass};
 use opsbook::runbook::actions::{self, ActionCtx, ActionError, Interaction, Outputs};
 use serde_json::{json, Value};
 use support::http::HttpPeer;
@@ -74,25 +75,24 @@ impl Env {
     }
 }
 
-fn failed(result: Result<Outputs, ActionError>) -> String {
+/// The message of an error of `class`.
+fn error_of(class: ErrorClass, result: Result<Outputs, ActionError>) -> String {
     match result {
-        Err(ActionError::Failed(m)) => m,
-        other => panic!("expected Failed, got {other:?}"),
+        Err(e) if e.class() == class => e.to_string(),
+        other => panic!("expected a {class:?} error, got {other:?}"),
     }
+}
+
+fn failed(result: Result<Outputs, ActionError>) -> String {
+    error_of(ErrorClass::Failed, result)
 }
 
 fn unavailable(result: Result<Outputs, ActionError>) -> String {
-    match result {
-        Err(ActionError::Unavailable(m)) => m,
-        other => panic!("expected Unavailable, got {other:?}"),
-    }
+    error_of(ErrorClass::Unavailable, result)
 }
 
 fn input_error(result: Result<Outputs, ActionError>) -> String {
-    match result {
-        Err(ActionError::Input(m)) => m,
-        other => panic!("expected Input, got {other:?}"),
-    }
+    error_of(ErrorClass::Usage, result)
 }
 
 /// A loopback port nothing listens on.

@@ -78,10 +78,7 @@ impl Catalog {
     pub async fn require_existing(store: &Store) -> Result<(), BackupError> {
         if let Store::Local(local) = store {
             if !tokio::fs::try_exists(local.root()).await.unwrap_or(true) {
-                return Err(BackupError::Input(format!(
-                    "store directory {} does not exist: check --store (backup run creates it with the first backup)",
-                    local.root().display()
-                )));
+                return Err(BackupError::NoStoreDir { path: local.root().to_path_buf() });
             }
         }
         Ok(())
@@ -148,12 +145,7 @@ impl Catalog {
             match matches.as_slice() {
                 [one] => Some(*one),
                 [] => None,
-                many => {
-                    return Err(BackupError::Input(format!(
-                        "backup id prefix '{which}' matches {} backups; give more of the id",
-                        many.len()
-                    )))
-                }
+                many => return Err(BackupError::AmbiguousId { prefix: which.to_string(), count: many.len() }),
             }
         };
         if found.is_none() && which != "latest" {
@@ -196,7 +188,7 @@ async fn load_entry(
     // One bad manifest must not hide the set's other backups: it is reported, not fatal.
     let manifest = match Manifest::from_json(&bytes) {
         Ok(manifest) => manifest,
-        Err(error) => return Ok(Err(UnreadableBackup { set, dir, manifest_key, error })),
+        Err(error) => return Ok(Err(UnreadableBackup { set, dir, manifest_key, error: error.to_string() })),
     };
     let last_verify = latest_record::<VerifyRecord>(store, &objects, "verify-").await?;
     let last_drill = latest_record::<DrillSummary>(store, &objects, "drill-").await?;

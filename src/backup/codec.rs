@@ -9,6 +9,15 @@ use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+/// Why a `--compression` value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown compression '{algo}': use zstd or zstd:LEVEL (1-19)")]
+    Algorithm { algo: String },
+    #[error("invalid zstd level '{level}': use 1-19")]
+    Level { level: String },
+}
+
 /// Compression settings: `zstd` or `zstd:LEVEL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Codec {
@@ -23,19 +32,19 @@ impl Codec {
     pub const DEFAULT_LEVEL: i32 = 1;
 
     /// Parses the `--compression` value.
-    pub fn parse(spec: &str) -> Result<Codec, String> {
+    pub fn parse(spec: &str) -> Result<Codec, CodecError> {
         let (algo, level) = match spec.split_once(':') {
             Some((a, l)) => (a, Some(l)),
             None => (spec, None),
         };
         if algo != "zstd" {
-            return Err(format!("unknown compression '{algo}': use zstd or zstd:LEVEL (1-19)"));
+            return Err(CodecError::Algorithm { algo: algo.to_string() });
         }
         let level = match level {
             None => Self::DEFAULT_LEVEL,
             Some(l) => match l.parse::<i32>() {
                 Ok(n) if (1..=19).contains(&n) => n,
-                _ => return Err(format!("invalid zstd level '{l}': use 1-19")),
+                _ => return Err(CodecError::Level { level: l.to_string() }),
             },
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -187,31 +196,54 @@ impl<W: Write> Sealed<W> {
     }
 }
 
+/// An age recipient that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid age recipient '{recipient}': {reason} (expected an X25519 public key starting with age1)")]
+pub struct RecipientError {
+    pub recipient: String,
+    /// age's reason.
+    pub reason: &'static str,
+}
+
+/// Why an identity file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read identity file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `reason` is age's.
+    #[error("invalid age identity in {}: {reason}", path.display())]
+    Invalid { path: std::path::PathBuf, reason: &'static str },
+    #[error("no age identity (AGE-SECRET-KEY-1…) in {}", path.display())]
+    Empty { path: std::path::PathBuf },
+}
+
 /// Parses age recipients (`age1…`), naming the bad one.
-pub fn parse_recipients(specs: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
+pub fn parse_recipients(specs: &[String]) -> Result<Vec<age::x25519::Recipient>, RecipientError> {
     specs
         .iter()
         .map(|s| {
-            s.trim().parse::<age::x25519::Recipient>().map_err(|e| {
-                format!("invalid age recipient '{s}': {e} (expected an X25519 public key starting with age1)")
-            })
+            s.trim().parse::<age::x25519::Recipient>().map_err(|reason| RecipientError { recipient: s.clone(), reason })
         })
         .collect()
 }
 
 /// Reads age identities (`AGE-SECRET-KEY-1…` lines) from a file.
-pub fn read_identities(path: &std::path::Path) -> Result<Vec<age::x25519::Identity>, String> {
+pub fn read_identities(path: &std::path::Path) -> Result<Vec<age::x25519::Identity>, IdentityError> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read identity file {}: {e}", path.display()))?;
+        std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.to_path_buf(), source })?;
     let ids: Vec<age::x25519::Identity> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.parse::<age::x25519::Identity>())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid age identity in {}: {e}", path.display()))?;
+        .map_err(|reason| IdentityError::Invalid { path: path.to_path_buf(), reason })?;
     if ids.is_empty() {
-        return Err(format!("no age identity (AGE-SECRET-KEY-1…) in {}", path.display()));
+        return Err(IdentityError::Empty { path: path.to_path_buf() });
     }
     for id in &ids {
         use age::secrecy::ExposeSecret;

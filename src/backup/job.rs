@@ -30,19 +30,10 @@ pub struct JobSettings {
     pub force: bool,
 }
 
-fn input(message: String) -> BackupError {
-    BackupError::Input(message)
-}
-
 /// Checks a set name: one plain path segment.
 pub fn set_name(given: Option<&str>) -> Result<String, BackupError> {
     let name = given.unwrap_or(DEFAULT_SET);
-    if !super::layout::valid_set_name(name) {
-        return Err(input(format!(
-            "invalid set name '{name}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
-        )));
-    }
-    crate::redact::check_identifier("set name", name).map_err(|e| input(e.to_string()))?;
+    super::layout::check_set_name(name, "set name")?;
     Ok(name.to_string())
 }
 
@@ -64,9 +55,7 @@ pub struct JobReport {
 pub async fn run_job(s: &JobSettings, then_prune: bool, reporter: &dyn Reporter) -> Result<JobReport, BackupError> {
     let set = s.request.set.clone();
     if then_prune && s.policy.is_empty() {
-        return Err(input(format!(
-            "pruning needs a retention policy for set '{set}': give --keep-* flags or keep_* in opsbook.toml"
-        )));
+        return Err(BackupError::PruneWithoutPolicy { set });
     }
     let store = Store::open_url(&s.store_url, &StoreOptions::default()).await?;
     let store_name = store.url().to_string();

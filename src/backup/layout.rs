@@ -62,6 +62,27 @@ pub fn parse_key(key: &str) -> Option<(&str, BackupId, &str)> {
     (ok && !set.is_empty()).then_some((set, id, file))
 }
 
+/// Why a name cannot be a set's name.
+#[derive(Debug, thiserror::Error)]
+pub enum SetNameError {
+    #[error(
+        "invalid set name '{name}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
+    )]
+    Invalid { name: String },
+    #[error(transparent)]
+    Secret(#[from] crate::redact::SecretInIdentifier),
+}
+
+/// Checks a set name: one plain path segment ([`valid_set_name`]) that holds no secret;
+/// `what` names it in the second error ("set name", "object set name").
+pub fn check_set_name(name: &str, what: &str) -> Result<(), SetNameError> {
+    if !valid_set_name(name) {
+        return Err(SetNameError::Invalid { name: name.to_string() });
+    }
+    crate::redact::check_identifier(what, name)?;
+    Ok(())
+}
+
 /// A set name must be one plain path segment.
 pub fn valid_set_name(name: &str) -> bool {
     !name.is_empty()

@@ -114,16 +114,23 @@ impl Manifest {
     }
 
     /// Parses a manifest, refusing versions this build does not understand.
-    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)?;
         let version = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version > u64::from(FORMAT_VERSION) {
-            return Err(format!(
-                "manifest format {version} is newer than this opsbook understands ({FORMAT_VERSION}); upgrade opsbook"
-            ));
+            return Err(ManifestError::TooNew { version });
         }
-        serde_json::from_value(value).map_err(|e| e.to_string())
+        Ok(serde_json::from_value(value)?)
     }
+}
+
+/// Why a manifest cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("manifest format {version} is newer than this opsbook understands ({FORMAT_VERSION}); upgrade opsbook")]
+    TooNew { version: u64 },
 }
 
 /// The result of a `backup verify`, stored beside the manifest as `verify-<time>.json`.
@@ -159,6 +166,6 @@ mod tests {
     #[test]
     fn newer_format_is_refused() {
         let err = Manifest::from_json(br#"{"format_version": 99}"#).unwrap_err();
-        assert!(err.contains("upgrade opsbook"), "{err}");
+        assert!(err.to_string().contains("upgrade opsbook"), "{err}");
     }
 }

@@ -36,8 +36,36 @@ pub enum BackupError {
     EmptyDump { tool: String },
     #[error("{op}: {source}")]
     Io { op: String, source: std::io::Error },
-    #[error("{0}")]
-    Input(String),
+    #[error("--compression: {0}")]
+    Compression(#[source] codec::CodecError),
+    #[error("--encrypt-to: {0}")]
+    EncryptTo(#[source] codec::RecipientError),
+    #[error("--upload-concurrency must be at least 1")]
+    UploadConcurrency,
+    #[error(transparent)]
+    PartSize(#[from] crate::settings::backup::PartSizeError),
+    #[error("--notify-url for set '{set}': {source}")]
+    NotifyUrl { set: String, source: crate::notify::PingUrlError },
+    #[error(transparent)]
+    SetName(#[from] layout::SetNameError),
+    /// A local store directory that does not exist: a mistyped --store.
+    #[error(
+        "store directory {} does not exist: check --store (backup run creates it with the first backup)",
+        path.display()
+    )]
+    NoStoreDir { path: std::path::PathBuf },
+    #[error("pruning needs a retention policy for set '{set}': give --keep-* flags or keep_* in opsbook.toml")]
+    PruneWithoutPolicy { set: String },
+    #[error("backup id prefix '{prefix}' matches {count} backups; give more of the id")]
+    AmbiguousId { prefix: String, count: usize },
+    #[error("backup {id} is age-encrypted: --deep needs --identity FILE with a matching AGE-SECRET-KEY")]
+    DeepNeedsIdentity { id: String },
+    /// Intact bytes that the given key cannot open: the key is wrong, not the backup.
+    #[error(
+        "none of the identities in --identity matches a recipient {key} was encrypted to; nothing was recorded \
+         (pass the AGE-SECRET-KEY for the backup's --encrypt-to recipient)"
+    )]
+    WrongIdentity { key: String },
     /// `named`: the caller gave this id (a wrong id is an input error); otherwise the set had
     /// no backup to pick for `latest` or `random` (the operation fails).
     #[error("backup {id} not found in set '{set}'{hint}")]
@@ -46,8 +74,9 @@ pub enum BackupError {
     Manifest { key: String, message: String },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
-    #[error("{0}")]
-    Refused(String),
+    /// An empty retention policy (exit 2), or the delete guard (exit 1).
+    #[error(transparent)]
+    Retention(#[from] retention::RetentionError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("interrupted; the upload was aborted and no manifest was written")]
@@ -66,9 +95,20 @@ impl Classify for BackupError {
                 error: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut, ..
             } => ErrorClass::Unavailable,
             BackupError::Spawn { .. } => ErrorClass::Unavailable,
-            BackupError::Input(_) | BackupError::Config(_) | BackupError::NotFound { named: true, .. } => {
-                ErrorClass::Usage
-            }
+            BackupError::Compression(_)
+            | BackupError::EncryptTo(_)
+            | BackupError::UploadConcurrency
+            | BackupError::PartSize(_)
+            | BackupError::NotifyUrl { .. }
+            | BackupError::SetName(_)
+            | BackupError::NoStoreDir { .. }
+            | BackupError::AmbiguousId { .. }
+            | BackupError::PruneWithoutPolicy { .. }
+            | BackupError::DeepNeedsIdentity { .. }
+            | BackupError::WrongIdentity { .. }
+            | BackupError::Config(_)
+            | BackupError::NotFound { named: true, .. } => ErrorClass::Usage,
+            BackupError::Retention(e) => e.class(),
             BackupError::Lock(crate::lock::LockError::Busy { .. }) => ErrorClass::Busy,
             BackupError::Interrupted => ErrorClass::Interrupted,
             BackupError::PruneAfterBackup { source, .. } => source.class(),

@@ -51,7 +51,7 @@ pub struct PrunePlan {
     pub stale_uploads_skipped: Option<String>,
     /// Dry runs only: why the real run would refuse this plan (and that `--force` allows it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
+    pub refused: Option<retention::RetentionError>,
     /// Bytes the deleted backups and orphans free.
     pub reclaim_bytes: u64,
     #[serde(skip)]
@@ -76,10 +76,10 @@ pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<Prune
         .iter()
         .map(|b| Candidate { id: b.id.clone(), time: b.time(), verified: b.verified(), drilled: b.drilled() })
         .collect();
-    let verdicts = retention::plan(&opts.policy, &candidates, opts.tz, opts.now).map_err(retention_err)?;
+    let verdicts = retention::plan(&opts.policy, &candidates, opts.tz, opts.now)?;
     let refused = match retention::check_guard(&verdicts, opts.force) {
-        Err(e) if opts.dry_run => Some(retention_err(e).to_string()),
-        guard => guard.map(|()| None).map_err(retention_err)?,
+        Err(e) if opts.dry_run => Some(e),
+        guard => guard.map(|()| None)?,
     };
 
     let mut reclaim_bytes = 0;
@@ -129,17 +129,10 @@ pub async fn plan(store: &Store, set: &str, opts: &PruneOptions) -> Result<Prune
     })
 }
 
-fn retention_err(e: retention::RetentionError) -> BackupError {
-    match e {
-        retention::RetentionError::EmptyPolicy => BackupError::Input(e.to_string()),
-        other => BackupError::Refused(other.to_string()),
-    }
-}
-
 /// Carries out a plan: backups (manifest first), orphans, stale uploads.
 pub async fn apply(store: &Store, plan: &PrunePlan) -> Result<(), BackupError> {
     if let Some(why) = &plan.refused {
-        return Err(BackupError::Refused(why.clone()));
+        return Err(BackupError::Retention(why.clone()));
     }
     for keys in &plan.deletions {
         for key in keys {

@@ -145,6 +145,13 @@ pub enum RetentionError {
     TooManyDeletions { delete: usize, total: usize },
 }
 
+/// In reports (a dry run's `refused`), the message.
+impl serde::Serialize for RetentionError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Classify for RetentionError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -159,6 +166,7 @@ pub const NO_RULE: &str = "no rule keeps it";
 
 /// Decides, for every candidate, whether to keep it. Returns one verdict per candidate, newest
 /// first. Pure: `now` is only used to ignore future-dated backups when anchoring `keep_within`.
+// Long by design: one block per rule, in the documented order, each adding its reason to the same list.
 pub fn plan(
     policy: &RetentionPolicy,
     candidates: &[Candidate],

@@ -62,18 +62,21 @@ pub fn auto_part_size(database_bytes: u64) -> usize {
     (wanted as usize).max(MIN_AUTO_PART_SIZE)
 }
 
-/// Runs one backup and returns its manifest once the manifest is stored (the backup exists).
-pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) -> Result<Manifest, BackupError> {
-    let recipients = codec::parse_recipients(&req.recipients).map_err(BackupError::Input)?;
-    let started = Utc::now();
-    let id = BackupId::new(started);
-    let dir = layout::backup_dir(&req.set, &id);
+/// The server a backup reads, as the manifest records it, with the client tools that match it.
+struct Server {
+    conn: PgConnection,
+    server_version: String,
+    tools: PgTools,
+    database: String,
+    /// The request's part size, or one sized for the database.
+    part_size: usize,
+}
 
+async fn inspect(req: &BackupRequest) -> Result<Server, BackupError> {
     let mut conn = pg::connect(&req.database_url).await?;
     let server_major = pg::server_major(&mut conn).await?;
     let server_version: String = query_one(&mut conn, "SHOW server_version").await?;
     let tools = pg::discover(server_major)?;
-    let pg_dump_version = tools.version.clone();
     let database: String = query_one(&mut conn, "SELECT current_database()").await?;
     let part_size = match req.part_size {
         Some(size) => size,
@@ -85,6 +88,19 @@ pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) ->
             auto_part_size(bytes.max(0) as u64)
         }
     };
+    Ok(Server { conn, server_version, tools, database, part_size })
+}
+
+/// Runs one backup and returns its manifest once the manifest is stored (the backup exists).
+// Long by design: the snapshot's connection and the keys written span dump, manifest and a failed backup's cleanup.
+pub async fn run(store: &Store, req: &BackupRequest, reporter: &dyn Reporter) -> Result<Manifest, BackupError> {
+    let recipients = codec::parse_recipients(&req.recipients).map_err(BackupError::EncryptTo)?;
+    let started = Utc::now();
+    let id = BackupId::new(started);
+    let dir = layout::backup_dir(&req.set, &id);
+
+    let Server { mut conn, server_version, tools, database, part_size } = inspect(req).await?;
+    let pg_dump_version = tools.version.clone();
     let encoding = Encoding {
         codec: req.codec,
         upload: UploadConfig { part_size, in_flight: req.in_flight },
@@ -203,8 +219,33 @@ struct Encoding<'a> {
     recipients: &'a [age::x25519::Recipient],
 }
 
+/// Why a dump that ran to the end is not a backup: interrupted, the tool failed, encoding
+/// failed, or the tool wrote nothing.
+fn dump_failure(
+    tool: &str,
+    status: std::process::ExitStatus,
+    stderr: &str,
+    produced: &io::Result<Encoded>,
+) -> Option<BackupError> {
+    if crate::signal::is_interrupted() {
+        Some(BackupError::Interrupted)
+    } else if !status.success() {
+        Some(BackupError::Dump { tool: tool.into(), status: status.to_string(), stderr: stderr.trim().to_string() })
+    } else {
+        match produced {
+            Err(e) => Some(BackupError::Io {
+                op: format!("compressing {tool} output"),
+                source: io::Error::new(e.kind(), e.to_string()),
+            }),
+            Ok(enc) if enc.raw_size == 0 => Some(BackupError::EmptyDump { tool: tool.into() }),
+            Ok(_) => None,
+        }
+    }
+}
+
 /// Runs a dump tool and streams its stdout through the codec into one stored object. Any
 /// failure — tool error, empty output, upload error, interrupt — aborts the upload.
+// Long by design: one pipeline (tool → encoder → uploader) whose tasks are started, watched and joined together.
 async fn dump_object(
     store: &Store,
     key: &str,
@@ -275,21 +316,7 @@ async fn dump_object(
         Ok(upload) => upload,
         Err(e) => return Err(e),
     };
-    let failure = if crate::signal::is_interrupted() {
-        Some(BackupError::Interrupted)
-    } else if !status.success() {
-        Some(BackupError::Dump { tool: tool.into(), status: status.to_string(), stderr: stderr.trim().to_string() })
-    } else {
-        match &produced {
-            Err(e) => Some(BackupError::Io {
-                op: format!("compressing {tool} output"),
-                source: io::Error::new(e.kind(), e.to_string()),
-            }),
-            Ok(enc) if enc.raw_size == 0 => Some(BackupError::EmptyDump { tool: tool.into() }),
-            Ok(_) => None,
-        }
-    };
-    if let Some(err) = failure {
+    if let Some(err) = dump_failure(tool, status, &stderr, &produced) {
         if let Err(e) = upload.abort().await {
             tracing::warn!("could not abort the upload of {key}: {e}");
         }

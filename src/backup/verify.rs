@@ -32,10 +32,7 @@ pub async fn verify(
 ) -> Result<VerifyRecord, BackupError> {
     let manifest = &entry.manifest;
     if opts.deep && manifest.encryption.is_some() && opts.identities.is_empty() {
-        return Err(BackupError::Input(format!(
-            "backup {} is age-encrypted: --deep needs --identity FILE with a matching AGE-SECRET-KEY",
-            entry.id
-        )));
+        return Err(BackupError::DeepNeedsIdentity { id: entry.id.clone() });
     }
     let tools = if opts.deep {
         let major = manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -144,11 +141,7 @@ async fn check_object(
             // Intact bytes that the given key cannot open: the key is wrong, not the backup, so
             // nothing is recorded against it.
             Err(DeepFailure::WrongIdentity) if intact => {
-                return Err(BackupError::Input(format!(
-                    "none of the identities in --identity matches a recipient {} was encrypted to; \
-                     nothing was recorded (pass the AGE-SECRET-KEY for the backup's --encrypt-to recipient)",
-                    object.key
-                )))
+                return Err(BackupError::WrongIdentity { key: object.key.clone() })
             }
             Err(DeepFailure::WrongIdentity) => checks.push(fail(
                 object,

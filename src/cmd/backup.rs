@@ -172,7 +172,7 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 
 /// `--part-size`: a byte size within S3's part limits.
 pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let size = crate::spec::parse_bytes(s)?;
+    let size = crate::spec::parse_bytes(s).map_err(|e| e.to_string())?;
     crate::settings::backup::check_part_size(size).map_err(|e| format!("{s}: {e}"))
 }
 

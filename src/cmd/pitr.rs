@@ -182,8 +182,7 @@ async fn backup_cmd(ctx: &Ctx<'_>, args: BackupArgs) -> Result<ExitStatus> {
     let mut spec = args.stanza.spec();
     spec.monitor = args.monitor.spec();
     let p = crate::settings::pitr::resolve(&ctx.config, spec)?;
-    let kind =
-        args.kind.as_deref().map(str::parse::<BackupType>).transpose().map_err(crate::error::ClassifiedError::usage)?;
+    let kind = args.kind.as_deref().map(str::parse::<BackupType>).transpose()?;
     ctx.printer.note(format!("pitr backup: stanza {} → {}", p.stanza, p.repo.display()));
     let o = crate::pitr::backup::job(&p, kind).await?;
     if ctx.printer.is_json() {

@@ -1,6 +1,7 @@
 //! Restore drills: prove a backup restores, count its rows, re-apply migrations, sample the
 //! media bucket, and measure RTO and RPO — then clean up, whatever happened.
 
+pub mod checks;
 pub mod objects;
 pub mod render;
 pub mod restore;
@@ -240,8 +241,44 @@ impl DrillReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("{0}")]
-    Input(String),
+    #[error("give --target-url or --ephemeral, not both")]
+    TwoTargets,
+    #[error(
+        "say where to restore: --target-url URL (a server where the drill creates a scratch database) or \
+         --ephemeral (a throwaway local cluster)"
+    )]
+    NoTarget,
+    #[error("cannot read --check-sql {}: {source}", path.display())]
+    CheckSql {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--check-sql {} holds no SQL statement", path.display())]
+    CheckSqlEmpty { path: PathBuf },
+    #[error("--sample, --objects-query and --presign need --objects s3://bucket[/prefix]")]
+    SamplingWithoutObjects,
+    #[error("--objects-inventory needs --objects (the copy to check, e.g. the --to of `backup objects`)")]
+    InventoryWithoutObjects,
+    #[error(
+        "--presign needs an S3 --objects store (s3://bucket[/prefix]); {url} is a local directory, which has no \
+         presigned URLs: drop --presign"
+    )]
+    PresignLocal { url: String },
+    #[error("--jobs must be at least 1 (1 streams the archive into pg_restore; more restores in parallel)")]
+    NoJobs,
+    #[error(transparent)]
+    Identity(#[from] crate::backup::codec::IdentityError),
+    #[error("backup {id} is age-encrypted: pass --identity FILE with a matching AGE-SECRET-KEY")]
+    NeedsIdentity { id: String },
+    #[error("backup {id} has no data object in its manifest")]
+    NoDataObject { id: String },
+    /// `server` is redacted.
+    #[error(
+        "database {name} already exists on {server}; the drill only restores into a database it creates, so it \
+         will not touch it"
+    )]
+    ScratchExists { name: String, server: String },
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error(transparent)]
@@ -263,7 +300,18 @@ pub enum DrillError {
 impl Classify for DrillError {
     fn class(&self) -> ErrorClass {
         match self {
-            DrillError::Input(_) => ErrorClass::Usage,
+            DrillError::TwoTargets
+            | DrillError::NoTarget
+            | DrillError::CheckSql { .. }
+            | DrillError::CheckSqlEmpty { .. }
+            | DrillError::SamplingWithoutObjects
+            | DrillError::InventoryWithoutObjects
+            | DrillError::PresignLocal { .. }
+            | DrillError::NoJobs
+            | DrillError::Identity(_)
+            | DrillError::NeedsIdentity { .. }
+            | DrillError::NoDataObject { .. }
+            | DrillError::ScratchExists { .. } => ErrorClass::Usage,
             DrillError::Backup(e) => e.class(),
             DrillError::Store(e) => e.class(),
             DrillError::Pg(e) => e.class(),

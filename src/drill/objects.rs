@@ -10,7 +10,30 @@ use rand::seq::IndexedRandom;
 
 use super::{DrillError, InventoryCheck, ObjectCheck, ObjectProblem, ObjectsSpec};
 use crate::backup::objects::inventory::{self, InventoryEntry};
-use crate::store::Store;
+use crate::backup::objects::ObjectsError;
+use crate::store::{Store, StoreError};
+
+/// Why the sampled objects cannot be compared with an object set's inventory.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error(transparent)]
+    Objects(#[from] Box<ObjectsError>),
+    #[error("no inventory of object set '{set}' in {store}; run `opsbook backup objects` first")]
+    NoInventory { set: String, store: String },
+    /// `copies` are the copies the set's inventories describe.
+    #[error(
+        "no inventory of object set '{set}' describes the copy {copy} (its inventories describe {}): give \
+         --objects the --to of `backup objects --set {set}`",
+        copies.join(", ")
+    )]
+    OtherCopies { set: String, copy: String, copies: Vec<String> },
+}
+
+impl From<ObjectsError> for InventoryError {
+    fn from(e: ObjectsError) -> Self {
+        InventoryError::Objects(Box::new(e))
+    }
+}
 
 /// The newest inventory of an object set: its run id and entries by key.
 pub struct Inventory {
@@ -21,27 +44,24 @@ pub struct Inventory {
 
 /// Loads the newest inventory of `set` in the backup store that describes the copy at `copy`
 /// (its `--to`): another copy's inventory says nothing about this one's objects.
-pub async fn load_inventory(store: &Store, set: &str, copy: &str) -> Result<Inventory, String> {
-    let runs = inventory::list_runs(store, Some(set)).await.map_err(|e| e.to_string())?;
+pub async fn load_inventory(store: &Store, set: &str, copy: &str) -> Result<Inventory, InventoryError> {
+    let runs = inventory::list_runs(store, Some(set)).await?;
     let runs: Vec<_> = runs.into_iter().filter(|r| r.summary.set == set).collect();
     if runs.is_empty() {
-        return Err(format!(
-            "no inventory of object set '{set}' in {}; run `opsbook backup objects` first",
-            store.url()
-        ));
+        return Err(InventoryError::NoInventory { set: set.to_string(), store: store.url().to_string() });
     }
     // Newest first, so the first match is the newest inventory of this copy.
     let Some(run) = runs.iter().find(|r| r.summary.to == copy).cloned() else {
         let mut copies: Vec<&str> = runs.iter().map(|r| r.summary.to.as_str()).collect();
         copies.sort();
         copies.dedup();
-        return Err(format!(
-            "no inventory of object set '{set}' describes the copy {copy} (its inventories describe {}): \
-             give --objects the --to of `backup objects --set {set}`",
-            copies.join(", ")
-        ));
+        return Err(InventoryError::OtherCopies {
+            set: set.to_string(),
+            copy: copy.to_string(),
+            copies: copies.into_iter().map(String::from).collect(),
+        });
     };
-    let entries = inventory::read_inventory(store, &run).await.map_err(|e| e.to_string())?;
+    let entries = inventory::read_inventory(store, &run).await?;
     Ok(Inventory {
         set: set.to_string(),
         run: run.summary.id,
@@ -49,16 +69,29 @@ pub async fn load_inventory(store: &Store, set: &str, copy: &str) -> Result<Inve
     })
 }
 
+/// Why a sampled object does not match the inventory: unreadable, or other bytes.
+#[derive(Debug, thiserror::Error)]
+enum HashMismatch {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading: {error}")]
+    Read { error: std::io::Error },
+    #[error("{size} bytes, the inventory says {expected}")]
+    Size { size: u64, expected: u64 },
+    #[error("SHA-256 {actual}, the inventory says {expected}")]
+    Sha256 { actual: String, expected: String },
+}
+
 /// Reads an object whole, streaming, and compares its size and SHA-256 with the inventory's.
-async fn compare_hash(store: &Store, key: &str, expected: &InventoryEntry, sha256: &str) -> Result<(), String> {
+async fn compare_hash(store: &Store, key: &str, expected: &InventoryEntry, sha256: &str) -> Result<(), HashMismatch> {
     use sha2::Digest;
     use tokio::io::AsyncReadExt;
-    let mut reader = store.get_stream(key).await.map_err(|e| e.to_string())?;
+    let mut reader = store.get_stream(key).await?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = reader.read(&mut buf).await.map_err(|e| format!("reading: {e}"))?;
+        let n = reader.read(&mut buf).await.map_err(|error| HashMismatch::Read { error })?;
         if n == 0 {
             break;
         }
@@ -67,10 +100,10 @@ async fn compare_hash(store: &Store, key: &str, expected: &InventoryEntry, sha25
     }
     let actual = hex::encode(hasher.finalize());
     if size != expected.size {
-        return Err(format!("{size} bytes, the inventory says {}", expected.size));
+        return Err(HashMismatch::Size { size, expected: expected.size });
     }
     if actual != sha256 {
-        return Err(format!("SHA-256 {actual}, the inventory says {sha256}"));
+        return Err(HashMismatch::Sha256 { actual, expected: sha256.to_string() });
     }
     Ok(())
 }
@@ -86,7 +119,7 @@ async fn check_inventory(store: &Store, readable: &[String], inv: &Inventory) ->
     let checked = listed.len();
     let results: Vec<Option<ObjectProblem>> = stream::iter(listed)
         .map(|(key, entry, sha256)| async move {
-            compare_hash(store, &key, &entry, &sha256).await.err().map(|error| ObjectProblem { key, error })
+            compare_hash(store, &key, &entry, &sha256).await.err().map(|e| ObjectProblem { key, error: e.to_string() })
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -99,19 +132,31 @@ async fn check_inventory(store: &Store, readable: &[String], inv: &Inventory) ->
 const CONCURRENCY: usize = 8;
 const PROBE_BYTES: u64 = 1024;
 
+/// Why `--objects-query` gave no keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("{}", crate::pg::query::describe_sql_error(error))]
+    Query { error: sqlx::Error },
+    #[error(transparent)]
+    Column(sqlx::Error),
+    /// The first column is not text.
+    #[error("{error}")]
+    NotText { error: sqlx::error::BoxDynError },
+}
+
 /// Keys from the restored database: the first column of each row of `query`, non-empty.
-pub async fn keys_from_query(conn: &mut sqlx::PgConnection, query: &str) -> Result<Vec<String>, String> {
+pub async fn keys_from_query(conn: &mut sqlx::PgConnection, query: &str) -> Result<Vec<String>, KeysError> {
     use futures::TryStreamExt;
     use sqlx::Row;
     let mut rows = sqlx::Executor::fetch_many(&mut *conn, sqlx::raw_sql(query));
     let mut keys = Vec::new();
-    while let Some(item) = rows.try_next().await.map_err(|e| crate::pg::query::describe_sql_error(&e))? {
+    while let Some(item) = rows.try_next().await.map_err(|error| KeysError::Query { error })? {
         if let sqlx::Either::Right(row) = item {
-            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
+            let raw = row.try_get_raw(0).map_err(KeysError::Column)?;
             if sqlx::ValueRef::is_null(&raw) {
                 continue;
             }
-            let key = raw.as_str().map(str::to_string).map_err(|e| e.to_string())?;
+            let key = raw.as_str().map(str::to_string).map_err(|error| KeysError::NotText { error })?;
             let key = key.trim().trim_start_matches('/').to_string();
             if !key.is_empty() {
                 keys.push(key);

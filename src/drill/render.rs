@@ -10,6 +10,7 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+// Long by design: one Markdown template, section by section in the order the report reads.
 pub fn markdown(r: &DrillReport) -> String {
     let mut out = String::new();
     out.push_str(&format!("# Restore drill {} — {}\n\n", r.drill_id, if r.ok { "passed" } else { "FAILED" }));

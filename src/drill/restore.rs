@@ -94,18 +94,40 @@ async fn pump(
     Ok((total, hex::encode(hasher.finalize())))
 }
 
-fn check_sums(object: &StoredObject, size: u64, sha256: &str) -> Result<String, String> {
+/// Bytes read that are not the object the manifest describes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SumMismatch {
+    #[error("size mismatch: read {read} bytes, manifest says {expected}")]
+    Size { read: u64, expected: u64 },
+    #[error("checksum mismatch: the stored bytes hash to {actual}, manifest says {expected}")]
+    Sha256 { actual: String, expected: String },
+}
+
+/// Why the globals were not applied: a failed step of the drill, not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GlobalsFailure {
+    #[error("globals: {mismatch}")]
+    Sums { mismatch: SumMismatch },
+    #[error("globals: cannot decode: {error}")]
+    Decode { error: io::Error },
+    /// psql's ERROR lines (other than about roles that already exist).
+    #[error("globals: {}", errors.join(" | "))]
+    Psql { errors: Vec<String> },
+}
+
+/// The size and checksum for the download step's detail, or how they differ from the manifest's.
+fn check_sums(object: &StoredObject, size: u64, sha256: &str) -> Result<String, SumMismatch> {
     if size != object.size {
-        return Err(format!("size mismatch: read {size} bytes, manifest says {}", object.size));
+        return Err(SumMismatch::Size { read: size, expected: object.size });
     }
     if sha256 != object.sha256 {
-        return Err(format!("checksum mismatch: the stored bytes hash to {sha256}, manifest says {}", object.sha256));
+        return Err(SumMismatch::Sha256 { actual: sha256.to_string(), expected: object.sha256.clone() });
     }
     Ok(format!("{size} bytes, sha256 {}…", &sha256[..12]))
 }
 
 /// Why nothing restored counts once the download step failed: the checksum, or else decoding.
-fn not_restored(sums: &Result<String, String>) -> String {
+fn not_restored(sums: &Result<String, SumMismatch>) -> String {
     match sums {
         Err(_) => "not trusted: the archive failed its checksum".into(),
         Ok(_) => "not restored: the archive could not be decoded (see the download step)".into(),
@@ -148,7 +170,7 @@ async fn streamed(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Resto
     let sums = check_sums(job.object, size, &sha);
     let raw_bytes = *decoded.as_ref().unwrap_or(&0);
     let download = match (&sums, &decoded) {
-        (Err(e), _) => Phase { ok: false, seconds: download_seconds, detail: e.clone() },
+        (Err(e), _) => Phase { ok: false, seconds: download_seconds, detail: e.to_string() },
         // A broken pipe is pg_restore having stopped reading (its failure is the restore's);
         // any other decoder error (wrong age identity, corrupt zstd) is the archive's, and
         // pg_restore's "input file is too short" only follows from it.
@@ -214,7 +236,7 @@ async fn spooled(job: &RestoreJob<'_>, reporter: &dyn Reporter) -> Result<Restor
     let seconds = start.elapsed().as_secs_f64();
     let sums = check_sums(job.object, size, &sha);
     let download = match (&sums, &decoded) {
-        (Err(e), _) => Phase { ok: false, seconds, detail: e.clone() },
+        (Err(e), _) => Phase { ok: false, seconds, detail: e.to_string() },
         (Ok(_), Err(e)) => Phase { ok: false, seconds, detail: format!("cannot decode: {e}") },
         (Ok(s), Ok(raw)) => Phase { ok: true, seconds, detail: format!("{s}; {raw} bytes spooled") },
     };
@@ -252,15 +274,15 @@ pub async fn restore_globals(
     psql: &Path,
     target: &DbUrl,
     identities: &[age::x25519::Identity],
-) -> Result<Result<String, String>, DrillError> {
+) -> Result<Result<String, GlobalsFailure>, DrillError> {
     let stored = store.get_bytes(&object.key).await?;
     let sha = hex::encode(Sha256::digest(&stored));
-    if let Err(e) = check_sums(object, stored.len() as u64, &sha) {
-        return Ok(Err(format!("globals: {e}")));
+    if let Err(mismatch) = check_sums(object, stored.len() as u64, &sha) {
+        return Ok(Err(GlobalsFailure::Sums { mismatch }));
     }
     let mut script = Vec::new();
-    if let Err(e) = codec::decode(&stored[..], identities, &mut script) {
-        return Ok(Err(format!("globals: cannot decode: {e}")));
+    if let Err(error) = codec::decode(&stored[..], identities, &mut script) {
+        return Ok(Err(GlobalsFailure::Decode { error }));
     }
     let mut child = target
         .libpq_command(psql, "restore-drill")
@@ -283,7 +305,7 @@ pub async fn restore_globals(
     if errors.is_empty() {
         Ok(Ok(format!("{} bytes of globals applied", script.len())))
     } else {
-        Ok(Err(format!("globals: {}", errors.join(" | "))))
+        Ok(Err(GlobalsFailure::Psql { errors }))
     }
 }
 

@@ -8,24 +8,18 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use super::checks::{check_sql, finish_rto, migrations, row_counts};
 use super::restore::{self, RestoreJob};
 use super::target::Target;
-use super::{
-    objects, DrillError, DrillReport, DrillRequest, Measure, MigrationCheck, ObjectsSpec, Outcome, SqlCheck, Step,
-    TableCheck, Which,
-};
+use super::{objects, DrillError, DrillReport, DrillRequest, Measure, ObjectsSpec, Outcome, Step, Which};
 use crate::backup::catalog::{self, BackupEntry, Catalog};
-use crate::backup::manifest::RowCountMethod;
 use crate::backup::BackupError;
-use crate::migrate::engine::UpOptions;
-use crate::pg::{self, DbUrl};
+use crate::pg;
 use crate::report::Reporter;
 use crate::store::{Store, StoreOptions};
 
-const GIB: f64 = (1u64 << 30) as f64;
-
-struct Steps {
-    steps: Vec<Step>,
+pub(super) struct Steps {
+    pub(super) steps: Vec<Step>,
     /// The step under way, named in the report when an error ends the drill there.
     stage: &'static str,
     stage_started: Instant,
@@ -34,7 +28,7 @@ struct Steps {
 }
 
 impl Steps {
-    fn stage(&mut self, name: &'static str) {
+    pub(super) fn stage(&mut self, name: &'static str) {
         self.stage = name;
         self.stage_started = Instant::now();
     }
@@ -44,7 +38,7 @@ impl Steps {
         self.push(name, Outcome::Failed, since, crate::redact::redact(&error.to_string()));
         self.recorded = true;
     }
-    fn push(&mut self, name: &str, outcome: Outcome, since: Instant, detail: impl Into<String>) {
+    pub(super) fn push(&mut self, name: &str, outcome: Outcome, since: Instant, detail: impl Into<String>) {
         self.steps.push(Step {
             name: name.into(),
             outcome,
@@ -52,10 +46,10 @@ impl Steps {
             detail: detail.into(),
         });
     }
-    fn skip(&mut self, name: &str, why: &str) {
+    pub(super) fn skip(&mut self, name: &str, why: &str) {
         self.steps.push(Step { name: name.into(), outcome: Outcome::Skipped, seconds: 0.0, detail: why.into() });
     }
-    fn passed_or_failed(ok: bool) -> Outcome {
+    pub(super) fn passed_or_failed(ok: bool) -> Outcome {
         if ok {
             Outcome::Passed
         } else {
@@ -183,38 +177,11 @@ async fn attempt(
     let store = Store::open_url(&req.store_url, &StoreOptions::default()).await?;
     report.store = store.url().to_string();
     let catalog = Catalog::load(&store, Some(&req.set)).await?;
-    let entry = select(&catalog, &req.set, &req.which, &mut rng)?;
+    let entry = select_backup(req, &catalog, &mut rng, report, steps, t)?;
     let newest_snapshot = catalog.backups.iter().filter(|b| b.set == req.set).map(|b| b.manifest.snapshot_time).max();
-    let manifest = &entry.manifest;
-    report.backup_id = entry.id.clone();
-    report.backup_snapshot = Some(manifest.snapshot_time);
-    if manifest.encryption.is_some() && req.identities.is_empty() {
-        return Err(DrillError::Input(format!(
-            "backup {} is age-encrypted: pass --identity FILE with a matching AGE-SECRET-KEY",
-            entry.id
-        )));
-    }
-    manifest
-        .data()
-        .ok_or_else(|| DrillError::Input(format!("backup {} has no data object in its manifest", entry.id)))?;
-    steps.push(
-        "select",
-        Outcome::Passed,
-        t,
-        format!("backup {} of set {} (snapshot {})", entry.id, req.set, manifest.snapshot_time.to_rfc3339()),
-    );
+    let (tools, target) = create_target(req, entry, &drill_id, report, steps).await?;
 
-    // pg_restore at least as new as the pg_dump that wrote the archive.
-    steps.stage("target");
-    let dump_major = manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    let tools = pg::discover(dump_major)?;
-
-    let t = Instant::now();
-    let target = Target::create(&req.target, &drill_id).await?;
-    steps.push("target", Outcome::Passed, t, target.describe());
-    report.target = target.describe();
-
-    let mut run = DrillRun {
+    let run = DrillRun {
         req,
         store: &store,
         entry,
@@ -226,15 +193,75 @@ async fn attempt(
         steps,
         report,
     };
-    let outcome = tokio::select! {
-        r = run.body() => Some(r),
-        _ = crate::signal::interrupted() => None,
-    };
-    match &outcome {
-        None => steps.fail_stage(&DrillError::Interrupted),
-        Some(Err(e)) => steps.fail_stage(e),
-        Some(Ok(())) => {}
+    let outcome = run.run_interruptible().await;
+    clean_up(req, target, outcome, report, steps).await?;
+
+    measure_rpo(report, steps, newest_snapshot);
+    steps.stage("record");
+    report.steps = steps.steps.clone();
+    report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
+    report.time = Utc::now();
+    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &*report).await?);
+    Ok(())
+}
+
+/// Picks the backup and checks that the drill can restore it (an identity for an encrypted
+/// one, a data object): the "select" step, started at `t`.
+fn select_backup<'a>(
+    req: &DrillRequest,
+    catalog: &'a Catalog,
+    rng: &mut StdRng,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+    t: Instant,
+) -> Result<&'a BackupEntry, DrillError> {
+    let entry = select(catalog, &req.set, &req.which, rng)?;
+    let manifest = &entry.manifest;
+    report.backup_id = entry.id.clone();
+    report.backup_snapshot = Some(manifest.snapshot_time);
+    if manifest.encryption.is_some() && req.identities.is_empty() {
+        return Err(DrillError::NeedsIdentity { id: entry.id.clone() });
     }
+    manifest.data().ok_or_else(|| DrillError::NoDataObject { id: entry.id.clone() })?;
+    steps.push(
+        "select",
+        Outcome::Passed,
+        t,
+        format!("backup {} of set {} (snapshot {})", entry.id, req.set, manifest.snapshot_time.to_rfc3339()),
+    );
+    Ok(entry)
+}
+
+/// The "target" step: the client tools for the backup's pg_dump version, and the scratch
+/// database or cluster the drill restores into.
+async fn create_target(
+    req: &DrillRequest,
+    entry: &BackupEntry,
+    drill_id: &str,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+) -> Result<(pg::PgTools, Target), DrillError> {
+    // pg_restore at least as new as the pg_dump that wrote the archive.
+    steps.stage("target");
+    let dump_major = entry.manifest.pg_dump_version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let tools = pg::discover(dump_major)?;
+
+    let t = Instant::now();
+    let target = Target::create(&req.target, drill_id).await?;
+    steps.push("target", Outcome::Passed, t, target.describe());
+    report.target = target.describe();
+    Ok((tools, target))
+}
+
+/// The "cleanup" step, whatever the drill's `outcome` (None: interrupted): removes the scratch
+/// database or cluster unless `--keep`. The drill's error comes first, then cleanup's.
+async fn clean_up(
+    req: &DrillRequest,
+    target: Target,
+    outcome: Option<Result<(), DrillError>>,
+    report: &mut DrillReport,
+    steps: &mut Steps,
+) -> Result<(), DrillError> {
     steps.stage("cleanup");
     let t = Instant::now();
     let cleanup = target.cleanup(req.keep).await;
@@ -255,8 +282,11 @@ async fn attempt(
         Some(Ok(())) => {}
     }
     cleanup?;
+    Ok(())
+}
 
-    // RPO: how old the newest restorable state is.
+/// The "rpo" step: how old the newest restorable state is.
+fn measure_rpo(report: &mut DrillReport, steps: &mut Steps, newest_snapshot: Option<chrono::DateTime<Utc>>) {
     if let Some(newest) = newest_snapshot {
         report.rpo.seconds = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
     }
@@ -272,12 +302,6 @@ async fn attempt(
             report.rpo.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
         ),
     );
-    steps.stage("record");
-    report.steps = steps.steps.clone();
-    report.ok = report.steps.iter().all(|s| s.outcome != Outcome::Failed);
-    report.time = Utc::now();
-    report.record_key = Some(catalog::put_record(&store, &entry.dir, "drill", report.time, &*report).await?);
-    Ok(())
 }
 
 /// One drill between selecting its backup and measuring its RPO: what it works with, and the
@@ -296,6 +320,21 @@ struct DrillRun<'a> {
 }
 
 impl DrillRun<'_> {
+    /// [`DrillRun::body`], stopped by Ctrl-C (None); the error that stops it fails the step
+    /// under way.
+    async fn run_interruptible(mut self) -> Option<Result<(), DrillError>> {
+        let outcome = tokio::select! {
+            r = self.body() => Some(r),
+            _ = crate::signal::interrupted() => None,
+        };
+        match &outcome {
+            None => self.steps.fail_stage(&DrillError::Interrupted),
+            Some(Err(e)) => self.steps.fail_stage(e),
+            Some(Ok(())) => {}
+        }
+        outcome
+    }
+
     /// Globals, restore, then the checks on the restored database; a failed check is a failed
     /// step, not an error.
     async fn body(&mut self) -> Result<(), DrillError> {
@@ -331,7 +370,7 @@ impl DrillRun<'_> {
                         steps.push("globals", Outcome::Passed, t, detail);
                         return Ok(true);
                     }
-                    Err(e) => steps.push("globals", Outcome::Failed, t, e),
+                    Err(e) => steps.push("globals", Outcome::Failed, t, e.to_string()),
                 }
             }
             (Some(_), true, false) => {
@@ -417,135 +456,6 @@ impl DrillRun<'_> {
         self.steps.push("objects", Steps::passed_or_failed(ok), t, objects::detail(&check));
         self.report.objects = Some(check);
         Ok(())
-    }
-}
-
-fn finish_rto(req: &DrillRequest, report: &mut DrillReport, steps: &mut Steps, since: Instant) {
-    let seconds = since.elapsed().as_secs_f64();
-    report.rto.seconds = seconds;
-    report.rto.ok = req.rto_target.is_none_or(|t| seconds <= t.as_secs_f64());
-    if report.restored_bytes > 0 {
-        report.rto_seconds_per_gib = Some(seconds / (report.restored_bytes as f64 / GIB));
-    }
-    steps.steps.push(Step {
-        name: "rto".into(),
-        outcome: Steps::passed_or_failed(report.rto.ok),
-        seconds,
-        detail: format!(
-            "{seconds:.1}s download + restore + verify{}{}",
-            report.rto_seconds_per_gib.map(|g| format!(" ({g:.1}s per GiB)")).unwrap_or_default(),
-            report.rto.target_seconds.map(|t| format!(" (target {t:.0}s)")).unwrap_or_default()
-        ),
-    });
-}
-
-async fn row_counts(entry: &BackupEntry, conn: &mut sqlx::PgConnection, steps: &mut Steps, report: &mut DrillReport) {
-    let t = Instant::now();
-    let Some(counts) = &entry.manifest.row_counts else {
-        steps.skip("row counts", "the backup recorded no row counts (--row-counts off)");
-        return;
-    };
-    let exact = counts.method == RowCountMethod::Exact;
-    report.row_count_method = Some(if exact { "exact" } else { "estimate" }.into());
-    for (table, expected) in &counts.tables {
-        // Table names come from format('%I.%I') at backup time: already quoted identifiers.
-        let restored =
-            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await.ok();
-        let ok = restored.is_some_and(|r| !exact || r == *expected);
-        report.tables.push(TableCheck { table: table.clone(), expected: *expected, restored, ok });
-    }
-    let bad: Vec<String> = report
-        .tables
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| match c.restored {
-            None => format!("{} is missing", c.table),
-            Some(r) => format!("{} has {r} rows, the backup's snapshot had {}", c.table, c.expected),
-        })
-        .collect();
-    let total: i64 = report.tables.iter().filter_map(|c| c.restored).sum();
-    let detail = if bad.is_empty() {
-        format!(
-            "{} tables, {total} rows{}",
-            report.tables.len(),
-            if exact { ", equal to the snapshot's counts" } else { " (the backup recorded estimates)" }
-        )
-    } else {
-        bad.join("; ")
-    };
-    steps.push("row counts", Steps::passed_or_failed(bad.is_empty()), t, detail);
-}
-
-async fn check_sql(req: &DrillRequest, conn: &mut sqlx::PgConnection, steps: &mut Steps, report: &mut DrillReport) {
-    let Some((path, text)) = &req.check_sql else { return };
-    steps.stage("check sql");
-    let t = Instant::now();
-    for (line, statement) in pg::query::split_statements(text) {
-        let (value, ok, error) = match pg::query::execute(conn, &statement).await {
-            Ok(result) => {
-                let ok = result.value.as_deref().and_then(pg::query::truth) == Some(true);
-                (result.value, ok, None)
-            }
-            Err(e) => (None, false, Some(pg::query::describe_sql_error(&e))),
-        };
-        report.sql_checks.push(SqlCheck { line, statement, value, ok, error });
-    }
-    let bad: Vec<String> = report
-        .sql_checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| {
-            format!(
-                "{}:{}: {}",
-                path.display(),
-                c.line,
-                c.error.clone().unwrap_or_else(|| format!("returned {}", c.value.as_deref().unwrap_or("no value")))
-            )
-        })
-        .collect();
-    let detail = if bad.is_empty() {
-        format!("{} assertions held", report.sql_checks.len())
-    } else {
-        format!("failed: {}", bad.join("; "))
-    };
-    steps.push("check sql", Steps::passed_or_failed(bad.is_empty()), t, detail);
-}
-
-async fn migrations(
-    req: &DrillRequest,
-    head_in_manifest: Option<&str>,
-    url: &DbUrl,
-    steps: &mut Steps,
-    report: &mut DrillReport,
-) {
-    let Some(base) = &req.migrations else { return };
-    steps.stage("migrations");
-    let t = Instant::now();
-    let mut settings = base.clone();
-    settings.database_url = url.clone();
-    let head_in_backup = head_in_manifest.and_then(|h| h.parse().ok());
-    // The drill checks that migrations apply, not whether they are lint-clean.
-    let opts = UpOptions { target: None, allow_unsafe: true, ignore_missing: false };
-    match crate::migrate::up(&settings, opts, &crate::report::Silent).await {
-        Ok(up) => {
-            let applied: Vec<String> = up
-                .applied
-                .iter()
-                .map(|a| format!("{} {}", a.version.map_or_else(|| "R".into(), |v| v.to_string()), a.description))
-                .collect();
-            let detail = format!(
-                "backup at {}; {} newer migration(s) applied cleanly{}",
-                head_in_manifest.unwrap_or("no recorded head"),
-                applied.len(),
-                if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) }
-            );
-            report.migrations = Some(MigrationCheck { head_in_backup, applied, head_after: up.head });
-            steps.push("migrations", Outcome::Passed, t, detail);
-        }
-        Err(e) => {
-            report.migrations = Some(MigrationCheck { head_in_backup, applied: Vec::new(), head_after: None });
-            steps.push("migrations", Outcome::Failed, t, e.to_string());
-        }
     }
 }
 

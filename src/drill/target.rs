@@ -65,11 +65,7 @@ impl Target {
                 let sql = format!("CREATE DATABASE {}", quote_ident(&name));
                 conn.execute(sqlx::raw_sql(&sql)).await.map_err(|e| {
                     if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") {
-                        DrillError::Input(format!(
-                            "database {name} already exists on {}; the drill only restores into a database it \
-                             creates, so it will not touch it",
-                            admin.redacted()
-                        ))
+                        DrillError::ScratchExists { name: name.clone(), server: admin.redacted() }
                     } else {
                         DrillError::Pg(PgError::query(format!("create scratch database {name}"), admin.redacted(), e))
                     }

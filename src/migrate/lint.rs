@@ -69,17 +69,10 @@ pub struct Rules {
     pg_version: Option<squawk_linter::Version>,
 }
 
-fn parse_rules(key: &str, names: &[String]) -> Result<Vec<Rule>, MigrateError> {
+fn parse_rules(key: &'static str, names: &[String]) -> Result<Vec<Rule>, MigrateError> {
     names
         .iter()
-        .map(|n| {
-            Rule::from_str(n.trim()).map_err(|_| {
-                MigrateError::Input(format!(
-                    "unknown lint rule `{n}` in migrate.lint.{key}; rule names are squawk's, e.g. \
-                     require-concurrent-index-creation, adding-not-nullable-field, ban-drop-column"
-                ))
-            })
-        })
+        .map(|n| Rule::from_str(n.trim()).map_err(|_| MigrateError::UnknownLintRule { key, rule: n.clone() }))
         .collect()
 }
 
@@ -97,11 +90,10 @@ impl Rules {
         let warn = parse_rules("warn", &config.warn)?;
         let error = parse_rules("error", &config.error)?;
         let pg_version = match &config.pg_version {
-            Some(v) => Some(squawk_linter::Version::from_str(v).map_err(|e| {
-                MigrateError::Input(format!(
-                    "invalid migrate.lint.pg_version `{v}`: {e:?}; use e.g. \"15\" or \"16.2\""
-                ))
-            })?),
+            Some(v) => Some(
+                squawk_linter::Version::from_str(v)
+                    .map_err(|error| MigrateError::LintPgVersion { version: v.clone(), error })?,
+            ),
             None => None,
         };
         let rules = Linter::with_rules(&include, &exclude).rules.into_iter().collect();

@@ -49,9 +49,29 @@ pub enum MigrateError {
     #[error("{}: {message}", path.display())]
     Source { path: PathBuf, message: String },
 
-    /// A bad argument or setting (exit 2).
-    #[error("{0}")]
-    Input(String),
+    // A bad argument or setting (exit 2).
+    #[error("migration name `{name}` has no letters or digits")]
+    NameWithoutWords { name: String },
+    #[error("--reversible needs sqlx-style names (.up.sql/.down.sql)")]
+    ReversibleFlyway,
+    /// `migrate baseline VERSION` with a version no migration has (a typo would mark every
+    /// migration below it applied).
+    #[error(
+        "baseline {version}: no migration in {} has this version; give the version of the newest migration the \
+         database already has (see `opsbook migrate status`)",
+        dir.display()
+    )]
+    UnknownBaseline { version: i64, dir: PathBuf },
+    #[error("--target {version}: no migration has this version")]
+    UnknownTarget { version: i64 },
+    /// `key` is the list of `[migrate.lint]` it is in (include, exclude, warn, error).
+    #[error(
+        "unknown lint rule `{rule}` in migrate.lint.{key}; rule names are squawk's, e.g. \
+         require-concurrent-index-creation, adding-not-nullable-field, ban-drop-column"
+    )]
+    UnknownLintRule { key: &'static str, rule: String },
+    #[error("invalid migrate.lint.pg_version `{version}`: {error:?}; use e.g. \"15\" or \"16.2\"")]
+    LintPgVersion { version: String, error: <squawk_linter::Version as std::str::FromStr>::Err },
 
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -84,9 +104,15 @@ pub enum MigrateError {
     )]
     Dirty { version: i64 },
 
-    /// Applied migrations no longer match their files (exit 1).
-    #[error("{0}")]
-    Drifted(String),
+    /// Applied migrations no longer match their files (exit 1). Each of `drifted` is
+    /// `VERSION DESCRIPTION (STATE)`; `missing` says whether files are missing.
+    #[error(
+        "applied migrations no longer match the files: {}. Run `opsbook migrate validate` to see what changed; \
+         restore the files{}",
+        drifted.join(", "),
+        if *missing { " or pass --ignore-missing" } else { "" }
+    )]
+    Drifted { drifted: Vec<String>, missing: bool },
 
     /// Pending migrations have lint errors and --allow-unsafe was not given (exit 1).
     #[error("{}", unsafe_message(findings))]
@@ -105,9 +131,27 @@ pub enum MigrateError {
     )]
     Execute { label: String, file: String, line: Option<usize>, message: String, attempts: u32, applied_before: usize },
 
-    /// Ctrl-C / SIGTERM during a run (exit 130); says what was applied.
-    #[error("{0}")]
-    Interrupted(String),
+    // Ctrl-C / SIGTERM during a run (exit 130); each says what was applied.
+    #[error("interrupted before migration {label}; {applied} migration(s) of this run were applied and committed")]
+    InterruptedBefore { label: String, applied: usize },
+    /// `no_tx`: the migration runs without a transaction, so what it ran stays.
+    #[error(
+        "interrupted during migration {label}: {}{}",
+        if *no_tx {
+            "it runs without a transaction, so its statements before that point stay applied, and it is not \
+             recorded: check them before running again"
+        } else {
+            "it was rolled back"
+        },
+        if *applied_before > 0 {
+            format!("; the {applied_before} migration(s) before it in this run were applied and committed")
+        } else {
+            String::new()
+        }
+    )]
+    InterruptedDuring { label: String, no_tx: bool, applied_before: usize },
+    #[error("interrupted; the dry run was rolled back and changed nothing")]
+    DryRunInterrupted,
 }
 
 fn unsafe_message(findings: &[Finding]) -> String {
@@ -135,14 +179,22 @@ impl MigrateError {
 impl Classify for MigrateError {
     fn class(&self) -> ErrorClass {
         match self {
-            MigrateError::Source { .. } | MigrateError::Input(_) => ErrorClass::Usage,
+            MigrateError::Source { .. }
+            | MigrateError::NameWithoutWords { .. }
+            | MigrateError::ReversibleFlyway
+            | MigrateError::UnknownBaseline { .. }
+            | MigrateError::UnknownTarget { .. }
+            | MigrateError::UnknownLintRule { .. }
+            | MigrateError::LintPgVersion { .. } => ErrorClass::Usage,
             MigrateError::Pg(e) => e.class(),
             MigrateError::Config(e) => e.class(),
             MigrateError::Busy { .. } => ErrorClass::Busy,
-            MigrateError::Interrupted(_) => ErrorClass::Interrupted,
+            MigrateError::InterruptedBefore { .. }
+            | MigrateError::InterruptedDuring { .. }
+            | MigrateError::DryRunInterrupted => ErrorClass::Interrupted,
             MigrateError::Io { .. }
             | MigrateError::Dirty { .. }
-            | MigrateError::Drifted(_)
+            | MigrateError::Drifted { .. }
             | MigrateError::Unsafe { .. }
             | MigrateError::Execute { .. } => ErrorClass::Failed,
         }

@@ -95,41 +95,61 @@ enum Parsed {
     Repeatable { description: String },
 }
 
-fn parse_name(name: &str) -> Result<Parsed, String> {
-    let stem = name.strip_suffix(".sql").ok_or("not a .sql file")?;
+/// Why a file name does not name a migration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NameError {
+    #[error("not a .sql file")]
+    NotSql,
+    #[error("a repeatable migration needs a description after R__")]
+    RepeatableWithoutDescription,
+    #[error("a Flyway-style name needs `__` between version and description")]
+    FlywayWithoutSeparator,
+    #[error("the description after `__` is empty")]
+    FlywayWithoutDescription,
+    #[error("no `_` between version and description")]
+    NoSeparator,
+    #[error("the description is empty")]
+    NoDescription,
+    #[error("version `{version}` is not an integer")]
+    NotAnInteger { version: String },
+    #[error("version `{version}` does not fit in a 64-bit integer")]
+    TooLarge { version: String },
+}
+
+fn parse_name(name: &str) -> Result<Parsed, NameError> {
+    let stem = name.strip_suffix(".sql").ok_or(NameError::NotSql)?;
     if let Some(desc) = stem.strip_prefix("R__") {
         if desc.trim_matches('_').is_empty() {
-            return Err("a repeatable migration needs a description after R__".into());
+            return Err(NameError::RepeatableWithoutDescription);
         }
         return Ok(Parsed::Repeatable { description: desc.replace('_', " ") });
     }
     if let Some(rest) = stem.strip_prefix('V').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
-        let (version, desc) =
-            rest.split_once("__").ok_or("a Flyway-style name needs `__` between version and description")?;
+        let (version, desc) = rest.split_once("__").ok_or(NameError::FlywayWithoutSeparator)?;
         let version = parse_version(version)?;
         if desc.trim_matches('_').is_empty() {
-            return Err("the description after `__` is empty".into());
+            return Err(NameError::FlywayWithoutDescription);
         }
         return Ok(Parsed::Versioned { version, description: desc.replace('_', " "), style: Style::Flyway });
     }
     // sqlx: everything before the first `_` is the version.
-    let (version, rest) = name.split_once('_').ok_or("no `_` between version and description")?;
+    let (version, rest) = name.split_once('_').ok_or(NameError::NoSeparator)?;
     let version = parse_version(version)?;
     if let Some(_desc) = rest.strip_suffix(".down.sql") {
         return Ok(Parsed::Down { version });
     }
     let desc = rest.strip_suffix(".up.sql").or_else(|| rest.strip_suffix(".sql")).unwrap_or(rest);
     if desc.is_empty() {
-        return Err("the description is empty".into());
+        return Err(NameError::NoDescription);
     }
     Ok(Parsed::Versioned { version, description: desc.replace('_', " "), style: Style::Sqlx })
 }
 
-fn parse_version(text: &str) -> Result<i64, String> {
+fn parse_version(text: &str) -> Result<i64, NameError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("version `{text}` is not an integer"));
+        return Err(NameError::NotAnInteger { version: text.to_string() });
     }
-    text.parse::<i64>().map_err(|_| format!("version `{text}` does not fit in a 64-bit integer"))
+    text.parse::<i64>().map_err(|_| NameError::TooLarge { version: text.to_string() })
 }
 
 /// SHA-384 of a migration's bytes, as sqlx computes it.
@@ -144,6 +164,7 @@ pub fn is_no_tx(sql: &str) -> bool {
 
 /// Reads and checks a migrations directory. A missing directory is an error that says how to
 /// create one.
+// Long by design: one pass that reads, parses and pairs the files, refusing each clash where it appears.
 pub fn load(dir: &Path) -> Result<Source, MigrateError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
@@ -280,13 +301,13 @@ pub fn create(
 ) -> Result<Vec<PathBuf>, MigrateError> {
     let slug = slug(name);
     if slug.is_empty() {
-        return Err(MigrateError::Input(format!("migration name `{name}` has no letters or digits")));
+        return Err(MigrateError::NameWithoutWords { name: name.to_string() });
     }
     std::fs::create_dir_all(dir).map_err(|e| MigrateError::io("create directory", dir, e))?;
     let source = load(dir)?;
     let style = style.unwrap_or_else(|| source.style());
     if reversible && style == Style::Flyway {
-        return Err(MigrateError::Input("--reversible needs sqlx-style names (.up.sql/.down.sql)".into()));
+        return Err(MigrateError::ReversibleFlyway);
     }
     let stamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().expect("timestamp digits");
     let newest = source.versioned.last().and_then(|m| m.version).unwrap_or(0);

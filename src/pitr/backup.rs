@@ -19,13 +19,13 @@ pub enum BackupType {
 }
 
 impl std::str::FromStr for BackupType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PitrError;
+    fn from_str(s: &str) -> Result<Self, PitrError> {
         match s {
             "full" => Ok(BackupType::Full),
             "diff" => Ok(BackupType::Diff),
             "incr" => Ok(BackupType::Incr),
-            other => Err(format!("'{other}' is not a backup type: full, diff or incr")),
+            other => Err(PitrError::setting("type", format!("'{other}' is not a backup type: full, diff or incr"))),
         }
     }
 }

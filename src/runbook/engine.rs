@@ -53,10 +53,6 @@ struct Params {
     recorded: BTreeMap<String, Value>,
 }
 
-fn param_error(name: &str, message: impl Into<String>) -> RunbookError {
-    RunbookError::Param { name: name.into(), message: message.into() }
-}
-
 fn resolve_params(
     rb: &Runbook,
     req: &RunRequest,
@@ -66,15 +62,11 @@ fn resolve_params(
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in &req.params {
         if !rb.file.params.contains_key(k) {
-            let known: Vec<&str> = rb.file.params.keys().map(String::as_str).collect();
-            return Err(param_error(
-                k,
-                format!(
-                    "not declared by {} (its parameters: {})",
-                    rb.path.display(),
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
-                ),
-            ));
+            return Err(RunbookError::UndeclaredParam {
+                name: k.clone(),
+                path: rb.path.clone(),
+                declared: rb.file.params.keys().cloned().collect(),
+            });
         }
         given.insert(k, v);
     }
@@ -101,13 +93,14 @@ fn resolve_params(
             });
         let Some(raw) = raw else {
             if spec.required || spec.kind == ParamType::Secret {
-                return Err(param_error(name, format!("required: pass --param {name}=VALUE or set {env_name}")));
+                return Err(RunbookError::MissingParam { name: name.clone(), env: env_name });
             }
             // An optional parameter without a value is empty: false in `when`, null in inputs.
             params.all.insert(name.clone(), Value::Null);
             continue;
         };
-        let value = validate::convert(spec, &raw).map_err(|e| param_error(name, e))?;
+        let value =
+            validate::convert(spec, &raw).map_err(|error| RunbookError::ParamValue { name: name.clone(), error })?;
         // Registered before the first write (the audit line, the journal): a URL password in a
         // parameter of any type is a secret.
         crate::redact::register_urls_in(&raw);
@@ -164,22 +157,7 @@ pub async fn execute(
         None => None,
     };
     let previous = match &req.resume {
-        Some(id) => {
-            let j = RunJournal::load(id)?;
-            if j.sha256 != rb.sha256 {
-                return Err(RunbookError::Resume(format!(
-                    "{} changed since run {id} started; start a new run instead of --resume",
-                    rb.path.display()
-                )));
-            }
-            if j.status == RunStatus::Ok {
-                return Err(RunbookError::Resume(format!("run {id} already completed")));
-            }
-            if j.dry_run {
-                return Err(RunbookError::Resume(format!("run {id} was a dry run; start a new run")));
-            }
-            Some(j)
-        }
+        Some(id) => Some(resumable(rb, id)?),
         None => None,
     };
     let params = resolve_params(rb, req, previous.as_ref(), interaction)?;
@@ -195,8 +173,9 @@ pub async fn execute(
     };
     let steps: Vec<&StepSpec> = rb.file.steps.iter().map(|s| s.get_ref()).collect();
     let from_index = match &req.from {
-        Some(id) => Some(steps.iter().position(|s| s.id.get_ref() == id).ok_or_else(|| {
-            RunbookError::Resume(format!("--from {id}: no such step (steps: {})", rb.step_ids().join(", ")))
+        Some(id) => Some(steps.iter().position(|s| s.id.get_ref() == id).ok_or_else(|| RunbookError::NoSuchStep {
+            from: id.clone(),
+            steps: rb.step_ids().into_iter().map(String::from).collect(),
         })?),
         None => None,
     };
@@ -207,34 +186,7 @@ pub async fn execute(
             j.params = params.recorded.clone();
             j
         }
-        None => RunJournal {
-            run_id: new_run_id(),
-            runbook: rb.file.name.clone(),
-            path: std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()),
-            sha256: rb.sha256.clone(),
-            started: Utc::now(),
-            finished: None,
-            status: RunStatus::Running,
-            dry_run: req.dry_run,
-            params: params.recorded.clone(),
-            steps: steps
-                .iter()
-                .map(|s| StepRecord {
-                    id: s.id.get_ref().clone(),
-                    name: s.name.clone(),
-                    action: s.action.get_ref().clone(),
-                    status: StepStatus::Pending,
-                    started: None,
-                    duration_ms: None,
-                    attempts: 0,
-                    outputs: Default::default(),
-                    masked: Vec::new(),
-                    error: None,
-                    error_class: None,
-                    note: None,
-                })
-                .collect(),
-        },
+        None => new_journal(rb, req, &steps, &params),
     };
     if run_lock.is_none() {
         run_lock = Some(lock_run(&journal.run_id, rb, req)?);
@@ -247,6 +199,81 @@ pub async fn execute(
     audit(rb, &journal, "run_started", None)?;
 
     let env = StepEnv { rb, req, config, interaction, reporter, params: &params };
+    let mut failure = run_steps(&env, observer, &steps, &mut journal, from_index, &again).await?;
+    journal.status = if crate::signal::is_interrupted() {
+        failure = Some(ErrorClass::Interrupted);
+        RunStatus::Interrupted
+    } else if failure.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    journal.finished = Some(Utc::now());
+    journal.save()?;
+    audit(rb, &journal, "run_finished", None)?;
+    Ok(RunOutcome { journal, failure })
+}
+
+/// The journal of run `run_id`, if the run can be resumed: same runbook text, not finished,
+/// not a dry run.
+fn resumable(rb: &Runbook, run_id: &str) -> Result<RunJournal, RunbookError> {
+    let j = RunJournal::load(run_id)?;
+    let run_id = run_id.to_string();
+    if j.sha256 != rb.sha256 {
+        return Err(RunbookError::Changed { path: rb.path.clone(), run_id });
+    }
+    if j.status == RunStatus::Ok {
+        return Err(RunbookError::Completed { run_id });
+    }
+    if j.dry_run {
+        return Err(RunbookError::DryRunResumed { run_id });
+    }
+    Ok(j)
+}
+
+/// The journal of a new run: every step pending.
+fn new_journal(rb: &Runbook, req: &RunRequest, steps: &[&StepSpec], params: &Params) -> RunJournal {
+    RunJournal {
+        run_id: new_run_id(),
+        runbook: rb.file.name.clone(),
+        path: std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()),
+        sha256: rb.sha256.clone(),
+        started: Utc::now(),
+        finished: None,
+        status: RunStatus::Running,
+        dry_run: req.dry_run,
+        params: params.recorded.clone(),
+        steps: steps
+            .iter()
+            .map(|s| StepRecord {
+                id: s.id.get_ref().clone(),
+                name: s.name.clone(),
+                action: s.action.get_ref().clone(),
+                status: StepStatus::Pending,
+                started: None,
+                duration_ms: None,
+                attempts: 0,
+                outputs: Default::default(),
+                masked: Vec::new(),
+                error: None,
+                error_class: None,
+                note: None,
+            })
+            .collect(),
+    }
+}
+
+/// Runs (or skips) each step in order, saving the journal and auditing after each; returns
+/// the class of the failure that decides the run's outcome. Failure routing: after a failure
+/// only `always` steps run, plus those its on_failure list names (`continue` carries on).
+async fn run_steps(
+    env: &StepEnv<'_>,
+    observer: &dyn RunObserver,
+    steps: &[&StepSpec],
+    journal: &mut RunJournal,
+    from_index: Option<usize>,
+    again: &HashMap<usize, String>,
+) -> Result<Option<ErrorClass>, RunbookError> {
     let total = steps.len();
     let mut failure: Option<ErrorClass> = None;
     // After an abort: only `always` steps, plus the steps an on_failure list names.
@@ -265,12 +292,12 @@ pub async fn execute(
         };
         let interrupted = crate::signal::is_interrupted();
         if before_from {
-            skip(&mut journal, "before --from");
+            skip(journal, "before --from");
         } else if (failing || interrupted) && !step.always && !rescue.contains(&id) {
-            skip(&mut journal, if interrupted { "interrupted" } else { "an earlier step failed" });
+            skip(journal, if interrupted { "interrupted" } else { "an earlier step failed" });
         } else {
             observer.step_started(index, total, &journal.steps[index]);
-            run_step(&env, &mut journal, index, step).await;
+            run_step(env, journal, index, step).await;
             let why = again.get(&index).filter(|w| !w.is_empty());
             if let Some(why) = why.filter(|_| journal.steps[index].status == StepStatus::Ok) {
                 journal.steps[index].note = Some(why.clone());
@@ -294,20 +321,9 @@ pub async fn execute(
         }
         observer.step_finished(index, total, &journal.steps[index]);
         journal.save()?;
-        audit(rb, &journal, "step_finished", Some(index))?;
+        audit(env.rb, journal, "step_finished", Some(index))?;
     }
-    journal.status = if crate::signal::is_interrupted() {
-        failure = Some(ErrorClass::Interrupted);
-        RunStatus::Interrupted
-    } else if failure.is_some() {
-        RunStatus::Failed
-    } else {
-        RunStatus::Ok
-    };
-    journal.finished = Some(Utc::now());
-    journal.save()?;
-    audit(rb, &journal, "run_finished", None)?;
-    Ok(RunOutcome { journal, failure })
+    Ok(failure)
 }
 
 /// Takes the lock of run `run_id`, held until the run or resume ends.
@@ -341,13 +357,13 @@ fn run_again(steps: &[&StepSpec], journal: &RunJournal) -> Result<HashMap<usize,
             if journal.steps[j].status == StepStatus::Ok && journal.steps[j].output_masked(&key) {
                 let action = steps[j].action.get_ref();
                 if !actions::repeatable_on_resume(action) {
-                    return Err(RunbookError::Resume(format!(
-                        "cannot resume run {}: step '{other}' ({action}) finished, and its output `{key}` held a secret, \
-                         which the journal does not keep; step '{}' needs it, and running '{other}' again could \
-                         repeat its effect. Start a new run of the runbook instead",
-                        journal.run_id,
-                        step.id.get_ref()
-                    )));
+                    return Err(RunbookError::SecretOutput {
+                        run_id: journal.run_id.clone(),
+                        producer: other,
+                        action: action.clone(),
+                        key,
+                        step: step.id.get_ref().clone(),
+                    });
                 }
                 again.entry(j).or_insert_with(|| {
                     format!("run again on resume: its output `{key}` held a secret, which the journal does not keep")
@@ -452,7 +468,7 @@ async fn prepare_and_run(
     let StepEnv { rb, req, config, interaction, reporter, params } = *env;
     let id = step.id.get_ref();
     let look = lookup(params, journal);
-    let input_err = |e: interp::InterpError| (ActionError::Input(format!("step `{id}`: {}", e.message)), 0);
+    let input_err = |error: interp::InterpError| (ActionError::Interpolation { step: id.clone(), error }, 0);
     if let Some(when) = &step.when {
         let rendered = interp::as_text(&interp::render(when.get_ref(), &look).map_err(input_err)?);
         if !interp::truthy(&rendered) {
@@ -527,9 +543,7 @@ async fn run_bounded(
 ) -> Result<actions::Outputs, ActionError> {
     let timed = async {
         match timeout {
-            Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
-                Err(ActionError::Failed(format!("timed out after {}", humantime::format_duration(t))))
-            }),
+            Some(t) => tokio::time::timeout(t, run).await.unwrap_or(Err(ActionError::TimedOut { after: t })),
             None => run.await,
         }
     };
@@ -538,7 +552,7 @@ async fn run_bounded(
     }
     tokio::select! {
         r = timed => r,
-        _ = crate::signal::interrupted() => Err(ActionError::Failed("interrupted".into())),
+        _ = crate::signal::interrupted() => Err(ActionError::Stopped),
     }
 }
 
@@ -549,9 +563,7 @@ fn confirm_destructive(
     target: &str,
 ) -> Result<(), ActionError> {
     if !interaction.can_prompt() {
-        return Err(ActionError::NeedsConfirmation(format!(
-            "step `{id}` is destructive and there is no terminal to confirm it; pass --yes"
-        )));
+        return Err(ActionError::DestructiveNoTerminal { step: id.to_string() });
     }
     let title = step.name.clone().unwrap_or_else(|| id.to_string());
     let confirmed = tokio::task::block_in_place(|| match step.confirm {
@@ -561,6 +573,6 @@ fn confirm_destructive(
     if confirmed {
         Ok(())
     } else {
-        Err(ActionError::NeedsConfirmation(format!("step `{id}` was not confirmed")))
+        Err(ActionError::NotConfirmed { step: id.to_string() })
     }
 }

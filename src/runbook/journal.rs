@@ -109,17 +109,16 @@ impl RunJournal {
 
     pub fn load(run_id: &str) -> Result<RunJournal, RunbookError> {
         if !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(RunbookError::Resume(format!("invalid run id `{run_id}`")));
+            return Err(RunbookError::RunId { run_id: run_id.to_string() });
         }
         let path = journal_path(run_id);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            RunbookError::Resume(format!(
-                "no journal for run {run_id} at {} ({e}); `opsbook run` prints run ids",
-                path.display()
-            ))
+        let text = std::fs::read_to_string(&path).map_err(|error| RunbookError::NoJournal {
+            run_id: run_id.to_string(),
+            path: path.clone(),
+            error,
         })?;
-        let mut journal: RunJournal = serde_json::from_str(&text)
-            .map_err(|e| RunbookError::Resume(format!("unreadable journal {}: {e}", path.display())))?;
+        let mut journal: RunJournal =
+            serde_json::from_str(&text).map_err(|source| RunbookError::Journal { path, source })?;
         // Journals written before `masked` existed: recognise the mask itself (`***`, as
         // `redact` writes it).
         for step in journal.steps.iter_mut().filter(|s| s.masked.is_empty()) {

@@ -30,10 +30,42 @@ pub enum RunbookError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid runbook {}:\n{}", path.display(), render(path, diagnostics))]
     Invalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
-    #[error("parameter {name}: {message}")]
-    Param { name: String, message: String },
-    #[error("{0}")]
-    Resume(String),
+    #[error(
+        "parameter {name}: not declared by {} (its parameters: {})",
+        path.display(),
+        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+    )]
+    UndeclaredParam { name: String, path: PathBuf, declared: Vec<String> },
+    #[error("parameter {name}: required: pass --param {name}=VALUE or set {env}")]
+    MissingParam { name: String, env: String },
+    #[error("parameter {name}: {error}")]
+    ParamValue { name: String, error: validate::ParamValueError },
+    #[error("invalid run id `{run_id}`")]
+    RunId { run_id: String },
+    #[error("no journal for run {run_id} at {} ({error}); `opsbook run` prints run ids", path.display())]
+    NoJournal { run_id: String, path: PathBuf, error: std::io::Error },
+    #[error("unreadable journal {}: {source}", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} changed since run {run_id} started; start a new run instead of --resume", path.display())]
+    Changed { path: PathBuf, run_id: String },
+    #[error("run {run_id} already completed")]
+    Completed { run_id: String },
+    #[error("run {run_id} was a dry run; start a new run")]
+    DryRunResumed { run_id: String },
+    #[error("--from {from}: no such step (steps: {})", steps.join(", "))]
+    NoSuchStep { from: String, steps: Vec<String> },
+    /// A resume would have to run a step with effects again for a secret output of it that the
+    /// journal does not keep.
+    #[error(
+        "cannot resume run {run_id}: step '{producer}' ({action}) finished, and its output `{key}` held a secret, \
+         which the journal does not keep; step '{step}' needs it, and running '{producer}' again could repeat its \
+         effect. Start a new run of the runbook instead"
+    )]
+    SecretOutput { run_id: String, producer: String, action: String, key: String, step: String },
     #[error("cannot write run state {}: {source}", path.display())]
     State { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -53,8 +85,17 @@ impl Classify for RunbookError {
         match self {
             RunbookError::Read { .. }
             | RunbookError::Invalid { .. }
-            | RunbookError::Param { .. }
-            | RunbookError::Resume(_) => ErrorClass::Usage,
+            | RunbookError::UndeclaredParam { .. }
+            | RunbookError::MissingParam { .. }
+            | RunbookError::ParamValue { .. }
+            | RunbookError::RunId { .. }
+            | RunbookError::NoJournal { .. }
+            | RunbookError::Journal { .. }
+            | RunbookError::Changed { .. }
+            | RunbookError::Completed { .. }
+            | RunbookError::DryRunResumed { .. }
+            | RunbookError::NoSuchStep { .. }
+            | RunbookError::SecretOutput { .. } => ErrorClass::Usage,
             RunbookError::State { .. } => ErrorClass::Failed,
             RunbookError::Lock(crate::lock::LockError::Busy { .. }) => ErrorClass::Busy,
             RunbookError::Lock(_) => ErrorClass::Failed,

@@ -4,8 +4,10 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use toml::Spanned;
+
 use super::actions;
-use super::format::{ConfirmMode, OnFailure, ParamSpec, ParamType, RunbookFile};
+use super::format::{ConfirmMode, OnFailure, ParamSpec, ParamType, RunbookFile, StepSpec};
 use super::interp::{self, Ref};
 use super::Diagnostic;
 
@@ -47,8 +49,8 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
         if !valid_id(name) {
             c.at(span.clone(), format!("invalid parameter name `{name}`: use letters, digits, '-' and '_'"));
         }
-        if let Err(message) = check_param(name, spec) {
-            c.at(span, message);
+        if let Err(e) = check_param(name, spec) {
+            c.at(span, e.to_string());
         }
     }
     if file.steps.is_empty() {
@@ -65,98 +67,107 @@ pub fn check(file: &RunbookFile, source: &str) -> Vec<Diagnostic> {
         if !seen.insert(id) {
             c.at(step.id.span(), format!("duplicate step id `{id}`"));
         }
-        let action = step.action.get_ref().as_str();
-        let earlier: HashSet<&str> = ids[..index].iter().copied().collect();
-        match actions::fields(action) {
-            None => c.at(
-                step.action.span(),
-                format!("unknown action `{action}`; known actions: {}", actions::ACTIONS.join(", ")),
-            ),
-            Some((allowed, required)) => {
-                let (span, table) = match &step.with {
-                    Some(w) => (w.span(), Some(w.get_ref())),
-                    None => (spanned.span(), None),
-                };
-                let empty = toml::Table::new();
-                let table = table.unwrap_or(&empty);
-                for key in table.keys() {
-                    if !allowed.contains(key) {
-                        c.at(
-                            span.clone(),
-                            format!(
-                                "step `{id}`: action `{action}` has no input `{key}` (inputs: {})",
-                                if allowed.is_empty() { "none".into() } else { allowed.join(", ") }
-                            ),
-                        );
-                    }
-                }
-                for key in &required {
-                    if !table.contains_key(key) {
-                        c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
-                    }
-                }
-                if action == "shell" {
-                    check_secret_argv(&mut c, span.clone(), id, table, file);
-                }
-                let mut has_refs = false;
-                for value in table.values() {
-                    let refs = interp::value_refs(value);
-                    has_refs |= refs.as_ref().map_or(true, |r| !r.is_empty());
-                    check_refs(&mut c, span.clone(), id, refs, file, &earlier);
-                }
-                // Without references the inputs are final: check their types now, not mid-run.
-                if !has_refs && c.out.is_empty() {
-                    let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
-                    if let Ok(value) = literal {
-                        if let Err(e) = actions::check_literal(action, value) {
-                            c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(when) = &step.when {
-            check_refs(&mut c, when.span(), id, interp::refs(when.get_ref()), file, &earlier);
-        }
-        if let Some(target) = &step.target {
-            check_refs(&mut c, spanned.span(), id, interp::refs(target), file, &earlier);
-        }
-        if let Some(timeout) = &step.timeout {
-            if let Err(e) = humantime::parse_duration(timeout.get_ref()) {
-                c.at(
-                    timeout.span(),
-                    format!("step `{id}`: invalid timeout `{}`: {e} (e.g. 30s, 15m, 2h)", timeout.get_ref()),
-                );
-            }
-        }
-        if let Some(retry) = &step.retry {
-            if retry.attempts == 0 {
-                c.at(spanned.span(), format!("step `{id}`: retry.attempts must be at least 1"));
-            }
-            if let Some(delay) = &retry.delay {
-                if let Err(e) = humantime::parse_duration(delay) {
-                    c.at(spanned.span(), format!("step `{id}`: invalid retry.delay `{delay}`: {e}"));
-                }
-            }
-            if retry.backoff.is_some_and(|b| !(1.0..=10.0).contains(&b)) {
-                c.at(spanned.span(), format!("step `{id}`: retry.backoff must be between 1.0 and 10.0"));
-            }
-        }
-        if let Some(OnFailure::Goto(targets)) = &step.on_failure {
-            for target in targets {
-                if !ids[index + 1..].contains(&target.as_str()) {
-                    c.at(
-                        spanned.span(),
-                        format!("step `{id}`: on_failure names `{target}`, which is not a later step"),
-                    );
-                }
-            }
-        }
-        if step.confirm == Some(ConfirmMode::TypeName) && !step.destructive {
-            c.at(spanned.span(), format!("step `{id}`: confirm = \"type-name\" needs destructive = true"));
-        }
+        check_step(&mut c, file, spanned, &ids[..index], &ids[index + 1..]);
     }
     c.out
+}
+
+/// The problems of one step besides its id; `earlier` and `later` are the ids of the steps
+/// before and after it.
+fn check_step(c: &mut Checker<'_>, file: &RunbookFile, spanned: &Spanned<StepSpec>, earlier: &[&str], later: &[&str]) {
+    let step = spanned.get_ref();
+    let id = step.id.get_ref().as_str();
+    let earlier: HashSet<&str> = earlier.iter().copied().collect();
+    check_inputs(c, file, spanned, &earlier);
+    if let Some(when) = &step.when {
+        check_refs(c, when.span(), id, interp::refs(when.get_ref()), file, &earlier);
+    }
+    if let Some(target) = &step.target {
+        check_refs(c, spanned.span(), id, interp::refs(target), file, &earlier);
+    }
+    if let Some(timeout) = &step.timeout {
+        if let Err(e) = humantime::parse_duration(timeout.get_ref()) {
+            c.at(
+                timeout.span(),
+                format!("step `{id}`: invalid timeout `{}`: {e} (e.g. 30s, 15m, 2h)", timeout.get_ref()),
+            );
+        }
+    }
+    if let Some(retry) = &step.retry {
+        if retry.attempts == 0 {
+            c.at(spanned.span(), format!("step `{id}`: retry.attempts must be at least 1"));
+        }
+        if let Some(delay) = &retry.delay {
+            if let Err(e) = humantime::parse_duration(delay) {
+                c.at(spanned.span(), format!("step `{id}`: invalid retry.delay `{delay}`: {e}"));
+            }
+        }
+        if retry.backoff.is_some_and(|b| !(1.0..=10.0).contains(&b)) {
+            c.at(spanned.span(), format!("step `{id}`: retry.backoff must be between 1.0 and 10.0"));
+        }
+    }
+    if let Some(OnFailure::Goto(targets)) = &step.on_failure {
+        for target in targets {
+            if !later.contains(&target.as_str()) {
+                c.at(spanned.span(), format!("step `{id}`: on_failure names `{target}`, which is not a later step"));
+            }
+        }
+    }
+    if step.confirm == Some(ConfirmMode::TypeName) && !step.destructive {
+        c.at(spanned.span(), format!("step `{id}`: confirm = \"type-name\" needs destructive = true"));
+    }
+}
+
+/// The step's action and its `with` table: known inputs, required ones, references, and (when
+/// nothing is interpolated) the input types.
+fn check_inputs(c: &mut Checker<'_>, file: &RunbookFile, spanned: &Spanned<StepSpec>, earlier: &HashSet<&str>) {
+    let step = spanned.get_ref();
+    let id = step.id.get_ref().as_str();
+    let action = step.action.get_ref().as_str();
+    let Some((allowed, required)) = actions::fields(action) else {
+        c.at(step.action.span(), format!("unknown action `{action}`; known actions: {}", actions::ACTIONS.join(", ")));
+        return;
+    };
+    let (span, table) = match &step.with {
+        Some(w) => (w.span(), Some(w.get_ref())),
+        None => (spanned.span(), None),
+    };
+    let empty = toml::Table::new();
+    let table = table.unwrap_or(&empty);
+    for key in table.keys() {
+        if !allowed.contains(key) {
+            c.at(
+                span.clone(),
+                format!(
+                    "step `{id}`: action `{action}` has no input `{key}` (inputs: {})",
+                    if allowed.is_empty() { "none".into() } else { allowed.join(", ") }
+                ),
+            );
+        }
+    }
+    for key in &required {
+        if !table.contains_key(key) {
+            c.at(span.clone(), format!("step `{id}`: action `{action}` needs input `{key}`"));
+        }
+    }
+    if action == "shell" {
+        check_secret_argv(c, span.clone(), id, table, file);
+    }
+    let mut has_refs = false;
+    for value in table.values() {
+        let refs = interp::value_refs(value);
+        has_refs |= refs.as_ref().map_or(true, |r| !r.is_empty());
+        check_refs(c, span.clone(), id, refs, file, earlier);
+    }
+    // Without references the inputs are final: check their types now, not mid-run.
+    if !has_refs && c.out.is_empty() {
+        let literal = interp::render_value(&toml::Value::Table(table.clone()), &|_| None);
+        if let Ok(value) = literal {
+            if let Some(Err(e)) = actions::check_literal(action, value) {
+                c.at(span.clone(), format!("step `{id}`: invalid input for action `{action}`: {e}"));
+            }
+        }
+    }
 }
 
 fn check_refs(
@@ -209,9 +220,20 @@ fn check_secret_argv(c: &mut Checker<'_>, span: Range<usize>, step: &str, with: 
     }
 }
 
-fn check_param(name: &str, spec: &ParamSpec) -> Result<(), String> {
+/// A parameter declaration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamSpecError {
+    #[error("parameter `{name}`: invalid pattern: {error}")]
+    Pattern { name: String, error: regex_lite::Error },
+    #[error("parameter `{name}`: a secret cannot have a default in the file")]
+    SecretDefault { name: String },
+    #[error("parameter `{name}`: default {error}")]
+    Default { name: String, error: ParamValueError },
+}
+
+fn check_param(name: &str, spec: &ParamSpec) -> Result<(), ParamSpecError> {
     if let Some(pattern) = &spec.pattern {
-        regex_lite::Regex::new(pattern).map_err(|e| format!("parameter `{name}`: invalid pattern: {e}"))?;
+        regex_lite::Regex::new(pattern).map_err(|error| ParamSpecError::Pattern { name: name.into(), error })?;
     }
     if let Some(default) = &spec.default {
         let text = match default {
@@ -219,66 +241,102 @@ fn check_param(name: &str, spec: &ParamSpec) -> Result<(), String> {
             other => other.to_string(),
         };
         if spec.kind == ParamType::Secret {
-            return Err(format!("parameter `{name}`: a secret cannot have a default in the file"));
+            return Err(ParamSpecError::SecretDefault { name: name.into() });
         }
-        convert(spec, &text).map_err(|e| format!("parameter `{name}`: default {e}"))?;
+        convert(spec, &text).map_err(|error| ParamSpecError::Default { name: name.into(), error })?;
     }
     Ok(())
 }
 
+/// A parameter value its declaration does not allow.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamValueError {
+    #[error("`{value}` is not one of: {}", allowed.join(", "))]
+    NotAllowed { value: String, allowed: Vec<String> },
+    #[error(transparent)]
+    Pattern(regex_lite::Error),
+    #[error("`{value}` does not match the pattern {pattern}")]
+    NoMatch { value: String, pattern: String },
+    #[error("`{value}` is not an integer")]
+    NotInt { value: String },
+    #[error("`{value}` is not a boolean (true/false)")]
+    NotBool { value: String },
+    #[error("`{value}` is not a duration: {error}")]
+    NotDuration { value: String, error: humantime::DurationError },
+    #[error("`{value}` is not a URL: {error}")]
+    NotUrl { value: String, error: url::ParseError },
+}
+
 /// Converts and checks a parameter value against its spec.
-pub fn convert(spec: &ParamSpec, raw: &str) -> Result<serde_json::Value, String> {
+pub fn convert(spec: &ParamSpec, raw: &str) -> Result<serde_json::Value, ParamValueError> {
+    let value = || raw.to_string();
     if let Some(allowed) = &spec.allowed {
         if !allowed.iter().any(|a| a == raw) {
-            return Err(format!("`{raw}` is not one of: {}", allowed.join(", ")));
+            return Err(ParamValueError::NotAllowed { value: value(), allowed: allowed.clone() });
         }
     }
     if let Some(pattern) = &spec.pattern {
-        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())?;
+        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(ParamValueError::Pattern)?;
         if !re.is_match(raw) {
-            return Err(format!("`{raw}` does not match the pattern {pattern}"));
+            return Err(ParamValueError::NoMatch { value: value(), pattern: pattern.clone() });
         }
     }
     Ok(match spec.kind {
         ParamType::String | ParamType::Secret => raw.into(),
-        ParamType::Int => raw.trim().parse::<i64>().map_err(|_| format!("`{raw}` is not an integer"))?.into(),
+        ParamType::Int => raw.trim().parse::<i64>().map_err(|_| ParamValueError::NotInt { value: value() })?.into(),
         ParamType::Bool => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" | "on" => true.into(),
             "false" | "no" | "0" | "off" => false.into(),
-            _ => return Err(format!("`{raw}` is not a boolean (true/false)")),
+            _ => return Err(ParamValueError::NotBool { value: value() }),
         },
         ParamType::Duration => {
-            humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration: {e}"))?;
+            humantime::parse_duration(raw).map_err(|error| ParamValueError::NotDuration { value: value(), error })?;
             raw.into()
         }
         ParamType::Url => {
-            url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+            url::Url::parse(raw).map_err(|error| ParamValueError::NotUrl { value: value(), error })?;
             raw.into()
         }
     })
 }
 
+/// Why a runbook's `schedule` is not a 5-field cron expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("expected 5 fields (minute hour day month weekday), found {found}")]
+    FieldCount { found: usize },
+    #[error("bad step in `{field}`")]
+    Step { field: String },
+    #[error("`{field}` is not a number, range or *")]
+    NotANumber { field: String },
+    #[error("{value} is outside {lo}-{hi} in `{field}`")]
+    OutOfRange { value: u32, lo: u32, hi: u32, field: String },
+}
+
 /// A 5-field cron expression; each field `*`, numbers, ranges, lists and steps.
-pub fn check_cron(expr: &str) -> Result<(), String> {
+pub fn check_cron(expr: &str) -> Result<(), CronError> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected 5 fields (minute hour day month weekday), found {}", fields.len()));
+        return Err(CronError::FieldCount { found: fields.len() });
     }
     let limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
     for (field, (lo, hi)) in fields.iter().zip(limits) {
         for part in field.split(',') {
             let (range, step) = part.split_once('/').map_or((part, None), |(r, s)| (r, Some(s)));
             if let Some(step) = step {
-                step.parse::<u32>().ok().filter(|s| *s > 0).ok_or(format!("bad step in `{field}`"))?;
+                step.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| CronError::Step { field: field.to_string() })?;
             }
             if range == "*" {
                 continue;
             }
             let (a, b) = range.split_once('-').unwrap_or((range, range));
             for n in [a, b] {
-                let v: u32 = n.parse().map_err(|_| format!("`{field}` is not a number, range or *"))?;
-                if v < lo || v > hi {
-                    return Err(format!("{v} is outside {lo}-{hi} in `{field}`"));
+                let value: u32 = n.parse().map_err(|_| CronError::NotANumber { field: field.to_string() })?;
+                if value < lo || value > hi {
+                    return Err(CronError::OutOfRange { value, lo, hi, field: field.to_string() });
                 }
             }
         }

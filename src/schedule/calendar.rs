@@ -34,6 +34,29 @@ pub(super) const WEEKDAY: Field = Field {
 pub(super) const SYSTEMD_DAYS: [(&str, u32); 7] =
     [("Mon", 1), ("Tue", 2), ("Wed", 3), ("Thu", 4), ("Fri", 5), ("Sat", 6), ("Sun", 0)];
 
+/// Why a cron expression has no systemd `OnCalendar=` equivalent. `field` names the cron
+/// field ("minute", "day-of-week", …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("`{text}` nicknames are not supported; write the 5 fields (e.g. `0 0 * * *`)")]
+    Nickname { text: String },
+    #[error("expected 5 fields (minute hour day-of-month month day-of-week), found {found}")]
+    FieldCount { found: usize },
+    #[error(
+        "cron runs when either the day of month or the day of week matches, systemd only when both do; restrict \
+         only one of the two"
+    )]
+    DayAndWeekday,
+    #[error("`{text}` is not a number in the {field} field")]
+    NotANumber { text: String, field: &'static str },
+    #[error("{value} is outside {lo}-{hi} in the {field} field")]
+    OutOfRange { value: u32, lo: u32, hi: u32, field: &'static str },
+    #[error("`{text}` is not a step in the {field} field")]
+    Step { text: String, field: &'static str },
+    #[error("the range {start}-{end} in the {field} field runs backwards")]
+    Backwards { start: u32, end: u32, field: &'static str },
+}
+
 /// One comma-separated part of a cron field.
 pub(super) struct Part {
     start: u32,
@@ -44,18 +67,18 @@ pub(super) struct Part {
 }
 
 impl Field {
-    fn value(&self, text: &str) -> Result<u32, String> {
+    fn value(&self, text: &str) -> Result<u32, CalendarError> {
         let v = match self.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
             Some(i) => i as u32 + self.name_base,
-            None => text.parse().map_err(|_| format!("`{text}` is not a number in the {} field", self.what))?,
+            None => text.parse().map_err(|_| CalendarError::NotANumber { text: text.to_string(), field: self.what })?,
         };
         if v < self.lo || v > self.hi {
-            return Err(format!("{v} is outside {}-{} in the {} field", self.lo, self.hi, self.what));
+            return Err(CalendarError::OutOfRange { value: v, lo: self.lo, hi: self.hi, field: self.what });
         }
         Ok(v)
     }
 
-    fn parts(&self, field: &str) -> Result<Vec<Part>, String> {
+    fn parts(&self, field: &str) -> Result<Vec<Part>, CalendarError> {
         field
             .split(',')
             .map(|part| {
@@ -65,7 +88,7 @@ impl Field {
                             .parse::<u32>()
                             .ok()
                             .filter(|s| *s > 0)
-                            .ok_or_else(|| format!("`{s}` is not a step in the {} field", self.what))?;
+                            .ok_or_else(|| CalendarError::Step { text: s.to_string(), field: self.what })?;
                         (r, Some(step))
                     }
                     None => (part, None),
@@ -78,7 +101,7 @@ impl Field {
                     None => (self.value(range)?, None),
                 };
                 if let Some(end) = end.filter(|end| *end < start) {
-                    return Err(format!("the range {start}-{end} in the {} field runs backwards", self.what));
+                    return Err(CalendarError::Backwards { start, end, field: self.what });
                 }
                 Ok(Part { start, end, step, star: false })
             })
@@ -86,7 +109,7 @@ impl Field {
     }
 
     /// The field as a systemd calendar component.
-    fn component(&self, field: &str) -> Result<String, String> {
+    fn component(&self, field: &str) -> Result<String, CalendarError> {
         let parts = self.parts(field)?;
         if parts.iter().any(|p| p.star && p.step.is_none()) {
             return Ok("*".into());
@@ -105,7 +128,7 @@ impl Field {
     }
 
     /// The days of the week a day-of-week field allows (0 = Sunday).
-    fn weekdays(&self, field: &str) -> Result<BTreeSet<u32>, String> {
+    fn weekdays(&self, field: &str) -> Result<BTreeSet<u32>, CalendarError> {
         let mut days = BTreeSet::new();
         for p in self.parts(field)? {
             let end = p.end.unwrap_or(if p.star || p.step.is_some() { self.hi } else { p.start });
@@ -118,18 +141,16 @@ impl Field {
 /// Converts a 5-field cron expression (minute hour day-of-month month day-of-week) into a systemd
 /// `OnCalendar=` value: `30 2 * * *` → `*-*-* 02:30:00`, `*/15 * * * *` → `*-*-* *:0/15:00`,
 /// `0 9 * * 1-5` → `Mon..Fri *-*-* 09:00:00`. Refuses what systemd cannot express the same way.
-pub fn on_calendar(cron: &str) -> Result<String, String> {
+pub fn on_calendar(cron: &str) -> Result<String, CalendarError> {
     if cron.trim_start().starts_with('@') {
-        return Err(format!("`{}` nicknames are not supported; write the 5 fields (e.g. `0 0 * * *`)", cron.trim()));
+        return Err(CalendarError::Nickname { text: cron.trim().to_string() });
     }
     let fields: Vec<&str> = cron.split_whitespace().collect();
     let [minute, hour, day, month, weekday] = fields[..] else {
-        return Err(format!("expected 5 fields (minute hour day-of-month month day-of-week), found {}", fields.len()));
+        return Err(CalendarError::FieldCount { found: fields.len() });
     };
     if !day.starts_with('*') && !weekday.starts_with('*') {
-        return Err("cron runs when either the day of month or the day of week matches, systemd only when both \
-                    do; restrict only one of the two"
-            .into());
+        return Err(CalendarError::DayAndWeekday);
     }
     let days = WEEKDAY.weekdays(weekday)?;
     let weekday_prefix = if days.len() == 7 { String::new() } else { format!("{} ", weekday_list(&days)) };

@@ -113,7 +113,7 @@ pub(super) fn config_key(file_name: &str) -> String {
 pub(super) fn yaml<T: Serialize>(value: &T) -> Result<String, ScheduleError> {
     // The default (YAML 1.1-compatible quoting) matters: Kubernetes reads manifests with a
     // YAML 1.1 parser, where e.g. `on` or `0755` would change type.
-    serde_saphyr::to_string(value).map_err(|e| ScheduleError::Yaml(e.to_string()))
+    serde_saphyr::to_string(value).map_err(ScheduleError::Yaml)
 }
 
 #[derive(Serialize)]

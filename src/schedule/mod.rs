@@ -25,8 +25,8 @@ const CRONJOB_NAME_MAX: usize = 52;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("runbook {name}: cannot convert schedule `{cron}` to a systemd OnCalendar= value: {reason}")]
-    Calendar { name: String, cron: String, reason: String },
+    #[error("runbook {name}: cannot convert schedule `{cron}` to a systemd OnCalendar= value: {source}")]
+    Calendar { name: String, cron: String, source: CalendarError },
     #[error("runbooks `{first}` and `{second}` both become {what} `{value}`; rename one of them")]
     Collision { what: &'static str, value: String, first: String, second: String },
     #[error(
@@ -36,7 +36,7 @@ pub enum ScheduleError {
     )]
     NothingScheduled { considered: Vec<PathBuf> },
     #[error("cannot render the Kubernetes manifests as YAML: {0}")]
-    Yaml(String),
+    Yaml(serde_saphyr::SerializeError),
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -268,10 +268,10 @@ pub fn systemd(jobs: &[Job], host: &Host) -> Result<Plan, ScheduleError> {
             runbooks.push(Emitted::skipped(job));
             continue;
         };
-        let calendar = on_calendar(cron).map_err(|reason| ScheduleError::Calendar {
+        let calendar = on_calendar(cron).map_err(|source| ScheduleError::Calendar {
             name: job.name.clone(),
             cron: cron.clone(),
-            reason,
+            source,
         })?;
         let unit = unit_name(&job.name);
         let title = match &job.description {
@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_convert() {
-        let err = |c: &str| on_calendar(c).unwrap_err();
+        let err = |c: &str| on_calendar(c).unwrap_err().to_string();
         assert!(err("0 9 1 * 1").contains("either the day of month or the day of week"), "{}", err("0 9 1 * 1"));
         assert!(err("@daily").contains("nicknames are not supported"));
         assert!(err("0 2 * *").contains("expected 5 fields"));

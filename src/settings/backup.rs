@@ -13,10 +13,6 @@ use crate::pg::DbUrl;
 /// Parts uploaded at once when the spec does not say.
 const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
 
-fn input(message: String) -> BackupError {
-    BackupError::Input(message)
-}
-
 /// Resolves one set's settings: `given` (flags or a runbook step) over the set's configured
 /// spec. With `per_set` (running every set of the profile), a set's own database_url/store are
 /// more specific than a global override or environment variable.
@@ -42,8 +38,8 @@ pub fn resolve(
         None => config.store_url(given.store.as_deref(), configured)?,
     };
     let compression = spec.compression.as_deref().unwrap_or("zstd");
-    let codec = codec::Codec::parse(compression).map_err(|e| input(format!("--compression: {e}")))?;
-    codec::parse_recipients(&spec.encrypt_to).map_err(|e| input(format!("--encrypt-to: {e}")))?;
+    let codec = codec::Codec::parse(compression).map_err(BackupError::Compression)?;
+    codec::parse_recipients(&spec.encrypt_to).map_err(BackupError::EncryptTo)?;
     let globals = match (spec.globals.unwrap_or(false), spec.globals_with_passwords.unwrap_or(false)) {
         (false, _) => Globals::Off,
         (true, false) => Globals::WithoutPasswords,
@@ -56,11 +52,11 @@ pub fn resolve(
     };
     let in_flight = spec.upload_concurrency.unwrap_or(DEFAULT_UPLOAD_CONCURRENCY);
     if in_flight == 0 {
-        return Err(input("--upload-concurrency must be at least 1".into()));
+        return Err(BackupError::UploadConcurrency);
     }
-    let part_size = spec.part_size.map(check_part_size).transpose().map_err(input)?;
+    let part_size = spec.part_size.map(check_part_size).transpose()?;
     if let Some(url) = &spec.monitor.notify_url {
-        notify::check_url(url).map_err(|e| input(format!("--notify-url for set '{set}': {e}")))?;
+        notify::check_url(url).map_err(|source| BackupError::NotifyUrl { set: set.to_string(), source })?;
     }
     Ok(JobSettings {
         request: BackupRequest {
@@ -82,16 +78,25 @@ pub fn resolve(
     })
 }
 
+/// A part size outside S3's limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartSizeError {
+    #[error("part size {size} bytes is below 5 MiB, the S3 minimum for multipart parts")]
+    TooSmall { size: u64 },
+    #[error(
+        "part size {size} bytes is above 5 GiB, the S3 maximum for a part (parts are held in memory: \
+         8MiB-64MiB is typical)"
+    )]
+    TooLarge { size: u64 },
+}
+
 /// A multipart part size within S3's limits (5 MiB to 5 GiB).
-pub fn check_part_size(size: u64) -> Result<usize, String> {
+pub fn check_part_size(size: u64) -> Result<usize, PartSizeError> {
     if size < crate::store::S3_MIN_PART_SIZE as u64 {
-        return Err(format!("part size {size} bytes is below 5 MiB, the S3 minimum for multipart parts"));
+        return Err(PartSizeError::TooSmall { size });
     }
     if size > crate::store::S3_MAX_PART_SIZE as u64 {
-        return Err(format!(
-            "part size {size} bytes is above 5 GiB, the S3 maximum for a part (parts are held in memory: \
-             8MiB-64MiB is typical)"
-        ));
+        return Err(PartSizeError::TooLarge { size });
     }
     Ok(size as usize)
 }

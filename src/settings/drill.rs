@@ -14,14 +14,8 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
     let set = crate::backup::job::set_name(o.set.as_deref())?;
     let store_url = config.store_url(o.store.as_deref(), config.set(&set)).map_err(BackupError::from)?;
     let target = match (&o.target_url, o.ephemeral) {
-        (Some(_), true) => return Err(DrillError::Input("give --target-url or --ephemeral, not both".into())),
-        (None, false) => {
-            return Err(DrillError::Input(
-                "say where to restore: --target-url URL (a server where the drill creates a scratch database) \
-                 or --ephemeral (a throwaway local cluster)"
-                    .into(),
-            ))
-        }
+        (Some(_), true) => return Err(DrillError::TwoTargets),
+        (None, false) => return Err(DrillError::NoTarget),
         (Some(url), false) => {
             crate::redact::register_urls_in(url);
             TargetSpec::Server(DbUrl::parse_named("--target-url", url)?)
@@ -45,33 +39,26 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
     let check_sql = match &o.check_sql {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| DrillError::Input(format!("cannot read --check-sql {}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| DrillError::CheckSql { path: path.clone(), source })?;
             if crate::pg::query::split_statements(&text).is_empty() {
-                return Err(DrillError::Input(format!("--check-sql {} holds no SQL statement", path.display())));
+                return Err(DrillError::CheckSqlEmpty { path: path.clone() });
             }
             Some((path.clone(), text))
         }
     };
     if o.objects.is_none() && (o.objects_query.is_some() || o.sample.is_some() || o.presign) {
-        return Err(DrillError::Input(
-            "--sample, --objects-query and --presign need --objects s3://bucket[/prefix]".into(),
-        ));
+        return Err(DrillError::SamplingWithoutObjects);
     }
     if o.objects.is_none() && o.objects_inventory.is_some() {
-        return Err(DrillError::Input(
-            "--objects-inventory needs --objects (the copy to check, e.g. the --to of `backup objects`)".into(),
-        ));
+        return Err(DrillError::InventoryWithoutObjects);
     }
     let objects = match &o.objects {
         None => None,
         Some(given) => {
             let (url, options) = config.store_with_options("objects", given).map_err(BackupError::from)?;
             if o.presign && !matches!(crate::store::StoreUrl::parse(&url)?, crate::store::StoreUrl::S3 { .. }) {
-                return Err(DrillError::Input(format!(
-                    "--presign needs an S3 --objects store (s3://bucket[/prefix]); {url} is a local directory, \
-                     which has no presigned URLs: drop --presign"
-                )));
+                return Err(DrillError::PresignLocal { url });
             }
             Some(ObjectsSpec {
                 url,
@@ -85,13 +72,11 @@ pub fn resolve(config: &Config, o: &DrillSpec) -> Result<DrillRequest, DrillErro
     };
     let jobs = o.jobs.unwrap_or(1);
     if jobs == 0 {
-        return Err(DrillError::Input(
-            "--jobs must be at least 1 (1 streams the archive into pg_restore; more restores in parallel)".into(),
-        ));
+        return Err(DrillError::NoJobs);
     }
     let identities = match &o.identity {
         None => Vec::new(),
-        Some(path) => crate::backup::codec::read_identities(path).map_err(DrillError::Input)?,
+        Some(path) => crate::backup::codec::read_identities(path)?,
     };
     Ok(DrillRequest {
         store_url,

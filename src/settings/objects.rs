@@ -24,31 +24,22 @@ pub const DEFAULT_RETRIES: u32 = 4;
 /// The request for one run: `o` with the profile's stores, the defaults, and `dry_run`.
 pub fn resolve(config: &Config, o: &ObjectsSpec, dry_run: bool) -> Result<ObjectsRequest, ObjectsError> {
     let set = o.set.as_deref().unwrap_or(DEFAULT_SET);
-    if !crate::backup::layout::valid_set_name(set) {
-        return Err(ObjectsError::Input(format!(
-            "invalid set name '{set}': use letters, digits, '-', '_' or '.' (one path segment, at most 64 characters)"
-        )));
-    }
-    crate::redact::check_identifier("object set name", set).map_err(|e| ObjectsError::Input(e.to_string()))?;
+    crate::backup::layout::check_set_name(set, "object set name")?;
     let concurrency = o.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     if concurrency == 0 {
-        return Err(ObjectsError::Input("--concurrency must be at least 1".into()));
+        return Err(ObjectsError::NoConcurrency);
     }
     let part_size = o.part_size.map_or(DEFAULT_PART_SIZE, |p| p as usize);
     if part_size < crate::store::S3_MIN_PART_SIZE {
-        return Err(ObjectsError::Input(format!(
-            "--part-size {part_size} is below 5 MiB, the S3 minimum for multipart parts"
-        )));
+        return Err(ObjectsError::PartSize { size: part_size });
     }
     let multipart_threshold = o.multipart_threshold.unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
     if multipart_threshold > MAX_SINGLE_PUT {
-        return Err(ObjectsError::Input(format!(
-            "--multipart-threshold {multipart_threshold} is above 5 GiB, the S3 limit for one PutObject"
-        )));
+        return Err(ObjectsError::MultipartThreshold { threshold: multipart_threshold });
     }
-    let spec = |key: &str, given: &str| -> Result<StoreSpec, ObjectsError> {
+    let spec = |key: &'static str, given: &str| -> Result<StoreSpec, ObjectsError> {
         if given.trim().is_empty() {
-            return Err(ObjectsError::Input(format!("{key} is empty: give a store URL or a configured store name")));
+            return Err(ObjectsError::EmptyStore { flag: key });
         }
         let (url, options) = config.store_with_options(key, given)?;
         // A bare word that names no configured store was probably meant as one.

@@ -37,6 +37,20 @@ impl UploadConfig {
     }
 }
 
+/// How a part breaks the equal-part rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PartRule {
+    #[error(
+        "a part of {len} bytes follows a short part of {short} bytes; only the last part may be shorter than the \
+         part size of {part_size} bytes"
+    )]
+    AfterShort { len: usize, short: usize, part_size: usize },
+    #[error("a part of {len} bytes is larger than the part size of {part_size} bytes; parts must be of equal size")]
+    TooLarge { len: usize, part_size: usize },
+    #[error("more than {MAX_PARTS} parts; use a part size larger than {part_size} bytes")]
+    TooMany { part_size: usize },
+}
+
 /// The equal-part rule: parts of exactly `part_size` bytes, then at most one shorter part.
 #[derive(Debug)]
 pub(crate) struct PartSizing {
@@ -53,23 +67,16 @@ impl PartSizing {
 
     /// Records a part of `len` bytes, or says why it breaks the rule. An empty part uploads
     /// nothing but ends the sequence like any short part.
-    pub(crate) fn accept(&mut self, len: usize) -> Result<(), String> {
+    pub(crate) fn accept(&mut self, len: usize) -> Result<(), PartRule> {
+        let part_size = self.part_size;
         if let Some(short) = self.short_part {
-            return Err(format!(
-                "a part of {len} bytes follows a short part of {short} bytes; only the last part \
-                 may be shorter than the part size of {} bytes",
-                self.part_size
-            ));
+            return Err(PartRule::AfterShort { len, short, part_size });
         }
         if len > self.part_size {
-            return Err(format!(
-                "a part of {len} bytes is larger than the part size of {} bytes; parts must be \
-                 of equal size",
-                self.part_size
-            ));
+            return Err(PartRule::TooLarge { len, part_size });
         }
         if len > 0 && self.parts == MAX_PARTS {
-            return Err(format!("more than {MAX_PARTS} parts; use a part size larger than {} bytes", self.part_size));
+            return Err(PartRule::TooMany { part_size });
         }
         if len < self.part_size {
             self.short_part = Some(len);
@@ -148,7 +155,9 @@ impl Upload {
     pub async fn put_part(&mut self, part: Bytes) -> Result<(), StoreError> {
         self.refuse_after_failure()?;
         let resource = &self.resource;
-        self.sizing.accept(part.len()).map_err(|reason| StoreError::Upload { resource: resource.clone(), reason })?;
+        self.sizing
+            .accept(part.len())
+            .map_err(|rule| StoreError::Upload { resource: resource.clone(), reason: rule.to_string() })?;
         if part.is_empty() {
             return Ok(());
         }
@@ -197,14 +206,14 @@ mod tests {
             sizing.accept(len).unwrap();
         }
         assert_eq!(sizing.bytes(), 13);
-        assert!(sizing.accept(4).unwrap_err().contains("follows a short part"));
+        assert!(sizing.accept(4).unwrap_err().to_string().contains("follows a short part"));
     }
 
     #[test]
     fn a_larger_part_is_refused() {
         let mut sizing = PartSizing::new(4);
         sizing.accept(4).unwrap();
-        assert!(sizing.accept(5).unwrap_err().contains("larger than the part size"));
+        assert!(sizing.accept(5).unwrap_err().to_string().contains("larger than the part size"));
         assert_eq!(sizing.bytes(), 4);
     }
 
@@ -230,7 +239,7 @@ mod tests {
         for _ in 0..MAX_PARTS {
             sizing.accept(1).unwrap();
         }
-        assert!(sizing.accept(1).unwrap_err().contains("more than 10000 parts"));
+        assert!(sizing.accept(1).unwrap_err().to_string().contains("more than 10000 parts"));
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn parse_s3(s: &str) -> Result<StoreUrl, StoreError> {
     }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     check_bucket(s, bucket)?;
-    let prefix = normalize_prefix(prefix).map_err(|reason| invalid(s, reason))?;
+    let prefix = normalize_prefix(prefix).map_err(|e| invalid(s, e.to_string()))?;
     Ok(StoreUrl::S3 { bucket: bucket.to_owned(), prefix })
 }
 
@@ -71,13 +71,20 @@ fn check_bucket(url: &str, bucket: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A `.` or `..` segment in a key prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the prefix contains a {segment:?} segment")]
+pub(crate) struct DotSegment {
+    segment: &'static str,
+}
+
 /// Drops empty segments (`a//b/` → `a/b`) and refuses `.` and `..`, which S3 keeps literally
 /// but a local directory would resolve.
-pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, String> {
+pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, DotSegment> {
     let mut segments = Vec::new();
     for segment in prefix.split('/').filter(|seg| !seg.is_empty()) {
-        if segment == "." || segment == ".." {
-            return Err(format!("the prefix contains a {segment:?} segment"));
+        if let Some(dots) = [".", ".."].into_iter().find(|dots| segment == *dots) {
+            return Err(DotSegment { segment: dots });
         }
         segments.push(segment);
     }

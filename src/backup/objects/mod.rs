@@ -40,8 +40,35 @@ pub enum ObjectsError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    SetName(#[from] crate::backup::layout::SetNameError),
+    #[error("--concurrency must be at least 1")]
+    NoConcurrency,
+    #[error("--part-size {size} is below 5 MiB, the S3 minimum for multipart parts")]
+    PartSize { size: usize },
+    #[error("--multipart-threshold {threshold} is above 5 GiB, the S3 limit for one PutObject")]
+    MultipartThreshold { threshold: u64 },
+    /// `flag` names the store (`--from`, `--to`, `--store`).
+    #[error("{flag} is empty: give a store URL or a configured store name")]
+    EmptyStore { flag: &'static str },
+    #[error("{flag}: {error}")]
+    StoreUrl { flag: &'static str, error: StoreError },
+    /// A --from directory that does not exist or is not a directory: a mistyped --from, not an
+    /// empty source. `why` says which; `hint` what the name given may have meant.
+    #[error(
+        "--from {url}: the source directory {} {why}{}; check --from (a store URL, a directory, or the name of a \
+         [profiles.NAME.stores.STORE] table)",
+        root.display(),
+        hint.as_deref().map(|h| format!(" and {h}")).unwrap_or_default()
+    )]
+    NoSource { url: String, root: PathBuf, why: &'static str, hint: Option<String> },
+    #[error(
+        "--to {to} and the backup store {store} overlap: the copy would list the inventories as objects; give the \
+         copy its own prefix or bucket"
+    )]
+    Overlap { to: String, store: String },
+    #[error("--from and --to are the same store ({url})")]
+    SameStore { url: String },
     #[error("invalid inventory {key}: {message}")]
     Inventory { key: String, message: String },
     #[error("cannot use the resume journal {path}: {source}")]
@@ -54,15 +81,24 @@ pub enum ObjectsError {
     #[error("interrupted; {done} finished copies are in the journal and the next run resumes from there")]
     Interrupted { done: usize },
     /// The delete guard: the plan would mark or remove most of the copy.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(#[from] plan::GuardRefusal),
 }
 
 impl Classify for ObjectsError {
     fn class(&self) -> ErrorClass {
         match self {
             ObjectsError::Store(e) => e.class(),
-            ObjectsError::Config(_) | ObjectsError::Input(_) => ErrorClass::Usage,
+            ObjectsError::Config(_)
+            | ObjectsError::SetName(_)
+            | ObjectsError::NoConcurrency
+            | ObjectsError::PartSize { .. }
+            | ObjectsError::MultipartThreshold { .. }
+            | ObjectsError::EmptyStore { .. }
+            | ObjectsError::StoreUrl { .. }
+            | ObjectsError::NoSource { .. }
+            | ObjectsError::Overlap { .. }
+            | ObjectsError::SameStore { .. } => ErrorClass::Usage,
             ObjectsError::Lock(e) => e.class(),
             ObjectsError::Copies { first, .. } => first.class(),
             ObjectsError::Interrupted { .. } => ErrorClass::Interrupted,
@@ -84,8 +120,8 @@ pub struct StoreSpec {
 }
 
 impl StoreSpec {
-    async fn open(&self, flag: &str) -> Result<Store, ObjectsError> {
-        let parsed = StoreUrl::parse(&self.url).map_err(|e| ObjectsError::Input(format!("{flag}: {e}")))?;
+    async fn open(&self, flag: &'static str) -> Result<Store, ObjectsError> {
+        let parsed = StoreUrl::parse(&self.url).map_err(|error| ObjectsError::StoreUrl { flag, error })?;
         Ok(Store::open(&parsed, &self.options).await?)
     }
 }
@@ -147,7 +183,7 @@ pub struct ObjectsReport {
     pub removals: Vec<String>,
     /// Dry runs only: why the real run would refuse this plan (and that `--force` allows it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
+    pub refused: Option<plan::GuardRefusal>,
 }
 
 /// A source directory that does not exist is a mistyped --from, not an empty source: read as
@@ -159,22 +195,13 @@ fn require_source(from: &Store, spec: &StoreSpec) -> Result<(), ObjectsError> {
         return Ok(());
     }
     let why = if root.exists() { "is not a directory" } else { "does not exist" };
-    Err(ObjectsError::Input(format!(
-        "--from {}: the source directory {} {why}{}; check --from (a store URL, a directory, or the name of a \
-         [profiles.NAME.stores.STORE] table)",
-        spec.url,
-        root.display(),
-        spec.hint.as_deref().map(|h| format!(" and {h}")).unwrap_or_default()
-    )))
+    Err(ObjectsError::NoSource { url: spec.url.clone(), root: root.to_path_buf(), why, hint: spec.hint.clone() })
 }
 
 fn check_overlap(to: &str, store: &str) -> Result<(), ObjectsError> {
     let nested = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
     if nested(to, store) || nested(store, to) {
-        return Err(ObjectsError::Input(format!(
-            "--to {to} and the backup store {store} overlap: the copy would list the inventories as objects; \
-             give the copy its own prefix or bucket"
-        )));
+        return Err(ObjectsError::Overlap { to: to.to_string(), store: store.to_string() });
     }
     Ok(())
 }
@@ -188,7 +215,7 @@ pub async fn run_job(req: &ObjectsRequest, reporter: &dyn Reporter) -> Result<Ob
     let store = req.store.open("--store").await?;
     check_overlap(&to.url().to_string(), &store.url().to_string())?;
     if from.url() == to.url() {
-        return Err(ObjectsError::Input(format!("--from and --to are the same store ({})", from.url())));
+        return Err(ObjectsError::SameStore { url: from.url().to_string() });
     }
     let _lock = crate::lock::try_lock(
         "backup-objects",
@@ -222,6 +249,7 @@ pub async fn run_job(req: &ObjectsRequest, reporter: &dyn Reporter) -> Result<Ob
 }
 
 /// The copy itself, under the caller's lock.
+// Long by design: list → plan → guard → copy → inventory, each stage using what the ones before it built.
 pub async fn run(
     req: &ObjectsRequest,
     from: &Store,
@@ -283,7 +311,7 @@ pub async fn run(
     let marked = planned.remove.iter().filter(newly_gone).count() + planned.retained.iter().filter(newly_gone).count();
     match plan::check_guard(marked, dest.len(), req.force) {
         Err(why) if req.dry_run => report.refused = Some(why),
-        guard => guard.map_err(ObjectsError::Refused)?,
+        guard => guard?,
     }
     if req.dry_run {
         report.duration_seconds = started.elapsed().as_secs_f64();
@@ -309,13 +337,28 @@ pub async fn run(
     entries.extend(planned.retained);
     entries.extend(deferred.into_iter().filter_map(|c| c.previous));
 
+    let summary = write_inventory(store, &report, started_at, &mut entries).await?;
+    journal.clear()?;
+    report.id = Some(summary.id);
+    report.inventory_key = Some(summary.inventory_key);
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Stores the run's inventory, `entries` (what the copy now holds), and its summary.
+async fn write_inventory(
+    store: &Store,
+    report: &ObjectsReport,
+    started_at: chrono::DateTime<chrono::Utc>,
+    entries: &mut [InventoryEntry],
+) -> Result<ObjectSetSummary, ObjectsError> {
     let id = BackupId::new(started_at);
     let summary = ObjectSetSummary {
         format_version: inventory::FORMAT_VERSION,
         kind: "objects".into(),
         tool: super::run::tool_name(),
         id: id.to_string(),
-        set: req.set.clone(),
+        set: report.set.clone(),
         from: report.from.clone(),
         to: report.to.clone(),
         started: started_at,
@@ -331,12 +374,7 @@ pub async fn run(
         inventory_key: String::new(),
         inventory_sha256: String::new(),
     };
-    let summary = inventory::write_run(store, &id, summary, &mut entries).await?;
-    journal.clear()?;
-    report.id = Some(summary.id);
-    report.inventory_key = Some(summary.inventory_key);
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    inventory::write_run(store, &id, summary, entries).await
 }
 
 /// Runs the copies, `concurrency` at a time; each finished copy goes to the journal at once.

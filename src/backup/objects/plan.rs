@@ -118,14 +118,28 @@ pub const GUARD_MIN_OBJECTS: usize = 10;
 /// The delete guard, as `backup prune` has one: refuses, without `force`, a plan that marks as
 /// deleted at the source or removes more than half of the `total` objects in the copy — what an
 /// emptied or wrong source looks like.
-pub fn check_guard(marked: usize, total: usize, force: bool) -> Result<(), String> {
+pub fn check_guard(marked: usize, total: usize, force: bool) -> Result<(), GuardRefusal> {
     if force || total < GUARD_MIN_OBJECTS || marked * 2 <= total {
         return Ok(());
     }
-    Err(format!(
-        "refusing to mark or remove {marked} of the {total} objects in the copy as deleted at the source (more than \
-         half): check --from, preview with --dry-run, or use --force to go ahead anyway"
-    ))
+    Err(GuardRefusal { marked, total })
+}
+
+/// The delete guard's refusal. In reports (a dry run's `refused`), the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to mark or remove {marked} of the {total} objects in the copy as deleted at the source (more than \
+     half): check --from, preview with --dry-run, or use --force to go ahead anyway"
+)]
+pub struct GuardRefusal {
+    pub marked: usize,
+    pub total: usize,
+}
+
+impl serde::Serialize for GuardRefusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Splits the copies into those that fit in `budget` bytes (in plan order; the first copy

@@ -281,33 +281,10 @@ pub(super) async fn apply_one(
     lint: &'static str,
     applied_before: usize,
 ) -> Result<Applied, MigrateError> {
-    let earlier = if applied_before > 0 {
-        format!("; the {applied_before} migration(s) before it in this run were applied and committed")
-    } else {
-        String::new()
-    };
-    let fail = |f: ExecFailure, attempts: u32| -> MigrateError {
-        if f.interrupted {
-            let what = if m.no_tx {
-                "it runs without a transaction, so its statements before that point stay applied, and it is \
-                 not recorded: check them before running again"
-            } else {
-                "it was rolled back"
-            };
-            return MigrateError::Interrupted(format!("interrupted during migration {}: {what}{earlier}", m.label()));
-        }
-        if f.connection_lost {
-            return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
-        }
-        MigrateError::Execute {
-            label: m.label(),
-            file: m.path.display().to_string(),
-            line: f.line,
-            message: f.message,
-            attempts,
-            applied_before,
-        }
-    };
+    if m.no_tx {
+        return apply_without_transaction(conn, m, s, session, lint, applied_before).await;
+    }
+    let fail = |f: ExecFailure, attempts: u32| execute_error(m, s, f, attempts, applied_before);
     let failed_record = |e: MigrateError| MigrateError::Execute {
         label: m.label(),
         file: m.path.display().to_string(),
@@ -320,25 +297,6 @@ pub(super) async fn apply_one(
     loop {
         attempt += 1;
         let start = Instant::now();
-        if m.no_tx {
-            exec(conn, &timeouts_sql(s, false), "set timeouts").await?;
-            let ran = run_script(conn, m, s, session).await;
-            exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
-            ran.map_err(|f| fail(f, attempt))?;
-            let elapsed = start.elapsed();
-            let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
-            record_applied(conn, m, &entry, elapsed, session).await.map_err(|e| MigrateError::Execute {
-                label: m.label(),
-                file: m.path.display().to_string(),
-                line: None,
-                message: format!(
-                    "its statements ran and stay applied, but recording it in the migration history failed: {e}"
-                ),
-                attempts: 1,
-                applied_before,
-            })?;
-            return Ok(applied(m, elapsed, attempt, lint));
-        }
         // One round trip opens the transaction and sets its timeouts.
         exec(conn, &format!("BEGIN; {}", timeouts_sql(s, true)), "begin").await?;
         match run_script(conn, m, s, session).await {
@@ -379,6 +337,60 @@ pub(super) async fn apply_one(
                 return Err(fail(f, attempt));
             }
         }
+    }
+}
+
+/// A `-- no-transaction` migration: statement by statement, then its record. Not retried:
+/// what ran before a failure stays applied.
+async fn apply_without_transaction(
+    conn: &mut PgConnection,
+    m: &MigrationFile,
+    s: &Settings,
+    session: &Session<'_>,
+    lint: &'static str,
+    applied_before: usize,
+) -> Result<Applied, MigrateError> {
+    let attempt = 1;
+    let start = Instant::now();
+    exec(conn, &timeouts_sql(s, false), "set timeouts").await?;
+    let ran = run_script(conn, m, s, session).await;
+    exec(conn, "RESET lock_timeout; RESET statement_timeout", "reset timeouts").await?;
+    ran.map_err(|f| execute_error(m, s, f, attempt, applied_before))?;
+    let elapsed = start.elapsed();
+    let entry = side_entry(m, kind_of(m), lint, Some(elapsed));
+    record_applied(conn, m, &entry, elapsed, session).await.map_err(|e| MigrateError::Execute {
+        label: m.label(),
+        file: m.path.display().to_string(),
+        line: None,
+        message: format!("its statements ran and stay applied, but recording it in the migration history failed: {e}"),
+        attempts: 1,
+        applied_before,
+    })?;
+    Ok(applied(m, elapsed, attempt, lint))
+}
+
+/// The error for a migration whose SQL failed after `attempts` tries: interrupted, the
+/// connection lost, or the statement's own error.
+fn execute_error(
+    m: &MigrationFile,
+    s: &Settings,
+    f: ExecFailure,
+    attempts: u32,
+    applied_before: usize,
+) -> MigrateError {
+    if f.interrupted {
+        return MigrateError::InterruptedDuring { label: m.label(), no_tx: m.no_tx, applied_before };
+    }
+    if f.connection_lost {
+        return MigrateError::Pg(PgError::Connect { url: s.database_url.redacted(), cause: f.message });
+    }
+    MigrateError::Execute {
+        label: m.label(),
+        file: m.path.display().to_string(),
+        line: f.line,
+        message: f.message,
+        attempts,
+        applied_before,
     }
 }
 
@@ -429,7 +441,7 @@ pub(super) async fn up_locked(
     ensure_consistent(&status, opts.ignore_missing)?;
     if let Some(t) = opts.target {
         if source.find(t).is_none() && status.entries.iter().all(|e| e.version != Some(t)) {
-            return Err(MigrateError::Input(format!("--target {t}: no migration has this version")));
+            return Err(MigrateError::UnknownTarget { version: t });
         }
     }
     let todo = pending(source, &status, opts.target);
@@ -453,11 +465,7 @@ pub(super) async fn up_locked(
     let mut done = Vec::new();
     for (m, (_, findings)) in todo.iter().zip(&linted) {
         if signal::is_interrupted() {
-            return Err(MigrateError::Interrupted(format!(
-                "interrupted before migration {}; {} migration(s) of this run were applied and committed",
-                m.label(),
-                done.len()
-            )));
+            return Err(MigrateError::InterruptedBefore { label: m.label(), applied: done.len() });
         }
         let verdict = match lint::verdict(findings) {
             "errors" => "unsafe-allowed",

@@ -153,11 +153,7 @@ pub(super) async fn dry_run_locked(
                     entry.outcome = DryOutcome::Failed;
                     entry.error = Some(format!("{}: {ENDED_TRANSACTION}", m.path.display()));
                 }
-                Err(f) if f.interrupted => {
-                    return Err(MigrateError::Interrupted(
-                        "interrupted; the dry run was rolled back and changed nothing".into(),
-                    ))
-                }
+                Err(f) if f.interrupted => return Err(MigrateError::DryRunInterrupted),
                 Ok(()) => {
                     entry.duration_ms = Some(start.elapsed().as_secs_f64() * 1000.0);
                     for (oid, relation, kind, mode) in held_locks(conn).await? {

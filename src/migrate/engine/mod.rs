@@ -223,12 +223,7 @@ fn ensure_consistent(status: &Status, ignore_missing: bool) -> Result<(), Migrat
         .map(|e| format!("{} {} ({})", e.version.unwrap_or_default(), e.description, e.state.as_str()))
         .collect();
     if !bad.is_empty() {
-        return Err(MigrateError::Drifted(format!(
-            "applied migrations no longer match the files: {}. Run `opsbook migrate validate` to see what \
-             changed; restore the files{}",
-            bad.join(", "),
-            if status.count(State::Missing) > 0 { " or pass --ignore-missing" } else { "" }
-        )));
+        return Err(MigrateError::Drifted { drifted: bad, missing: status.count(State::Missing) > 0 });
     }
     Ok(())
 }

@@ -103,11 +103,7 @@ pub async fn baseline(settings: &Settings, version: i64) -> Result<BaselineRepor
     let (source, mut conn) = open(settings).await?;
     if source.find(version).is_none() {
         // A typo (20 for 2) would otherwise mark every migration below it applied.
-        return Err(MigrateError::Input(format!(
-            "baseline {version}: no migration in {} has this version; give the version of the newest \
-             migration the database already has (see `opsbook migrate status`)",
-            source.dir.display()
-        )));
+        return Err(MigrateError::UnknownBaseline { version, dir: source.dir.clone() });
     }
     let upto: Vec<&MigrationFile> =
         source.versioned.iter().filter(|m| m.version.is_some_and(|v| v <= version)).collect();

@@ -158,7 +158,7 @@ pub mod verify {
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
         let (set, store) = open_set(ctx, input.store.as_deref(), input.set.as_deref()).await?;
         let identities = match &input.identity {
-            Some(path) => codec::read_identities(&ctx.resolve_path(path)).map_err(ActionError::Input)?,
+            Some(path) => codec::read_identities(&ctx.resolve_path(path))?,
             None => Vec::new(),
         };
         let catalog = Catalog::load(&store, Some(&set)).await?;
@@ -184,11 +184,7 @@ pub mod verify {
                 .filter(|c| !c.ok)
                 .map(|c| format!("{} {}: {}", c.object, c.check, c.detail))
                 .collect();
-            return Err(ActionError::Failed(format!(
-                "backup {set}/{} failed verification: {}",
-                entry.id,
-                failed.join("; ")
-            )));
+            return Err(ActionError::VerifyFailed { set, id: entry.id.clone(), failed });
         }
         Ok(out)
     }

@@ -27,14 +27,11 @@ pub mod confirm {
             "--yes".to_string()
         } else if ctx.interaction.can_prompt() {
             if !tokio::task::block_in_place(|| ctx.interaction.confirm(&input.message)) {
-                return Err(ActionError::NeedsConfirmation(format!("declined: {}", input.message)));
+                return Err(ActionError::Declined { question: input.message });
             }
             crate::runbook::journal::actor()
         } else {
-            return Err(ActionError::NeedsConfirmation(format!(
-                "step `{}` asks \"{}\" and there is no terminal; pass --yes",
-                ctx.step_id, input.message
-            )));
+            return Err(ActionError::NoTerminal { step: ctx.step_id.to_string(), question: input.message });
         };
         out.insert("confirmed_by".into(), by.into());
         Ok(out)
@@ -71,10 +68,7 @@ pub mod manual {
             return Ok(out);
         }
         if !ctx.interaction.can_prompt() {
-            return Err(ActionError::NeedsConfirmation(format!(
-                "manual step `{}` needs a person: run on a terminal, or acknowledge it with --ack {}",
-                ctx.step_id, ctx.step_id
-            )));
+            return Err(ActionError::NeedsPerson { step: ctx.step_id.to_string() });
         }
         let mut text = input.instructions.clone();
         for item in &input.checklist {
@@ -82,7 +76,7 @@ pub mod manual {
         }
         text.push_str("\nDone?");
         if !tokio::task::block_in_place(|| ctx.interaction.confirm(&text)) {
-            return Err(ActionError::NeedsConfirmation(format!("manual step `{}` was not confirmed", ctx.step_id)));
+            return Err(ActionError::ManualNotConfirmed { step: ctx.step_id.to_string() });
         }
         out.insert("acknowledged_by".into(), crate::runbook::journal::actor().into());
         Ok(out)

@@ -76,9 +76,18 @@ pub enum StatusPattern {
     Class(String),
 }
 
+/// Why an `expect_status` value is not a list of statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusExpectError {
+    #[error("invalid status `{got}`: use a code like 200, a class like \"2xx\", or a list of them")]
+    Status { got: Value },
+    #[error("expect_status is an empty list")]
+    EmptyList,
+}
+
 impl StatusPattern {
-    fn from_value(v: &Value) -> Result<StatusPattern, String> {
-        let bad = || format!("invalid status `{v}`: use a code like 200, a class like \"2xx\", or a list of them");
+    fn from_value(v: &Value) -> Result<StatusPattern, StatusExpectError> {
+        let bad = || StatusExpectError::Status { got: v.clone() };
         match v {
             Value::Number(n) => {
                 n.as_u64().filter(|c| (100..=599).contains(c)).map(|c| StatusPattern::Code(c as u16)).ok_or_else(bad)
@@ -135,7 +144,7 @@ impl<'de> Deserialize<'de> for StatusExpect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
         let parsed = match &v {
-            Value::Array(items) if items.is_empty() => Err("expect_status is an empty list".to_string()),
+            Value::Array(items) if items.is_empty() => Err(StatusExpectError::EmptyList),
             Value::Array(items) => {
                 items.iter().map(StatusPattern::from_value).collect::<Result<Vec<_>, _>>().map(StatusExpect::Many)
             }
@@ -150,33 +159,23 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let method = match input.method.as_deref().map(str::trim) {
         None | Some("") => reqwest::Method::GET,
         Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| ActionError::Input(format!("invalid HTTP method `{m}`")))?,
+            .map_err(|_| ActionError::Method { method: m.to_string() })?,
     };
     let timeout = match &input.timeout {
         Some(t) => parse_duration("timeout", t)?,
         None => DEFAULT_TIMEOUT,
     };
     if input.body.is_some() && input.json.is_some() {
-        return Err(ActionError::Input("give `body` or `json`, not both".into()));
+        return Err(ActionError::Both { first: "body", second: "json" });
     }
     let mut headers = request_headers(&input.headers)?;
     if let Some(var) = &input.bearer_token_env {
-        let token = std::env::var(var)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ActionError::Input(format!("bearer_token_env: environment variable {var} is not set")))?;
-        let token = token.trim();
-        crate::redact::register(token);
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            ActionError::Input(format!("bearer_token_env: {var} holds characters not allowed in a header"))
-        })?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer(var)?);
     }
     let mut expect_header = Vec::new();
     for (name, want) in &input.expect_header {
         let n = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ActionError::Input(format!("expect_header: invalid header name `{name}`")))?;
+            .map_err(|_| ActionError::ExpectHeaderName { name: name.clone() })?;
         expect_header.push((n, want.clone()));
     }
     let shown = format!("{method} {}", display_url(&url));
@@ -200,52 +199,20 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     }
 
     let started = Instant::now();
-    let mut response = request.send().await.map_err(|e| send_error(&shown, &e, timeout))?;
+    let mut response = request.send().await.map_err(|e| send_error(&shown, e, timeout))?;
     let status = response.status().as_u16();
     let response_headers = header_map(response.headers());
-    let body = read_body(&mut response, BODY_SCAN_LIMIT).await.map_err(|e| send_error(&shown, &e, timeout))?;
+    let body = read_body(&mut response, BODY_SCAN_LIMIT).await.map_err(|e| send_error(&shown, e, timeout))?;
     let duration_ms = started.elapsed().as_millis() as u64;
     let text = String::from_utf8_lossy(&body);
 
     let expect_status = input.expect_status.unwrap_or(StatusExpect::One(StatusPattern::Class("2xx".into())));
-    if !expect_status.matches(status) {
-        return Err(ActionError::Failed(format!(
-            "{shown}: expected status {}, got {status}{}",
-            expect_status.describe(),
-            body_note(&text)
-        )));
-    }
-    if let Some(needle) = &input.expect_body_contains {
-        if !text.contains(needle.as_str()) {
-            return Err(ActionError::Failed(format!(
-                "{shown}: expected the body to contain `{}`, got {}",
-                excerpt(needle, EXCERPT_CHARS),
-                quoted_excerpt(&text)
-            )));
-        }
-    }
-    for (name, want) in &expect_header {
-        let values: Vec<String> = response
-            .headers()
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        if values.is_empty() {
-            return Err(ActionError::Failed(format!(
-                "{shown}: expected header {name} containing `{}`, but the response has no {name} header",
-                excerpt(want, EXCERPT_CHARS)
-            )));
-        }
-        let joined = values.join(", ");
-        if !joined.contains(want.as_str()) {
-            return Err(ActionError::Failed(format!(
-                "{shown}: expected header {name} containing `{}`, got `{}`",
-                excerpt(want, EXCERPT_CHARS),
-                redacted_excerpt(&joined)
-            )));
-        }
-    }
+    let expected = Expectations {
+        status: &expect_status,
+        body_contains: input.expect_body_contains.as_deref(),
+        headers: &expect_header,
+    };
+    expected.check(&shown, status, &text, response.headers())?;
 
     let mut out = Outputs::new();
     out.insert("status".into(), Value::from(status));
@@ -259,37 +226,112 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     Ok(out)
 }
 
-/// An HTTP client with an overall request timeout and the opsbook user agent.
+/// What a response must be like: `expect_status`, `expect_body_contains`, `expect_header`.
+struct Expectations<'a> {
+    status: &'a StatusExpect,
+    body_contains: Option<&'a str>,
+    headers: &'a [(reqwest::header::HeaderName, String)],
+}
+
+impl Expectations<'_> {
+    /// Checks a response to `shown`; the error says what was expected and what came back.
+    fn check(
+        &self,
+        shown: &str,
+        status: u16,
+        text: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<(), ActionError> {
+        if !self.status.matches(status) {
+            return Err(ActionError::Status {
+                request: shown.to_string(),
+                expected: self.status.describe(),
+                status,
+                body_note: body_note(text),
+            });
+        }
+        if let Some(needle) = self.body_contains {
+            if !text.contains(needle) {
+                return Err(ActionError::BodyLacks {
+                    request: shown.to_string(),
+                    needle: excerpt(needle, EXCERPT_CHARS),
+                    got: quoted_excerpt(text),
+                });
+            }
+        }
+        for (name, want) in self.headers {
+            let values: Vec<String> =
+                headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            if values.is_empty() {
+                return Err(ActionError::HeaderMissing {
+                    request: shown.to_string(),
+                    name: name.to_string(),
+                    want: excerpt(want, EXCERPT_CHARS),
+                });
+            }
+            let joined = values.join(", ");
+            if !joined.contains(want.as_str()) {
+                return Err(ActionError::HeaderLacks {
+                    request: shown.to_string(),
+                    name: name.to_string(),
+                    want: excerpt(want, EXCERPT_CHARS),
+                    got: redacted_excerpt(&joined),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `Authorization: Bearer` header with the token in environment variable `var`; the token
+/// becomes a secret.
+fn bearer(var: &str) -> Result<reqwest::header::HeaderValue, ActionError> {
+    let token = std::env::var(var)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ActionError::TokenUnset { var: var.to_string() })?;
+    let token = token.trim();
+    crate::redact::register(token);
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ActionError::TokenNotHeader { var: var.to_string() })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Request headers from a step's `headers` table, naming a bad one.
 pub(crate) fn request_headers(given: &BTreeMap<String, String>) -> Result<reqwest::header::HeaderMap, ActionError> {
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in given {
         let n = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ActionError::Input(format!("invalid header name `{name}`")))?;
+            .map_err(|_| ActionError::HeaderName { name: name.clone() })?;
         let v = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| ActionError::Input(format!("invalid value for header `{name}`")))?;
+            .map_err(|_| ActionError::HeaderValue { name: name.clone() })?;
         headers.append(n, v);
     }
     Ok(headers)
 }
 
+/// An HTTP client with an overall request timeout and the opsbook user agent.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ActionError> {
     reqwest::Client::builder()
         .user_agent(concat!("opsbook/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .build()
-        .map_err(|e| ActionError::Failed(format!("cannot set up the HTTP client: {e}")))
+        .map_err(ActionError::Client)
 }
 
 /// Parses an http(s) URL, registering any password it carries as a secret.
 pub(crate) fn parse_url(field: &str, raw: &str) -> Result<reqwest::Url, ActionError> {
     let raw = raw.trim();
     crate::redact::register_urls_in(raw);
-    let url = reqwest::Url::parse(raw)
-        .map_err(|e| ActionError::Input(format!("{field}: invalid URL `{}`: {e}", crate::redact::redact(raw))))?;
+    let url = reqwest::Url::parse(raw).map_err(|error| ActionError::Url {
+        input: field.to_string(),
+        url: crate::redact::redact(raw).into_owned(),
+        error,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ActionError::Input(format!("{field}: URL `{}` is not http:// or https://", display_url(&url))));
+        return Err(ActionError::UrlScheme { input: field.to_string(), url: display_url(&url) });
     }
     Ok(url)
 }
@@ -305,14 +347,16 @@ pub(crate) fn display_url(url: &reqwest::Url) -> String {
 
 /// Parses a humantime duration such as `500ms`, `30s`, `5m`.
 pub(crate) fn parse_duration(field: &str, raw: &str) -> Result<Duration, ActionError> {
-    humantime::parse_duration(raw.trim()).map_err(|e| {
-        ActionError::Input(format!("{field}: invalid duration `{raw}` ({e}); use e.g. 500ms, 30s, 5m, 2h"))
+    humantime::parse_duration(raw.trim()).map_err(|error| ActionError::Duration {
+        input: field.to_string(),
+        text: raw.to_string(),
+        error,
     })
 }
 
-/// Turns a request error into Unavailable (could not reach or did not hear back in time).
-pub(crate) fn send_error(shown: &str, e: &reqwest::Error, timeout: Duration) -> ActionError {
-    ActionError::Unavailable(format!("{shown}: {}", describe_error(e, timeout)))
+/// A request that could not reach the server or did not hear back in time (exit 3).
+pub(crate) fn send_error(shown: &str, error: reqwest::Error, timeout: Duration) -> ActionError {
+    ActionError::Request { request: shown.to_string(), error, timeout }
 }
 
 /// A request error without the URL (callers name it): "timed out after 10s", or the causes,

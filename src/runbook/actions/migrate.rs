@@ -64,7 +64,7 @@ fn settings(input: &Input, ctx: &ActionCtx<'_>) -> Result<Settings, ActionError>
     Ok(crate::settings::migrate::resolve(ctx.config, input.database_url.as_deref(), &spec)?)
 }
 
-fn finding_lines(findings: &[lint::Finding]) -> String {
+pub(crate) fn finding_lines(findings: &[lint::Finding]) -> String {
     findings
         .iter()
         .filter(|f| f.severity == lint::Severity::Error)
@@ -94,7 +94,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                 .map(|e| format!("{} {} ({})", e.version.unwrap_or_default(), e.description, e.state.as_str()))
                 .collect();
             if !problems.is_empty() {
-                return Err(ActionError::Failed(format!("migrations not up to date: {}", problems.join(", "))));
+                return Err(ActionError::NotUpToDate { problems });
             }
         }
         Mode::Lint => {
@@ -112,7 +112,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                 findings.iter().filter(|f| f.severity == lint::Severity::Warning).count().into(),
             );
             if lint::has_errors(&findings) {
-                return Err(ActionError::Failed(format!("lint errors: {}", finding_lines(&findings))));
+                return Err(ActionError::LintErrors { findings });
             }
         }
         Mode::DryRun | Mode::Up if ctx.dry_run => {
@@ -133,11 +133,10 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                 .collect();
             out.insert("locks".into(), locks.into());
             if let Some(failed) = report.migrations.iter().find(|m| m.outcome == DryOutcome::Failed) {
-                return Err(ActionError::Failed(format!(
-                    "dry run of {} failed (rolled back): {}",
-                    failed.file,
-                    failed.error.as_deref().unwrap_or("unknown error")
-                )));
+                return Err(ActionError::DryRunFailed {
+                    file: failed.file.clone(),
+                    error: failed.error.clone().unwrap_or_else(|| "unknown error".into()),
+                });
             }
         }
         Mode::Up => {

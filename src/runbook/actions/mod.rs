@@ -73,6 +73,157 @@ impl ActionCtx<'_> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
+    // The step's inputs are wrong (exit 2).
+    /// The `with` table does not fit the action's input type.
+    #[error("invalid `with` for action {action}: {error}")]
+    With { action: String, error: serde_json::Error },
+    #[error("unknown action `{action}`")]
+    UnknownAction { action: String },
+    /// Two inputs that exclude each other were both given.
+    #[error("give `{first}` or `{second}`, not both")]
+    Both { first: &'static str, second: &'static str },
+    /// None of the inputs the action needs one of; `choices` names them with what each is.
+    #[error("give {choices}")]
+    Neither { choices: &'static str },
+    /// An input that must not be empty is.
+    #[error("{input} is empty")]
+    Empty { input: &'static str },
+    #[error("argv is empty: give the program and its arguments")]
+    EmptyArgv,
+    /// An input given with a mode it does not apply to.
+    #[error("`{input}` only applies to {modes}")]
+    NotApplicable { input: &'static str, modes: &'static str },
+    /// A file an input names cannot be read.
+    #[error("{input}: cannot read {}: {source}", path.display())]
+    ReadFile {
+        input: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("file {} holds no SQL", path.display())]
+    NoSql { path: PathBuf },
+    #[error("env: invalid variable name `{name}`")]
+    EnvName { name: String },
+    /// `url` is masked.
+    #[error("{input}: invalid URL `{url}`: {error}")]
+    Url { input: String, url: String, error: url::ParseError },
+    /// `url` is masked.
+    #[error("{input}: URL `{url}` is not http:// or https://")]
+    UrlScheme { input: String, url: String },
+    #[error("{input}: invalid duration `{text}` ({error}); use e.g. 500ms, 30s, 5m, 2h")]
+    Duration { input: String, text: String, error: humantime::DurationError },
+    #[error("invalid HTTP method `{method}`")]
+    Method { method: String },
+    #[error("invalid header name `{name}`")]
+    HeaderName { name: String },
+    #[error("invalid value for header `{name}`")]
+    HeaderValue { name: String },
+    #[error("expect_header: invalid header name `{name}`")]
+    ExpectHeaderName { name: String },
+    #[error("bearer_token_env: environment variable {var} is not set")]
+    TokenUnset { var: String },
+    #[error("bearer_token_env: {var} holds characters not allowed in a header")]
+    TokenNotHeader { var: String },
+    /// A `${…}` reference in the step's `when`, `target` or `with` that cannot be rendered.
+    #[error("step `{step}`: {error}")]
+    Interpolation { step: String, error: super::interp::InterpError },
+    #[error(transparent)]
+    Identity(#[from] crate::backup::codec::IdentityError),
+
+    // The action ran and failed, or its expectation did not hold (exit 1).
+    #[error("cwd: {} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    /// `command` is the command as shown in messages.
+    #[error("cannot run {command}: {error}")]
+    Spawn { command: String, error: std::io::Error },
+    #[error("waiting for {command} failed: {error}")]
+    WaitChild { command: String, error: std::io::Error },
+    /// The command ended with a code the step does not expect (exit 3 when a shell could not
+    /// find the command: 127). `stderr_note` quotes the tail of its stderr, masked.
+    #[error("{command} {} (expected {expected}){stderr_note}", shell::how_it_ended(status))]
+    Exited { command: String, status: std::process::ExitStatus, expected: String, stderr_note: String, via_shell: bool },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// `request` is the method and masked URL; `body_note` quotes the start of the body, masked.
+    #[error("{request}: expected status {expected}, got {status}{body_note}")]
+    Status { request: String, expected: String, status: u16, body_note: String },
+    /// `got` is the body excerpt, quoted and masked.
+    #[error("{request}: expected the body to contain `{needle}`, got {got}")]
+    BodyLacks { request: String, needle: String, got: String },
+    #[error("{request}: expected header {name} containing `{want}`, but the response has no {name} header")]
+    HeaderMissing { request: String, name: String, want: String },
+    #[error("{request}: expected header {name} containing `{want}`, got `{got}`")]
+    HeaderLacks { request: String, name: String, want: String, got: String },
+    #[error("{request}: the webhook answered {status}{body_note}")]
+    Webhook { request: String, status: reqwest::StatusCode, body_note: String },
+    /// The SQL failed (exit 1), or the server went away during it (exit 3). `database` is masked.
+    #[error("{what} failed on {database}: {}", crate::pg::query::describe_sql_error(error))]
+    Sql { what: String, database: String, error: sqlx::Error },
+    /// The SQL ran; its result is not the one `expect` asks for.
+    #[error("{what} on {database}: {mismatch}")]
+    Expectation { what: String, database: String, mismatch: sql::Mismatch },
+    /// A `wait` query that cannot succeed by waiting (a syntax error). `query` is its summary.
+    #[error("`{query}` on {database}: {}", crate::pg::query::describe_sql_error(error))]
+    PollQuery { query: String, database: String, error: sqlx::Error },
+    #[error(
+        "gave up after {} ({attempts} {}): {what} did not {goal}; last: {last}",
+        humantime::format_duration(*timeout),
+        if *attempts == 1 { "attempt" } else { "attempts" }
+    )]
+    GaveUp { what: String, goal: &'static str, timeout: std::time::Duration, attempts: u64, last: String },
+    /// Ctrl-C during a `wait`. `elapsed` is how long it had waited, as humantime text.
+    #[error("interrupted after {elapsed} while {what}")]
+    WaitInterrupted { what: String, elapsed: String },
+    /// Each problem is `VERSION DESCRIPTION (STATE)`.
+    #[error("migrations not up to date: {}", problems.join(", "))]
+    NotUpToDate { problems: Vec<String> },
+    #[error("lint errors: {}", migrate::finding_lines(findings))]
+    LintErrors { findings: Vec<crate::migrate::lint::Finding> },
+    #[error("dry run of {file} failed (rolled back): {error}")]
+    DryRunFailed { file: String, error: String },
+    /// Each failed check is `OBJECT CHECK: DETAIL`.
+    #[error("backup {set}/{id} failed verification: {}", failed.join("; "))]
+    VerifyFailed { set: String, id: String, failed: Vec<String> },
+    /// Each failed step is `STEP: DETAIL`.
+    #[error("restore drill of {backup_id} failed: {}", failed.join("; "))]
+    DrillFailed { backup_id: String, failed: Vec<String> },
+    /// The step's `timeout` passed.
+    #[error("timed out after {}", humantime::format_duration(*after))]
+    TimedOut { after: std::time::Duration },
+    /// Ctrl-C dropped an action that does not wind down by itself.
+    #[error("interrupted")]
+    Stopped,
+
+    // A service it needs is unreachable (exit 3).
+    #[error(transparent)]
+    Connect(crate::pg::PgError),
+    /// No answer, or no answer in time.
+    #[error("{request}: {}", http::describe_error(error, *timeout))]
+    Request { request: String, error: reqwest::Error, timeout: std::time::Duration },
+    #[error("cannot run {command}: program `{program}` not found")]
+    ProgramNotFound { command: String, program: String },
+
+    // A confirmation or acknowledgement is needed and nobody gave it (exit 5).
+    #[error("declined: {question}")]
+    Declined { question: String },
+    #[error("step `{step}` asks \"{question}\" and there is no terminal; pass --yes")]
+    NoTerminal { step: String, question: String },
+    #[error("manual step `{step}` needs a person: run on a terminal, or acknowledge it with --ack {step}")]
+    NeedsPerson { step: String },
+    #[error("manual step `{step}` was not confirmed")]
+    ManualNotConfirmed { step: String },
+    #[error("step `{step}` is destructive and there is no terminal to confirm it; pass --yes")]
+    DestructiveNoTerminal { step: String },
+    #[error("step `{step}` was not confirmed")]
+    NotConfirmed { step: String },
+    #[error("stanza {stanza}: {}", problems.join("; "))]
+    PitrProblems { stanza: String, problems: Vec<String> },
+    #[error("PITR drill to {target} failed: {}", failed.join("; "))]
+    PitrDrillFailed { target: String, failed: Vec<String> },
+
+    // Messages composed by the promote-check, dlq-replay, provision and rotate-secrets actions,
+    // which are being reworked (issue 23); new code uses a specific variant.
     /// The step's inputs are wrong (exit 2).
     #[error("{0}")]
     Input(String),
@@ -82,12 +233,10 @@ pub enum ActionError {
     /// A service it needs is unreachable (exit 3).
     #[error("{0}")]
     Unavailable(String),
-    /// A confirmation or acknowledgement is needed and nobody gave it (exit 5).
-    #[error("{0}")]
-    NeedsConfirmation(String),
     /// Ctrl-C stopped the action part-way; what it finished is kept (exit 130).
     #[error("{0}")]
     Interrupted(String),
+
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
@@ -118,22 +267,78 @@ impl From<crate::pitr::PitrError> for ActionError {
 
 impl Classify for ActionError {
     fn class(&self) -> ErrorClass {
+        use ActionError as E;
         match self {
-            ActionError::Input(_) => ErrorClass::Usage,
-            ActionError::Failed(_) => ErrorClass::Failed,
-            ActionError::Unavailable(_) => ErrorClass::Unavailable,
-            ActionError::NeedsConfirmation(_) => ErrorClass::ConfirmationRequired,
-            ActionError::Interrupted(_) => ErrorClass::Interrupted,
-            ActionError::Backup(e) => e.class(),
-            ActionError::Objects(e) => e.class(),
-            ActionError::Store(e) => e.class(),
-            ActionError::Pg(e) => e.class(),
-            ActionError::Config(e) => e.class(),
-            ActionError::Migrate(e) => e.class(),
-            ActionError::Drill(e) => e.class(),
-            ActionError::Provision(e) => e.class(),
-            ActionError::Rotate(e) => e.class(),
-            ActionError::Pitr(e) => e.class(),
+            E::With { .. }
+            | E::UnknownAction { .. }
+            | E::Both { .. }
+            | E::Neither { .. }
+            | E::Empty { .. }
+            | E::EmptyArgv
+            | E::NotApplicable { .. }
+            | E::ReadFile { .. }
+            | E::NoSql { .. }
+            | E::EnvName { .. }
+            | E::Url { .. }
+            | E::UrlScheme { .. }
+            | E::Duration { .. }
+            | E::Method { .. }
+            | E::HeaderName { .. }
+            | E::HeaderValue { .. }
+            | E::ExpectHeaderName { .. }
+            | E::TokenUnset { .. }
+            | E::TokenNotHeader { .. }
+            | E::Interpolation { .. }
+            | E::Identity(_)
+            | E::Input(_) => ErrorClass::Usage,
+            E::Sql { error, .. } if sql::is_connection_error(error) => ErrorClass::Unavailable,
+            // A shell exits 127 when it cannot find the command.
+            E::Exited { status, via_shell: true, .. } if status.code() == Some(127) => ErrorClass::Unavailable,
+            E::NotADirectory { .. }
+            | E::Spawn { .. }
+            | E::WaitChild { .. }
+            | E::Exited { .. }
+            | E::Client(_)
+            | E::Status { .. }
+            | E::BodyLacks { .. }
+            | E::HeaderMissing { .. }
+            | E::HeaderLacks { .. }
+            | E::Webhook { .. }
+            | E::Sql { .. }
+            | E::Expectation { .. }
+            | E::PollQuery { .. }
+            | E::GaveUp { .. }
+            | E::WaitInterrupted { .. }
+            | E::NotUpToDate { .. }
+            | E::LintErrors { .. }
+            | E::DryRunFailed { .. }
+            | E::VerifyFailed { .. }
+            | E::DrillFailed { .. }
+            | E::PitrProblems { .. }
+            | E::PitrDrillFailed { .. }
+            | E::TimedOut { .. }
+            | E::Stopped
+            | E::Failed(_) => ErrorClass::Failed,
+            E::Connect(_) | E::Request { .. } | E::ProgramNotFound { .. } | E::Unavailable(_) => {
+                ErrorClass::Unavailable
+            }
+            E::Declined { .. }
+            | E::NoTerminal { .. }
+            | E::NeedsPerson { .. }
+            | E::ManualNotConfirmed { .. }
+            | E::DestructiveNoTerminal { .. }
+            | E::NotConfirmed { .. } => ErrorClass::ConfirmationRequired,
+            E::Interrupted(_) => ErrorClass::Interrupted,
+            E::Backup(e) => e.class(),
+            E::Objects(e) => e.class(),
+            E::Store(e) => e.class(),
+            E::Pg(e) => e.class(),
+            E::Config(e) => e.class(),
+            E::Migrate(e) => e.class(),
+            E::Drill(e) => e.class(),
+            E::Provision(e) => e.class(),
+            E::Rotate(e) => e.class(),
+            E::Pitr(e) => e.class(),
         }
     }
 }
@@ -165,7 +370,7 @@ pub fn repeatable_on_resume(action: &str) -> bool {
 
 /// Deserializes an action's input, naming the action on error.
 pub fn input<T: DeserializeOwned>(action: &str, with: Value) -> Result<T, ActionError> {
-    serde_json::from_value(with).map_err(|e| ActionError::Input(format!("invalid `with` for action {action}: {e}")))
+    serde_json::from_value(with).map_err(|error| ActionError::With { action: action.to_string(), error })
 }
 
 /// Field names and required fields of an input type, from its JSON Schema.
@@ -192,11 +397,12 @@ macro_rules! actions {
             }
         }
 
-        /// Checks literal inputs (a `with` table without references) against the action's type.
-        pub fn check_literal(action: &str, with: Value) -> Result<(), String> {
+        /// Checks literal inputs (a `with` table without references) against the action's type;
+        /// None for an unknown action.
+        pub fn check_literal(action: &str, with: Value) -> Option<Result<(), serde_json::Error>> {
             match action {
-                $($name => serde_json::from_value::<$module::Input>(with).map(drop).map_err(|e| e.to_string()),)*
-                other => Err(format!("unknown action `{other}`")),
+                $($name => Some(serde_json::from_value::<$module::Input>(with).map(drop)),)*
+                _ => None,
             }
         }
 
@@ -211,7 +417,7 @@ macro_rules! actions {
         pub async fn run(action: &str, with: Value, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
             match action {
                 $($name => $module::run(input(action, with)?, ctx).await,)*
-                other => Err(ActionError::Input(format!("unknown action `{other}`"))),
+                other => Err(ActionError::UnknownAction { action: other.to_string() }),
             }
         }
     };

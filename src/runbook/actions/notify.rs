@@ -68,14 +68,15 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         .body(payload.to_string())
         .send()
         .await
-        .map_err(|e| send_error(&shown, &e, DEFAULT_TIMEOUT))?;
+        .map_err(|e| send_error(&shown, e, DEFAULT_TIMEOUT))?;
     let status = response.status();
     if !status.is_success() {
         let body = read_body(&mut response, 4096).await.unwrap_or_default();
-        return Err(ActionError::Failed(format!(
-            "{shown}: the webhook answered {status}{}",
-            body_note(&String::from_utf8_lossy(&body))
-        )));
+        return Err(ActionError::Webhook {
+            request: shown,
+            status,
+            body_note: body_note(&String::from_utf8_lossy(&body)),
+        });
     }
     let mut out = Outputs::new();
     out.insert("status".into(), Value::from(status.as_u16()));

@@ -41,10 +41,11 @@ pub mod setup {
         }
         if plan.restart_needed && input.restart && !ctx.assume_yes {
             let question = format!("Restart PostgreSQL ({}) to turn archiving on?", p.pg_path.display());
+            if !ctx.interaction.can_prompt() {
+                return Err(ActionError::DestructiveNoTerminal { step: ctx.step_id.to_string() });
+            }
             if !ctx.interaction.confirm(&question) {
-                return Err(ActionError::NeedsConfirmation(
-                    "turning archiving on restarts PostgreSQL: confirm on a terminal or pass --yes".into(),
-                ));
+                return Err(ActionError::NotConfirmed { step: ctx.step_id.to_string() });
             }
         }
         let applied = setup_lib::apply(&p, &engine, &plan, input.restart).await?;
@@ -67,13 +68,7 @@ pub mod backup {
     }
 
     pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-        let kind = input
-            .kind
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-            .map(str::parse::<BackupType>)
-            .transpose()
-            .map_err(ActionError::Input)?;
+        let kind = input.kind.as_deref().filter(|k| !k.trim().is_empty()).map(str::parse::<BackupType>).transpose()?;
         let p = resolve(ctx, input.spec)?;
         let mut out = Outputs::new();
         out.insert("stanza".into(), p.stanza.clone().into());
@@ -128,7 +123,7 @@ pub mod status {
         }
         if !status.problems.is_empty() {
             let problems: Vec<String> = status.problems.iter().map(|p| format!("{}: {}", p.check, p.message)).collect();
-            return Err(ActionError::Failed(format!("stanza {}: {}", p.stanza, problems.join("; "))));
+            return Err(ActionError::PitrProblems { stanza: p.stanza.clone(), problems });
         }
         Ok(out)
     }

@@ -42,11 +42,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     }
     if !report.ok {
         let failed: Vec<String> = report.failed_steps().map(|s| format!("{}: {}", s.name, s.detail)).collect();
-        return Err(ActionError::Failed(format!(
-            "restore drill of {} failed: {}",
-            report.backup_id,
-            failed.join("; ")
-        )));
+        return Err(ActionError::DrillFailed { backup_id: report.backup_id.clone(), failed });
     }
     Ok(out)
 }
@@ -82,7 +78,7 @@ async fn pitr(spec: &DrillSpec, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionEr
             .filter(|s| s.outcome == drill::Outcome::Failed)
             .map(|s| format!("{}: {}", s.name, s.detail))
             .collect();
-        return Err(ActionError::Failed(format!("PITR drill to {} failed: {}", report.target, failed.join("; "))));
+        return Err(ActionError::PitrDrillFailed { target: report.target.clone(), failed });
     }
     Ok(out)
 }

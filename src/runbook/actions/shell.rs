@@ -79,19 +79,28 @@ impl ExitExpect {
     }
 }
 
+/// Why an `expect_exit` value is not a list of exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ExitExpectError {
+    #[error("invalid exit code `{got}`: use a number or a list of numbers")]
+    Code { got: Value },
+    #[error("expect_exit is an empty list")]
+    EmptyList,
+}
+
 impl<'de> Deserialize<'de> for ExitExpect {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        let code = |v: &Value| -> Result<i32, String> {
+        let code = |v: &Value| -> Result<i32, ExitExpectError> {
             match v {
                 Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
                 Value::String(s) => s.trim().parse().ok(),
                 _ => None,
             }
-            .ok_or_else(|| format!("invalid exit code `{v}`: use a number or a list of numbers"))
+            .ok_or_else(|| ExitExpectError::Code { got: v.clone() })
         };
         let parsed = match &v {
-            Value::Array(items) if items.is_empty() => Err("expect_exit is an empty list".to_string()),
+            Value::Array(items) if items.is_empty() => Err(ExitExpectError::EmptyList),
             Value::Array(items) => items.iter().map(code).collect::<Result<Vec<_>, _>>().map(ExitExpect::Many),
             other => code(other).map(ExitExpect::One),
         };
@@ -185,6 +194,15 @@ fn shown(input: &Input) -> String {
     }
 }
 
+/// How a command ended, for an error message: "exited with 3", "was killed by signal 9".
+pub(crate) fn how_it_ended(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(code) => format!("exited with {code}"),
+        None => format!("was killed by signal {}", status.signal().unwrap_or(0)),
+    }
+}
+
 /// The last lines of stderr, for an error message.
 fn stderr_note(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -195,74 +213,23 @@ fn stderr_note(stderr: &str) -> String {
     format!("; stderr:\n{}", crate::redact::redact(&tail))
 }
 
-pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
-    let mut cmd = match (&input.command, &input.argv) {
-        (Some(c), None) => {
-            if c.trim().is_empty() {
-                return Err(ActionError::Input("command is empty".into()));
-            }
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c").arg(c);
-            cmd
-        }
-        (None, Some(argv)) => {
-            let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
-                return Err(ActionError::Input("argv is empty: give the program and its arguments".into()));
-            };
-            let mut cmd = tokio::process::Command::new(program);
-            cmd.args(&argv[1..]);
-            cmd
-        }
-        (Some(_), Some(_)) => return Err(ActionError::Input("give `command` or `argv`, not both".into())),
-        (None, None) => {
-            return Err(ActionError::Input("give `command` (run with sh -c) or `argv` (program and arguments)".into()))
-        }
-    };
-    for key in input.env.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(ActionError::Input(format!("env: invalid variable name `{key}`")));
-        }
-    }
-    let cwd = match input.cwd.as_deref() {
-        Some(c) => Some(ctx.resolve_path(c)),
-        None => Some(ctx.base_dir.clone()).filter(|d| !d.as_os_str().is_empty()),
-    };
-    let expect = input.expect_exit.clone().unwrap_or(ExitExpect::One(0));
-    let shown = shown(&input);
-
-    if ctx.dry_run {
-        let mut would = format!("run {shown}");
-        if let Some(dir) = &cwd {
-            would.push_str(&format!(" in {}", dir.display()));
-        }
-        let mut out = Outputs::new();
-        out.insert("dry_run".into(), Value::Bool(true));
-        out.insert("would".into(), Value::String(would));
-        return Ok(out);
-    }
-
-    if let Some(dir) = &cwd {
-        if !dir.is_dir() {
-            return Err(ActionError::Failed(format!("cwd: {} is not a directory", dir.display())));
-        }
-        cmd.current_dir(dir);
-    }
-    cmd.envs(&input.env)
-        .stdin(Stdio::null())
-        .stdout(if input.capture { Stdio::piped() } else { Stdio::null() })
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| {
+/// Spawns `cmd` in its own process group and waits for it, reading its output (stdout only
+/// when captured); the group is killed if the action is dropped first.
+async fn run_child(
+    mut cmd: tokio::process::Command,
+    input: &Input,
+    shown: &str,
+) -> Result<(std::process::ExitStatus, Capture, Capture), ActionError> {
+    let mut child = cmd.spawn().map_err(|error| {
         let program = match (&input.command, &input.argv) {
             (Some(_), _) => "sh".to_string(),
             (None, Some(argv)) => argv[0].clone(),
             (None, None) => String::new(),
         };
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ActionError::Unavailable(format!("cannot run {shown}: program `{program}` not found"))
+        if error.kind() == std::io::ErrorKind::NotFound {
+            ActionError::ProgramNotFound { command: shown.to_string(), program }
         } else {
-            ActionError::Failed(format!("cannot run {shown}: {e}"))
+            ActionError::Spawn { command: shown.to_string(), error }
         }
     })?;
     let mut guard = GroupGuard { pgid: child.id() };
@@ -286,8 +253,78 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         if !read_all {
             let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
         }
-        status.map_err(|e| ActionError::Failed(format!("waiting for {shown} failed: {e}")))?
+        status.map_err(|error| ActionError::WaitChild { command: shown.to_string(), error })?
     };
+    Ok((status, stdout, stderr))
+}
+
+/// The command to run, from `command` (with `sh -c`) or `argv`, before its environment and
+/// working directory are set.
+fn command(input: &Input) -> Result<tokio::process::Command, ActionError> {
+    Ok(match (&input.command, &input.argv) {
+        (Some(c), None) => {
+            if c.trim().is_empty() {
+                return Err(ActionError::Empty { input: "command" });
+            }
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c").arg(c);
+            cmd
+        }
+        (None, Some(argv)) => {
+            let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
+                return Err(ActionError::EmptyArgv);
+            };
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+        (Some(_), Some(_)) => return Err(ActionError::Both { first: "command", second: "argv" }),
+        (None, None) => {
+            return Err(ActionError::Neither {
+                choices: "`command` (run with sh -c) or `argv` (program and arguments)",
+            })
+        }
+    })
+}
+
+pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
+    let mut cmd = command(&input)?;
+    for key in input.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(ActionError::EnvName { name: key.clone() });
+        }
+    }
+    let cwd = match input.cwd.as_deref() {
+        Some(c) => Some(ctx.resolve_path(c)),
+        None => Some(ctx.base_dir.clone()).filter(|d| !d.as_os_str().is_empty()),
+    };
+    let expect = input.expect_exit.clone().unwrap_or(ExitExpect::One(0));
+    let shown = shown(&input);
+
+    if ctx.dry_run {
+        let mut would = format!("run {shown}");
+        if let Some(dir) = &cwd {
+            would.push_str(&format!(" in {}", dir.display()));
+        }
+        let mut out = Outputs::new();
+        out.insert("dry_run".into(), Value::Bool(true));
+        out.insert("would".into(), Value::String(would));
+        return Ok(out);
+    }
+
+    if let Some(dir) = &cwd {
+        if !dir.is_dir() {
+            return Err(ActionError::NotADirectory { path: dir.clone() });
+        }
+        cmd.current_dir(dir);
+    }
+    cmd.envs(&input.env)
+        .stdin(Stdio::null())
+        .stdout(if input.capture { Stdio::piped() } else { Stdio::null() })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let (status, stdout, stderr) = run_child(cmd, &input, &shown).await?;
 
     let exit_code = match status.code() {
         Some(code) => code,
@@ -298,16 +335,12 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     };
     let stderr_text = stderr.text();
     if !expect.codes().contains(&exit_code) {
-        let how = match status.code() {
-            Some(code) => format!("exited with {code}"),
-            None => format!("was killed by signal {}", exit_code - 128),
-        };
-        let message = format!("{shown} {how} (expected {}){}", expect.describe(), stderr_note(&stderr_text));
-        // POSIX shells exit 127 when the command is not found.
-        return Err(if input.command.is_some() && exit_code == 127 {
-            ActionError::Unavailable(message)
-        } else {
-            ActionError::Failed(message)
+        return Err(ActionError::Exited {
+            command: shown,
+            status,
+            expected: expect.describe(),
+            stderr_note: stderr_note(&stderr_text),
+            via_shell: input.command.is_some(),
         });
     }
 

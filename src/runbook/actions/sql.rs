@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::{ActionCtx, ActionError, Outputs};
-use crate::pg::query::{describe_sql_error, execute, truth, QueryResult};
+use crate::pg::query::{execute, truth, QueryResult};
 use crate::pg::DbUrl;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -65,8 +65,41 @@ pub struct ExpectChecks {
 const EXPECT_HELP: &str =
     "expect must be true, false, or a table like { rows = 1 }, { rows_min = 1 } or { value = \"ok\" }";
 
+/// Why an `expect` value is not an expectation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    #[error("expect.value must be text, got `{got}`")]
+    ValueNotText { got: Value },
+    #[error("unknown key `{key}` in expect; {EXPECT_HELP}")]
+    UnknownKey { key: String },
+    #[error("expect is an empty table; {EXPECT_HELP}")]
+    EmptyTable,
+    #[error("{EXPECT_HELP}")]
+    Shape,
+    #[error("expect.{key} must be a whole number ≥ 0, got `{got}`")]
+    Count { key: String, got: Value },
+}
+
+/// How a query's result differs from its expectation: what was expected and what came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// `got` describes the first value: quoted (and masked), "no rows" or "NULL".
+    #[error(
+        "expected {} in the first column of the first row, got {got}",
+        if *want { "true (or non-zero)" } else { "false (or zero)" }
+    )]
+    Truth { want: bool, got: String },
+    #[error("expected {want} {}, got {got}", plural(*want))]
+    Rows { want: u64, got: u64 },
+    #[error("expected at least {want} {}, got {got}", plural(*want))]
+    RowsMin { want: u64, got: u64 },
+    /// `want` is shortened for the message.
+    #[error("expected value `{want}` in the first column of the first row, got {got}")]
+    Value { want: String, got: String },
+}
+
 impl Expect {
-    fn from_value(v: &Value) -> Result<Expect, String> {
+    fn from_value(v: &Value) -> Result<Expect, ExpectError> {
         match v {
             Value::Bool(b) => Ok(Expect::Truth(*b)),
             Value::String(s) if s.trim() == "true" => Ok(Expect::Truth(true)),
@@ -81,23 +114,23 @@ impl Expect {
                             checks.value = Some(match val {
                                 Value::String(s) => s.clone(),
                                 Value::Number(_) | Value::Bool(_) => val.to_string(),
-                                _ => return Err(format!("expect.value must be text, got `{val}`")),
+                                _ => return Err(ExpectError::ValueNotText { got: val.clone() }),
                             })
                         }
-                        other => return Err(format!("unknown key `{other}` in expect; {EXPECT_HELP}")),
+                        other => return Err(ExpectError::UnknownKey { key: other.to_string() }),
                     }
                 }
                 if checks == ExpectChecks::default() {
-                    return Err(format!("expect is an empty table; {EXPECT_HELP}"));
+                    return Err(ExpectError::EmptyTable);
                 }
                 Ok(Expect::Checks(checks))
             }
-            _ => Err(EXPECT_HELP.to_string()),
+            _ => Err(ExpectError::Shape),
         }
     }
 
     /// Checks a result; the error says what was expected and what came back.
-    pub fn check(&self, result: &QueryResult) -> Result<(), String> {
+    pub fn check(&self, result: &QueryResult) -> Result<(), Mismatch> {
         let got_value = || match (&result.value, result.rows) {
             (Some(v), _) => format!("`{}`", super::http::redacted_excerpt(v)),
             (None, 0) => "no rows".to_string(),
@@ -107,28 +140,26 @@ impl Expect {
             Expect::Truth(want) => {
                 let ok = result.value.as_deref().and_then(truth) == Some(*want);
                 if !ok {
-                    let want = if *want { "true (or non-zero)" } else { "false (or zero)" };
-                    return Err(format!("expected {want} in the first column of the first row, got {}", got_value()));
+                    return Err(Mismatch::Truth { want: *want, got: got_value() });
                 }
             }
             Expect::Checks(c) => {
                 if let Some(n) = c.rows {
                     if result.rows != n {
-                        return Err(format!("expected {n} {}, got {}", plural(n), result.rows));
+                        return Err(Mismatch::Rows { want: n, got: result.rows });
                     }
                 }
                 if let Some(n) = c.rows_min {
                     if result.rows < n {
-                        return Err(format!("expected at least {n} {}, got {}", plural(n), result.rows));
+                        return Err(Mismatch::RowsMin { want: n, got: result.rows });
                     }
                 }
                 if let Some(want) = &c.value {
                     if result.value.as_deref() != Some(want.as_str()) {
-                        return Err(format!(
-                            "expected value `{}` in the first column of the first row, got {}",
-                            super::http::excerpt(want, super::http::EXCERPT_CHARS),
-                            got_value()
-                        ));
+                        return Err(Mismatch::Value {
+                            want: super::http::excerpt(want, super::http::EXCERPT_CHARS),
+                            got: got_value(),
+                        });
                     }
                 }
             }
@@ -144,13 +175,13 @@ impl<'de> Deserialize<'de> for Expect {
     }
 }
 
-fn count(key: &str, v: &Value) -> Result<u64, String> {
+fn count(key: &str, v: &Value) -> Result<u64, ExpectError> {
     match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("expect.{key} must be a whole number ≥ 0, got `{v}`"))
+    .ok_or_else(|| ExpectError::Count { key: key.to_string(), got: v.clone() })
 }
 
 fn plural(n: u64) -> &'static str {
@@ -176,7 +207,7 @@ pub(crate) fn database_url(given: Option<&str>, ctx: &ActionCtx<'_>) -> Result<D
         }
         None => ctx.config.database_url(None, None)?,
     };
-    DbUrl::parse_named("database_url", &raw).map_err(|e| ActionError::Input(e.to_string()))
+    Ok(DbUrl::parse_named("database_url", &raw)?)
 }
 
 /// The first non-blank line of a query, shortened, for error messages.
@@ -206,17 +237,17 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
                     );
                     return Ok(out);
                 }
-                Err(e) => return Err(ActionError::Input(format!("file: cannot read {}: {e}", path.display()))),
+                Err(source) => return Err(ActionError::ReadFile { input: "file", path, source }),
             }
         }
-        (Some(_), Some(_)) => return Err(ActionError::Input("give `query` or `file`, not both".into())),
-        (None, None) => return Err(ActionError::Input("give `query` (SQL text) or `file` (a .sql file)".into())),
+        (Some(_), Some(_)) => return Err(ActionError::Both { first: "query", second: "file" }),
+        (None, None) => return Err(ActionError::Neither { choices: "`query` (SQL text) or `file` (a .sql file)" }),
     };
     if sql.trim().is_empty() {
-        return Err(ActionError::Input(match &source {
-            Some(p) => format!("file {} holds no SQL", p.display()),
-            None => "query is empty".into(),
-        }));
+        return Err(match source {
+            Some(path) => ActionError::NoSql { path },
+            None => ActionError::Empty { input: "query" },
+        });
     }
     let what = match &source {
         Some(p) => format!("SQL from {} ({})", p.display(), summary(&sql)),
@@ -231,18 +262,19 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     }
 
     let url = database_url(input.database_url.as_deref(), ctx)?;
-    let mut conn = crate::pg::connect(&url).await.map_err(|e| ActionError::Unavailable(e.to_string()))?;
-    let result = execute(&mut conn, &sql).await.map_err(|e| {
-        let message = format!("{what} failed on {}: {}", url.redacted(), describe_sql_error(&e));
-        if is_connection_error(&e) {
-            ActionError::Unavailable(message)
-        } else {
-            ActionError::Failed(message)
-        }
+    let mut conn = crate::pg::connect(&url).await.map_err(ActionError::Connect)?;
+    let result = execute(&mut conn, &sql).await.map_err(|error| ActionError::Sql {
+        what: what.clone(),
+        database: url.redacted(),
+        error,
     })?;
     drop(conn);
     if let Some(expect) = &input.expect {
-        expect.check(&result).map_err(|why| ActionError::Failed(format!("{what} on {}: {why}", url.redacted())))?;
+        expect.check(&result).map_err(|mismatch| ActionError::Expectation {
+            what,
+            database: url.redacted(),
+            mismatch,
+        })?;
     }
     let mut out = Outputs::new();
     out.insert("rows".into(), Value::from(result.rows));
@@ -268,8 +300,8 @@ fn dry_run_outputs(input: &Input, ctx: &ActionCtx<'_>, sql: &str) -> Outputs {
 mod tests {
     use super::*;
 
-    fn expect(v: Value) -> Result<Expect, String> {
-        serde_json::from_value::<Expect>(v).map_err(|e| e.to_string())
+    fn expect(v: Value) -> Result<Expect, serde_json::Error> {
+        serde_json::from_value::<Expect>(v)
     }
 
     fn result(rows: u64, value: Option<&str>) -> QueryResult {
@@ -287,27 +319,28 @@ mod tests {
             expect(serde_json::json!({"rows_min": "2", "value": 7})).unwrap(),
             Expect::Checks(ExpectChecks { rows_min: Some(2), value: Some("7".into()), ..Default::default() })
         );
-        assert!(expect(serde_json::json!({})).unwrap_err().contains("empty"));
-        assert!(expect(serde_json::json!({"row": 1})).unwrap_err().contains("unknown key `row`"));
-        assert!(expect(serde_json::json!({"rows": -1})).unwrap_err().contains("whole number"));
-        assert!(expect(serde_json::json!(3)).unwrap_err().contains("expect must be"));
+        let err = |v: Value| expect(v).unwrap_err().to_string();
+        assert!(err(serde_json::json!({})).contains("empty"));
+        assert!(err(serde_json::json!({"row": 1})).contains("unknown key `row`"));
+        assert!(err(serde_json::json!({"rows": -1})).contains("whole number"));
+        assert!(err(serde_json::json!(3)).contains("expect must be"));
     }
 
     #[test]
     fn checks_say_expected_and_got() {
         let rows3 = Expect::Checks(ExpectChecks { rows: Some(3), ..Default::default() });
         assert!(rows3.check(&result(3, Some("x"))).is_ok());
-        assert_eq!(rows3.check(&result(2, Some("x"))).unwrap_err(), "expected 3 rows, got 2");
+        assert_eq!(rows3.check(&result(2, Some("x"))).unwrap_err().to_string(), "expected 3 rows, got 2");
         let min = Expect::Checks(ExpectChecks { rows_min: Some(1), ..Default::default() });
-        assert_eq!(min.check(&result(0, None)).unwrap_err(), "expected at least 1 row, got 0");
+        assert_eq!(min.check(&result(0, None)).unwrap_err().to_string(), "expected at least 1 row, got 0");
         let value = Expect::Checks(ExpectChecks { value: Some("ok".into()), ..Default::default() });
         assert!(value.check(&result(1, Some("ok"))).is_ok());
-        assert!(value.check(&result(1, Some("nope"))).unwrap_err().contains("expected value `ok`"));
-        assert!(value.check(&result(1, None)).unwrap_err().ends_with("got NULL"));
+        assert!(value.check(&result(1, Some("nope"))).unwrap_err().to_string().contains("expected value `ok`"));
+        assert!(value.check(&result(1, None)).unwrap_err().to_string().ends_with("got NULL"));
         assert!(Expect::Truth(true).check(&result(1, Some("true"))).is_ok());
         assert!(Expect::Truth(true).check(&result(1, Some("5"))).is_ok());
         assert!(Expect::Truth(true).check(&result(1, Some("0"))).is_err());
-        assert!(Expect::Truth(true).check(&result(0, None)).unwrap_err().ends_with("got no rows"));
+        assert!(Expect::Truth(true).check(&result(0, None)).unwrap_err().to_string().ends_with("got no rows"));
         assert!(Expect::Truth(false).check(&result(1, Some("f"))).is_ok());
     }
 

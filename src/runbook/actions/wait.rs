@@ -46,8 +46,8 @@ enum Mode {
     Sql(String),
 }
 
-fn interrupted_error(what: &str, started: Instant) -> ActionError {
-    ActionError::Failed(format!("interrupted after {} while {what}", elapsed(started)))
+fn interrupted_error(what: String, started: Instant) -> ActionError {
+    ActionError::WaitInterrupted { what, elapsed: elapsed(started) }
 }
 
 fn elapsed(started: Instant) -> String {
@@ -73,13 +73,13 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         (Some(d), None, None) => Mode::Sleep(parse_duration("duration", d)?),
         (None, Some(u), None) => Mode::Http(parse_url("until_http", u)?),
         (None, None, Some(q)) if q.trim().is_empty() => {
-            return Err(ActionError::Input("until_sql is empty".into()));
+            return Err(ActionError::Empty { input: "until_sql" });
         }
         (None, None, Some(q)) => Mode::Sql(q.clone()),
         _ => {
-            return Err(ActionError::Input(
-                "give exactly one of `duration`, `until_http` (a URL) or `until_sql` (a query)".into(),
-            ))
+            return Err(ActionError::Neither {
+                choices: "exactly one of `duration`, `until_http` (a URL) or `until_sql` (a query)",
+            })
         }
     };
     if matches!(mode, Mode::Sleep(_)) {
@@ -87,12 +87,12 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
             [("interval", &input.interval), ("timeout", &input.timeout), ("database_url", &input.database_url)]
         {
             if given.is_some() {
-                return Err(ActionError::Input(format!("`{key}` only applies to until_http / until_sql")));
+                return Err(ActionError::NotApplicable { input: key, modes: "until_http / until_sql" });
             }
         }
     }
     if matches!(mode, Mode::Http(_)) && input.database_url.is_some() {
-        return Err(ActionError::Input("`database_url` only applies to until_sql".into()));
+        return Err(ActionError::NotApplicable { input: "database_url", modes: "until_sql" });
     }
     let interval =
         input.interval.as_deref().map(|s| parse_duration("interval", s)).transpose()?.unwrap_or(DEFAULT_INTERVAL);
@@ -126,7 +126,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     match mode {
         Mode::Sleep(d) => {
             if !pause(d).await {
-                return Err(interrupted_error(&format!("waiting {}", humantime::format_duration(d)), started));
+                return Err(interrupted_error(format!("waiting {}", humantime::format_duration(d)), started));
             }
         }
         Mode::Http(url) => {
@@ -162,7 +162,7 @@ enum Poll {
 async fn poll<F, Fut>(
     ctx: &ActionCtx<'_>,
     what: &str,
-    goal: &str,
+    goal: &'static str,
     interval: Duration,
     timeout: Duration,
     started: Instant,
@@ -182,7 +182,7 @@ where
             p = tokio::time::timeout(remaining.clamp(Duration::from_millis(100), POLL_TIMEOUT), check()) => {
                 p.unwrap_or_else(|_| Poll::NotYet(format!("no answer within {}", humantime::format_duration(remaining.min(POLL_TIMEOUT)))))
             }
-            _ = crate::signal::interrupted() => return Err(interrupted_error(&format!("waiting for {what}"), started)),
+            _ = crate::signal::interrupted() => return Err(interrupted_error(format!("waiting for {what}"), started)),
         };
         let last = match outcome {
             Poll::Ready => return Ok(attempts),
@@ -191,14 +191,10 @@ where
         };
         let now = Instant::now();
         if now >= deadline {
-            return Err(ActionError::Failed(format!(
-                "gave up after {} ({attempts} {}): {what} did not {goal}; last: {last}",
-                humantime::format_duration(timeout),
-                if attempts == 1 { "attempt" } else { "attempts" }
-            )));
+            return Err(ActionError::GaveUp { what: what.to_string(), goal, timeout, attempts, last });
         }
         if !pause(interval.min(deadline - now)).await {
-            return Err(interrupted_error(&format!("waiting for {what}"), started));
+            return Err(interrupted_error(format!("waiting for {what}"), started));
         }
     }
 }
@@ -237,12 +233,11 @@ async fn sql_ready(db: &crate::pg::DbUrl, query: &str) -> Poll {
         },
         // A syntax error will not fix itself; anything else (a missing table, a lock) may.
         Err(sqlx::Error::Database(db_err)) if db_err.code().as_deref() == Some("42601") => {
-            Poll::Fatal(ActionError::Failed(format!(
-                "`{}` on {}: {}",
-                super::sql::summary(query),
-                db.redacted(),
-                crate::pg::query::describe_sql_error(&sqlx::Error::Database(db_err))
-            )))
+            Poll::Fatal(ActionError::PollQuery {
+                query: super::sql::summary(query),
+                database: db.redacted(),
+                error: sqlx::Error::Database(db_err),
+            })
         }
         Err(e) => Poll::NotYet(crate::pg::query::describe_sql_error(&e)),
     }
@@ -251,17 +246,18 @@ async fn sql_ready(db: &crate::pg::DbUrl, query: &str) -> Poll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, ErrorClass};
 
     #[test]
     fn input_needs_exactly_one_mode() {
         let i: Input = serde_json::from_value(serde_json::json!({"duration": "1s", "until_http": "http://x"})).unwrap();
-        assert!(matches!(mode_error(i), Some(ActionError::Input(_))));
+        assert_eq!(mode_error(i).map(|e| e.class()), Some(ErrorClass::Usage));
         let i: Input = serde_json::from_value(serde_json::json!({})).unwrap();
-        assert!(matches!(mode_error(i), Some(ActionError::Input(_))));
+        assert_eq!(mode_error(i).map(|e| e.class()), Some(ErrorClass::Usage));
         let i: Input = serde_json::from_value(serde_json::json!({"duration": "1s", "timeout": "5s"})).unwrap();
-        assert!(matches!(mode_error(i), Some(ActionError::Input(_))));
+        assert_eq!(mode_error(i).map(|e| e.class()), Some(ErrorClass::Usage));
         let i: Input = serde_json::from_value(serde_json::json!({"duration": "soon"})).unwrap();
-        assert!(matches!(mode_error(i), Some(ActionError::Input(_))));
+        assert_eq!(mode_error(i).map(|e| e.class()), Some(ErrorClass::Usage));
     }
 
     fn mode_error(i: Input) -> Option<ActionError> {
