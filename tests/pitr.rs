@@ -148,6 +148,32 @@ impl Pitr {
     }
 }
 
+/// Runs at a terminal width of `columns` and snapshots the whole outcome, with pgBackRest's
+/// labels, WAL names and PITR drill ids filtered (wide enough that no time or size wraps).
+fn snapshot(t: &Pitr, name: &str, columns: u16, args: &[&str]) {
+    let out = opsbook(t.dir.path())
+        .env("TMPDIR", t.dir.path().join("tmp"))
+        .env("COLUMNS", columns.to_string())
+        .envs(t.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(args)
+        .output()
+        .unwrap();
+    let outcome = support::env::Outcome::of(&out, t.dir.path());
+    let mut settings = outcome.settings();
+    settings.set_snapshot_path("snapshots");
+    for (pattern, replacement) in [
+        (r"\d{8}-\d{6}F_\d{8}-\d{6}([DI])", "YYYYMMDD-HHMMSSF_YYYYMMDD-HHMMSS$1"),
+        (r"\d{8}-\d{6}F", "YYYYMMDD-HHMMSSF"),
+        (r"\b\d{8}T\d{6}Z-[0-9a-f]{4}\b", "YYYYMMDDTHHMMSSZ-xxxx"),
+        (r"\b[0-9A-F]{24}\b", "WWWWWWWWWWWWWWWWWWWWWWWW"),
+        (r"\b\d+s → \d+s", "Ns → Ns"),
+        (r"(HH:MM:SS)\.\d{3}Z", "$1.sssZ"),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.bind(|| insta::assert_snapshot!(name, outcome.render()));
+}
+
 fn labels(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
@@ -155,6 +181,7 @@ fn labels(v: &Value) -> Vec<String> {
 #[test]
 fn setup_twice_then_full_and_incremental_backups() {
     let t = Pitr::new(2);
+    snapshot(&t, "pitr_setup_plan_columns_120", 120, &["pitr", "setup", "--dry-run"]);
     let plan = t.ok_json(&["pitr", "setup", "--dry-run"]);
     assert_eq!(plan["plan"]["restart_needed"], true, "{plan:#}");
     assert!(!t.repo().exists(), "a dry run changes nothing");
@@ -238,6 +265,7 @@ fn drills_reach_a_time_between_two_canary_batches_and_the_latest_point() {
     let last = t.canary();
     t.wait_archived();
 
+    snapshot(&t, "pitr_drill_columns_120", 120, &["restore-drill", "--pitr", "--target-time", &target]);
     let drill = t.ok_json(&["restore-drill", "--pitr", "--target-time", &target]);
     assert_eq!(drill["ok"], true, "{drill:#}");
     let restored = drill["restored_point"].as_str().unwrap();
@@ -270,6 +298,19 @@ fn a_drill_to_a_time_before_every_backup_fails_and_names_it() {
     assert_eq!(code(&out), 1, "{}", all_output(&out));
     let v = json(&out);
     assert!(v["error"].as_str().unwrap().contains("no backup of stanza main finished before"), "{v:#}");
+    snapshot(
+        &t,
+        "pitr_drill_before_every_backup",
+        100,
+        &["restore-drill", "--pitr", "--target-time", "2001-01-01 00:00:00"],
+    );
+    snapshot(&t, "pitr_drill_bad_time", 100, &["restore-drill", "--pitr", "--target-time", "yesterday"]);
+    snapshot(
+        &t,
+        "pitr_drill_with_target_url",
+        100,
+        &["restore-drill", "--pitr", "--target-url", "postgres://x@127.0.0.1/db"],
+    );
     let out = t.run(&["restore-drill", "--pitr", "--target-time", "yesterday"]);
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     assert!(all_output(&out).contains("RFC 3339"), "{}", all_output(&out));

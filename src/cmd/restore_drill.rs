@@ -220,14 +220,16 @@ async fn pitr_drill(ctx: &Ctx<'_>, spec: &DrillSpec) -> Result<ExitStatus> {
     if let Some(kept) = &report.kept {
         ctx.printer.line(format!("kept: {kept}"))?;
     }
-    let rpo = report.measured_rpo_seconds.map_or_else(|| "not measured".into(), |s| format!("{s:.1}s"));
-    ctx.printer.line(format!(
-        "PITR drill {} of {} to {}: {} (RTO {:.1}s, measured RPO {rpo})",
-        report.drill_id,
-        report.backup.as_deref().unwrap_or("no backup"),
-        report.target,
-        if report.ok { "passed" } else { "FAILED" },
-        report.rto_seconds,
-    ))?;
+    let verdict = if report.ok { "passed" } else { "FAILED" };
+    match &report.backup {
+        None => ctx.printer.line(format!("PITR drill {} to {}: {verdict}", report.drill_id, report.target))?,
+        Some(backup) => {
+            let rpo = report.measured_rpo_seconds.map_or_else(|| "not measured".into(), |s| format!("{s:.1}s"));
+            ctx.printer.line(format!(
+                "PITR drill {} of {backup} to {}: {verdict} (RTO {:.1}s, measured RPO {rpo})",
+                report.drill_id, report.target, report.rto_seconds,
+            ))?
+        }
+    }
     Ok(status)
 }

@@ -250,8 +250,8 @@ impl Run<'_> {
                 (Target::Time(t), Some(o)) => format!(
                     "no backup of stanza {} finished before {} (the oldest finished at {}): pick a later --target-time",
                     self.req.pitr.stanza,
-                    t.to_rfc3339(),
-                    o.to_rfc3339()
+                    fmt(t),
+                    fmt(o)
                 ),
                 (Target::Latest | Target::Random(_), Some(_)) => "every backup is marked as failed".into(),
             };

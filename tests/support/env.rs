@@ -128,6 +128,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run made outside a [`TestEnv`] whose state dir is `dir`.
+    pub fn of(output: &std::process::Output, dir: &Path) -> Outcome {
+        let mut paths = vec![dir.display().to_string()];
+        if let Ok(real) = dir.canonicalize() {
+            paths.push(real.display().to_string());
+        }
+        paths.dedup();
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            paths,
+        }
+    }
+
     /// stdout as one JSON document.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
