@@ -52,6 +52,7 @@ impl Pitr {
             .env()
             .into_iter()
             .map(|(k, v)| if k == "AWS_ENDPOINT_URL" { (k, v.replace("127.0.0.1", "localhost")) } else { (k, v) })
+            .chain([("PITR_CIPHER_PASS".to_string(), format!("pitr-pass-{:016x}", rand::random::<u64>()))])
             .collect();
         t._s3 = Some(s3);
         t
@@ -75,7 +76,12 @@ impl Pitr {
                 let ca = dir.path().join("ca.pem");
                 std::fs::copy(TestCa::shared().ca_file(), &ca).unwrap();
                 mode(&ca, 0o644);
-                format!("repo = \"{}\"\nca_file = \"{}\"\n", s3.url("pitr"), ca.display())
+                // An encrypted repository, its passphrase from the environment.
+                format!(
+                    "repo = \"{}\"\nca_file = \"{}\"\ncipher_pass = \"env:PITR_CIPHER_PASS\"\n",
+                    s3.url("pitr"),
+                    ca.display()
+                )
             }
         };
         let config = format!(
@@ -198,8 +204,12 @@ fn setup_twice_then_full_and_incremental_backups() {
     assert_eq!(again["applied"]["changed"], 0, "the second setup is a no-op: {again:#}");
     assert!(again["plan"]["items"].as_array().unwrap().iter().all(|i| i["action"] == "ok"), "{again:#}");
 
-    let full = t.ok_json(&["pitr", "backup", "--type", "full"]);
+    let metrics = t.dir.path().join("pitr.prom");
+    let full = t.ok_json(&["pitr", "backup", "--type", "full", "--metrics-file", metrics.to_str().unwrap()]);
     assert_eq!(full["backup"]["kind"], "full", "{full:#}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("opsbook_pitr_backup_last_run_success{stanza=\"main\"} 1"), "{prom}");
+    assert!(prom.contains("opsbook_pitr_backup_duration_seconds{stanza=\"main\",type=\"full\"}"), "{prom}");
     t.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g");
     let incr = t.ok_json(&["pitr", "backup", "--type", "incr"]);
     assert_eq!(incr["backup"]["kind"], "incr", "{incr:#}");
@@ -383,6 +393,7 @@ fn an_s3_repository_over_tls_archives_backs_up_and_restores() {
     assert!(setup["plan"]["repo"].as_str().unwrap().starts_with("s3://"), "{setup:#}");
     let conf = std::fs::read_to_string(t.pg().cluster().dir.join("pgbackrest/main.conf")).unwrap();
     assert!(conf.contains("repo1-type=s3") && conf.contains("repo1-storage-ca-file="), "{conf}");
+    assert!(conf.contains("repo1-cipher-type=aes-256-cbc"), "{conf}");
     let full = t.ok_json(&["pitr", "backup", "--type", "full"]);
     assert_eq!(full["backup"]["kind"], "full");
     let canary = t.canary();
@@ -390,8 +401,13 @@ fn an_s3_repository_over_tls_archives_backs_up_and_restores() {
     let drill = t.ok_json(&["restore-drill", "--pitr", "--target", "latest"]);
     assert_eq!(drill["ok"], true, "{drill:#}");
     assert!(chrono_eq(drill["restored_point"].as_str().unwrap(), &canary), "{drill:#}");
-    // The repository's secret key never appears in what opsbook prints.
-    let secret = &t.envs.iter().find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY").unwrap().1;
+    // The repository's secret key and passphrase never appear in what opsbook prints.
     let status = t.run(&["pitr", "status", "-vv"]);
-    assert!(!all_output(&status).contains(secret.as_str()), "{}", all_output(&status));
+    for key in ["AWS_SECRET_ACCESS_KEY", "PITR_CIPHER_PASS"] {
+        let secret = &t.envs.iter().find(|(k, _)| k == key).unwrap().1;
+        assert!(!all_output(&status).contains(secret.as_str()), "{key}: {}", all_output(&status));
+        assert!(!drill.to_string().contains(secret.as_str()), "{key} in the drill report");
+    }
+    let info = t.ok_json(&["pitr", "status"]);
+    assert!(info["newest_full"]["label"].is_string(), "{info:#}");
 }
