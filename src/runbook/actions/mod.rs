@@ -524,3 +524,74 @@ use control::sandbox as control_sandbox;
 use pitr::backup as pitr_backup;
 use pitr::setup as pitr_setup;
 use pitr::status as pitr_status;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The failures the promote-check, dlq-replay, provision and rotate-secrets actions report:
+    /// each its class and its message.
+    #[test]
+    fn action_failures_keep_their_class_and_message() {
+        let cases = [
+            (
+                ActionError::PromotionFailed { failed: vec!["backup: none".into(), "tls: expired".into()] },
+                ErrorClass::Failed,
+                "promotion checks failed — backup: none; tls: expired",
+            ),
+            (
+                ActionError::TooManyDeadLetters { total: 12, max: 10 },
+                ErrorClass::Failed,
+                "the DLQ holds 12 dead letters, more than 10",
+            ),
+            (
+                ActionError::Undelivered { failed: 2, planned: 5, first: vec!["#1: 500".into(), "#4: timeout".into()] },
+                ErrorClass::Failed,
+                "2 of 5 dead letters could not be delivered and stay in the DLQ (#1: 500; #4: timeout)",
+            ),
+            (
+                ActionError::NotProvisioned { pending: vec!["create role app".into(), "update bucket media".into()] },
+                ErrorClass::Failed,
+                r#"the environment still differs from the profile: ["create role app","update bucket media"]"#,
+            ),
+            (
+                ActionError::RotationFailed { failed: vec!["JWT: no".into()], unreachable: false },
+                ErrorClass::Failed,
+                "rotation failed for JWT: no",
+            ),
+            (
+                ActionError::RotationFailed { failed: vec!["DB: down".into()], unreachable: true },
+                ErrorClass::Unavailable,
+                "rotation failed for DB: down",
+            ),
+            (
+                ActionError::DeadLetterSourceLost { delivered: 3, planned: 5, run_id: "r1".into() },
+                ErrorClass::Unavailable,
+                "the DLQ database became unreachable: 3 of 5 dead letters delivered; the rest are still in the DLQ \
+                 (`opsbook run --resume r1` once it is back)",
+            ),
+            (
+                ActionError::ReplayInterrupted { delivered: 3, planned: 9, failed: 1, skipped: 5, run_id: "r1".into() },
+                ErrorClass::Interrupted,
+                "interrupted: 3 of 9 dead letters delivered, 1 failed, 5 not attempted and still in the DLQ; \
+                 `opsbook run --resume r1` replays them",
+            ),
+            (
+                ActionError::NoAdminPasswordFile,
+                ErrorClass::Usage,
+                "provision apply in a runbook needs admin_password_file in the profile's [provision] table: the \
+                 one-time admin password has nowhere else to go",
+            ),
+            (
+                ActionError::NoPlaintextFile { secret: "ADMIN_HASH".into() },
+                ErrorClass::Usage,
+                "secret ADMIN_HASH is a password hash without plaintext_file: in a runbook the one-time plaintext has \
+                 nowhere to go",
+            ),
+        ];
+        for (error, class, message) in cases {
+            assert_eq!(error.class(), class, "{error}");
+            assert_eq!(error.to_string(), message);
+        }
+    }
+}
