@@ -322,8 +322,7 @@ mod tests {
 
     #[test]
     fn missing_message_names_fix() {
-        let cs = vec![cand("/usr/lib/postgresql/13/bin", Some(13), false, false)];
-        let found: Vec<String> = cs.iter().map(Candidate::describe).collect();
+        let found = [cand("/usr/lib/postgresql/13/bin", Some(13), false, false).describe()];
         let m = missing_message("pg_dump", 16, &found, "apt-get install -y postgresql-client-16");
         assert!(m.contains("13.1"), "{m}");
         assert!(m.contains("postgresql-client-16"), "{m}");
