@@ -25,7 +25,8 @@ pub trait Classify {
     fn class(&self) -> ErrorClass;
 }
 
-/// An error raised directly with a class, for input problems found outside a library module.
+/// An error with an explicit class and a message, where no typed error fits (a declined prompt,
+/// an HTTP call's answer). Commands raise their own with [`Failure::new`]/[`Failure::usage`].
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ClassifiedError {
