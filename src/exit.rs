@@ -1,6 +1,6 @@
 //! The process exit codes (DESIGN.md "Exit codes") and how errors map onto them.
 
-use crate::error::{Classify, ErrorClass};
+use crate::error::{ErrorClass, Failure};
 
 /// The outcome of a command, mapped onto the documented exit codes. A failed check is a result
 /// (`Failure`), not an error.
@@ -76,82 +76,95 @@ impl From<ErrorClass> for ExitStatus {
     }
 }
 
-/// Picks the exit status for an error by looking through its cause chain for the first error
-/// that knows its class. Errors nobody classified are failures of the operation (exit 1).
-pub fn classify(err: &anyhow::Error) -> ExitStatus {
-    for cause in err.chain() {
-        if let Some(class) = class_of(cause) {
-            return class.into();
-        }
-    }
-    ExitStatus::Failure
-}
-
-fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
-    macro_rules! try_classes {
-        ($($ty:ty),* $(,)?) => {
-            $(if let Some(e) = cause.downcast_ref::<$ty>() { return Some(e.class()); })*
-        };
-    }
-    try_classes!(
-        crate::error::ClassifiedError,
-        crate::store::StoreError,
-        crate::pg::PgError,
-        crate::backup::BackupError,
-        crate::backup::objects::ObjectsError,
-        crate::backup::retention::RetentionError,
-        crate::config::ConfigError,
-        crate::runbook::RunbookError,
-        crate::runbook::actions::ActionError,
-        crate::lock::LockError,
-        crate::migrate::MigrateError,
-        crate::drill::DrillError,
-        crate::secrets::SecretsError,
-        crate::provision::ProvisionError,
-        crate::secrets::rotate::RotateError,
-        crate::promote::PromoteError,
-        crate::dlq::DlqError,
-        crate::schedule::ScheduleError,
-        crate::pitr::PitrError,
-    );
-    if let Some(e) = cause.downcast_ref::<clap::Error>() {
-        return Some(if e.use_stderr() { ErrorClass::Usage } else { ErrorClass::Failed });
-    }
-    None
+/// The exit status for a command's error: its class, picked where the error entered the command
+/// layer (see [`Failure`]).
+pub fn classify(err: &Failure) -> ExitStatus {
+    err.class().into()
 }
 
 /// True when the error is a closed stdout (e.g. `opsbook backup list | head`), which is not a failure.
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub fn is_broken_pipe(err: &Failure) -> bool {
     err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 #[cfg(test)]
 mod tests {
-    /// Every library error that knows its class is in `class_of`'s list: one left out would
-    /// silently exit 1 whatever its class.
+    use super::*;
+    use crate::error::Context;
+
+    /// A command's `?` on a library error: the conversion every command error goes through.
+    fn command<E>(error: E) -> crate::cmd::Result<ExitStatus>
+    where
+        Failure: From<E>,
+    {
+        Err(error)?
+    }
+
+    /// The same with the context a command adds (`.context(…)`/`.with_context(…)`).
+    fn command_with_context<E: Into<Failure>>(error: E) -> crate::cmd::Result<ExitStatus> {
+        Err(error).with_context(|| "doing the work")
+    }
+
+    fn status(result: crate::cmd::Result<ExitStatus>) -> ExitStatus {
+        classify(&result.expect_err("the command failed"))
+    }
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::new(kind, "io trouble")
+    }
+
+    /// A library error of each class exits with that class's code once it has passed through
+    /// the command layer, with or without context; errors with no class are failures (exit 1).
     #[test]
-    fn every_classified_error_type_is_looked_up() {
-        let this = include_str!("exit.rs");
-        let list = &this[this.find("try_classes!(").expect("the list")..];
-        let list = &list[..list.find(");").expect("its end")];
-        let re = regex_lite::Regex::new(r"impl Classify for (\w+)").expect("pattern");
-        let mut missing = Vec::new();
-        let mut stack = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).expect("src").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).expect("source");
-                    for caps in re.captures_iter(&text) {
-                        if !list.contains(&format!("::{},", &caps[1])) {
-                            missing.push(format!("{} ({})", &caps[1], path.display()));
-                        }
-                    }
-                }
-            }
-        }
-        assert!(missing.is_empty(), "add to class_of's list: {missing:?}");
+    fn a_library_error_exits_with_its_class_through_a_command() {
+        let lock_io =
+            || crate::lock::LockError::Io { path: "/run/x.lock".into(), source: io(std::io::ErrorKind::Other) };
+        let usage = || crate::config::ConfigError::Missing { what: "database URL".into(), fix: "set it".into() };
+        let unavailable = || crate::pg::PgError::Connect { url: "postgres://db".into(), cause: "refused".into() };
+        let busy = || crate::lock::LockError::Busy { resource: "set 'app'".into(), holder: "pid 1".into() };
+        let declined = || crate::runbook::actions::ActionError::NotConfirmed { step: "drop".into() };
+        let interrupted = || crate::drill::DrillError::Interrupted;
+
+        assert_eq!(status(command(lock_io())).code(), 1);
+        assert_eq!(status(command(usage())).code(), 2);
+        assert_eq!(status(command(unavailable())).code(), 3);
+        assert_eq!(status(command(busy())).code(), 4);
+        assert_eq!(status(command(declined())).code(), 5);
+        assert_eq!(status(command(interrupted())).code(), 130);
+
+        assert_eq!(status(command_with_context(lock_io())).code(), 1);
+        assert_eq!(status(command_with_context(usage())).code(), 2);
+        assert_eq!(status(command_with_context(unavailable())).code(), 3);
+        assert_eq!(status(command_with_context(busy())).code(), 4);
+        assert_eq!(status(command_with_context(declined())).code(), 5);
+        assert_eq!(status(command_with_context(interrupted())).code(), 130);
+
+        // An error raised in the command layer itself, and the errors that have no class.
+        assert_eq!(status(Err(Failure::usage("bad flag"))).code(), 2);
+        assert_eq!(status(command(io(std::io::ErrorKind::PermissionDenied))).code(), 1);
+        assert_eq!(status(command(serde_json::from_str::<u8>("x").expect_err("not JSON"))).code(), 1);
+    }
+
+    /// Context keeps the error's own message and causes beneath it, as `caused by:` lines print them.
+    #[test]
+    fn context_keeps_the_cause_chain() {
+        let err = command_with_context(crate::lock::LockError::Io {
+            path: "/run/x.lock".into(),
+            source: io(std::io::ErrorKind::Other),
+        })
+        .expect_err("failed");
+        let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+        assert_eq!(chain, ["doing the work", "cannot use lock file /run/x.lock: io trouble", "io trouble"]);
+        assert_eq!(err.to_string(), "doing the work");
+        assert_eq!(format!("{err:#}"), "doing the work: cannot use lock file /run/x.lock: io trouble: io trouble");
+    }
+
+    /// A closed stdout is found under any context; other io errors are not it.
+    #[test]
+    fn broken_pipe_is_found_under_context() {
+        let err = command_with_context(io(std::io::ErrorKind::BrokenPipe)).expect_err("failed");
+        assert!(is_broken_pipe(&err));
+        let err = command_with_context(io(std::io::ErrorKind::PermissionDenied)).expect_err("failed");
+        assert!(!is_broken_pipe(&err));
     }
 }

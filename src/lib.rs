@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
-            printer.error(&anyhow::Error::new(err).context("cannot start the async runtime"));
+            printer.error(&error::Failure::from(err).context("cannot start the async runtime"));
             return ExitCode::from(ExitStatus::Failure.code());
         }
     };
@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
                     _ = signal::interrupted_again() => "interrupted twice; stopped at once, without cleaning up",
                 }
             }, span.clone()) => {
-                Err(error::ClassifiedError::new(error::ErrorClass::Interrupted, message).into())
+                Err(error::Failure::new(error::ErrorClass::Interrupted, message))
             }
         };
         span.in_scope(|| finish(&printer, result))
@@ -109,7 +109,7 @@ fn register_given_secrets() {
     std::env::vars_os().for_each(|(_, value)| redact::register_urls_in(&value.to_string_lossy()));
 }
 
-fn finish(printer: &Printer, result: anyhow::Result<ExitStatus>) -> ExitStatus {
+fn finish(printer: &Printer, result: Result<ExitStatus, error::Failure>) -> ExitStatus {
     match result {
         Ok(status) => status,
         Err(err) if exit::is_broken_pipe(&err) => ExitStatus::Success,

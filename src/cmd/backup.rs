@@ -1,9 +1,8 @@
 //! `opsbook backup run | list | verify | prune`.
 
-use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::backup::job::{self, JobReport, JobSettings};
 use crate::backup::manifest::RowCountMethod;
 use crate::backup::prune::{self, PruneOptions, PrunePlan};
@@ -11,7 +10,7 @@ use crate::backup::retention::RetentionPolicy;
 use crate::backup::spec::{BackupSpec, RowCounts};
 use crate::backup::{BackupError, Catalog, Manifest};
 use crate::cli::{DatabaseArgs, MonitorArgs, StoreArgs};
-use crate::error::ClassifiedError;
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::store::{Store, StoreOptions};
 use crate::ui::{progress, table};
@@ -251,8 +250,8 @@ async fn backup_set(ctx: &Ctx<'_>, settings: &JobSettings, then_prune: bool, bar
     let reporter = if bars { progress::reporter(ctx.printer, set) } else { Box::new(crate::report::Silent) };
     job::run_job(settings, then_prune, reporter.as_ref()).await.map_err(|e| match e {
         // The backup did not fail: its own message says so.
-        e @ BackupError::PruneAfterBackup { .. } => anyhow::Error::new(e),
-        e => anyhow::Error::new(e).context(format!("backup of set '{set}' to {} failed", settings.store_url)),
+        e @ BackupError::PruneAfterBackup { .. } => Failure::from(e),
+        e => Failure::from(e).context(format!("backup of set '{set}' to {} failed", settings.store_url)),
     })
 }
 
@@ -275,11 +274,10 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     use futures::stream::{self, StreamExt};
     let sets: Vec<String> = ctx.config.profile.sets.keys().cloned().collect();
     if sets.is_empty() {
-        return Err(ClassifiedError::usage(format!(
+        return Err(Failure::usage(format!(
             "--all: profile '{}' declares no backup sets; add [profiles.{}.sets.NAME] to opsbook.toml",
             ctx.config.profile_name, ctx.config.profile_name
-        ))
-        .into());
+        )));
     }
     let args = &args;
     let mut spec = args.spec();
@@ -288,7 +286,7 @@ async fn run_all(ctx: &Ctx<'_>, args: RunArgs) -> Result<ExitStatus> {
     // by a green ping. Sets with their own notify_url in opsbook.toml still ping it per set.
     let run_heartbeat = match spec.monitor.notify_url.take() {
         Some(url) => {
-            crate::notify::check_url(&url).map_err(|e| ClassifiedError::usage(format!("--notify-url: {e}")))?;
+            crate::notify::check_url(&url).map_err(|e| Failure::usage(format!("--notify-url: {e}")))?;
             Some(crate::notify::Heartbeat::new(Some(url)))
         }
         None => None,

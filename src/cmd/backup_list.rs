@@ -3,17 +3,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
 use super::backup::{open_store, set_name};
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::backup::manifest::VerifyRecord;
 use crate::backup::verify::VerifyOptions;
 use crate::backup::{codec, Catalog};
 use crate::cli::StoreArgs;
-use crate::error::ClassifiedError;
+use crate::error::{Context, Failure};
 use crate::exit::ExitStatus;
 use crate::ui::{progress, table};
 
@@ -217,7 +216,7 @@ pub(crate) async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<ExitStatus
     let store = open_store(&ctx.config.store_url(args.store.store.as_deref(), ctx.config.set(&set))?).await?;
     Catalog::require_existing(&store).await?;
     let identities = match &args.identity {
-        Some(path) => codec::read_identities(path).map_err(|e| ClassifiedError::usage(format!("--identity: {e}")))?,
+        Some(path) => codec::read_identities(path).map_err(|e| Failure::usage(format!("--identity: {e}")))?,
         None => Vec::new(),
     };
     let catalog = Catalog::load(&store, Some(&set)).await?;

@@ -2,14 +2,14 @@
 
 use crate::cli::MonitorArgs;
 
-use anyhow::{Context, Result};
 use clap::Args;
 
 use super::backup::parse_size;
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::backup::objects::spec::ObjectsSpec;
 use crate::backup::objects::{self, ObjectsReport};
 use crate::cli::StoreArgs;
+use crate::error::Context;
 use crate::exit::ExitStatus;
 use crate::spec::parse_bytes;
 use crate::ui::{progress, table};

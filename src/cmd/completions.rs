@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
+use super::Result;
 use crate::cli::Cli;
+use crate::error::Context;
 use crate::exit::ExitStatus;
 use crate::ui::Printer;
 

@@ -2,15 +2,14 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::cli::{DatabaseArgs, StoreArgs};
 use crate::dlq::spec::{DlqSpec, FilterSpec, QueueSpec};
 use crate::dlq::{self, DeadLetter, Filter, Plan, ReplayReport, Source};
-use crate::error::ClassifiedError;
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::ui::{progress, table};
 
@@ -246,10 +245,9 @@ fn open(ctx: &Ctx<'_>, spec: &DlqSpec) -> Result<Source> {
 fn postgres_only<'a>(source: &'a Source, what: &str) -> Result<&'a dlq::PgSource> {
     match source {
         Source::Postgres(pg) => Ok(pg),
-        Source::Http(_) => Err(ClassifiedError::usage(format!(
+        Source::Http(_) => Err(Failure::usage(format!(
             "{what} works on the Postgres table; the http source's API has no such endpoint (use --database-url)"
-        ))
-        .into()),
+        ))),
     }
 }
 
@@ -461,7 +459,7 @@ async fn purge(ctx: &Ctx<'_>, a: PurgeArgs) -> Result<ExitStatus> {
     let source = open(ctx, &a.source.spec())?;
     let pg = postgres_only(&source, "purge")?;
     let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(a.older_than).map_err(|e| ClassifiedError::usage(format!("--older-than: {e}")))?;
+        - chrono::Duration::from_std(a.older_than).map_err(|e| Failure::usage(format!("--older-than: {e}")))?;
     let store_url = ctx.config.store_url(a.store.store.as_deref(), None)?;
     let count = pg.count_older(cutoff).await?;
     if count == 0 {

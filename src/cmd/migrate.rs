@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::cli::{DatabaseArgs, MigrationsArg};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::migrate::drift::DriftKind;
 use crate::migrate::engine::{self, DryOutcome, State, UpOptions};
@@ -427,7 +427,7 @@ async fn lint_cmd(ctx: &Ctx<'_>, args: LintArgs) -> Result<ExitStatus> {
         files = args.files.len();
         for path in &args.files {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| crate::error::ClassifiedError::usage(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
             findings.extend(rules.lint(path, &text, !source::is_no_tx(&text)));
         }
     }

@@ -19,12 +19,14 @@ pub mod runbook;
 pub mod sandbox;
 pub mod schedule;
 
-use anyhow::Result;
-
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::Config;
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::ui::Printer;
+
+/// A command's result: its outcome, or the error it stopped on with that error's class.
+pub type Result<T, E = Failure> = std::result::Result<T, E>;
 
 /// What every command gets: the printer, the global flags and the loaded configuration.
 pub struct Ctx<'a> {

@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::cli::MonitorArgs;
 use crate::exit::ExitStatus;
 use crate::pitr::backup::BackupType;

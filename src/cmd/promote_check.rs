@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use clap::Args;
 
-use super::Ctx;
+use super::{Ctx, Result};
+use crate::error::Context;
 use crate::exit::ExitStatus;
 use crate::promote::{self, CheckResult, ChecklistSpec, PromoteSpec, Status};
 use crate::ui::table;

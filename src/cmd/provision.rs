@@ -2,11 +2,10 @@
 
 use std::io::Write;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::Ctx;
-use crate::error::ClassifiedError;
+use super::{Ctx, Result};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::provision::{self, Action, Mode, Op, Plan, ProvisionSpec};
 use crate::ui::{progress, table};
@@ -101,11 +100,10 @@ async fn apply(ctx: &Ctx<'_>, args: ConnArgs) -> Result<ExitStatus> {
     }
     let needs_admin_password = plan.items.iter().any(|i| matches!(i.op, Op::AdminPassword) && i.action != Action::None);
     if needs_admin_password && target.config.admin_password_file.is_none() && !ctx.printer.can_prompt() {
-        return Err(ClassifiedError::usage(
+        return Err(Failure::usage(
             "the admin password is shown once on a terminal, and there is none: set admin_password_file in the \
              profile's [provision] table (written with mode 0600), or run on a terminal",
-        )
-        .into());
+        ));
     }
     if !ctx.printer.is_json() {
         print_plan(ctx, &plan)?;

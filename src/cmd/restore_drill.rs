@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::cli::{MonitorArgs, StoreArgs};
 use crate::drill::{self, render, DrillSpec, Outcome};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::ui::{progress, table};
 
@@ -148,8 +148,8 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreDrillArgs) -> Result<ExitStatus> {
             if let Err(e) = render::write_files(&spec, &failure.report) {
                 tracing::warn!("{e:#}");
             }
-            return Err(anyhow::Error::new(failure.error))
-                .with_context(|| format!("restore drill of set '{}' from {}", request.set, request.store_url));
+            return Err(Failure::from(failure.error)
+                .context(format!("restore drill of set '{}' from {}", request.set, request.store_url)));
         }
     };
     let status = if report.ok { ExitStatus::Success } else { ExitStatus::Failure };

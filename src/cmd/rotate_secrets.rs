@@ -2,11 +2,10 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::error::ErrorClass;
 use crate::exit::ExitStatus;
 use crate::secrets::rotate::{self, RotateSpec, Standing};

@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use clap::Args;
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::exit::ExitStatus;
 use crate::runbook::engine::{self, RunObserver, RunRequest};
 use crate::runbook::journal::{RunJournal, StepRecord, StepStatus};

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::Ctx;
+use super::{Ctx, Result};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::runbook::{self, RunbookError};
 use crate::ui::table;
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
         }
         RunbookCommand::List { dir } => {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map_err(|e| crate::error::ClassifiedError::usage(format!("cannot list {}: {e}", dir.display())))?
+                .map_err(|e| Failure::usage(format!("cannot list {}: {e}", dir.display())))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "toml"))
                 .collect();
@@ -184,13 +184,19 @@ pub async fn run(ctx: &Ctx<'_>, args: RunbookArgs) -> Result<ExitStatus> {
                     Err(RunbookError::Invalid { diagnostics, .. }) => {
                         status = ExitStatus::Usage;
                         for d in &diagnostics {
-                            p.error(&anyhow::anyhow!("{}:{}:{}: {}", path.display(), d.line, d.column, d.message));
+                            p.error(&Failure::usage(format!(
+                                "{}:{}:{}: {}",
+                                path.display(),
+                                d.line,
+                                d.column,
+                                d.message
+                            )));
                         }
                         results.push(serde_json::json!({"path": path, "valid": false, "diagnostics": diagnostics}));
                     }
                     Err(e) => {
                         status = ExitStatus::Usage;
-                        p.error(&anyhow::anyhow!("{e}"));
+                        p.error(&Failure::usage(&e));
                         results.push(serde_json::json!({"path": path, "valid": false, "error": e.to_string()}));
                     }
                 }

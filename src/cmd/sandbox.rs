@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::Ctx;
+use super::{Ctx, Result};
 use crate::exit::ExitStatus;
 use crate::sandbox::{self, SandboxInfo};
 

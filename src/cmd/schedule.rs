@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::Ctx;
-use crate::error::ClassifiedError;
+use super::{Ctx, Result};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::runbook;
 use crate::schedule::{self, Host, Job, Plan};
@@ -181,7 +180,7 @@ fn jobs(list: &RunbookList, workdir: &Path) -> Result<Vec<Job>> {
 fn shipped_runbooks() -> Result<Vec<PathBuf>> {
     let dir = Path::new("runbooks");
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        ClassifiedError::usage(format!("no RUNBOOK given and cannot list ./runbooks ({e}); name the runbook files"))
+        Failure::usage(format!("no RUNBOOK given and cannot list ./runbooks ({e}); name the runbook files"))
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -189,7 +188,7 @@ fn shipped_runbooks() -> Result<Vec<PathBuf>> {
         .collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(ClassifiedError::usage("no RUNBOOK given and ./runbooks has no *.toml files").into());
+        return Err(Failure::usage("no RUNBOOK given and ./runbooks has no *.toml files"));
     }
     Ok(paths)
 }

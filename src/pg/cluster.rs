@@ -193,13 +193,7 @@ impl LocalCluster {
             None => {
                 let b = discover_server()?;
                 if b.major != major {
-                    return Err(PgError::ToolMissing {
-                        message: format!(
-                            "the restored cluster is PostgreSQL {major} but only version {} server binaries were \
-                             found; install them with `apt-get install -y postgresql-{major}`",
-                            b.major
-                        ),
-                    });
+                    return Err(PgError::NoServerForRestore { major, found: b.major });
                 }
                 b
             }
@@ -320,16 +314,7 @@ impl LocalCluster {
             _ => {
                 let b = discover_server()?;
                 if b.major != state.major {
-                    return Err(PgError::ToolMissing {
-                        message: format!(
-                            "the cluster in {} was created by PostgreSQL {} but only version {} \
-                             binaries were found; install them with `apt-get install -y postgresql-{}`",
-                            dir.display(),
-                            state.major,
-                            b.major,
-                            state.major
-                        ),
-                    });
+                    return Err(PgError::NoServerForCluster { dir: dir.clone(), major: state.major, found: b.major });
                 }
                 b
             }
@@ -531,18 +516,10 @@ fn run_as() -> Result<Option<RunAs>, PgError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let user = nix::unistd::User::from_name(SUPERUSER).map_err(|e| PgError::ToolMissing {
-        message: format!("running as root, and the `postgres` OS user cannot be looked up: {e}"),
-    })?;
+    let user = nix::unistd::User::from_name(SUPERUSER).map_err(|error| PgError::PostgresUserLookup { error })?;
     match user {
         Some(u) => Ok(Some(RunAs { uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir })),
-        None => Err(PgError::ToolMissing {
-            message: "running as root, but PostgreSQL refuses to run as root and there is no \
-                      `postgres` OS user to run it as; install the server package (`apt-get install -y postgresql`, \
-                      which creates the user) or create one (`useradd --system --user-group postgres`), \
-                      or run opsbook as a normal user"
-                .to_string(),
-        }),
+        None => Err(PgError::NoPostgresUser),
     }
 }
 

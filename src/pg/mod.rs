@@ -31,9 +31,35 @@ pub enum PgError {
     #[error("{op} on {target} failed: {error}")]
     Query { op: String, target: String, error: sqlx::Error },
 
-    /// A required program (pg_dump, initdb, ...) is missing or too old (exit 3).
-    #[error("{message}")]
-    ToolMissing { message: String },
+    /// A required program (pg_dump, initdb, ...) is missing or too old (exit 3). `found` lists
+    /// the candidates seen, as `DIR (VERSION)`; `install` is the command that installs it.
+    #[error("{}", tools::missing_message(what, *min_major, found, install))]
+    ToolMissing { what: &'static str, min_major: u32, found: Vec<String>, install: String },
+
+    /// A restored data directory's major version has no server binaries here (exit 3).
+    #[error(
+        "the restored cluster is PostgreSQL {major} but only version {found} server binaries were found; install \
+         them with `apt-get install -y postgresql-{major}`"
+    )]
+    NoServerForRestore { major: u32, found: u32 },
+
+    /// A local cluster's major version has no server binaries here (exit 3).
+    #[error(
+        "the cluster in {} was created by PostgreSQL {major} but only version {found} binaries were found; install \
+         them with `apt-get install -y postgresql-{major}`",
+        dir.display()
+    )]
+    NoServerForCluster { dir: PathBuf, major: u32, found: u32 },
+
+    /// Running as root, the server needs the `postgres` OS user to run as (exit 3).
+    #[error("running as root, and the `postgres` OS user cannot be looked up: {error}")]
+    PostgresUserLookup { error: nix::errno::Errno },
+    #[error(
+        "running as root, but PostgreSQL refuses to run as root and there is no `postgres` OS user to run it as; \
+         install the server package (`apt-get install -y postgresql`, which creates the user) or create one \
+         (`useradd --system --user-group postgres`), or run opsbook as a normal user"
+    )]
+    NoPostgresUser,
 
     /// A program ran and failed; `detail` carries the tail of its output or log.
     #[error("{op} failed ({program}): {detail}")]
@@ -80,7 +106,12 @@ impl Classify for PgError {
     fn class(&self) -> ErrorClass {
         match self {
             PgError::InvalidUrl { .. } => ErrorClass::Usage,
-            PgError::Connect { .. } | PgError::ToolMissing { .. } => ErrorClass::Unavailable,
+            PgError::Connect { .. }
+            | PgError::ToolMissing { .. }
+            | PgError::NoServerForRestore { .. }
+            | PgError::NoServerForCluster { .. }
+            | PgError::PostgresUserLookup { .. }
+            | PgError::NoPostgresUser => ErrorClass::Unavailable,
             PgError::Query { error, .. } => match error {
                 sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                     ErrorClass::Unavailable
@@ -123,5 +154,40 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Usage);
         let e = PgError::query("count rows", "db", sqlx::Error::RowNotFound);
         assert_eq!(e.class(), ErrorClass::Failed);
+    }
+
+    /// The missing-server errors: exit 3, and the messages name the version and the fix.
+    #[test]
+    fn missing_server_messages() {
+        let e = PgError::ToolMissing {
+            what: "pg_dump",
+            min_major: 16,
+            found: vec!["/usr/lib/postgresql/13/bin (13.1)".into()],
+            install: "apt-get install -y postgresql-client-16".into(),
+        };
+        assert_eq!(e.class(), ErrorClass::Unavailable);
+        assert_eq!(
+            e.to_string(),
+            "pg_dump version 16 or newer is required but found only /usr/lib/postgresql/13/bin (13.1); install it \
+             with `apt-get install -y postgresql-client-16` or set PG_BIN to the directory that holds it"
+        );
+        let e = PgError::NoServerForRestore { major: 17, found: 16 };
+        assert_eq!(e.class(), ErrorClass::Unavailable);
+        assert_eq!(
+            e.to_string(),
+            "the restored cluster is PostgreSQL 17 but only version 16 server binaries were found; install them \
+             with `apt-get install -y postgresql-17`"
+        );
+        let e = PgError::NoServerForCluster { dir: "/tmp/c".into(), major: 15, found: 16 };
+        assert_eq!(
+            e.to_string(),
+            "the cluster in /tmp/c was created by PostgreSQL 15 but only version 16 binaries were found; install \
+             them with `apt-get install -y postgresql-15`"
+        );
+        assert_eq!(PgError::NoPostgresUser.class(), ErrorClass::Unavailable);
+        assert!(PgError::NoPostgresUser.to_string().starts_with(
+            "running as root, but PostgreSQL refuses to run as root and there is no `postgres` OS user to run it as; \
+             install the server package (`apt-get install -y postgresql`, which creates the user) or create one"
+        ));
     }
 }

@@ -58,6 +58,13 @@ pub(crate) struct Candidate {
     pub wrapper: bool,
 }
 
+impl Candidate {
+    /// `DIR (VERSION)`, as an error lists what was found.
+    fn describe(&self) -> String {
+        format!("{} ({})", self.dir.display(), self.version)
+    }
+}
+
 /// Finds pg_dump & co. with major version ≥ `min_major`. Candidates: `$PG_BIN`, every `PATH`
 /// directory containing pg_dump, `/usr/lib/postgresql/*/bin`. `PG_BIN` wins when it qualifies
 /// (an explicit choice); otherwise the highest major wins. None → class Unavailable, naming
@@ -69,16 +76,14 @@ pub fn discover(min_major: u32) -> Result<PgTools, PgError> {
             Ok(PgTools { bin_dir: c.dir.clone(), major: c.major.unwrap_or_default(), version: c.version.clone() })
         }
         None => Err(PgError::ToolMissing {
-            message: missing_message(
-                "pg_dump",
-                min_major,
-                &candidates,
-                &if min_major > 0 {
-                    format!("apt-get install -y postgresql-client-{min_major}")
-                } else {
-                    "apt-get install -y postgresql-client".to_string()
-                },
-            ),
+            what: "pg_dump",
+            min_major,
+            found: candidates.iter().map(Candidate::describe).collect(),
+            install: if min_major > 0 {
+                format!("apt-get install -y postgresql-client-{min_major}")
+            } else {
+                "apt-get install -y postgresql-client".to_string()
+            },
         }),
     }
 }
@@ -96,12 +101,10 @@ pub fn discover_server_min(min_major: u32) -> Result<ServerBins, PgError> {
     match choose(&candidates, min_major) {
         Some(c) => Ok(server_bins(&c.dir, c.major.unwrap_or_default())),
         None => Err(PgError::ToolMissing {
-            message: missing_message(
-                "PostgreSQL server binaries (initdb, pg_ctl, postgres)",
-                min_major,
-                &candidates,
-                "apt-get install -y postgresql",
-            ),
+            what: "PostgreSQL server binaries (initdb, pg_ctl, postgres)",
+            min_major,
+            found: candidates.iter().map(Candidate::describe).collect(),
+            install: "apt-get install -y postgresql".to_string(),
         }),
     }
 }
@@ -125,13 +128,14 @@ fn server_bins(dir: &Path, major: u32) -> ServerBins {
     }
 }
 
-fn missing_message(what: &str, min_major: u32, found: &[Candidate], fix: &str) -> String {
+/// The message of [`PgError::ToolMissing`]: what is needed, what was found (`DIR (VERSION)`
+/// each) and how to fix it.
+pub(crate) fn missing_message(what: &str, min_major: u32, found: &[String], fix: &str) -> String {
     let need = if min_major > 0 { format!("{what} version {min_major} or newer") } else { what.to_string() };
     let found = if found.is_empty() {
         "none found on PATH, in $PG_BIN or in /usr/lib/postgresql/*/bin".to_string()
     } else {
-        let list = found.iter().map(|c| format!("{} ({})", c.dir.display(), c.version)).collect::<Vec<_>>().join(", ");
-        format!("found only {list}")
+        format!("found only {}", found.join(", "))
     };
     format!(
         "{need} is required but {found}; install it with `{fix}` or set {PG_BIN_ENV} to the directory that holds it"
@@ -318,8 +322,8 @@ mod tests {
 
     #[test]
     fn missing_message_names_fix() {
-        let cs = vec![cand("/usr/lib/postgresql/13/bin", Some(13), false, false)];
-        let m = missing_message("pg_dump", 16, &cs, "apt-get install -y postgresql-client-16");
+        let found = [cand("/usr/lib/postgresql/13/bin", Some(13), false, false).describe()];
+        let m = missing_message("pg_dump", 16, &found, "apt-get install -y postgresql-client-16");
         assert!(m.contains("13.1"), "{m}");
         assert!(m.contains("postgresql-client-16"), "{m}");
         assert!(m.contains("PG_BIN"), "{m}");

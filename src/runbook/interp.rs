@@ -32,12 +32,33 @@ pub enum Piece {
     Ref(Ref),
 }
 
-/// A problem at a byte offset of the string.
+/// A reference that cannot be parsed (at a byte offset of the string) or has no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct InterpError {
-    pub offset: usize,
-    pub message: String,
+pub enum InterpError {
+    #[error("unclosed `${{`")]
+    Unclosed { offset: usize },
+    /// `inner` is the text between `${` and `}`.
+    #[error(
+        "unknown reference `${{{inner}}}`: use ${{params.NAME}}, ${{env.NAME}}, ${{steps.ID.outputs.KEY}}, \
+         ${{steps.ID.status}} or ${{run.id}}"
+    )]
+    UnknownRef { offset: usize, inner: String },
+    #[error("invalid name in `${{{inner}}}`")]
+    InvalidName { offset: usize, inner: String },
+    #[error("{reference} has no value")]
+    NoValue { reference: Ref },
+}
+
+impl InterpError {
+    /// Where in the string the reference starts, for the errors found while parsing it.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            InterpError::Unclosed { offset }
+            | InterpError::UnknownRef { offset, .. }
+            | InterpError::InvalidName { offset, .. } => Some(*offset),
+            InterpError::NoValue { .. } => None,
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -45,7 +66,6 @@ fn valid_name(s: &str) -> bool {
 }
 
 fn parse_ref(inner: &str, offset: usize) -> Result<Ref, InterpError> {
-    let err = |message: String| InterpError { offset, message };
     let parts: Vec<&str> = inner.trim().split('.').collect();
     let r = match parts.as_slice() {
         ["params", name] => Ref::Param(name.to_string()),
@@ -53,17 +73,12 @@ fn parse_ref(inner: &str, offset: usize) -> Result<Ref, InterpError> {
         ["steps", step, "outputs", key] => Ref::StepOutput { step: step.to_string(), key: key.to_string() },
         ["steps", step, "status"] => Ref::StepStatus(step.to_string()),
         ["run", "id"] => Ref::RunId,
-        _ => {
-            return Err(err(format!(
-                "unknown reference `${{{inner}}}`: use ${{params.NAME}}, ${{env.NAME}}, \
-                 ${{steps.ID.outputs.KEY}}, ${{steps.ID.status}} or ${{run.id}}"
-            )))
-        }
+        _ => return Err(InterpError::UnknownRef { offset, inner: inner.to_string() }),
     };
     if parts.iter().skip(1).all(|p| valid_name(p)) {
         Ok(r)
     } else {
-        Err(err(format!("invalid name in `${{{inner}}}`")))
+        Err(InterpError::InvalidName { offset, inner: inner.to_string() })
     }
 }
 
@@ -81,7 +96,7 @@ pub fn parse(text: &str) -> Result<Vec<Piece>, InterpError> {
             rest = tail;
             offset += pos + 3;
         } else if let Some(body) = after.strip_prefix("${") {
-            let end = body.find('}').ok_or(InterpError { offset: offset + pos, message: "unclosed `${`".into() })?;
+            let end = body.find('}').ok_or(InterpError::Unclosed { offset: offset + pos })?;
             if !literal.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
             }
@@ -124,7 +139,7 @@ pub fn as_text(value: &Value) -> String {
 /// Substitutes references; `lookup` returns None for a reference with no value.
 pub fn render(text: &str, lookup: &dyn Fn(&Ref) -> Option<Value>) -> Result<Value, InterpError> {
     let pieces = parse(text)?;
-    let resolve = |r: &Ref| lookup(r).ok_or_else(|| InterpError { offset: 0, message: format!("{r} has no value") });
+    let resolve = |r: &Ref| lookup(r).ok_or_else(|| InterpError::NoValue { reference: r.clone() });
     if let [Piece::Ref(r)] = pieces.as_slice() {
         return resolve(r);
     }
@@ -213,11 +228,17 @@ mod tests {
     #[test]
     fn errors_have_offsets() {
         let e = parse("abc ${params.x").unwrap_err();
-        assert_eq!(e.offset, 4);
+        assert_eq!(e.offset(), Some(4));
+        assert_eq!(e.to_string(), "unclosed `${`");
         let e = parse("ab ${bogus.x}").unwrap_err();
-        assert_eq!(e.offset, 3);
-        assert!(e.message.contains("unknown reference"));
-        assert!(render("${params.missing}", &lookup).unwrap_err().message.contains("params.missing"));
+        assert_eq!(e.offset(), Some(3));
+        assert_eq!(
+            e.to_string(),
+            "unknown reference `${bogus.x}`: use ${params.NAME}, ${env.NAME}, ${steps.ID.outputs.KEY}, \
+             ${steps.ID.status} or ${run.id}"
+        );
+        assert_eq!(parse("${params.a b}").unwrap_err().to_string(), "invalid name in `${params.a b}`");
+        assert_eq!(render("${params.missing}", &lookup).unwrap_err().to_string(), "${params.missing} has no value");
     }
 
     #[test]

@@ -180,7 +180,7 @@ fn check_refs(
 ) {
     let refs = match refs {
         Ok(r) => r,
-        Err(e) => return c.at(span, format!("step `{step}`: {}", e.message)),
+        Err(e) => return c.at(span, format!("step `{step}`: {e}")),
     };
     for r in refs {
         match &r {

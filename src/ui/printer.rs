@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use crate::cli::{ColorChoice, GlobalArgs, OutputFormat};
+use crate::error::Failure;
 use crate::exit::ExitStatus;
 use crate::redact::redact;
 
@@ -96,7 +97,7 @@ impl Printer {
 
     /// The error with its cause chain, on stderr: as text, or as one JSON log line (with the
     /// command and run id of the current span) under `--log-format json`.
-    pub fn error(&self, err: &anyhow::Error) {
+    pub fn error(&self, err: &Failure) {
         let causes = causes(err);
         if self.log_json {
             let message = redact(&err.to_string()).into_owned();
@@ -116,7 +117,7 @@ impl Printer {
     }
 
     /// Exactly one JSON document on stdout: the report with `status` and `exit_code` added.
-    pub fn report<T: Serialize>(&self, status: ExitStatus, report: &T) -> anyhow::Result<()> {
+    pub fn report<T: Serialize>(&self, status: ExitStatus, report: &T) -> Result<(), Failure> {
         let mut value = serde_json::to_value(report)?;
         if let serde_json::Value::Object(map) = &mut value {
             map.insert("status".into(), status.word().into());
@@ -130,7 +131,7 @@ impl Printer {
     }
 
     /// The error report in JSON mode, so scripts always get one document.
-    pub fn error_report(&self, status: ExitStatus, err: &anyhow::Error) {
+    pub fn error_report(&self, status: ExitStatus, err: &Failure) {
         let causes = causes(err);
         let doc = serde_json::json!({
             "status": status.word(),
@@ -145,7 +146,7 @@ impl Printer {
 /// The causes under an error, redacted, leaving out any whose text the message above it
 /// already ends with ("create directory X: Not a directory" needs no "caused by: Not a
 /// directory").
-fn causes(err: &anyhow::Error) -> Vec<String> {
+fn causes(err: &Failure) -> Vec<String> {
     let mut above = err.to_string();
     let mut out = Vec::new();
     for cause in err.chain().skip(1) {

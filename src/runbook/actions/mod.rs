@@ -130,6 +130,17 @@ pub enum ActionError {
     Interpolation { step: String, error: super::interp::InterpError },
     #[error(transparent)]
     Identity(#[from] crate::backup::codec::IdentityError),
+    /// `provision` apply would create the admin password and the profile gives no file for it.
+    #[error(
+        "provision apply in a runbook needs admin_password_file in the profile's [provision] table: the one-time \
+         admin password has nowhere else to go"
+    )]
+    NoAdminPasswordFile,
+    /// `rotate-secrets` would rotate a password hash whose plaintext has no file to go to.
+    #[error(
+        "secret {secret} is a password hash without plaintext_file: in a runbook the one-time plaintext has nowhere to go"
+    )]
+    NoPlaintextFile { secret: String },
 
     // The action ran and failed, or its expectation did not hold (exit 1).
     #[error("cwd: {} is not a directory", path.display())]
@@ -203,6 +214,12 @@ pub enum ActionError {
     Request { request: String, error: reqwest::Error, timeout: std::time::Duration },
     #[error("cannot run {command}: program `{program}` not found")]
     ProgramNotFound { command: String, program: String },
+    /// `dlq-replay`: the DLQ database went away during the replay; the rest stay for a resume.
+    #[error(
+        "the DLQ database became unreachable: {delivered} of {planned} dead letters delivered; the rest are still \
+         in the DLQ (`opsbook run --resume {run_id}` once it is back)"
+    )]
+    DeadLetterSourceLost { delivered: u64, planned: u64, run_id: String },
 
     // A confirmation or acknowledgement is needed and nobody gave it (exit 5).
     #[error("declined: {question}")]
@@ -221,21 +238,40 @@ pub enum ActionError {
     PitrProblems { stanza: String, problems: Vec<String> },
     #[error("PITR drill to {target} failed: {}", failed.join("; "))]
     PitrDrillFailed { target: String, failed: Vec<String> },
+    /// Each failed check is `CHECK: EVIDENCE`.
+    #[error("promotion checks failed — {}", failed.join("; "))]
+    PromotionFailed { failed: Vec<String> },
+    /// A report file the step was asked to write (the promote-check JUnit file).
+    #[error("write {}: {source}", path.display())]
+    WriteReport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `dlq-replay` stats: more dead letters than the step allows.
+    #[error("the DLQ holds {total} dead letters, more than {max}")]
+    TooManyDeadLetters { total: u64, max: u64 },
+    /// `dlq-replay`: deliveries failed; `first` is up to three of them as `#ID: ERROR`.
+    #[error(
+        "{failed} of {planned} dead letters could not be delivered and stay in the DLQ ({})",
+        first.join("; ")
+    )]
+    Undelivered { failed: u64, planned: u64, first: Vec<String> },
+    /// `provision` plan with `expect_no_changes`: each pending change is `ACTION RESOURCE`.
+    #[error("the environment still differs from the profile: {}", json_list(pending))]
+    NotProvisioned { pending: Vec<String> },
+    /// `rotate-secrets`: each failure is `SECRET: ERROR`. `unreachable` when a target could not
+    /// be reached (exit 3, as for the command).
+    #[error("rotation failed for {}", failed.join("; "))]
+    RotationFailed { failed: Vec<String>, unreachable: bool },
 
-    // Messages composed by the promote-check, dlq-replay, provision and rotate-secrets actions,
-    // which are being reworked (issue 23); new code uses a specific variant.
-    /// The step's inputs are wrong (exit 2).
-    #[error("{0}")]
-    Input(String),
-    /// The action ran and failed, or its expectation did not hold (exit 1).
-    #[error("{0}")]
-    Failed(String),
-    /// A service it needs is unreachable (exit 3).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Ctrl-C stopped the action part-way; what it finished is kept (exit 130).
-    #[error("{0}")]
-    Interrupted(String),
+    // Ctrl-C stopped the action part-way; what it finished is kept (exit 130).
+    /// `dlq-replay`: in-flight deliveries finished; `skipped` dead letters were not attempted.
+    #[error(
+        "interrupted: {delivered} of {planned} dead letters delivered, {failed} failed, {skipped} not attempted and \
+         still in the DLQ; `opsbook run --resume {run_id}` replays them"
+    )]
+    ReplayInterrupted { delivered: u64, planned: u64, failed: u64, skipped: u64, run_id: String },
 
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -257,6 +293,27 @@ pub enum ActionError {
     Rotate(Box<crate::secrets::rotate::RotateError>),
     #[error(transparent)]
     Pitr(Box<crate::pitr::PitrError>),
+    #[error(transparent)]
+    Promote(Box<crate::promote::PromoteError>),
+    #[error(transparent)]
+    Dlq(Box<crate::dlq::DlqError>),
+}
+
+/// A list as the step's outputs show it (`["create role app", …]`).
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
+impl From<crate::promote::PromoteError> for ActionError {
+    fn from(e: crate::promote::PromoteError) -> Self {
+        ActionError::Promote(Box::new(e))
+    }
+}
+
+impl From<crate::dlq::DlqError> for ActionError {
+    fn from(e: crate::dlq::DlqError) -> Self {
+        ActionError::Dlq(Box::new(e))
+    }
 }
 
 impl From<crate::pitr::PitrError> for ActionError {
@@ -290,10 +347,12 @@ impl Classify for ActionError {
             | E::TokenNotHeader { .. }
             | E::Interpolation { .. }
             | E::Identity(_)
-            | E::Input(_) => ErrorClass::Usage,
+            | E::NoAdminPasswordFile
+            | E::NoPlaintextFile { .. } => ErrorClass::Usage,
             E::Sql { error, .. } if sql::is_connection_error(error) => ErrorClass::Unavailable,
             // A shell exits 127 when it cannot find the command.
             E::Exited { status, via_shell: true, .. } if status.code() == Some(127) => ErrorClass::Unavailable,
+            E::RotationFailed { unreachable: true, .. } => ErrorClass::Unavailable,
             E::NotADirectory { .. }
             | E::Spawn { .. }
             | E::WaitChild { .. }
@@ -317,9 +376,14 @@ impl Classify for ActionError {
             | E::PitrProblems { .. }
             | E::PitrDrillFailed { .. }
             | E::TimedOut { .. }
-            | E::Stopped
-            | E::Failed(_) => ErrorClass::Failed,
-            E::Connect(_) | E::Request { .. } | E::ProgramNotFound { .. } | E::Unavailable(_) => {
+            | E::PromotionFailed { .. }
+            | E::WriteReport { .. }
+            | E::TooManyDeadLetters { .. }
+            | E::Undelivered { .. }
+            | E::NotProvisioned { .. }
+            | E::RotationFailed { .. }
+            | E::Stopped => ErrorClass::Failed,
+            E::Connect(_) | E::Request { .. } | E::ProgramNotFound { .. } | E::DeadLetterSourceLost { .. } => {
                 ErrorClass::Unavailable
             }
             E::Declined { .. }
@@ -328,7 +392,7 @@ impl Classify for ActionError {
             | E::ManualNotConfirmed { .. }
             | E::DestructiveNoTerminal { .. }
             | E::NotConfirmed { .. } => ErrorClass::ConfirmationRequired,
-            E::Interrupted(_) => ErrorClass::Interrupted,
+            E::ReplayInterrupted { .. } => ErrorClass::Interrupted,
             E::Backup(e) => e.class(),
             E::Objects(e) => e.class(),
             E::Store(e) => e.class(),
@@ -338,6 +402,8 @@ impl Classify for ActionError {
             E::Drill(e) => e.class(),
             E::Provision(e) => e.class(),
             E::Rotate(e) => e.class(),
+            E::Promote(e) => e.class(),
+            E::Dlq(e) => e.class(),
             E::Pitr(e) => e.class(),
         }
     }
@@ -458,3 +524,74 @@ use control::sandbox as control_sandbox;
 use pitr::backup as pitr_backup;
 use pitr::setup as pitr_setup;
 use pitr::status as pitr_status;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The failures the promote-check, dlq-replay, provision and rotate-secrets actions report:
+    /// each its class and its message.
+    #[test]
+    fn action_failures_keep_their_class_and_message() {
+        let cases = [
+            (
+                ActionError::PromotionFailed { failed: vec!["backup: none".into(), "tls: expired".into()] },
+                ErrorClass::Failed,
+                "promotion checks failed — backup: none; tls: expired",
+            ),
+            (
+                ActionError::TooManyDeadLetters { total: 12, max: 10 },
+                ErrorClass::Failed,
+                "the DLQ holds 12 dead letters, more than 10",
+            ),
+            (
+                ActionError::Undelivered { failed: 2, planned: 5, first: vec!["#1: 500".into(), "#4: timeout".into()] },
+                ErrorClass::Failed,
+                "2 of 5 dead letters could not be delivered and stay in the DLQ (#1: 500; #4: timeout)",
+            ),
+            (
+                ActionError::NotProvisioned { pending: vec!["create role app".into(), "update bucket media".into()] },
+                ErrorClass::Failed,
+                r#"the environment still differs from the profile: ["create role app","update bucket media"]"#,
+            ),
+            (
+                ActionError::RotationFailed { failed: vec!["JWT: no".into()], unreachable: false },
+                ErrorClass::Failed,
+                "rotation failed for JWT: no",
+            ),
+            (
+                ActionError::RotationFailed { failed: vec!["DB: down".into()], unreachable: true },
+                ErrorClass::Unavailable,
+                "rotation failed for DB: down",
+            ),
+            (
+                ActionError::DeadLetterSourceLost { delivered: 3, planned: 5, run_id: "r1".into() },
+                ErrorClass::Unavailable,
+                "the DLQ database became unreachable: 3 of 5 dead letters delivered; the rest are still in the DLQ \
+                 (`opsbook run --resume r1` once it is back)",
+            ),
+            (
+                ActionError::ReplayInterrupted { delivered: 3, planned: 9, failed: 1, skipped: 5, run_id: "r1".into() },
+                ErrorClass::Interrupted,
+                "interrupted: 3 of 9 dead letters delivered, 1 failed, 5 not attempted and still in the DLQ; \
+                 `opsbook run --resume r1` replays them",
+            ),
+            (
+                ActionError::NoAdminPasswordFile,
+                ErrorClass::Usage,
+                "provision apply in a runbook needs admin_password_file in the profile's [provision] table: the \
+                 one-time admin password has nowhere else to go",
+            ),
+            (
+                ActionError::NoPlaintextFile { secret: "ADMIN_HASH".into() },
+                ErrorClass::Usage,
+                "secret ADMIN_HASH is a password hash without plaintext_file: in a runbook the one-time plaintext has \
+                 nowhere to go",
+            ),
+        ];
+        for (error, class, message) in cases {
+            assert_eq!(error.class(), class, "{error}");
+            assert_eq!(error.to_string(), message);
+        }
+    }
+}

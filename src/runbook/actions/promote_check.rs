@@ -12,12 +12,11 @@ pub type Input = PromoteSpec;
 
 pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionError> {
     let spec = input.relative_to(|p| ctx.resolve_path(&p.to_string_lossy()));
-    let request =
-        crate::settings::promote::resolve(ctx.config, &spec).map_err(|e| ActionError::Input(e.to_string()))?;
-    let results = promote::run(&request).await.map_err(|e| ActionError::Input(e.to_string()))?;
+    let request = crate::settings::promote::resolve(ctx.config, &spec)?;
+    let results = promote::run(&request).await?;
     if let Some(path) = &spec.junit {
         crate::redact::write_file(path, &promote::junit(&request.profile, &crate::redact::redacted(&results)), None)
-            .map_err(|e| ActionError::Failed(format!("write {}: {e}", path.display())))?;
+            .map_err(|source| ActionError::WriteReport { path: path.clone(), source })?;
     }
     let mut out = Outputs::new();
     let ids =
@@ -29,7 +28,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let failed: Vec<String> =
         results.iter().filter(|r| r.status == Status::Fail).map(|r| format!("{}: {}", r.id, r.evidence)).collect();
     if !failed.is_empty() {
-        return Err(ActionError::Failed(format!("promotion checks failed — {}", failed.join("; "))));
+        return Err(ActionError::PromotionFailed { failed });
     }
     Ok(out)
 }

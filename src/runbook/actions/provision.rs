@@ -19,29 +19,23 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
     let mut target = crate::settings::provision::resolve(ctx.config, &input).await.map_err(err)?;
     let plan = provision::plan(&target).await.map_err(err)?;
     let mut out = Outputs::new();
+    let pending: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, Action::Create | Action::Update))
+        .map(|i| format!("{} {}", i.action.as_str(), i.resource))
+        .collect();
     out.insert("changes".into(), plan.changes().into());
-    out.insert(
-        "pending".into(),
-        plan.items
-            .iter()
-            .filter(|i| matches!(i.action, Action::Create | Action::Update))
-            .map(|i| Value::from(format!("{} {}", i.action.as_str(), i.resource)))
-            .collect::<Vec<_>>()
-            .into(),
-    );
+    out.insert("pending".into(), pending.iter().cloned().map(Value::from).collect::<Vec<_>>().into());
     if input.mode == Mode::Plan && input.expect_no_changes && plan.changes() > 0 {
-        return Err(ActionError::Failed(format!("the environment still differs from the profile: {}", out["pending"])));
+        return Err(ActionError::NotProvisioned { pending });
     }
     if input.mode == Mode::Plan || ctx.dry_run || plan.changes() == 0 {
         return Ok(out);
     }
     let needs_admin = plan.items.iter().any(|i| matches!(i.op, Op::AdminPassword) && i.action != Action::None);
     if needs_admin && target.config.admin_password_file.is_none() {
-        return Err(ActionError::Input(
-            "provision apply in a runbook needs admin_password_file in the profile's [provision] table: the \
-             one-time admin password has nowhere else to go"
-                .into(),
-        ));
+        return Err(ActionError::NoAdminPasswordFile);
     }
     let report = provision::apply(&mut target, plan, ctx.reporter).await.map_err(err)?;
     out.insert("applied".into(), report.applied.len().into());

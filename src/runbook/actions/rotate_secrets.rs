@@ -26,10 +26,7 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         if input.names.is_empty() { due.iter().collect() } else { input.names.iter().collect() };
     for spec in rc.specs.iter().filter(|s| targets.contains(&&s.name)) {
         if spec.kind == Kind::PasswordHash && spec.plaintext_file.is_none() {
-            return Err(ActionError::Input(format!(
-                "secret {} is a password hash without plaintext_file: in a runbook the one-time plaintext has nowhere to go",
-                spec.name
-            )));
+            return Err(ActionError::NoPlaintextFile { secret: spec.name.clone() });
         }
     }
     let outcomes = rotate::run(&rc, input.selection()).await.map_err(err)?;
@@ -48,11 +45,10 @@ pub async fn run(input: Input, ctx: &ActionCtx<'_>) -> Result<Outputs, ActionErr
         .map(|o| format!("{}: {}", o.name, o.error.as_deref().unwrap_or("failed")))
         .collect();
     if !failed.is_empty() {
-        let message = format!("rotation failed for {}", failed.join("; "));
         // A target that could not be reached is "unavailable" here too, as for the command.
         let unreachable =
             outcomes.iter().any(|o| !o.ok && o.error_class == Some(crate::error::ErrorClass::Unavailable));
-        return Err(if unreachable { ActionError::Unavailable(message) } else { ActionError::Failed(message) });
+        return Err(ActionError::RotationFailed { failed, unreachable });
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ pub(super) struct HttpCredential;
 impl Rotator for HttpCredential {
     fn validate(&self, spec: &SecretSpec, _admin: bool) -> Result<(), RotateError> {
         let (Some(create), Some(test)) = (&spec.create, &spec.test) else {
-            return Err(spec.invalid("kind http-credential needs a create call and a test call"));
+            return Err(spec.needs("a create call and a test call"));
         };
         let cfg = |source| RotateError::Call { name: spec.name.clone(), source };
         http_call::validate("create", create, &["current", "current_id"]).map_err(cfg)?;

@@ -131,7 +131,21 @@ pub enum RotateError {
     /// The admin connection is not a PostgreSQL URL (exit 2).
     #[error(transparent)]
     AdminUrl(PgError),
-    /// A setting of one `[[profiles.NAME.secrets]]` entry that cannot work (exit 2).
+    // A setting of one `[[profiles.NAME.secrets]]` entry that cannot work (exit 2).
+    /// A setting the entry's kind needs is missing; `what` names it, with what it is for.
+    #[error("secrets `{name}`: kind {} needs {what}", kind.as_str())]
+    KindNeeds { name: String, kind: Kind, what: &'static str },
+    /// A setting given for a kind it does not apply to.
+    #[error("secrets `{name}`: {setting} applies to kind {} only", kind.as_str())]
+    NotForKind { name: String, setting: &'static str, kind: Kind },
+    #[error("secrets `{name}`: {key} `{text}`: {error} (use e.g. 90d or 1h)")]
+    Duration { name: String, key: &'static str, text: String, error: humantime::DurationError },
+    #[error("secrets `{name}`: {error}")]
+    Store { name: String, error: crate::secrets::store::StoreSpecError },
+    #[error("secrets `{name}`: {error}")]
+    Role { name: String, error: crate::provision::UnsafeIdentifier },
+    /// One of the rules only one kind or one setting has (names, URL forms, lengths): `message`
+    /// says which, and how to fix it.
     #[error("secrets `{name}`: {message}")]
     Spec { name: String, message: String },
     /// A configured HTTP call of an http-credential secret that cannot work (exit 2).
@@ -186,6 +200,11 @@ impl Classify for RotateError {
     fn class(&self) -> ErrorClass {
         match self {
             RotateError::AdminUrl(_)
+            | RotateError::KindNeeds { .. }
+            | RotateError::NotForKind { .. }
+            | RotateError::Duration { .. }
+            | RotateError::Store { .. }
+            | RotateError::Role { .. }
             | RotateError::Spec { .. }
             | RotateError::Call { .. }
             | RotateError::Duplicate { .. }
@@ -262,12 +281,14 @@ pub fn fingerprint(value: &str) -> String {
     hex::encode(&Sha256::digest(value.as_bytes())[..4])
 }
 
-fn parse_duration(key: &str, name: &str, raw: &Option<String>) -> Result<Option<Duration>, RotateError> {
+fn parse_duration(key: &'static str, name: &str, raw: &Option<String>) -> Result<Option<Duration>, RotateError> {
     raw.as_deref()
         .map(|r| {
-            humantime::parse_duration(r.trim()).map_err(|e| RotateError::Spec {
+            humantime::parse_duration(r.trim()).map_err(|error| RotateError::Duration {
                 name: name.to_string(),
-                message: format!("{key} `{r}`: {e} (use e.g. 90d or 1h)"),
+                key,
+                text: r.to_string(),
+                error,
             })
         })
         .transpose()
@@ -370,11 +391,16 @@ impl SecretSpec {
         RotateError::Spec { name: self.name.clone(), message: message.into() }
     }
 
+    /// The entry's kind needs a setting it lacks; `what` names it.
+    fn needs(&self, what: &'static str) -> RotateError {
+        RotateError::KindNeeds { name: self.name.clone(), kind: self.kind, what }
+    }
+
     fn validate(&self, admin: bool) -> Result<(), RotateError> {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(self.invalid("name must be an environment variable name"));
         }
-        StoreSpec::parse(&self.store).map_err(|e| self.invalid(e.to_string()))?;
+        StoreSpec::parse(&self.store).map_err(|error| RotateError::Store { name: self.name.clone(), error })?;
         if let Some(id) = &self.id_name {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || *id == self.name {
                 return Err(
@@ -382,9 +408,9 @@ impl SecretSpec {
                 );
             }
         }
-        let only = |field: &str, set: bool, kind: Kind| -> Result<(), RotateError> {
+        let only = |setting: &'static str, set: bool, kind: Kind| -> Result<(), RotateError> {
             if set && self.kind != kind {
-                return Err(self.invalid(format!("{field} applies to kind {} only", kind.as_str())));
+                return Err(RotateError::NotForKind { name: self.name.clone(), setting, kind });
             }
             Ok(())
         };

@@ -15,12 +15,11 @@ pub(super) struct PostgresPassword;
 
 impl Rotator for PostgresPassword {
     fn validate(&self, spec: &SecretSpec, admin: bool) -> Result<(), RotateError> {
-        let Some(role) = &spec.role else { return Err(spec.invalid("kind postgres-password needs role")) };
-        crate::provision::check_identifier("role", role, false).map_err(|e| spec.invalid(e.to_string()))?;
+        let Some(role) = &spec.role else { return Err(spec.needs("role")) };
+        crate::provision::check_identifier("role", role, false)
+            .map_err(|error| RotateError::Role { name: spec.name.clone(), error })?;
         if !admin {
-            return Err(
-                spec.invalid("kind postgres-password needs admin_database_url in the profile (or ADMIN_DATABASE_URL)")
-            );
+            return Err(spec.needs("admin_database_url in the profile (or ADMIN_DATABASE_URL)"));
         }
         Ok(())
     }

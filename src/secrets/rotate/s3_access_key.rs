@@ -12,20 +12,18 @@ pub(super) struct S3AccessKey;
 impl Rotator for S3AccessKey {
     fn validate(&self, spec: &SecretSpec, _admin: bool) -> Result<(), RotateError> {
         if spec.user.is_none() {
-            return Err(spec.invalid("kind s3-access-key needs user (the IAM user owning the keys)"));
+            return Err(spec.needs("user (the IAM user owning the keys)"));
         }
         match spec.bucket.as_deref().map(crate::store::StoreUrl::parse) {
             Some(Ok(crate::store::StoreUrl::S3 { .. })) => {}
             Some(_) => return Err(spec.invalid("bucket must be an s3://BUCKET URL")),
-            None => {
-                return Err(spec.invalid("kind s3-access-key needs bucket (s3://BUCKET, where the new key is tested)"))
-            }
+            None => return Err(spec.needs("bucket (s3://BUCKET, where the new key is tested)")),
         }
         if let Some(p) = spec.provider.as_deref().filter(|p| *p != "aws-iam") {
             return Err(spec.invalid(format!("provider `{p}` is not supported; use aws-iam")));
         }
         if spec.id_field().is_none() {
-            return Err(spec.invalid("kind s3-access-key needs id_name (the store key of the access key id)"));
+            return Err(spec.needs("id_name (the store key of the access key id)"));
         }
         Ok(())
     }
