@@ -360,7 +360,12 @@ fn a_broken_archive_command_fails_status_and_check_and_is_named() {
 
 #[test]
 fn expiry_never_removes_the_newest_drilled_backup() {
-    let t = Pitr::new(1);
+    let mut t = Pitr::new(1);
+    // Drill clusters this deep have no room for a Unix socket in their directory.
+    let deep = t.dir.path().join("tmp").join("a-temp-directory-deep-enough-that-no-unix-socket-path-fits-inside-it");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::set_permissions(&deep, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    t.envs.push(("TMPDIR".into(), deep.display().to_string()));
     t.setup();
     let a = t.ok_json(&["pitr", "backup", "--type", "full"]);
     let a = a["backup"]["label"].as_str().unwrap().to_string();

@@ -43,6 +43,9 @@ pub struct LocalCluster {
     password: String,
     bins: ServerBins,
     run_as: Option<RunAs>,
+    /// The Unix socket directory: `dir/sock` when that path is short enough; a short private
+    /// directory for an adopted cluster whose path is not.
+    sock: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -74,6 +77,8 @@ struct State {
     password: String,
     bin_dir: PathBuf,
     major: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    socket_dir: Option<PathBuf>,
 }
 
 impl LocalCluster {
@@ -133,6 +138,7 @@ impl LocalCluster {
             password,
             bins,
             run_as,
+            sock: socket_dir(dir),
         };
 
         let mut initdb = cluster.command(&cluster.bins.initdb);
@@ -202,9 +208,17 @@ impl LocalCluster {
         if let Some(r) = &run_as {
             make_reachable(&dir, r)?;
         }
-        if socket_dir(&dir).is_some() {
-            make_private_dir(&dir.join(SOCK_DIR), run_as.as_ref())?;
-        }
+        // The socket is how the superuser's password gets set: a deep cluster directory gets a
+        // short private socket directory of its own.
+        let sock = match socket_dir(&dir) {
+            Some(sock) => sock,
+            None => {
+                // Not TMPDIR, which may be the deep directory itself.
+                let tmp = Some(PathBuf::from("/tmp")).filter(|t| t.is_dir()).unwrap_or_else(std::env::temp_dir);
+                tmp.join(format!("opsbook-sock-{:08x}", rand::random::<u32>()))
+            }
+        };
+        make_private_dir(&sock, run_as.as_ref())?;
         write_private(&dir.join(LOG_FILE), b"", run_as.as_ref())?;
         let conf = data_dir.join("postgresql.conf");
         if !conf.exists() {
@@ -236,6 +250,7 @@ impl LocalCluster {
             bins,
             run_as,
             dir,
+            sock: Some(sock),
         };
         cluster.write_conf()?;
         cluster.write_state()?;
@@ -321,6 +336,7 @@ impl LocalCluster {
         };
         Ok(LocalCluster {
             data_dir: dir.join(DATA_DIR),
+            sock: state.socket_dir.or_else(|| socket_dir(&dir)),
             dir,
             port: state.port,
             superuser: state.superuser,
@@ -433,6 +449,9 @@ impl LocalCluster {
         if self.stop().is_err() {
             self.stop_immediate()?;
         }
+        if let Some(sock) = self.sock.as_ref().filter(|s| !s.starts_with(&self.dir)) {
+            let _ = std::fs::remove_dir_all(sock);
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|e| PgError::io("remove", &self.dir, e))
     }
 
@@ -463,7 +482,7 @@ impl LocalCluster {
 
     /// The Unix socket directory, when the cluster listens on one.
     pub fn socket_dir(&self) -> Option<PathBuf> {
-        socket_dir(&self.dir)
+        self.sock.clone()
     }
 
     fn command(&self, program: &Path) -> Command {
@@ -476,7 +495,7 @@ impl LocalCluster {
     }
 
     fn write_conf(&self) -> Result<(), PgError> {
-        let sock = socket_dir(&self.dir).map(|p| p.display().to_string().replace('\'', "''")).unwrap_or_default();
+        let sock = self.sock.as_ref().map(|p| p.display().to_string().replace('\'', "''")).unwrap_or_default();
         let text = format!(
             "# Written by opsbook for a throwaway local cluster; rewritten on every start.\n\
              listen_addresses = '127.0.0.1'\n\
@@ -502,6 +521,8 @@ impl LocalCluster {
             password: self.password.clone(),
             bin_dir: self.bins.bin_dir.clone(),
             major: self.bins.major,
+            // Only a socket directory outside the cluster directory needs remembering.
+            socket_dir: self.sock.clone().filter(|s| !s.starts_with(&self.dir)),
         };
         let json = serde_json::to_vec_pretty(&state).expect("state serializes");
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));

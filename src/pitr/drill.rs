@@ -328,8 +328,14 @@ impl Run<'_> {
         let started = Instant::now();
         let deadline = started + self.req.recovery_timeout;
         loop {
-            if cluster.claim().await.is_ok() {
-                return Ok(());
+            match cluster.claim().await {
+                Ok(()) => return Ok(()),
+                // Still starting or recovering: no connections yet.
+                Err(PgError::Connect { .. }) => {}
+                Err(e) => {
+                    self.push(Outcome::Failed, e.to_string());
+                    return Err(e.into());
+                }
             }
             let c = cluster.clone();
             let running = tokio::task::spawn_blocking(move || c.is_running()).await.unwrap_or(false);
