@@ -48,15 +48,7 @@ pub fn resolve(config: &Config, given: PitrSpec) -> Result<Pitr, PitrError> {
             ))
         }
     };
-    let db_text = match &spec.database_url {
-        Some(raw) => config.resolve("pitr.database_url", raw).map_err(config_error)?,
-        None => match &config.profile.admin_database_url {
-            Some(raw) => config.resolve("admin_database_url", raw).map_err(config_error)?,
-            None => config.database_url(None, None).map_err(config_error)?,
-        },
-    };
-    crate::redact::register_urls_in(&db_text);
-    let db = DbUrl::parse_named("pitr.database_url", &db_text)?;
+    let db = database(config, &spec)?;
     let socket_dir = match (&spec.socket_dir, db.host()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(h)) if h.starts_with('/') => PathBuf::from(h),
@@ -196,6 +188,19 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, PitrError> {
         "target_time",
         format!("'{text}' is not a time: use RFC 3339 (2026-12-07T03:10:00Z) or 2026-12-07 03:10:00 (UTC), or latest"),
     ))
+}
+
+/// The superuser connection: `pitr.database_url`, else the admin URL, else the application's.
+fn database(config: &Config, spec: &PitrSpec) -> Result<DbUrl, PitrError> {
+    let text = match &spec.database_url {
+        Some(raw) => config.resolve("pitr.database_url", raw).map_err(config_error)?,
+        None => match &config.profile.admin_database_url {
+            Some(raw) => config.resolve("admin_database_url", raw).map_err(config_error)?,
+            None => config.database_url(None, None).map_err(config_error)?,
+        },
+    };
+    crate::redact::register_urls_in(&text);
+    Ok(DbUrl::parse_named("pitr.database_url", &text)?)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, PitrError> {
