@@ -185,8 +185,9 @@ log "starting the Postgres sandbox"
 SANDBOX_UP=1
 "$OPSBOOK" sandbox up --dir "$WORK/sandbox" >"$WORK/logs/sandbox.out" 2>"$WORK/logs/sandbox.err" ||
     die "opsbook sandbox up failed: $(cat "$WORK/logs/sandbox.err")"
-DATABASE_URL=$(sed -n "s/^export DATABASE_URL='\(.*\)'\$/\1/p" "$WORK/logs/sandbox.out")
-[[ -n $DATABASE_URL ]] || die "no DATABASE_URL in the output of sandbox up: $(cat "$WORK/logs/sandbox.out")"
+# The sandbox's env file (0600) holds the URL with its password; what `sandbox up` prints masks it.
+DATABASE_URL=$(sed -n "s/^DATABASE_URL=//p; s/^export DATABASE_URL=//p" "$WORK/sandbox/env" | head -1 | sed "s/^'\(.*\)'\$/\1/")
+[[ -n $DATABASE_URL ]] || die "no DATABASE_URL in $WORK/sandbox/env after sandbox up: $(cat "$WORK/logs/sandbox.out")"
 export DATABASE_URL
 # pg_dump, psql and pgbench get the password through PGPASSWORD, never argv. With
 # TRANSPORT=socket every command connects through the sandbox's socket directory instead, and
