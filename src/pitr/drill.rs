@@ -527,6 +527,10 @@ async fn cleanup(cluster: Option<LocalCluster>, dir: &std::path::Path, keep: boo
     let d = dir.to_path_buf();
     let removed = tokio::task::spawn_blocking(move || match cluster {
         Some(c) => c.destroy().map_err(|e| e.to_string()),
+        // Interrupted between starting the server and handing it over: it may be running.
+        None if LocalCluster::exists(&d) => {
+            LocalCluster::open(&d).and_then(LocalCluster::destroy).map_err(|e| e.to_string())
+        }
         None => std::fs::remove_dir_all(&d)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .map_err(|e| e.to_string()),
