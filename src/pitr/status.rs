@@ -19,8 +19,9 @@ pub struct Archiver {
     pub failed_count: i64,
     pub last_failed_wal: Option<String>,
     pub last_failed_time: Option<DateTime<Utc>>,
-    /// WAL written since the end of the newest archived segment (bytes not yet in the repository).
-    pub unarchived_bytes: i64,
+    /// WAL written since the end of the newest archived segment (bytes not yet in the
+    /// repository); None when the newest archived file is not a segment (a timeline history).
+    pub unarchived_bytes: Option<i64>,
     pub now: DateTime<Utc>,
 }
 
@@ -28,7 +29,7 @@ impl Archiver {
     /// The age of the newest archived WAL when there is unarchived WAL, else zero: an idle server
     /// whose last segment is archived has nothing at risk however old that segment is.
     pub fn lag_seconds(&self) -> Option<i64> {
-        if self.unarchived_bytes <= 0 && self.last_archived_time.is_some() {
+        if self.unarchived_bytes.is_some_and(|b| b <= 0) && self.last_archived_time.is_some() {
             return Some(0);
         }
         self.last_archived_time.map(|t| (self.now - t).num_seconds().max(0))
@@ -57,10 +58,10 @@ pub async fn archiver(p: &Pitr) -> Result<Archiver, PitrError> {
         .await
         .map_err(|e| PgError::query("read pg_stat_archiver", p.db.redacted(), e))?;
     let last_archived_wal: Option<String> = row.get("last_archived_wal");
-    let unarchived = match last_archived_wal.as_deref().and_then(|w| segment_end(w, row.get("segment_size"))) {
-        Some(end) => row.get::<i64, _>("lsn") - end,
-        None => -1,
-    };
+    let unarchived = last_archived_wal
+        .as_deref()
+        .and_then(|w| segment_end(w, row.get("segment_size")))
+        .map(|end| row.get::<i64, _>("lsn") - end);
     Ok(Archiver {
         archive_mode: row.get("mode"),
         archived_count: row.get("archived_count"),
@@ -247,6 +248,28 @@ fn dur(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Nothing is at risk when everything written is archived, however old the segment; a
+    /// history file as the newest archived file says nothing, so the lag is its age.
+    #[test]
+    fn lag_is_zero_only_when_everything_written_is_archived() {
+        let now = chrono::Utc::now();
+        let a = |unarchived: Option<i64>| super::Archiver {
+            archive_mode: "on".into(),
+            archived_count: 3,
+            last_archived_wal: Some("000000010000000000000003".into()),
+            last_archived_time: Some(now - chrono::Duration::seconds(600)),
+            failed_count: 0,
+            last_failed_wal: None,
+            last_failed_time: None,
+            unarchived_bytes: unarchived,
+            now,
+        };
+        assert_eq!(a(Some(0)).lag_seconds(), Some(0));
+        assert_eq!(a(Some(8192)).lag_seconds(), Some(600));
+        assert_eq!(a(None).lag_seconds(), Some(600));
+        assert!(!a(Some(0)).failing());
+    }
+
     #[test]
     fn segment_ends() {
         let mb16 = 16 << 20;
