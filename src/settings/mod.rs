@@ -11,6 +11,7 @@ pub mod objects;
 pub mod pitr;
 pub mod promote;
 pub mod provision;
+pub mod restore;
 pub mod rotate;
 
 /// The admin connection (provision, rotate-secrets) as given, else ADMIN_DATABASE_URL. Commands
