@@ -153,8 +153,10 @@ fn restore_into_a_new_database() {
     env.ok(&["backup", "run", "--store", &store]);
     let pg = TestPg::shared();
     let admin = pg.admin_url();
-    let into = format!("t_snap_restored_{}_1", std::process::id());
-    let restore = ["restore", "--store", &store, "--target-url", &admin, "--into", &into];
+    // A fixed name (shaped like the harness's, so it is filtered): its width stays the same.
+    let into = "t_snap_restored_1_1";
+    pg.execute(&admin, &format!("DROP DATABASE IF EXISTS {into} WITH (FORCE)"));
+    let restore = ["restore", "--store", &store, "--target-url", &admin, "--into", into];
 
     let out = env.run(&[&restore[..], &["--dry-run"]].concat());
     no_password(&out);

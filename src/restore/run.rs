@@ -88,7 +88,7 @@ pub async fn restore(req: &RestoreRequest, reporter: &dyn Reporter) -> Result<Re
             "backup {} of set {} (snapshot {}, {} old)",
             entry.id,
             req.set,
-            manifest.snapshot_time.to_rfc3339(),
+            manifest.snapshot_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             age(age_seconds)
         ),
     ));
