@@ -67,10 +67,8 @@ pub async fn run(ctx: &Ctx<'_>, args: RestoreArgs) -> Result<ExitStatus> {
     let request = crate::settings::restore::resolve(&ctx.config, &spec)?;
     let reporter = progress::reporter(ctx.printer, "restore");
     let report = restore::restore(&request, reporter.as_ref()).await.map_err(|e| {
-        Failure::from(e).context(format!(
-            "restore of set '{}' from {} into {}",
-            request.set, request.store_url, request.database
-        ))
+        Failure::from(e)
+            .context(format!("restore of set '{}' from {} into {}", request.set, request.store_url, request.database))
     })?;
     let status = ExitStatus::Success;
     if ctx.printer.is_json() {
