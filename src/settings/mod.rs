@@ -45,6 +45,11 @@ mod tests {
         assert_all_in("retention in `backup-prune` steps", field_names::<RetentionPolicy>(), &inputs("backup-prune"));
         assert_all_in("drill spec in `restore-drill` steps", field_names::<DrillSpec>(), &inputs("restore-drill"));
         assert_all_in(
+            "restore spec in `restore` steps",
+            field_names::<crate::restore::RestoreSpec>(),
+            &inputs("restore"),
+        );
+        assert_all_in(
             "migrate spec in `migrate` steps",
             field_names::<crate::migrate::spec::MigrateSpec>(),
             &inputs("migrate"),
