@@ -208,3 +208,29 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_runbook_step_restores_into_a_new_database() {
+    let src = Source::new("restore_runbook");
+    src.backup();
+    let into = new_name("restored_runbook");
+    let rb = src.path().join("restore.toml");
+    let admin = TestPg::shared().admin_url();
+    std::fs::write(
+        &rb,
+        format!(
+            "name = \"restore\"\n\n[[steps]]\nid = \"restore\"\naction = \"restore\"\nwith = {{ store = \"{}\", \
+             target_url = \"{admin}\", into = \"{into}\" }}\n",
+            src.store
+        ),
+    )
+    .unwrap();
+    let out = src.run(&["run", rb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(json(&out)["steps"][0]["status"], "ok");
+    assert_eq!(count(&url_of(&into), "orders"), count(&src.db, "orders"));
+    // Again: the database now exists, so the step fails as bad input and changes nothing.
+    let out = src.run(&["run", rb.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 2, "{}", all_output(&out));
+    drop_db(&into);
+}
