@@ -234,3 +234,23 @@ fn a_runbook_step_restores_into_a_new_database() {
     assert_eq!(code(&out), 2, "{}", all_output(&out));
     drop_db(&into);
 }
+
+#[test]
+fn a_restore_that_fails_after_creating_the_database_drops_it() {
+    let src = Source::new("restore_fails");
+    src.backup();
+    let into = new_name("restored_fails");
+    // --jobs 2 spools to TMPDIR, which cannot be created (under a regular file): the restore
+    // fails after the database was created.
+    let blocker = src.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let admin = TestPg::shared().admin_url();
+    let out = opsbook(src.path())
+        .args(["restore", "--store", &src.store, "--target-url", &admin, "--into", &into, "--jobs", "2"])
+        .env("TMPDIR", blocker.join("tmp"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(all_output(&out).contains("spool"), "{}", all_output(&out));
+    assert!(!exists(&into), "the partial database was dropped");
+}
