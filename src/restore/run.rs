@@ -147,6 +147,7 @@ pub async fn restore(req: &RestoreRequest, reporter: &dyn Reporter) -> Result<Re
         drill_id: &format!("restore-{}", std::process::id()),
         identities: &req.identities,
         keep_owners: false,
+        application: "restore",
     };
     let outcome = tokio::select! {
         r = fill(&job, entry, reporter, &mut report) => Some(r),
