@@ -254,3 +254,32 @@ fn a_restore_that_fails_after_creating_the_database_drops_it() {
     assert!(all_output(&out).contains("spool"), "{}", all_output(&out));
     assert!(!exists(&into), "the partial database was dropped");
 }
+
+#[test]
+fn ctrl_c_after_the_database_was_created_drops_it_and_exits_130() {
+    let src = Source::new("restore_interrupt");
+    src.backup();
+    let into = new_name("restored_interrupt");
+    let admin = TestPg::shared().admin_url();
+    let child = support::cmd::background(src.path())
+        .args(["restore", "--store", &src.store, "--target-url", &admin, "--into", &into])
+        .env("OPSBOOK_RESTORE_PAUSE_AFTER_CREATE", "60")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !exists(&into) {
+        assert!(std::time::Instant::now() < deadline, "the restore never created its database");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT)
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", all_output(&out));
+    assert!(all_output(&out).contains("interrupted"), "{}", all_output(&out));
+    assert!(!exists(&into), "the interrupted restore's database was dropped");
+}

@@ -188,6 +188,19 @@ async fn check_absent(server: &crate::pg::DbUrl, name: &str) -> Result<(), Resto
     Ok(())
 }
 
+/// Test-only pause: `OPSBOOK_RESTORE_PAUSE_AFTER_CREATE=<seconds>` waits that long after the new
+/// database was created (so a test can interrupt the restore there). Only in builds with the
+/// `fault-injection` feature, so a release binary cannot be made to stall by its environment.
+#[cfg(feature = "fault-injection")]
+async fn pause_point() {
+    if let Some(secs) = std::env::var("OPSBOOK_RESTORE_PAUSE_AFTER_CREATE").ok().and_then(|s| s.parse().ok()) {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+async fn pause_point() {}
+
 /// pg_restore into the new database, then the row counts; an error when either fails.
 async fn fill(
     job: &RestoreJob<'_>,
@@ -195,6 +208,7 @@ async fn fill(
     reporter: &dyn Reporter,
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
+    pause_point().await;
     let restored = pipeline::run(job, reporter).await?;
     report.restored_bytes = restored.raw_bytes;
     report.restore_mode = restored.mode.clone();
