@@ -1,5 +1,6 @@
 //! `opsbook restore --into`: a dump backup restored into a new database on the shared test
-//! cluster from a local store — row counts, refusing an existing name, `--before`, `--dry-run`.
+//! cluster from a local store and from S3 — row counts, refusing an existing name, `--before`,
+//! `--dry-run`, a damaged backup, a failed or interrupted restore, the runbook action.
 
 mod support;
 
@@ -282,4 +283,27 @@ fn ctrl_c_after_the_database_was_created_drops_it_and_exits_130() {
     assert_eq!(code(&out), 130, "{}", all_output(&out));
     assert!(all_output(&out).contains("interrupted"), "{}", all_output(&out));
     assert!(!exists(&into), "the interrupted restore's database was dropped");
+}
+
+#[test]
+fn restores_from_an_s3_store() {
+    let pg = TestPg::shared();
+    let s3 = support::s3::S3Server::shared();
+    let db = pg.fresh_db("restore_s3");
+    pg.load_example(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let store = s3.url(&format!("restore-{}", std::process::id()));
+    let envs = s3.env();
+    let run = |args: &[&str]| opsbook(dir.path()).args(args).envs(envs.iter().map(|(k, v)| (k, v))).output().unwrap();
+    let out = run(&["backup", "run", "--database-url", &db, "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let into = new_name("restored_s3");
+    let admin = pg.admin_url();
+    let out = run(&["restore", "--store", &store, "--target-url", &admin, "--into", &into, "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(json(&out)["status"], "ok");
+    for table in ["customers", "order_items"] {
+        assert_eq!(count(&url_of(&into), table), count(&db, table), "{table}");
+    }
+    drop_db(&into);
 }
