@@ -40,6 +40,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('pitr', 'pitr', [CompletionResultType]::ParameterValue, 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a dump backup into a new database: pick it (id, latest, --before TIME), verify it, create the database, restore, compare row counts; a failed restore drops it again')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
@@ -690,6 +691,34 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;pitr;help;help' {
+            break
+        }
+        'opsbook;restore' {
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Backup set [default: main]')
+            [CompletionResult]::new('--backup', '--backup', [CompletionResultType]::ParameterName, 'latest, or a backup id (or unique prefix) [default: latest]')
+            [CompletionResult]::new('--before', '--before', [CompletionResultType]::ParameterName, 'Restore the newest backup whose snapshot is older than TIME (RFC 3339, e.g. 2026-12-07T03:10:00Z, or "YYYY-MM-DD HH:MM[:SS]" in UTC)')
+            [CompletionResult]::new('--target-url', '--target-url', [CompletionResultType]::ParameterName, 'Server on which the new database is created')
+            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Name of the new database to create and restore into; an existing database is refused and left untouched. A failed or interrupted restore drops it again')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)')
+            [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'age identity file for encrypted backups')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file [default: ./opsbook.toml when present]')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of stdout: human tables and lines, or exactly one JSON document')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format on stderr: text for people, JSON lines for log shippers')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan (backup, server, database) and touch nothing')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to confirmation prompts (required for destructive steps without a terminal)')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with exit 5 when a confirmation would be needed')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v info, -vv debug, -vvv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less output: no progress, only errors on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'opsbook;restore-drill' {
@@ -1585,6 +1614,7 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline')
             [CompletionResult]::new('pitr', 'pitr', [CompletionResultType]::ParameterValue, 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a dump backup into a new database: pick it (id, latest, --before TIME), verify it, create the database, restore, compare row counts; a failed restore drops it again')
             [CompletionResult]::new('restore-drill', 'restore-drill', [CompletionResultType]::ParameterValue, 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up')
             [CompletionResult]::new('provision', 'provision', [CompletionResultType]::ParameterValue, 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds')
             [CompletionResult]::new('rotate-secrets', 'rotate-secrets', [CompletionResultType]::ParameterValue, 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault')
@@ -1678,6 +1708,9 @@ Register-ArgumentCompleter -Native -CommandName 'opsbook' -ScriptBlock {
             break
         }
         'opsbook;help;pitr;expire' {
+            break
+        }
+        'opsbook;help;restore' {
             break
         }
         'opsbook;help;restore-drill' {

@@ -43,6 +43,9 @@ _opsbook() {
             opsbook,provision)
                 cmd="opsbook__subcmd__provision"
                 ;;
+            opsbook,restore)
+                cmd="opsbook__subcmd__restore"
+                ;;
             opsbook,restore-drill)
                 cmd="opsbook__subcmd__restore__subcmd__drill"
                 ;;
@@ -159,6 +162,9 @@ _opsbook() {
                 ;;
             opsbook__subcmd__help,provision)
                 cmd="opsbook__subcmd__help__subcmd__provision"
+                ;;
+            opsbook__subcmd__help,restore)
+                cmd="opsbook__subcmd__help__subcmd__restore"
                 ;;
             opsbook__subcmd__help,restore-drill)
                 cmd="opsbook__subcmd__help__subcmd__restore__subcmd__drill"
@@ -518,7 +524,7 @@ _opsbook() {
 
     case "${cmd}" in
         opsbook)
-            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help"
+            opts="-y -v -q -h -V --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version backup migrate pitr restore restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1614,7 +1620,7 @@ _opsbook() {
             return 0
             ;;
         opsbook__subcmd__help)
-            opts="backup migrate pitr restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help"
+            opts="backup migrate pitr restore restore-drill provision rotate-secrets promote-check dlq-replay run runbook sandbox schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2092,6 +2098,20 @@ _opsbook() {
         opsbook__subcmd__help__subcmd__provision__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3611,6 +3631,72 @@ _opsbook() {
             fi
             case "${prev}" in
                 --admin-database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        opsbook__subcmd__restore)
+            opts="-y -v -q -h -V --store --set --backup --before --target-url --into --jobs --identity --dry-run --config --profile --output --yes --no-input --color --log-format --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --into)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

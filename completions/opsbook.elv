@@ -37,6 +37,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand pitr 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
+            cand restore 'Restore a dump backup into a new database: pick it (id, latest, --before TIME), verify it, create the database, restore, compare row counts; a failed restore drops it again'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
@@ -642,6 +643,33 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;pitr;help;expire'= {
         }
         &'opsbook;pitr;help;help'= {
+        }
+        &'opsbook;restore'= {
+            cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
+            cand --set 'Backup set [default: main]'
+            cand --backup 'latest, or a backup id (or unique prefix) [default: latest]'
+            cand --before 'Restore the newest backup whose snapshot is older than TIME (RFC 3339, e.g. 2026-12-07T03:10:00Z, or "YYYY-MM-DD HH:MM[:SS]" in UTC)'
+            cand --target-url 'Server on which the new database is created'
+            cand --into 'Name of the new database to create and restore into; an existing database is refused and left untouched. A failed or interrupted restore drops it again'
+            cand --jobs 'pg_restore jobs. 1 streams the archive straight into pg_restore; more spools it to a local file first (parallel restore needs a seekable file)'
+            cand --identity 'age identity file for encrypted backups'
+            cand --config 'Configuration file [default: ./opsbook.toml when present]'
+            cand --profile 'Profile of the configuration file to use ([profiles.NAME]) [default: "default"]'
+            cand --output 'Output format of stdout: human tables and lines, or exactly one JSON document'
+            cand --color 'When to use colour on stderr'
+            cand --log-format 'Log line format on stderr: text for people, JSON lines for log shippers'
+            cand --dry-run 'Print the plan (backup, server, database) and touch nothing'
+            cand -y 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --yes 'Answer yes to confirmation prompts (required for destructive steps without a terminal)'
+            cand --no-input 'Never prompt; fail with exit 5 when a confirmation would be needed'
+            cand -v 'More log output (-v info, -vv debug, -vvv trace)'
+            cand --verbose 'More log output (-v info, -vv debug, -vvv trace)'
+            cand -q 'Less output: no progress, only errors on stderr'
+            cand --quiet 'Less output: no progress, only errors on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
         }
         &'opsbook;restore-drill'= {
             cand --store 'Where backups live: s3://bucket/prefix (S3, R2 and compatible; endpoint and credentials from the AWS chain or R2_* variables), file:///abs/path, or a plain directory path'
@@ -1471,6 +1499,7 @@ set edit:completion:arg-completer[opsbook] = {|@words|
             cand backup 'Streaming database backups to S3/R2 or a local directory: run, list, verify, prune'
             cand migrate 'Schema migrations (sqlx-compatible history): up, status, check, validate, dry-run, lint, new, baseline'
             cand pitr 'Point-in-time recovery through pgBackRest: setup, backup, status, check, expire'
+            cand restore 'Restore a dump backup into a new database: pick it (id, latest, --before TIME), verify it, create the database, restore, compare row counts; a failed restore drops it again'
             cand restore-drill 'Prove a backup restores: download and check it, restore into a scratch database or a throwaway cluster, compare row counts, run checks and migrations, sample the media bucket, measure RTO/RPO, clean up'
             cand provision 'Plan and apply a new environment from the profile''s [provision] table: database, roles, grants, extensions, bucket, secrets in the .env file, migrations, seeds'
             cand rotate-secrets 'Rotate secrets with a journaled create → set → test → finish → revoke protocol: PostgreSQL passwords (single or alternating logins), random keys, password hashes, S3 access keys (IAM), gateway credentials (HTTP); stores: .env, AWS Secrets Manager, Vault'
@@ -1543,6 +1572,8 @@ set edit:completion:arg-completer[opsbook] = {|@words|
         &'opsbook;help;pitr;check'= {
         }
         &'opsbook;help;pitr;expire'= {
+        }
+        &'opsbook;help;restore'= {
         }
         &'opsbook;help;restore-drill'= {
         }

@@ -31,6 +31,9 @@ pub enum Command {
     Migrate(cmd::migrate::MigrateArgs),
     /// Point-in-time recovery through pgBackRest: setup, backup, status, check, expire.
     Pitr(cmd::pitr::PitrArgs),
+    /// Restore a dump backup into a new database: pick it (id, latest, --before TIME), verify it,
+    /// create the database, restore, compare row counts; a failed restore drops it again.
+    Restore(Box<cmd::restore::RestoreArgs>),
     /// Prove a backup restores: download and check it, restore into a scratch database or a
     /// throwaway cluster, compare row counts, run checks and migrations, sample the media bucket,
     /// measure RTO/RPO, clean up.
@@ -69,6 +72,7 @@ impl Command {
             Command::Backup(b) => format!("backup {}", b.command.name()),
             Command::Migrate(m) => format!("migrate {}", m.command.name()),
             Command::Pitr(p) => format!("pitr {}", p.command.name()),
+            Command::Restore(_) => "restore".into(),
             Command::RestoreDrill(_) => "restore-drill".into(),
             Command::Provision(p) => format!("provision {}", p.command.name()),
             Command::RotateSecrets(r) => format!("rotate-secrets {}", r.command.name()),

@@ -24,6 +24,7 @@ pub mod promote;
 pub mod provision;
 pub mod redact;
 pub mod report;
+pub mod restore;
 pub mod runbook;
 pub mod sandbox;
 pub mod schedule;

@@ -146,6 +146,29 @@ fn restore_drill_onto_a_target_url() {
 }
 
 #[test]
+fn restore_into_a_new_database() {
+    let mut env = TestEnv::new();
+    shop(&mut env, "snap_restore");
+    let store = env.join("store");
+    env.ok(&["backup", "run", "--store", &store]);
+    let pg = TestPg::shared();
+    let admin = pg.admin_url();
+    // A fixed name (shaped like the harness's, so it is filtered): its width stays the same.
+    let into = "t_snap_restored_1_1";
+    pg.execute(&admin, &format!("DROP DATABASE IF EXISTS {into} WITH (FORCE)"));
+    let restore = ["restore", "--store", &store, "--target-url", &admin, "--into", into];
+
+    let out = env.run(&[&restore[..], &["--dry-run"]].concat());
+    no_password(&out);
+    assert_outcome!("restore_dry_run_human", out);
+    let out = env.run(&restore);
+    no_password(&out);
+    assert_outcome!("restore_human", out);
+    assert_outcome!("restore_existing_human", env.run(&restore));
+    pg.execute(&admin, &format!("DROP DATABASE IF EXISTS {into} WITH (FORCE)"));
+}
+
+#[test]
 fn restore_drill_failures() {
     let env = TestEnv::new();
     let empty = env.join("empty-store");

@@ -12,6 +12,7 @@ pub mod promote_check;
 pub mod provision;
 #[cfg(test)]
 mod redaction_tests;
+pub mod restore;
 pub mod restore_drill;
 pub mod rotate_secrets;
 pub mod run;
@@ -55,6 +56,7 @@ pub async fn dispatch(cli: Cli, printer: &Printer) -> Result<ExitStatus> {
         Command::Backup(args) => backup::run(&ctx, *args).await,
         Command::Migrate(args) => migrate::run(&ctx, args).await,
         Command::Pitr(args) => pitr::run(&ctx, args).await,
+        Command::Restore(args) => restore::run(&ctx, *args).await,
         Command::RestoreDrill(args) => restore_drill::run(&ctx, *args).await,
         Command::Provision(args) => provision::run(&ctx, args).await,
         Command::RotateSecrets(args) => rotate_secrets::run(&ctx, args).await,

@@ -32,6 +32,41 @@ pub(super) fn finish_rto(req: &DrillRequest, report: &mut DrillReport, steps: &m
     });
 }
 
+/// Every table the backup counted, counted again in `conn`'s database, and whether the backup's
+/// counts are exact (None when the backup recorded no row counts).
+pub(crate) async fn count_rows(entry: &BackupEntry, conn: &mut sqlx::PgConnection) -> Option<(Vec<TableCheck>, bool)> {
+    let counts = entry.manifest.row_counts.as_ref()?;
+    let exact = counts.method == RowCountMethod::Exact;
+    let mut tables = Vec::new();
+    for (table, expected) in &counts.tables {
+        // Table names come from format('%I.%I') at backup time: already quoted identifiers.
+        let restored =
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await.ok();
+        let ok = restored.is_some_and(|r| !exact || r == *expected);
+        tables.push(TableCheck { table: table.clone(), expected: *expected, restored, ok });
+    }
+    Some((tables, exact))
+}
+
+/// Whether every table checks out, and the row-count step's detail.
+pub(crate) fn row_count_verdict(tables: &[TableCheck], exact: bool) -> (bool, String) {
+    let bad: Vec<String> = tables
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| match c.restored {
+            None => format!("{} is missing", c.table),
+            Some(r) => format!("{} has {r} rows, the backup's snapshot had {}", c.table, c.expected),
+        })
+        .collect();
+    let total: i64 = tables.iter().filter_map(|c| c.restored).sum();
+    if bad.is_empty() {
+        let how = if exact { ", equal to the snapshot's counts" } else { " (the backup recorded estimates)" };
+        (true, format!("{} tables, {total} rows{how}", tables.len()))
+    } else {
+        (false, bad.join("; "))
+    }
+}
+
 /// The "row counts" step: every table the backup counted, counted again in the restored
 /// database (equal counts when the backup recorded exact ones).
 pub(super) async fn row_counts(
@@ -41,39 +76,14 @@ pub(super) async fn row_counts(
     report: &mut DrillReport,
 ) {
     let t = Instant::now();
-    let Some(counts) = &entry.manifest.row_counts else {
+    let Some((tables, exact)) = count_rows(entry, conn).await else {
         steps.skip("row counts", "the backup recorded no row counts (--row-counts off)");
         return;
     };
-    let exact = counts.method == RowCountMethod::Exact;
     report.row_count_method = Some(if exact { "exact" } else { "estimate" }.into());
-    for (table, expected) in &counts.tables {
-        // Table names come from format('%I.%I') at backup time: already quoted identifiers.
-        let restored =
-            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn).await.ok();
-        let ok = restored.is_some_and(|r| !exact || r == *expected);
-        report.tables.push(TableCheck { table: table.clone(), expected: *expected, restored, ok });
-    }
-    let bad: Vec<String> = report
-        .tables
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| match c.restored {
-            None => format!("{} is missing", c.table),
-            Some(r) => format!("{} has {r} rows, the backup's snapshot had {}", c.table, c.expected),
-        })
-        .collect();
-    let total: i64 = report.tables.iter().filter_map(|c| c.restored).sum();
-    let detail = if bad.is_empty() {
-        format!(
-            "{} tables, {total} rows{}",
-            report.tables.len(),
-            if exact { ", equal to the snapshot's counts" } else { " (the backup recorded estimates)" }
-        )
-    } else {
-        bad.join("; ")
-    };
-    steps.push("row counts", Steps::passed_or_failed(bad.is_empty()), t, detail);
+    report.tables = tables;
+    let (ok, detail) = row_count_verdict(&report.tables, exact);
+    steps.push("row counts", Steps::passed_or_failed(ok), t, detail);
 }
 
 /// The "check sql" step: each `--check-sql` statement must return true.

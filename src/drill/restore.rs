@@ -51,6 +51,8 @@ pub struct RestoreJob<'a> {
     pub identities: &'a [age::x25519::Identity],
     /// Restore owners and privileges (only when the roles exist, i.e. globals were restored).
     pub keep_owners: bool,
+    /// The command pg_restore's connection names as its application (`restore-drill`, `restore`).
+    pub application: &'a str,
 }
 
 fn io_err(op: &str) -> impl FnOnce(io::Error) -> DrillError + '_ {
@@ -58,7 +60,7 @@ fn io_err(op: &str) -> impl FnOnce(io::Error) -> DrillError + '_ {
 }
 
 fn pg_restore_command(job: &RestoreJob<'_>) -> tokio::process::Command {
-    let mut cmd = job.target.libpq_command(&job.pg_restore, "restore-drill");
+    let mut cmd = job.target.libpq_command(&job.pg_restore, job.application);
     cmd.arg("--exit-on-error");
     if !job.keep_owners {
         cmd.args(["--no-owner", "--no-privileges"]);

@@ -396,6 +396,7 @@ impl DrillRun<'_> {
             drill_id: self.drill_id,
             identities: &req.identities,
             keep_owners: owners,
+            application: "restore-drill",
         };
         self.steps.stage("restore");
         let restored = restore::run(&job, self.reporter).await?;

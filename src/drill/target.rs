@@ -57,22 +57,25 @@ fn blocking_error(e: tokio::task::JoinError) -> DrillError {
 }
 
 impl Target {
+    /// Creates database `name` on the `admin` server; an existing one is refused
+    /// ([`DrillError::ScratchExists`]) and left alone.
+    pub(crate) async fn create_named(admin: &DbUrl, name: &str) -> Result<Target, DrillError> {
+        let mut conn = pg::connect(admin).await?;
+        let sql = format!("CREATE DATABASE {}", quote_ident(name));
+        conn.execute(sqlx::raw_sql(&sql)).await.map_err(|e| {
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") {
+                DrillError::ScratchExists { name: name.to_string(), server: admin.redacted() }
+            } else {
+                DrillError::Pg(PgError::query(format!("create database {name}"), admin.redacted(), e))
+            }
+        })?;
+        let url = admin.with_database(name);
+        Ok(Target::Scratch { admin: admin.clone(), name: name.to_string(), url })
+    }
+
     pub async fn create(spec: &TargetSpec, drill_id: &str) -> Result<Target, DrillError> {
         match spec {
-            TargetSpec::Server(admin) => {
-                let name = scratch_name(drill_id);
-                let mut conn = pg::connect(admin).await?;
-                let sql = format!("CREATE DATABASE {}", quote_ident(&name));
-                conn.execute(sqlx::raw_sql(&sql)).await.map_err(|e| {
-                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") {
-                        DrillError::ScratchExists { name: name.clone(), server: admin.redacted() }
-                    } else {
-                        DrillError::Pg(PgError::query(format!("create scratch database {name}"), admin.redacted(), e))
-                    }
-                })?;
-                let url = admin.with_database(&name);
-                Ok(Target::Scratch { admin: admin.clone(), name, url })
-            }
+            TargetSpec::Server(admin) => Target::create_named(admin, &scratch_name(drill_id)).await,
             TargetSpec::Ephemeral { parent } => {
                 let dir = parent.join(format!("drill-{drill_id}"));
                 let d = dir.clone();

@@ -11,6 +11,7 @@ pub mod objects;
 pub mod pitr;
 pub mod promote;
 pub mod provision;
+pub mod restore;
 pub mod rotate;
 
 /// The admin connection (provision, rotate-secrets) as given, else ADMIN_DATABASE_URL. Commands
@@ -43,6 +44,11 @@ mod tests {
         assert_all_in("backup spec in `backup` steps", field_names::<BackupSpec>(), &inputs("backup"));
         assert_all_in("retention in `backup-prune` steps", field_names::<RetentionPolicy>(), &inputs("backup-prune"));
         assert_all_in("drill spec in `restore-drill` steps", field_names::<DrillSpec>(), &inputs("restore-drill"));
+        assert_all_in(
+            "restore spec in `restore` steps",
+            field_names::<crate::restore::RestoreSpec>(),
+            &inputs("restore"),
+        );
         assert_all_in(
             "migrate spec in `migrate` steps",
             field_names::<crate::migrate::spec::MigrateSpec>(),

@@ -254,6 +254,8 @@ pub fn filters() -> Vec<(String, String)> {
         // Ages: `RPO 1s`, `1s since the newest backup`, the age column of `backup list`.
         (r"\bRPO \d+[smhd]\b", "RPO Ns"),
         (r"\b\d+[smhd] since\b", "Ns since"),
+        // The age of the backup `restore` picked (`2s old`; one digit in a fast test run).
+        (r"\b\d[smhd] old\b", "Ns old"),
         (r"(YYYY-MM-DD HH:MM +)\d+[smhd]\b", "${1}Ns"),
         (r#""age_seconds": \d+"#, r#""age_seconds": [AGE]"#),
         // Sizes that vary with the example data's `now()` defaults: JSON byte counts; human ones

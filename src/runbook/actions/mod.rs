@@ -12,6 +12,7 @@ pub mod notify;
 pub mod pitr;
 pub mod promote_check;
 pub mod provision;
+pub mod restore;
 pub mod restore_drill;
 pub mod rotate_secrets;
 pub mod shell;
@@ -288,6 +289,8 @@ pub enum ActionError {
     #[error(transparent)]
     Drill(Box<crate::drill::DrillError>),
     #[error(transparent)]
+    Restore(Box<crate::restore::RestoreError>),
+    #[error(transparent)]
     Provision(Box<crate::provision::ProvisionError>),
     #[error(transparent)]
     Rotate(Box<crate::secrets::rotate::RotateError>),
@@ -400,6 +403,7 @@ impl Classify for ActionError {
             E::Config(e) => e.class(),
             E::Migrate(e) => e.class(),
             E::Drill(e) => e.class(),
+            E::Restore(e) => e.class(),
             E::Provision(e) => e.class(),
             E::Rotate(e) => e.class(),
             E::Promote(e) => e.class(),
@@ -411,11 +415,12 @@ impl Classify for ActionError {
 
 /// Actions that watch Ctrl-C themselves and wind down cleanly: a replay lets in-flight
 /// deliveries finish and records them, a backup aborts its upload, a drill removes its scratch
-/// target, an object copy journals what it copied. Dropping them mid-way would lose that work
-/// (a delivered dead letter left in the table is sent again), so the engine lets them return.
+/// target, a restore drops its partial database, an object copy journals what it copied.
+/// Dropping them mid-way would lose that work (a delivered dead letter left in the table is sent
+/// again), so the engine lets them return.
 /// Everything else is dropped on Ctrl-C (a shell step's process group is killed).
 pub fn winds_down_on_interrupt(action: &str) -> bool {
-    matches!(action, "dlq-replay" | "backup" | "backup-objects" | "restore-drill" | "wait")
+    matches!(action, "dlq-replay" | "backup" | "backup-objects" | "restore" | "restore-drill" | "wait")
 }
 
 /// Actions a resume may run again when a later step needs an output of theirs that the journal
@@ -497,6 +502,7 @@ actions! {
     "backup-list" => backup_list,
     "backup-objects" => backup_objects,
     "migrate" => migrate,
+    "restore" => restore,
     "restore-drill" => restore_drill,
     "pitr-setup" => pitr_setup,
     "pitr-backup" => pitr_backup,
