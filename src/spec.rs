@@ -80,6 +80,33 @@ pub enum SizeError {
     TooLarge { text: String },
 }
 
+/// A point in time as people write it: RFC 3339 (`2026-12-07T03:10:00Z`), `YYYY-MM-DD HH:MM[:SS[.f]]`
+/// (or with a `T`) with an optional zone (none means UTC), a date (UTC midnight), or an age
+/// (`20m`, `24h`, `7d`: that long before `now`). None for anything else; callers name the input.
+pub fn parse_time(text: &str, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%d %H:%M%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(t, f) {
+            return Some(dt.with_timezone(&Utc));
+        }
+    }
+    let bare = t.trim_end_matches(['Z', 'z']);
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(bare, f) {
+            return Some(dt.and_utc());
+        }
+    }
+    if let Some(midnight) = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)) {
+        return Some(midnight.and_utc());
+    }
+    let age = chrono::Duration::from_std(humantime::parse_duration(t).ok()?).ok()?;
+    now.checked_sub_signed(age)
+}
+
 /// A byte count: a number with an optional unit (B, KiB, MiB, GiB; K/KB, M/MB, G/GB alike).
 pub fn parse_bytes(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
@@ -151,6 +178,27 @@ fn list(known: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_as_people_write_them() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-08T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let t = |s: &str| parse_time(s, now).map(|t| t.to_rfc3339());
+        let at = Some("2026-12-07T03:10:00+00:00".to_string());
+        for text in [
+            "2026-12-07T03:10:00Z",
+            "2026-12-07 03:10:00",
+            "2026-12-07 03:10",
+            "2026-12-07T03:10",
+            "2026-12-07 04:10:00+01:00",
+            "2026-12-07 03:10:00Z",
+            " 2026-12-07 03:10 ",
+        ] {
+            assert_eq!(t(text), at, "{text}");
+        }
+        assert_eq!(t("2026-11-20"), Some("2026-11-20T00:00:00+00:00".into()));
+        assert_eq!(t("24h"), Some("2026-12-07T12:00:00+00:00".into()));
+        assert_eq!(t("yesterday"), None);
+    }
 
     #[test]
     fn sizes() {

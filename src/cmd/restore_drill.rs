@@ -38,8 +38,8 @@ pub struct RestoreDrillArgs {
     #[arg(long)]
     pub pitr: bool,
     /// With --pitr: recover to this time (RFC 3339, e.g. 2026-12-07T03:10:00Z; no zone means
-    /// UTC), `latest` (the end of the archived WAL) or `random[:24h]` (a random time in that
-    /// window, reported) [default: latest].
+    /// UTC; or an age such as 20m), `latest` (the end of the archived WAL) or `random[:24h]` (a
+    /// random time in that window, reported) [default: latest].
     #[arg(long, visible_alias = "target", value_name = "TIME", requires = "pitr")]
     pub target_time: Option<String>,
     /// With --pitr: the pgBackRest stanza [default: profile's pitr.stanza, else main].

@@ -187,20 +187,9 @@ impl Filter {
 pub struct NotATime(pub String);
 
 /// A point in time given as RFC 3339 (`2026-11-20T00:00:00Z`), a date (`2026-11-20`, UTC
-/// midnight) or an age (`24h`, `7d`: that long before now).
+/// midnight) or an age (`24h`, `7d`: that long before now): [`crate::spec::parse_time`].
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotATime> {
-    let t = text.trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Ok(dt.with_timezone(&Utc));
-    }
-    if let Some(midnight) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)) {
-        return Ok(midnight.and_utc());
-    }
-    humantime::parse_duration(t)
-        .ok()
-        .and_then(|age| chrono::Duration::from_std(age).ok())
-        .and_then(|age| now.checked_sub_signed(age))
-        .ok_or_else(|| NotATime(t.to_string()))
+    crate::spec::parse_time(text, now).ok_or_else(|| NotATime(text.trim().to_string()))
 }
 
 /// The SQL LIKE pattern of an endpoint glob (`\` escapes LIKE's own wildcards).

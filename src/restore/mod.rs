@@ -5,7 +5,7 @@
 pub mod run;
 pub mod spec;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backup::BackupError;
@@ -66,18 +66,10 @@ pub struct RestoreReport {
     pub row_count_method: Option<String>,
 }
 
-/// Parses `--before`: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` (also with a `T`) in UTC.
+/// Parses `--before` ([`crate::spec::parse_time`]): RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, a
+/// date, or an age such as `2h` (that long ago).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, RestoreError> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(RestoreError::BadTime { text: text.to_string() })
+    crate::spec::parse_time(text, Utc::now()).ok_or_else(|| RestoreError::BadTime { text: text.trim().to_string() })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +80,7 @@ pub enum RestoreError {
     NoInto,
     #[error("give --backup or --before, not both")]
     BackupAndBefore,
-    #[error("--before {text}: not a time (RFC 3339, e.g. 2026-12-07T03:10:00Z, or YYYY-MM-DD HH:MM[:SS] in UTC)")]
+    #[error("--before {text}: not a time (RFC 3339, e.g. 2026-12-07T03:10:00Z, YYYY-MM-DD HH:MM[:SS] in UTC, or an age such as 2h)")]
     BadTime { text: String },
     #[error("set {set} has no complete backup with a snapshot before {before}")]
     NoneBefore { set: String, before: DateTime<Utc> },

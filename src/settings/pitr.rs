@@ -167,27 +167,17 @@ pub fn drill_request(
     })
 }
 
-/// RFC 3339, or "YYYY-MM-DD HH:MM[:SS[.fff]]" with an optional zone (none means UTC).
+/// A drill's target time ([`crate::spec::parse_time`]).
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, PitrError> {
-    use chrono::{DateTime, NaiveDateTime, Utc};
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%d %H:%M%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(text, f) {
-            return Ok(t.with_timezone(&Utc));
-        }
-    }
-    let bare = text.trim_end_matches(['Z', 'z']);
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(bare, f) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(PitrError::setting(
-        "target_time",
-        format!("'{text}' is not a time: use RFC 3339 (2026-12-07T03:10:00Z) or 2026-12-07 03:10:00 (UTC), or latest"),
-    ))
+    crate::spec::parse_time(text, chrono::Utc::now()).ok_or_else(|| {
+        PitrError::setting(
+            "target_time",
+            format!(
+                "'{text}' is not a time: use RFC 3339 (2026-12-07T03:10:00Z), 2026-12-07 03:10:00 (UTC), an age \
+                 (20m: that long ago), or latest"
+            ),
+        )
+    })
 }
 
 /// The superuser connection: `pitr.database_url`, else the admin URL, else the application's.
