@@ -283,8 +283,15 @@ fn drills_reach_a_time_between_two_canary_batches_and_the_latest_point() {
     assert!(drill["measured_rpo_seconds"].as_f64().unwrap() >= 1.0, "{drill:#}");
     assert!(drill["record_key"].as_str().unwrap().starts_with("pitr/drills/main/"), "{drill:#}");
 
-    let latest = t.ok_json(&["restore-drill", "--pitr", "--target", "latest"]);
+    let checks = t.dir.path().join("checks.sql");
+    std::fs::write(
+        &checks,
+        "SELECT count(*) FROM opsbook_pitr_canary;\nSELECT count(*) = 4 FROM opsbook_pitr_canary;\n",
+    )
+    .unwrap();
+    let latest = t.ok_json(&["restore-drill", "--pitr", "--target", "latest", "--check-sql", checks.to_str().unwrap()]);
     assert_eq!(latest["ok"], true, "{latest:#}");
+    assert_eq!(latest["sql_checks"].as_array().unwrap().len(), 2, "{latest:#}");
     assert!(chrono_eq(latest["restored_point"].as_str().unwrap(), &last), "{latest:#}");
 
     // The drill's restorable point shows in status; the throwaway clusters are gone.
@@ -292,6 +299,17 @@ fn drills_reach_a_time_between_two_canary_batches_and_the_latest_point() {
     assert!(chrono_eq(status["restorable_point"].as_str().unwrap(), &last), "{status:#}");
     let left: Vec<_> = std::fs::read_dir(t.dir.path().join("tmp/opsbook-drills")).unwrap().collect();
     assert!(left.is_empty(), "drill clusters left behind: {left:?}");
+
+    // A check that does not hold fails the drill, named by file and line.
+    std::fs::write(
+        &checks,
+        "SELECT count(*) FROM opsbook_pitr_canary;\nSELECT count(*) > 99 FROM opsbook_pitr_canary;\n",
+    )
+    .unwrap();
+    let out = t.run(&["restore-drill", "--pitr", "--check-sql", checks.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let failed = json(&out);
+    assert!(failed["steps"].to_string().contains("checks.sql:2: returned f"), "{failed:#}");
 }
 
 fn chrono_eq(a: &str, b: &str) -> bool {

@@ -96,6 +96,19 @@ pub(super) async fn check_sql(
     let Some((path, text)) = &req.check_sql else { return };
     steps.stage("check sql");
     let t = Instant::now();
+    let (checks, ok, detail) = run_sql_checks(conn, path, text).await;
+    report.sql_checks = checks;
+    steps.push("check sql", Steps::passed_or_failed(ok), t, detail);
+}
+
+/// Runs each statement of a check-SQL file: every one must return true or a non-zero count.
+/// Returns the checks, whether all held, and the step's detail naming each failure by file:line.
+pub(crate) async fn run_sql_checks(
+    conn: &mut sqlx::PgConnection,
+    path: &std::path::Path,
+    text: &str,
+) -> (Vec<SqlCheck>, bool, String) {
+    let mut checks = Vec::new();
     for (line, statement) in pg::query::split_statements(text) {
         let (value, ok, error) = match pg::query::execute(conn, &statement).await {
             Ok(result) => {
@@ -104,10 +117,9 @@ pub(super) async fn check_sql(
             }
             Err(e) => (None, false, Some(pg::query::describe_sql_error(&e))),
         };
-        report.sql_checks.push(SqlCheck { line, statement, value, ok, error });
+        checks.push(SqlCheck { line, statement, value, ok, error });
     }
-    let bad: Vec<String> = report
-        .sql_checks
+    let bad: Vec<String> = checks
         .iter()
         .filter(|c| !c.ok)
         .map(|c| {
@@ -120,11 +132,11 @@ pub(super) async fn check_sql(
         })
         .collect();
     let detail = if bad.is_empty() {
-        format!("{} assertions held", report.sql_checks.len())
+        format!("{} assertions held", checks.len())
     } else {
         format!("failed: {}", bad.join("; "))
     };
-    steps.push("check sql", Steps::passed_or_failed(bad.is_empty()), t, detail);
+    (checks, bad.is_empty(), detail)
 }
 
 /// The "migrations" step: the migrations newer than the backup apply to the restored database.

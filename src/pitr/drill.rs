@@ -439,28 +439,9 @@ impl Run<'_> {
         let Some((path, text)) = &self.req.check_sql else { return Ok(()) };
         self.stage("check sql");
         let mut conn = pg::connect(url).await?;
-        let mut bad = Vec::new();
-        for (line, statement) in pg::query::split_statements(text) {
-            let (value, ok, error) = match pg::query::execute(&mut conn, &statement).await {
-                Ok(r) => {
-                    let ok = r.value.as_deref().and_then(pg::query::truth) == Some(true);
-                    (r.value, ok, None)
-                }
-                Err(e) => (None, false, Some(pg::query::describe_sql_error(&e))),
-            };
-            if !ok {
-                let why =
-                    error.clone().unwrap_or_else(|| format!("returned {}", value.as_deref().unwrap_or("no value")));
-                bad.push(format!("{}:{line}: {why}", path.display()));
-            }
-            self.report.sql_checks.push(SqlCheck { line, statement, value, ok, error });
-        }
-        if bad.is_empty() {
-            let n = self.report.sql_checks.len();
-            self.push(Outcome::Passed, format!("{n} assertions held"));
-        } else {
-            self.push(Outcome::Failed, format!("failed: {}", bad.join("; ")));
-        }
+        let (checks, ok, detail) = crate::drill::checks::run_sql_checks(&mut conn, path, text).await;
+        self.report.sql_checks = checks;
+        self.push(if ok { Outcome::Passed } else { Outcome::Failed }, detail);
         Ok(())
     }
 }
